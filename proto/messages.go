@@ -1,0 +1,367 @@
+package proto
+
+import "time"
+
+// Op identifies an operation of the app tier. The numeric values are part of
+// the wire format: a REQUEST frame carries one (see PROTOCOL.md, "Operations").
+type Op uint16
+
+const (
+	OpInfo Op = 1 // InfoRequest -> InfoResponse (no session needed)
+
+	OpSignUp       Op = 10 // SignUpRequest -> SignInResponse
+	OpSignIn       Op = 11 // SignInRequest -> SignInResponse
+	OpSessionCheck Op = 12 // SessionRequest -> SessionResponse
+	OpSignOut      Op = 13 // SessionRequest -> Empty
+	OpSignOutAll   Op = 14 // SessionRequest -> Empty
+
+	OpAccountsList   Op = 20 // SessionRequest -> AccountsResponse
+	OpAccountOpen    Op = 21 // OpenAccountRequest -> AccountResponse
+	OpAccountGet     Op = 22 // AccountRequest -> AccountResponse
+	OpAccountHistory Op = 23 // HistoryRequest -> HistoryResponse
+
+	OpTransferCreate Op = 30 // TransferRequest -> TransferResponse
+	OpTransferGet    Op = 31 // TransferGetRequest -> TransferResponse
+
+	OpPayeesList  Op = 40 // SessionRequest -> PayeesResponse
+	OpPayeeAdd    Op = 41 // PayeeAddRequest -> PayeeResponse
+	OpPayeeRename Op = 42 // PayeeRenameRequest -> PayeeResponse
+	OpPayeeDelete Op = 43 // PayeeDeleteRequest -> Empty
+
+	OpChatOpen    Op = 50 // ChatOpenRequest -> ConversationResponse
+	OpChatList    Op = 51 // SessionRequest -> ConversationsResponse
+	OpChatSend    Op = 52 // ChatSendRequest -> MessageResponse
+	OpChatHistory Op = 53 // ChatHistoryRequest -> ChatHistoryResponse
+
+	// OpSubscribe starts a stream: the server answers with an empty RESPONSE,
+	// then sends EVENT frames carrying the subscribe request's id until the
+	// client cancels that id or the connection ends.
+	OpSubscribe Op = 60 // SessionRequest -> Empty, then Event frames
+)
+
+var opNames = map[Op]string{
+	OpInfo: "info", OpSignUp: "signup", OpSignIn: "signin",
+	OpSessionCheck: "session.check", OpSignOut: "signout", OpSignOutAll: "signout.all",
+	OpAccountsList: "accounts.list", OpAccountOpen: "accounts.open",
+	OpAccountGet: "accounts.get", OpAccountHistory: "accounts.history",
+	OpTransferCreate: "transfers.create", OpTransferGet: "transfers.get",
+	OpPayeesList: "payees.list", OpPayeeAdd: "payees.add",
+	OpPayeeRename: "payees.rename", OpPayeeDelete: "payees.delete",
+	OpChatOpen: "chat.open", OpChatList: "chat.list", OpChatSend: "chat.send",
+	OpChatHistory: "chat.history", OpSubscribe: "subscribe",
+}
+
+func (o Op) String() string {
+	if s, ok := opNames[o]; ok {
+		return s
+	}
+	return "op." + itoa(int(o))
+}
+
+// Ops lists every defined operation, in numeric order.
+func Ops() []Op {
+	return []Op{OpInfo, OpSignUp, OpSignIn, OpSessionCheck, OpSignOut, OpSignOutAll,
+		OpAccountsList, OpAccountOpen, OpAccountGet, OpAccountHistory,
+		OpTransferCreate, OpTransferGet, OpPayeesList, OpPayeeAdd, OpPayeeRename,
+		OpPayeeDelete, OpChatOpen, OpChatList, OpChatSend, OpChatHistory, OpSubscribe}
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+// Payloads of REQUEST, RESPONSE and EVENT frames are JSON objects of the
+// types below. Money is always an integer count of minor units (int64) plus
+// an ISO 4217 currency code, except in TransferRequest.Amount, which is the
+// decimal string the customer typed ("12.34"), parsed by the app tier.
+
+// Empty is the payload of responses that carry nothing.
+type Empty struct{}
+
+// InfoRequest asks for facts about the app tier. No session needed.
+type InfoRequest struct{}
+
+// InfoResponse describes the app tier to a client.
+type InfoResponse struct {
+	Server         string `json:"server"`         // e.g. "bankwire-apptier/1.0"
+	DemoData       bool   `json:"demo_data"`      // demo customers alice and bob exist
+	MinPassword    int    `json:"min_password"`   // minimum password length
+	MaxPassword    int    `json:"max_password"`   // maximum password length
+	DailyLimit     int64  `json:"daily_limit"`    // daily outgoing transfer limit, minor units
+	LimitCurrency  string `json:"limit_currency"` // currency of DailyLimit
+	IdleTimeoutSec int    `json:"idle_timeout_s"` // session idle timeout
+}
+
+// Client describes the browser behind a sign-in or sign-up, as seen by the
+// web tier. IP is what the app tier throttles on.
+type Client struct {
+	IP        string `json:"client_ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// SignUpRequest creates a customer, a checking account and a session.
+type SignUpRequest struct {
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Password    string `json:"password"`
+	Client
+}
+
+// SignInRequest exchanges a username and password for a session.
+type SignInRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Client
+}
+
+// Customer is the public view of a customer.
+type Customer struct {
+	ID          int64  `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+}
+
+// SignInResponse carries a new session token. The token is secret: the web
+// tier puts it in an HttpOnly cookie and never logs it.
+type SignInResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"` // absolute expiry
+	Customer  Customer  `json:"customer"`
+}
+
+// SessionRequest carries a session token; every authenticated request embeds it.
+type SessionRequest struct {
+	Session string `json:"session"`
+}
+
+// SessionResponse is the answer to a valid session check.
+type SessionResponse struct {
+	Customer  Customer  `json:"customer"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Account is one of a customer's accounts.
+type Account struct {
+	Number    string    `json:"number"`   // human-friendly, with check digit
+	Kind      string    `json:"kind"`     // "checking" or "savings"
+	Currency  string    `json:"currency"` // ISO 4217, e.g. "EUR"
+	Balance   int64     `json:"balance"`  // minor units
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// AccountsResponse lists the caller's accounts.
+type AccountsResponse struct {
+	Accounts []Account `json:"accounts"`
+}
+
+// OpenAccountRequest opens another account for the caller.
+type OpenAccountRequest struct {
+	SessionRequest
+	Kind     string `json:"kind"`               // "checking" or "savings"
+	Currency string `json:"currency,omitempty"` // default the bank's currency
+}
+
+// AccountRequest names one of the caller's accounts.
+type AccountRequest struct {
+	SessionRequest
+	Number string `json:"number"`
+}
+
+// AccountResponse carries one account.
+type AccountResponse struct {
+	Account Account `json:"account"`
+}
+
+// HistoryRequest pages through an account's ledger, newest first. Cursor is
+// empty for the first page and otherwise the NextCursor of the previous page.
+type HistoryRequest struct {
+	SessionRequest
+	Number string `json:"number"`
+	Cursor string `json:"cursor,omitempty"`
+	Limit  int    `json:"limit,omitempty"` // default 20, max 100
+}
+
+// Entry is one ledger entry as a customer sees it.
+type Entry struct {
+	ID           int64     `json:"id"`
+	TransferID   int64     `json:"transfer_id"`
+	Amount       int64     `json:"amount"` // signed minor units: negative is money out
+	BalanceAfter int64     `json:"balance_after"`
+	Currency     string    `json:"currency"`
+	Counterparty string    `json:"counterparty"` // the other account's number
+	Memo         string    `json:"memo"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// HistoryResponse is one page of history. NextCursor is empty on the last page.
+type HistoryResponse struct {
+	Account    Account `json:"account"`
+	Entries    []Entry `json:"entries"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// TransferRequest moves money from one of the caller's accounts to any
+// account by number. IdempotencyKey makes it exactly-once: a retry with the
+// same key and fields returns the first transfer; the same key with other
+// fields fails with FAILED_PRECONDITION, field "idempotency_key".
+type TransferRequest struct {
+	SessionRequest
+	IdempotencyKey string `json:"idempotency_key"` // 1..64 printable ASCII
+	From           string `json:"from"`            // account number
+	To             string `json:"to"`              // account number
+	Amount         string `json:"amount"`          // decimal, at most 2 places: "12.34"
+	Memo           string `json:"memo,omitempty"`  // at most 140 characters
+}
+
+// Transfer is a completed transfer.
+type Transfer struct {
+	ID        int64     `json:"id"`
+	From      string    `json:"from"`
+	To        string    `json:"to"`
+	Amount    int64     `json:"amount"` // minor units, > 0
+	Currency  string    `json:"currency"`
+	Memo      string    `json:"memo"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// TransferResponse carries a transfer. Replayed is true when the idempotency
+// key had already been used with the same fields.
+type TransferResponse struct {
+	Transfer Transfer `json:"transfer"`
+	Replayed bool     `json:"replayed,omitempty"`
+}
+
+// TransferGetRequest fetches one of the caller's transfers (sent or received).
+type TransferGetRequest struct {
+	SessionRequest
+	ID int64 `json:"id"`
+}
+
+// Payee is a saved recipient.
+type Payee struct {
+	ID        int64     `json:"id"`
+	Nickname  string    `json:"nickname"`
+	Number    string    `json:"number"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// PayeesResponse lists the caller's payees.
+type PayeesResponse struct {
+	Payees []Payee `json:"payees"`
+}
+
+// PayeeAddRequest saves an account number under a nickname.
+type PayeeAddRequest struct {
+	SessionRequest
+	Nickname string `json:"nickname"`
+	Number   string `json:"number"`
+}
+
+// PayeeRenameRequest changes a payee's nickname.
+type PayeeRenameRequest struct {
+	SessionRequest
+	ID       int64  `json:"id"`
+	Nickname string `json:"nickname"`
+}
+
+// PayeeDeleteRequest removes a payee.
+type PayeeDeleteRequest struct {
+	SessionRequest
+	ID int64 `json:"id"`
+}
+
+// PayeeResponse carries one payee.
+type PayeeResponse struct {
+	Payee Payee `json:"payee"`
+}
+
+// Conversation is a two-person chat.
+type Conversation struct {
+	ID        int64     `json:"id"`
+	With      Customer  `json:"with"` // the other member
+	CreatedAt time.Time `json:"created_at"`
+	LastAt    time.Time `json:"last_at,omitempty"` // time of the newest message
+}
+
+// ChatOpenRequest opens (or returns the existing) conversation with a customer.
+type ChatOpenRequest struct {
+	SessionRequest
+	Username string `json:"username"`
+}
+
+// ConversationResponse carries one conversation.
+type ConversationResponse struct {
+	Conversation Conversation `json:"conversation"`
+}
+
+// ConversationsResponse lists the caller's conversations, newest activity first.
+type ConversationsResponse struct {
+	Conversations []Conversation `json:"conversations"`
+}
+
+// ChatSendRequest posts a message to a conversation.
+type ChatSendRequest struct {
+	SessionRequest
+	ConversationID int64  `json:"conversation_id"`
+	Body           string `json:"body"` // 1..2000 characters
+}
+
+// Message is one chat message.
+type Message struct {
+	ID             int64     `json:"id"`
+	ConversationID int64     `json:"conversation_id"`
+	From           Customer  `json:"from"`
+	Body           string    `json:"body"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// MessageResponse carries one message.
+type MessageResponse struct {
+	Message Message `json:"message"`
+}
+
+// ChatHistoryRequest pages through a conversation, newest first.
+type ChatHistoryRequest struct {
+	SessionRequest
+	ConversationID int64  `json:"conversation_id"`
+	Cursor         string `json:"cursor,omitempty"`
+	Limit          int    `json:"limit,omitempty"` // default 50, max 200
+}
+
+// ChatHistoryResponse is one page of messages, newest first.
+type ChatHistoryResponse struct {
+	Conversation Conversation `json:"conversation"`
+	Messages     []Message    `json:"messages"`
+	NextCursor   string       `json:"next_cursor,omitempty"`
+}
+
+// Event kinds carried by EVENT frames of a subscription.
+const (
+	EventChatMessage = "chat.message" // Event.Message is set
+	EventBalance     = "balance"      // Event.Account is set
+)
+
+// Event is the payload of an EVENT frame.
+type Event struct {
+	Kind    string   `json:"kind"`
+	Message *Message `json:"message,omitempty"`
+	Account *Account `json:"account,omitempty"`
+}
