@@ -1,0 +1,219 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"bankwire/store"
+	"bankwire/store/storetest"
+)
+
+// TestBankInvariant is a Jepsen-style check of the transfer transaction:
+// 16 writers do 500 random transfers each over 10 accounts of 5 customers —
+// some overdrawing, some repeating an idempotency key (also from other
+// goroutines, concurrently), some reusing a key with a different amount,
+// half of them under a daily limit (which adds a customer lock) — while
+// readers take REPEATABLE READ snapshots of all balances. It checks:
+//   - every snapshot sums to zero (the outside world included) and to the
+//     funded total (customers only), and no customer balance is negative;
+//   - no caller ever sees an error other than the expected domain errors
+//     (no deadlock, serialization failure or internal error);
+//   - each (customer, key) is applied at most once, replays return the
+//     original transfer, and a reused key with other fields is refused;
+//   - afterwards every account's ledger sums to its balance, every
+//     transfer has exactly two entries summing to zero, and the number of
+//     transfers equals the number of non-replayed successes.
+func TestBankInvariant(t *testing.T) {
+	const (
+		customers   = 5
+		writers     = 16
+		perWriter   = 500
+		initial     = 20_000
+		keysPerCust = 400 // shared key space per customer, so goroutines collide
+	)
+	ctx := context.Background()
+	pool := storetest.NewDatabase(t)
+	s := store.New(pool)
+
+	type acct struct {
+		number   string
+		customer int64
+	}
+	var accounts []acct
+	owned := map[int64][]string{}
+	var custIDs []int64
+	for i := range customers {
+		c, checking := newCustomer(t, s, fmt.Sprintf("cust%d", i))
+		savings := openSavings(t, s, c.ID)
+		for _, a := range []store.Account{checking, savings} {
+			fund(t, s, a.Number, initial)
+			accounts = append(accounts, acct{a.Number, c.ID})
+			owned[c.ID] = append(owned[c.ID], a.Number)
+		}
+		custIDs = append(custIDs, c.ID)
+	}
+	const total = int64(2 * customers * initial)
+
+	// requestFor derives the canonical request of a key, so that any
+	// goroutine repeating the key sends identical fields.
+	requestFor := func(cust int64, key int) store.TransferParams {
+		r := rand.New(rand.NewPCG(uint64(cust), uint64(key)))
+		from := owned[cust][r.IntN(2)]
+		to := accounts[r.IntN(len(accounts))].number
+		amount := 1 + r.Int64N(4_000)
+		if r.IntN(10) == 0 {
+			amount = 30_000 + r.Int64N(20_000) // usually an overdraft
+		}
+		return store.TransferParams{CustomerID: cust, IdempotencyKey: fmt.Sprintf("key-%d", key),
+			FromNumber: from, ToNumber: to, Amount: amount, Memo: fmt.Sprintf("m%d", key)}
+	}
+
+	type result struct {
+		id     int64
+		amount int64
+	}
+	var (
+		mu        sync.Mutex
+		applied   = map[string]result{} // "cust/key" -> first successful result
+		fresh     int64                 // successes with replayed == false
+		unexpectd atomic.Int64
+	)
+	done := make(chan struct{})
+	var readers sync.WaitGroup
+	var snapshots atomic.Int64
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				var all, customersSum, negative int64
+				err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+					func(tx pgx.Tx) error {
+						return tx.QueryRow(ctx, `
+							SELECT sum(balance), sum(balance) FILTER (WHERE kind <> 'external'),
+							       count(*) FILTER (WHERE balance < 0 AND kind <> 'external')
+							  FROM accounts`).Scan(&all, &customersSum, &negative)
+					})
+				if err != nil {
+					t.Errorf("snapshot: %v", err)
+					return
+				}
+				if all != 0 || customersSum != total || negative != 0 {
+					t.Errorf("snapshot: all=%d (want 0), customers=%d (want %d), negative=%d", all, customersSum, total, negative)
+					return
+				}
+				snapshots.Add(1)
+				time.Sleep(time.Millisecond) // leave the two cores to the writers
+			}
+		}()
+	}
+
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 42))
+			cust := custIDs[w%customers]
+			for range perWriter {
+				p := requestFor(cust, r.IntN(keysPerCust))
+				different := r.IntN(20) == 0
+				if different {
+					p.Amount++ // same key, different request
+				}
+				if w%2 == 1 {
+					p.DailyLimit = 1 << 40 // never reached, but takes the customer lock
+				}
+				p.Now = t0
+				tr, replayed, err := s.Transfer(ctx, p)
+				k := fmt.Sprintf("%d/%s", cust, p.IdempotencyKey)
+				switch {
+				case err == nil:
+					mu.Lock()
+					prev, seen := applied[k]
+					if !replayed {
+						fresh++
+						if seen {
+							t.Errorf("key %s applied twice: transfers %d and %d", k, prev.id, tr.ID)
+						}
+						applied[k] = result{tr.ID, tr.Amount}
+					}
+					mu.Unlock()
+					if replayed && tr.Amount != p.Amount {
+						t.Errorf("replay of %s returned amount %d for a request of %d", k, tr.Amount, p.Amount)
+					}
+				case errors.Is(err, store.ErrInsufficientFunds), errors.Is(err, store.ErrSameAccount):
+				case errors.Is(err, store.ErrIdempotencyConflict):
+					if !different {
+						// The canonical request can conflict only with a
+						// "different" variant that happened to win the key.
+						mu.Lock()
+						prev, seen := applied[k]
+						mu.Unlock()
+						if seen && prev.amount == p.Amount {
+							t.Errorf("key %s: conflict for the request that was applied", k)
+						}
+					}
+				default:
+					unexpectd.Add(1)
+					t.Errorf("unexpected error: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	readers.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d fresh transfers, %d keys applied, %d consistent snapshots", fresh, len(applied), snapshots.Load())
+	if snapshots.Load() == 0 {
+		t.Fatal("no snapshot was taken while the writers ran")
+	}
+
+	// Afterwards: ledger and balances agree everywhere.
+	var mismatched, unbalanced, transfers, entrySum int64
+	err := pool.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM accounts a
+		         WHERE a.balance <> coalesce((SELECT sum(amount) FROM ledger_entries e WHERE e.account_id = a.id), 0)),
+		       (SELECT count(*) FROM transfers t
+		         WHERE (SELECT count(*) FROM ledger_entries e WHERE e.transfer_id = t.id) <> 2
+		            OR (SELECT sum(amount) FROM ledger_entries e WHERE e.transfer_id = t.id) <> 0),
+		       (SELECT count(*) FROM transfers WHERE customer_id <> (SELECT id FROM customers WHERE is_system)),
+		       (SELECT coalesce(sum(amount), 0) FROM ledger_entries)`).Scan(&mismatched, &unbalanced, &transfers, &entrySum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mismatched != 0 || unbalanced != 0 || entrySum != 0 {
+		t.Fatalf("%d accounts differ from their ledger, %d transfers unbalanced, ledger sums to %d", mismatched, unbalanced, entrySum)
+	}
+	if transfers != fresh {
+		t.Fatalf("%d transfers in the database, but callers saw %d fresh successes", transfers, fresh)
+	}
+	// Every balance_after is the running sum of its account's entries.
+	var badRunning int64
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FROM (
+			SELECT balance_after, sum(amount) OVER (PARTITION BY account_id ORDER BY id) AS running
+			  FROM ledger_entries) x
+		 WHERE balance_after <> running`).Scan(&badRunning); err != nil {
+		t.Fatal(err)
+	}
+	if badRunning != 0 {
+		t.Fatalf("%d ledger entries have a balance_after that is not the running sum", badRunning)
+	}
+}

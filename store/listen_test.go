@@ -1,0 +1,123 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"bankwire/store"
+	"bankwire/store/storetest"
+)
+
+// TestListenDeliversCommittedEvents: balance and chat events arrive after
+// commit, across connections (as they would across app-tier replicas), and
+// Listen stops when its context ends.
+func TestListenDeliversCommittedEvents(t *testing.T) {
+	pool := storetest.NewDatabase(t)
+	s := store.New(pool)
+	listener := store.New(pool) // a second Store, as another replica would have
+	alice, a := newCustomer(t, s, "alice")
+	bob, b := newCustomer(t, s, "bob")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan store.Notification, 100)
+	stopped := make(chan error, 1)
+	go func() {
+		stopped <- listener.Listen(ctx, func(n store.Notification) { events <- n })
+	}()
+	next := func() store.Notification {
+		t.Helper()
+		select {
+		case n := <-events:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("no notification within 10s")
+			return store.Notification{}
+		}
+	}
+	if n := next(); n.Kind != store.NotifyReady {
+		t.Fatalf("first notification = %+v, want ready", n)
+	}
+
+	fund(t, s, a.Number, 500)
+	if n := next(); n.Kind != store.NotifyBalance || n.CustomerID != alice.ID || n.Account != a.Number || n.TransferID == 0 {
+		t.Fatalf("deposit notification = %+v", n) // the external side is not announced
+	}
+	if _, _, err := s.Transfer(context.Background(), store.TransferParams{CustomerID: alice.ID, IdempotencyKey: "k",
+		FromNumber: a.Number, ToNumber: b.Number, Amount: 200, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]string{}
+	for range 2 {
+		n := next()
+		got[n.CustomerID] = n.Account
+	}
+	if got[alice.ID] != a.Number || got[bob.ID] != b.Number {
+		t.Fatalf("transfer notifications = %v", got)
+	}
+	// A failed transfer announces nothing.
+	_, _, err := s.Transfer(context.Background(), store.TransferParams{CustomerID: alice.ID, IdempotencyKey: "k2",
+		FromNumber: a.Number, ToNumber: b.Number, Amount: 10_000, Now: t0})
+	wantErr(t, err, store.ErrInsufficientFunds)
+
+	c, err := s.OpenConversation(context.Background(), alice.ID, bob.ID, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.AddMessage(context.Background(), c.ID, bob.ID, "hello", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := next()
+	if n.Kind != store.NotifyChat || n.MessageID != m.ID || n.ConversationID != c.ID || n.SenderID != bob.ID ||
+		!slices.Equal(n.CustomerIDs, []int64{c.MemberA, c.MemberB}) {
+		t.Fatalf("chat notification = %+v", n)
+	}
+
+	cancel()
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Listen returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Listen did not return after cancel")
+	}
+}
+
+// TestListenReconnects: when the server ends the listening session, Listen
+// dials again and says so with another ready notification.
+func TestListenReconnects(t *testing.T) {
+	pool := storetest.NewDatabase(t)
+	s := store.New(pool)
+	_, a := newCustomer(t, s, "alice")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan store.Notification, 100)
+	go func() { _ = s.Listen(ctx, func(n store.Notification) { events <- n }) }()
+	wait := func(kind string) {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		for {
+			select {
+			case n := <-events:
+				if n.Kind == kind {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s notification within 15s", kind)
+			}
+		}
+	}
+	wait(store.NotifyReady)
+	if _, err := pool.Exec(context.Background(), `
+		SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		 WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`); err != nil {
+		t.Fatal(err)
+	}
+	wait(store.NotifyReady)
+	fund(t, s, a.Number, 1)
+	wait(store.NotifyBalance)
+}
