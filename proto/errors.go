@@ -21,6 +21,7 @@ const (
 	ResourceExhausted  Code = 8
 	FailedPrecondition Code = 9
 	Aborted            Code = 10
+	Unimplemented      Code = 12 // the server has no handler for the operation
 	Internal           Code = 13
 	Unavailable        Code = 14
 	Unauthenticated    Code = 16
@@ -48,6 +49,7 @@ var codeNames = map[Code]string{
 	ResourceExhausted:  "RESOURCE_EXHAUSTED",
 	FailedPrecondition: "FAILED_PRECONDITION",
 	Aborted:            "ABORTED",
+	Unimplemented:      "UNIMPLEMENTED",
 	Internal:           "INTERNAL",
 	Unavailable:        "UNAVAILABLE",
 	Unauthenticated:    "UNAUTHENTICATED",

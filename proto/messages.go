@@ -110,9 +110,11 @@ type InfoResponse struct {
 	IdleTimeoutSec int    `json:"idle_timeout_s"` // session idle timeout
 }
 
-// Client describes the browser behind a sign-in or sign-up, as seen by the
-// web tier. IP is what the app tier throttles on.
-type Client struct {
+// ClientInfo describes the browser behind a sign-in or sign-up, as seen by
+// the web tier. IP is what the app tier throttles on. (It is not named Client
+// because proto.Client is the protocol client; the JSON is unchanged: its
+// fields appear inline in the request object.)
+type ClientInfo struct {
 	IP        string `json:"client_ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
 }
@@ -122,14 +124,14 @@ type SignUpRequest struct {
 	Username    string `json:"username"`
 	DisplayName string `json:"display_name"`
 	Password    string `json:"password"`
-	Client
+	ClientInfo
 }
 
 // SignInRequest exchanges a username and password for a session.
 type SignInRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
-	Client
+	ClientInfo
 }
 
 // Customer is the public view of a customer.

@@ -1,0 +1,794 @@
+package proto
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ClientConfig configures a Client. Zero values mean the defaults.
+type ClientConfig struct {
+	Addrs  []string    // "host:port" of every app tier; host names are re-resolved and each address is an endpoint
+	Secret string      // shared secret sent in AUTH (APPTIER_SECRET)
+	Name   string      // client name and version sent in AUTH, e.g. "bankwire-webtier/1.0"
+	TLS    *tls.Config // when set, connections use TLS; ServerName defaults to the host name
+
+	ConnsPerAddr    int           // multiplexed connections per endpoint; default 2
+	DialTimeout     time.Duration // TCP connect plus handshake; default 3s
+	DefaultTimeout  time.Duration // deadline of a Call whose ctx has none; default 10s
+	ResolveInterval time.Duration // how often host names are resolved again; default 5s
+	WriteTimeout    time.Duration // for one write to the socket; default 10s
+	Logger          *slog.Logger  // default slog.Default()
+
+	// LookupHost resolves a host name to addresses; default
+	// net.DefaultResolver.LookupHost. Tests and custom discovery set it.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
+
+	// Trace, when set, sees every frame this client sends (sent=true) or
+	// receives, after the handshake and including it. For debugging tools
+	// such as the terminal client's -trace flag; it must not block.
+	Trace func(sent bool, f Frame)
+}
+
+func (c *ClientConfig) setDefaults() {
+	if c.ConnsPerAddr <= 0 {
+		c.ConnsPerAddr = 2
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 3 * time.Second
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 10 * time.Second
+	}
+	if c.ResolveInterval <= 0 {
+		c.ResolveInterval = 5 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.LookupHost == nil {
+		c.LookupHost = net.DefaultResolver.LookupHost
+	}
+	if c.Name == "" {
+		c.Name = "bankwire-client"
+	}
+}
+
+// Client is a pool of multiplexed connections to one or more app tiers. It
+// is safe for concurrent use. Connections are dialed lazily, so NewClient
+// succeeds while every server is down.
+type Client struct {
+	cfg     ClientConfig
+	log     *slog.Logger
+	targets []target
+
+	ctx    context.Context // ends background work on Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	eps       []*endpoint
+	snap      atomic.Pointer[[]*endpoint] // eps for the lock-free fast path of every call
+	resolved  bool
+	resolving chan struct{} // non-nil while a resolution runs
+	closed    bool
+
+	rr atomic.Uint64
+}
+
+type target struct {
+	host, port string
+	ip         bool // host is an IP literal: never resolved
+}
+
+// NewClient returns a client for cfg.Addrs. It fails only on a malformed
+// configuration, never because servers are unreachable.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	cfg.setDefaults()
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("proto: ClientConfig.Addrs is empty")
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger}
+	needResolve := false
+	for _, a := range cfg.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("proto: app tier address %q: %w", a, err)
+		}
+		if host == "" {
+			host = "localhost"
+		}
+		t := target{host: host, port: port, ip: net.ParseIP(host) != nil}
+		needResolve = needResolve || !t.ip
+		c.targets = append(c.targets, t)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if needResolve {
+		c.wg.Add(1)
+		go c.resolveLoop()
+	}
+	return c, nil
+}
+
+// Close closes every connection; calls in flight fail with UNAVAILABLE.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	eps := c.eps
+	c.eps = nil
+	c.snap.Store(nil)
+	c.mu.Unlock()
+	c.cancel()
+	for _, ep := range eps {
+		ep.retire(true)
+	}
+	c.wg.Wait()
+	return nil
+}
+
+var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
+
+// Call sends one request and decodes the RESPONSE into resp (which may be
+// nil). Errors are *Error: the server's per-request error, DEADLINE_EXCEEDED
+// or CANCELED from ctx, or UNAVAILABLE when no server could be reached or
+// the connection was lost after the request may have started.
+//
+// A request the server provably never started (it was never written, or the
+// server's DRAIN named a lower last id) is retried on another connection.
+func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
+	body, err := appendJSON(nil, req)
+	if err != nil {
+		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
+		defer cancel()
+	}
+	f, err := c.do(ctx, op, body, nil)
+	if err != nil {
+		return err
+	}
+	if resp != nil {
+		if err := json.Unmarshal(f.Payload, resp); err != nil {
+			return &Error{Code: Internal, Message: "undecodable response"}
+		}
+	}
+	return nil
+}
+
+// Info asks the app tier for its InfoResponse.
+func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
+	var out InfoResponse
+	if err := c.Call(ctx, OpInfo, InfoRequest{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// do runs the retry loop around one request. sub is non-nil for Subscribe.
+func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) (Frame, error) {
+	trace := TraceID(ctx)
+	drained := false
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return Frame{}, ctxError(err)
+		}
+		cc, err := c.pick(ctx)
+		if err != nil {
+			// Only a request bounced by a drain waits for a server to come
+			// back (a rolling restart); a fresh one fails fast.
+			if drained && ctx.Err() == nil && attempt < 50 {
+				if sleepCtx(ctx, retryDelay(attempt)) == nil {
+					continue
+				}
+			}
+			if cerr := ctx.Err(); cerr != nil && !isUnavailable(err) {
+				return Frame{}, ctxError(cerr)
+			}
+			return Frame{}, err
+		}
+		f, err := cc.roundTrip(ctx, op, trace, body, sub)
+		if errors.Is(err, errNotStarted) {
+			drained = true
+			if attempt >= 2 && sleepCtx(ctx, retryDelay(attempt)) != nil {
+				return Frame{}, &Error{Code: Unavailable, Message: "app tier unavailable: request could not be sent"}
+			}
+			continue
+		}
+		return f, err
+	}
+}
+
+func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
+
+func retryDelay(attempt int) time.Duration {
+	d := 10 * time.Millisecond << min(attempt, 4)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ctxError turns a context error into the *Error a caller sees.
+func ctxError(err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+	}
+	return &Error{Code: Canceled, Message: "canceled"}
+}
+
+// Ping checks that an app tier answers: it sends PING on a pooled
+// connection (dialing one if needed) and waits for PONG.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
+		defer cancel()
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		cc, err := c.pick(ctx)
+		if err != nil {
+			return err
+		}
+		err = cc.ping(ctx)
+		if !errors.Is(err, errNotStarted) {
+			return err
+		}
+	}
+	return &Error{Code: Unavailable, Message: "app tier unavailable"}
+}
+
+// Hello returns the greeting of the server behind a pooled connection
+// (dialing one if needed).
+func (c *Client) Hello(ctx context.Context) (Hello, error) {
+	cc, err := c.pick(ctx)
+	if err != nil {
+		return Hello{}, err
+	}
+	return cc.hello, nil
+}
+
+// Subscribe opens a stream: the server answers with a RESPONSE, then pushes
+// EVENT frames that Next returns, until Close, the server ends it, or the
+// connection is lost. The subscription has no deadline; ctx bounds only
+// opening it.
+func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, error) {
+	body, err := appendJSON(nil, req)
+	if err != nil {
+		return nil, &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
+		defer cancel()
+	}
+	sub := &Subscription{events: make(chan []byte, subscriptionBuffer), done: make(chan struct{})}
+	f, err := c.do(ctx, op, body, sub)
+	if err != nil {
+		return nil, err
+	}
+	if f.Flags&FlagStream == 0 {
+		// The server answered without opening a stream: it has ended.
+		sub.finish(errStreamEnded)
+	}
+	return sub, nil
+}
+
+// pick returns a ready connection, dialing lazily. Endpoints marked down are
+// skipped while others are up; when all are down, those whose back-off has
+// passed are tried.
+func (c *Client) pick(ctx context.Context) (*clientConn, error) {
+	eps, err := c.endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := uint64(len(eps))
+	start := c.rr.Add(1)
+	now := time.Now()
+	var lastErr error
+	for pass := 0; pass < 2; pass++ {
+		for i := uint64(0); i < n; i++ {
+			ep := eps[(start+i)%n]
+			up, probeDue := ep.state(now)
+			if pass == 0 && !up || pass == 1 && (up || !probeDue) {
+				continue
+			}
+			cc, err := ep.conn(ctx)
+			if err == nil {
+				return cc, nil
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, ctxError(ctx.Err())
+			}
+		}
+	}
+	if lastErr != nil {
+		return nil, unavailable(lastErr)
+	}
+	return nil, &Error{Code: Unavailable, Message: "app tier unavailable: every address is down"}
+}
+
+// unavailable wraps a transport failure for the caller: the code is always
+// UNAVAILABLE, the message says why without server internals.
+func unavailable(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		if e.Code == Unavailable {
+			return e
+		}
+		return &Error{Code: Unavailable, Message: "app tier unavailable: " + e.Code.String() + ": " + e.Message}
+	}
+	return &Error{Code: Unavailable, Message: "app tier unavailable: " + err.Error()}
+}
+
+// endpoints returns the current endpoint set, resolving on first use.
+func (c *Client) endpoints(ctx context.Context) ([]*endpoint, error) {
+	if p := c.snap.Load(); p != nil && len(*p) > 0 {
+		return *p, nil
+	}
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, errClientClosed
+		}
+		if c.resolved && len(c.eps) > 0 {
+			eps := c.eps
+			c.mu.Unlock()
+			return eps, nil
+		}
+		wait := c.resolving
+		if wait == nil {
+			wait = make(chan struct{})
+			c.resolving = wait
+			c.mu.Unlock()
+			c.resolve(ctx)
+			c.mu.Lock()
+			c.resolving = nil
+			close(wait)
+			eps := c.eps
+			c.mu.Unlock()
+			if len(eps) == 0 {
+				return nil, &Error{Code: Unavailable, Message: "app tier unavailable: no address resolved"}
+			}
+			return eps, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctxError(ctx.Err())
+		}
+	}
+}
+
+func (c *Client) resolveLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.ResolveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.resolve(c.ctx)
+		}
+	}
+}
+
+// resolve looks every target up again and updates the endpoint set: new
+// addresses become endpoints, vanished ones are retired (closed once idle).
+// A failed lookup keeps that target's previous addresses.
+func (c *Client) resolve(ctx context.Context) {
+	c.mu.Lock()
+	old := map[string]*endpoint{}
+	for _, ep := range c.eps {
+		old[ep.addr] = ep
+	}
+	c.mu.Unlock()
+
+	var addrs []string
+	hostOf := map[string]string{}
+	for _, t := range c.targets {
+		var ips []string
+		if t.ip {
+			ips = []string{t.host}
+		} else {
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			found, err := c.cfg.LookupHost(lctx, t.host)
+			cancel()
+			if err == nil && len(found) == 0 {
+				err = errors.New("no addresses")
+			}
+			if err != nil {
+				c.log.Warn("resolve app tier address", "host", t.host, "err", err)
+				for a, ep := range old {
+					if ep.host == t.host {
+						ips = append(ips, a)
+					}
+				}
+				for _, a := range ips {
+					if !slices.Contains(addrs, a) {
+						addrs = append(addrs, a)
+						hostOf[a] = t.host
+					}
+				}
+				continue
+			}
+			ips = found
+		}
+		for _, ip := range ips {
+			a := net.JoinHostPort(ip, t.port)
+			if !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+				hostOf[a] = t.host
+			}
+		}
+	}
+	slices.Sort(addrs)
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	eps := make([]*endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		if ep, ok := old[a]; ok {
+			eps = append(eps, ep)
+			delete(old, a)
+			continue
+		}
+		eps = append(eps, newEndpoint(c, a, hostOf[a]))
+	}
+	changed := len(old) > 0 || len(eps) != len(c.eps)
+	c.eps = eps
+	c.snap.Store(&eps)
+	c.resolved = true
+	c.mu.Unlock()
+	for _, ep := range old {
+		ep.retire(false)
+	}
+	if changed {
+		c.log.Info("app tier endpoints", "addrs", addrs)
+	}
+}
+
+// endpoint is one resolved address with its connection slots.
+type endpoint struct {
+	c    *Client
+	addr string // ip:port
+	host string // the configured host name, for TLS and logs
+
+	next atomic.Uint32
+	up   atomic.Bool                  // failures == 0, read without the lock
+	fast []atomic.Pointer[clientConn] // conns, read without the lock
+
+	mu        sync.Mutex
+	conns     []*clientConn   // nil slot: not connected
+	dialing   []chan struct{} // non-nil while that slot dials
+	dialErr   error
+	failures  int
+	downUntil time.Time
+	probing   bool
+	retired   bool
+}
+
+func newEndpoint(c *Client, addr, host string) *endpoint {
+	ep := &endpoint{
+		c: c, addr: addr, host: host,
+		conns:   make([]*clientConn, c.cfg.ConnsPerAddr),
+		fast:    make([]atomic.Pointer[clientConn], c.cfg.ConnsPerAddr),
+		dialing: make([]chan struct{}, c.cfg.ConnsPerAddr),
+	}
+	ep.up.Store(true)
+	return ep
+}
+
+// setSlotLocked changes a connection slot and its lock-free mirror.
+func (ep *endpoint) setSlotLocked(i int, cc *clientConn) {
+	ep.conns[i] = cc
+	ep.fast[i].Store(cc)
+}
+
+// state reports whether the endpoint is up and, if not, whether a probe by
+// a request is due.
+func (ep *endpoint) state(now time.Time) (up, probeDue bool) {
+	if ep.up.Load() {
+		return true, false
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.failures == 0 {
+		return true, false
+	}
+	return false, !now.Before(ep.downUntil)
+}
+
+// conn returns a ready connection of this endpoint, dialing its next slot
+// if that one is empty. While a slot dials, other ready slots serve.
+func (ep *endpoint) conn(ctx context.Context) (*clientConn, error) {
+	k := len(ep.conns)
+	i := int(ep.next.Add(1)) % k
+	if cc := ep.fast[i].Load(); cc != nil {
+		return cc, nil
+	}
+	ep.mu.Lock()
+	if ep.retired {
+		ep.mu.Unlock()
+		return nil, &Error{Code: Unavailable, Message: "endpoint retired"}
+	}
+	if cc := ep.conns[i]; cc != nil {
+		ep.mu.Unlock()
+		return cc, nil
+	}
+	for j := 1; j < k; j++ { // another ready slot serves while slot i dials
+		if cc := ep.conns[(i+j)%k]; cc != nil {
+			ep.startDialLocked(i)
+			ep.mu.Unlock()
+			return cc, nil
+		}
+	}
+	wait := ep.startDialLocked(i)
+	ep.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, ctxError(ctx.Err())
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if cc := ep.conns[i]; cc != nil {
+		return cc, nil
+	}
+	if ep.dialErr != nil {
+		return nil, ep.dialErr
+	}
+	return nil, &Error{Code: Unavailable, Message: "connection lost"}
+}
+
+// startDialLocked starts dialing slot i unless it already is, and returns
+// the channel closed when that dial ends. The dial is not tied to the
+// caller's context, so a caller giving up does not waste it for others.
+func (ep *endpoint) startDialLocked(i int) chan struct{} {
+	if ep.dialing[i] != nil {
+		return ep.dialing[i]
+	}
+	ch := make(chan struct{})
+	ep.dialing[i] = ch
+	c := ep.c
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		cc, err := c.dial(ep)
+		ep.mu.Lock()
+		ep.dialing[i] = nil
+		if err != nil {
+			ep.dialErr = err
+			ep.markDownLocked(err)
+		} else if ep.retired {
+			ep.mu.Unlock()
+			cc.close(errClientClosed)
+			close(ch)
+			return
+		} else {
+			ep.dialErr = nil
+			cc.slot = i
+			ep.setSlotLocked(i, cc)
+			if ep.failures > 0 {
+				c.log.Info("app tier endpoint up", "addr", ep.addr)
+			}
+			ep.failures = 0
+			ep.up.Store(true)
+		}
+		ep.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// markDownLocked records a failed dial: the endpoint is skipped until its
+// back-off (exponential with jitter) passes, and a background probe dials
+// it until it answers again.
+func (ep *endpoint) markDownLocked(err error) {
+	ep.failures++
+	ep.up.Store(false)
+	back := min(100*time.Millisecond<<min(ep.failures-1, 8), 10*time.Second)
+	back = back/2 + rand.N(back/2+1)
+	ep.downUntil = time.Now().Add(back)
+	if ep.failures == 1 {
+		ep.c.log.Warn("app tier endpoint down", "addr", ep.addr, "err", err)
+	}
+	if ep.probing || ep.retired {
+		return
+	}
+	ep.probing = true
+	c := ep.c
+	c.wg.Add(1)
+	go ep.probe()
+}
+
+// probe redials a down endpoint after each back-off until it is up, retired,
+// or the client is closed.
+func (ep *endpoint) probe() {
+	c := ep.c
+	defer c.wg.Done()
+	for {
+		ep.mu.Lock()
+		if ep.failures == 0 || ep.retired {
+			ep.probing = false
+			ep.mu.Unlock()
+			return
+		}
+		wait := time.Until(ep.downUntil)
+		ep.mu.Unlock()
+		if sleepCtx(c.ctx, max(wait, time.Millisecond)) != nil {
+			ep.mu.Lock()
+			ep.probing = false
+			ep.mu.Unlock()
+			return
+		}
+		ep.mu.Lock()
+		var ch chan struct{}
+		if ep.failures > 0 && !ep.retired {
+			ch = ep.startDialLocked(0)
+		}
+		ep.mu.Unlock()
+		if ch != nil {
+			select {
+			case <-ch:
+			case <-c.ctx.Done():
+			}
+		}
+	}
+}
+
+// detach removes cc from its slot so the next request dials afresh.
+func (ep *endpoint) detach(cc *clientConn) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if cc.slot >= 0 && cc.slot < len(ep.conns) && ep.conns[cc.slot] == cc {
+		ep.setSlotLocked(cc.slot, nil)
+	}
+}
+
+// retire takes the endpoint out of service: its connections stop taking
+// requests and close once idle (or at once when now is set).
+func (ep *endpoint) retire(now bool) {
+	ep.mu.Lock()
+	ep.retired = true
+	conns := slices.Clone(ep.conns)
+	for i := range ep.conns {
+		ep.setSlotLocked(i, nil)
+	}
+	ep.mu.Unlock()
+	for _, cc := range conns {
+		if cc == nil {
+			continue
+		}
+		if now {
+			cc.close(errClientClosed)
+		} else {
+			cc.retireWhenIdle()
+		}
+	}
+}
+
+// dial connects to ep and performs the client side of the handshake.
+func (c *Client) dial(ep *endpoint) (*clientConn, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", ep.addr)
+	if err != nil {
+		return nil, &Error{Code: Unavailable, Message: "app tier unavailable: " + err.Error()}
+	}
+	if c.cfg.TLS != nil {
+		tc := c.cfg.TLS.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName = ep.host
+		}
+		nc = tls.Client(nc, tc)
+	}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
+	hello, ready, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, c.cfg.Trace)
+	stop()
+	if err != nil {
+		nc.Close()
+		var e *Error
+		if errors.As(err, &e) && (e.Code == BadSecret || e.Code == UnsupportedVersion) {
+			c.log.Error("app tier rejected the handshake", "addr", ep.addr, "code", e.Code.String(), "reason", e.Message)
+		}
+		return nil, unavailable(err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	cc := newClientConn(c, ep, nc, fr, hello, ready)
+	c.wg.Add(1)
+	go cc.readLoop()
+	return cc, nil
+}
+
+// clientHandshake reads HELLO, sends AUTH and waits for READY. The caller
+// sets the deadline.
+func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) (Hello, Ready, *Framer, error) {
+	fr := NewFramer(nc, nc)
+	fr.SetMaxPayload(handshakeMaxPayload)
+	read := func() (Frame, error) {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return f, fmt.Errorf("handshake: %w", err)
+		}
+		if trace != nil {
+			trace(false, f)
+		}
+		if f.Type == FrameFatal {
+			e, perr := ParseFatal(f.Payload)
+			if perr != nil {
+				return f, perr
+			}
+			return f, e
+		}
+		return f, nil
+	}
+	f, err := read()
+	if err != nil {
+		return Hello{}, Ready{}, nil, err
+	}
+	if f.Type != FrameHello {
+		return Hello{}, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
+	}
+	hello, err := ParseHello(f.Payload)
+	if err != nil {
+		return hello, Ready{}, nil, err
+	}
+	auth, _ := json.Marshal(Auth{Version: Version, Client: name, Secret: secret})
+	af := Frame{Type: FrameAuth, Payload: auth}
+	if trace != nil {
+		trace(true, af)
+	}
+	if err := fr.WriteFrame(af); err != nil {
+		return hello, Ready{}, nil, fmt.Errorf("handshake: %w", err)
+	}
+	f, err = read()
+	if err != nil {
+		return hello, Ready{}, nil, err
+	}
+	if f.Type != FrameReady {
+		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
+	}
+	var ready Ready
+	if err := json.Unmarshal(f.Payload, &ready); err != nil {
+		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
+	}
+	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))
+	return hello, ready, fr, nil
+}

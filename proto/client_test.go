@@ -1,0 +1,571 @@
+package proto_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+// fakeServer accepts one connection at a time, greets and authenticates it
+// like a real server, then lets the test misbehave on it.
+type fakeServer struct {
+	ln    net.Listener
+	conns chan *rawConn
+}
+
+func startFake(t *testing.T, hello proto.Hello) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fakeServer{ln: ln, conns: make(chan *rawConn, 8)}
+	if hello.Versions == nil {
+		hello = proto.Hello{Versions: []int{1}, Server: "fake", MaxPayload: 1 << 20, MaxInFlight: 100, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 1000}
+	}
+	hb, _ := json.Marshal(hello)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { nc.Close() })
+			r := &rawConn{tb: t, nc: nc, fr: proto.NewFramer(nc, nc)}
+			nc.SetDeadline(time.Now().Add(20 * time.Second))
+			if r.fr.WriteFrame(proto.Frame{Type: proto.FrameHello, Payload: hb}) != nil {
+				continue
+			}
+			f, err := r.fr.ReadFrame()
+			if err != nil || f.Type != proto.FrameAuth {
+				continue
+			}
+			ready, _ := json.Marshal(proto.Ready{Version: 1, ConnID: "fake"})
+			if r.fr.WriteFrame(proto.Frame{Type: proto.FrameReady, Payload: ready}) != nil {
+				continue
+			}
+			fs.conns <- r
+		}
+	}()
+	return fs
+}
+
+func (fs *fakeServer) addr() string { return fs.ln.Addr().String() }
+
+func (fs *fakeServer) next(t *testing.T) *rawConn {
+	t.Helper()
+	select {
+	case r := <-fs.conns:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection to the fake server")
+		return nil
+	}
+}
+
+// callAsync runs c.Call in a goroutine.
+func callAsync(c *proto.Client, ctx context.Context, op proto.Op, req any) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- c.Call(ctx, op, req, &echoMsg{}) }()
+	return ch
+}
+
+func TestClientResponseForUnknownID(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	done := callAsync(c, context.Background(), opEcho, echoMsg{})
+	r := fs.next(t)
+	f := r.read()
+	if f.Type != proto.FrameRequest {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID + 1000, Payload: []byte(`{}`)})
+	// The client names the violation and closes the connection.
+	r.expectFatal(proto.ProtocolError)
+	wantCode(t, <-done, proto.Unavailable)
+}
+
+func TestClientUndecodableFromServer(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+
+	// A RESPONSE whose JSON does not decode fails that call only.
+	done := callAsync(c, context.Background(), opEcho, echoMsg{})
+	r := fs.next(t)
+	f := r.read()
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: []byte(`{"n":"not a number"`)})
+	wantCode(t, <-done, proto.Internal)
+
+	// An ERROR frame whose payload breaks the format is a protocol error.
+	done = callAsync(c, context.Background(), opEcho, echoMsg{})
+	f = r.read()
+	r.write(proto.Frame{Type: proto.FrameError, ID: f.ID, Payload: []byte{0}})
+	r.expectFatal(proto.ProtocolError)
+	wantCode(t, <-done, proto.Unavailable)
+
+	// A frame over the announced limit (the client holds the server to its
+	// own HELLO) is a protocol error.
+	done = callAsync(c, context.Background(), opEcho, echoMsg{})
+	r = fs.next(t)
+	f = r.read()
+	r.writeBytes(header(1, proto.FrameResponse, 0, f.ID, 2<<20))
+	r.expectFatal(proto.ProtocolError)
+	wantCode(t, <-done, proto.Unavailable)
+
+	// An EVENT for a plain request is a protocol error.
+	done = callAsync(c, context.Background(), opEcho, echoMsg{})
+	r = fs.next(t)
+	f = r.read()
+	r.write(proto.Frame{Type: proto.FrameEvent, ID: f.ID, Payload: []byte(`{}`)})
+	r.expectFatal(proto.ProtocolError)
+	wantCode(t, <-done, proto.Unavailable)
+}
+
+func TestClientServerClosesMidFrame(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	done := callAsync(c, context.Background(), opEcho, echoMsg{})
+	r := fs.next(t)
+	f := r.read()
+	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: []byte(`{"n":1}`)})
+	r.writeBytes(full[:len(full)-2])
+	r.nc.Close()
+	wantCode(t, <-done, proto.Unavailable)
+}
+
+// A server that stops reading must not hang the client: the write times
+// out, the connection is closed, and the calls written to it fail
+// UNAVAILABLE. (Calls never written are retried on new connections, which
+// this server also never reads, so they end at their deadline.)
+func TestClientPeerStopsReading(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, WriteTimeout: 300 * time.Millisecond})
+	// Pre-encoded, so the test measures the writer, not JSON under -race.
+	big, _ := json.Marshal(echoMsg{Text: strings.Repeat("z", 900<<10)})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var errs []<-chan error
+	errs = append(errs, callAsync(c, ctx, opEcho, json.RawMessage(big)))
+	stalled := fs.next(t) // never read from it until the end
+	for i := 0; i < 20; i++ {
+		errs = append(errs, callAsync(c, ctx, opEcho, json.RawMessage(big)))
+	}
+	unavailable := 0
+	for _, ch := range errs {
+		switch code := proto.ErrorCode(<-ch); code {
+		case proto.Unavailable:
+			unavailable++
+		case proto.DeadlineExceeded:
+		default:
+			t.Fatalf("call ended with %s", code)
+		}
+	}
+	if unavailable == 0 {
+		t.Fatal("no call failed UNAVAILABLE after the write timeout")
+	}
+	// The client closed the stalled connection.
+	stalled.expectClosed()
+}
+
+func TestClientLazyDialAndRecovery(t *testing.T) {
+	// Reserve a port, then free it: nothing listens there yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	c := newClient(t, proto.ClientConfig{Addrs: []string{addr}}) // must not fail
+	start := time.Now()
+	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	wantCode(t, c.Ping(context.Background()), proto.Unavailable)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("failing fast took %v", d)
+	}
+
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	serveOn(t, ln, proto.ServerConfig{}, newFixture().mux())
+	// The endpoint is probed back (back-off with jitter, well under 2s here).
+	waitFor(t, func() bool { return c.Call(context.Background(), opEcho, echoMsg{}, nil) == nil })
+}
+
+func TestConcurrentMultiplexedLoad(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 2})
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				in := echoMsg{N: g*1000 + i, Text: fmt.Sprint(g, "/", i)}
+				var out echoMsg
+				op := opEcho
+				if i%10 == 0 {
+					op, in.N = opSlow, 1 // out-of-order completion
+					in.Text = fmt.Sprint(g, "/", i)
+				}
+				if err := c.Call(context.Background(), op, in, &out); err != nil || out != in {
+					failures.Add(1)
+					t.Errorf("call %d/%d: %+v, %v", g, i, out, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Fatalf("%d failures", failures.Load())
+	}
+}
+
+type opCounter struct {
+	mu sync.Mutex
+	n  map[proto.Code]int
+}
+
+func (o *opCounter) observe(op proto.Op, code proto.Code, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[proto.Code]int{}
+	}
+	o.n[code]++
+}
+
+func (o *opCounter) get(code proto.Code) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n[code]
+}
+
+// Drain under load: one of two servers shuts down while 32 callers keep
+// going. Requests it had started finish there; requests it never started
+// are retried on the other server; no call fails.
+func TestDrainUnderLoadLosesNothing(t *testing.T) {
+	fxA, fxB := newFixture(), newFixture()
+	var countA, countB opCounter
+	a := startServer(t, proto.ServerConfig{Observe: countA.observe}, fxA.mux())
+	b := startServer(t, proto.ServerConfig{Observe: countB.observe}, fxB.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{a.Addr, b.Addr}, ConnsPerAddr: 2})
+
+	drain := make(chan struct{})
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		for range fxA.started {
+		}
+	}()
+	go func() {
+		for range fxB.started {
+		}
+	}()
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-drain:
+					if i > 200 {
+						return
+					}
+				default:
+				}
+				in := echoMsg{N: 1 + i%20, Text: fmt.Sprint(g, i)}
+				var out echoMsg
+				if err := c.Call(ctx, opSlow, in, &out); err != nil || out != in {
+					failed.Add(1)
+					t.Errorf("call failed: %v", err)
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	waitFor(t, func() bool { return countA.get(proto.OK) > 200 && countB.get(proto.OK) > 200 })
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := a.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	close(drain)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d calls failed during drain", failed.Load())
+	}
+	t.Logf("%d calls ok; server A answered %d (UNAVAILABLE %d), B %d", ok.Load(), countA.get(proto.OK), countA.get(proto.Unavailable), countB.get(proto.OK))
+}
+
+// With a single server, drain finishes what it started; afterwards, calls
+// fail UNAVAILABLE fast; after a restart on the same address they work
+// again.
+func TestDrainSingleServerAndRestart(t *testing.T) {
+	fx := newFixture()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	srv := serveOn(t, ln, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{addr}})
+
+	const n = 20
+	var results []<-chan error
+	for i := 0; i < n; i++ {
+		results = append(results, callAsync(c, context.Background(), opSlow, echoMsg{N: 300}))
+	}
+	for i := 0; i < n; i++ {
+		<-fx.started
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range results {
+		if err := <-ch; err != nil {
+			t.Fatalf("in-flight call failed during drain: %v", err)
+		}
+	}
+	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	serveOn(t, ln, proto.ServerConfig{}, fx.mux())
+	waitFor(t, func() bool { return c.Call(context.Background(), opEcho, echoMsg{}, nil) == nil })
+}
+
+// Requests the server read before DRAIN are answered; requests with a
+// higher id are retried elsewhere; the raw exchange shows the ids.
+func TestDrainFrameNamesLastID(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(1, opSlow, 0, "", echoMsg{N: 300})
+	r.request(2, opSlow, 0, "", echoMsg{N: 300})
+	<-fx.started
+	<-fx.started
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	f := r.read()
+	last, err := proto.ParseDrain(f.Payload)
+	if f.Type != proto.FrameDrain || err != nil || last != 2 {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+	r.request(3, opEcho, 0, "", echoMsg{})
+	got := map[uint32]proto.FrameType{}
+	for len(got) < 3 {
+		f := r.read()
+		got[f.ID] = f.Type
+		if f.ID == 3 {
+			e, _ := proto.ParseError(f.Payload)
+			if e == nil || e.Code != proto.Unavailable {
+				t.Fatalf("request after drain: %s", proto.DescribeFrame(f))
+			}
+		}
+	}
+	if got[1] != proto.FrameResponse || got[2] != proto.FrameResponse {
+		t.Fatalf("in-flight requests: %v", got)
+	}
+	r.expectFatal(proto.ShuttingDown)
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Host names are resolved to every address, each an endpoint; the set is
+// re-resolved, so scaled-out replicas get traffic and removed ones stop.
+func TestClientSpreadsOverResolvedAddresses(t *testing.T) {
+	var counts [3]opCounter
+	var port string
+	addrs := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+	for i, ip := range addrs {
+		lnAddr := net.JoinHostPort(ip, port)
+		if port == "" {
+			lnAddr = ip + ":0"
+		}
+		ln, err := net.Listen("tcp", lnAddr)
+		if err != nil {
+			t.Skipf("cannot listen on %s (loopback range not routed here): %v", lnAddr, err)
+		}
+		_, port, _ = net.SplitHostPort(ln.Addr().String())
+		serveOn(t, ln, proto.ServerConfig{Observe: counts[i].observe}, newFixture().mux())
+	}
+	var mu sync.Mutex
+	resolved := addrs[:2]
+	lookup := func(ctx context.Context, host string) ([]string, error) {
+		if host != "apptier" {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return resolved, nil
+	}
+	c := newClient(t, proto.ClientConfig{Addrs: []string{"apptier:" + port}, LookupHost: lookup, ResolveInterval: 50 * time.Millisecond})
+	for i := 0; i < 100; i++ {
+		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counts[0].get(proto.OK) < 20 || counts[1].get(proto.OK) < 20 || counts[2].get(proto.OK) != 0 {
+		t.Fatalf("spread over 2 replicas: %d %d %d", counts[0].get(proto.OK), counts[1].get(proto.OK), counts[2].get(proto.OK))
+	}
+	// Scale: replica 3 appears, replica 1 goes away.
+	mu.Lock()
+	resolved = addrs[1:]
+	mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	before := counts[0].get(proto.OK)
+	for i := 0; i < 100; i++ {
+		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counts[0].get(proto.OK) != before || counts[2].get(proto.OK) < 20 {
+		t.Fatalf("after re-resolve: %d %d %d", counts[0].get(proto.OK)-before, counts[1].get(proto.OK), counts[2].get(proto.OK))
+	}
+	// A failed lookup keeps the last known addresses.
+	mu.Lock()
+	resolved = nil
+	mu.Unlock()
+	time.Sleep(200 * time.Millisecond)
+	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		t.Fatalf("after an empty lookup: %v", err)
+	}
+}
+
+// One endpoint dies: calls go to the others; when it returns it is probed
+// back and gets traffic again.
+func TestClientMarksEndpointDownAndProbesBack(t *testing.T) {
+	var cA, cB opCounter
+	lnA, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrA := lnA.Addr().String()
+	a := serveOn(t, lnA, proto.ServerConfig{Observe: cA.observe}, newFixture().mux())
+	b := startServer(t, proto.ServerConfig{Observe: cB.observe}, newFixture().mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{addrA, b.Addr}})
+	for i := 0; i < 20; i++ {
+		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close() // abrupt: no drain
+	for i := 0; i < 50; i++ {
+		err := c.Call(context.Background(), opEcho, echoMsg{}, nil)
+		if err != nil && proto.ErrorCode(err) != proto.Unavailable {
+			t.Fatal(err)
+		}
+	}
+	// After the abrupt close has been noticed, every call succeeds on B.
+	for i := 0; i < 50; i++ {
+		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+			t.Fatalf("call %d with A down: %v", i, err)
+		}
+	}
+	lnA, err = net.Listen("tcp", addrA)
+	if err != nil {
+		t.Skipf("port taken meanwhile: %v", err)
+	}
+	var cA2 opCounter
+	serveOn(t, lnA, proto.ServerConfig{Observe: cA2.observe}, newFixture().mux())
+	waitFor(t, func() bool {
+		_ = c.Call(context.Background(), opEcho, echoMsg{}, nil)
+		return cA2.get(proto.OK) > 0
+	})
+}
+
+func TestTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	srv := startServer(t, proto.ServerConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}}, newFixture().mux())
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	c := newClient(t, proto.ClientConfig{Addrs: []string{"localhost:" + port}, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+		LookupHost: func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }})
+	var out echoMsg
+	if err := c.Call(context.Background(), opEcho, echoMsg{N: 3}, &out); err != nil || out.N != 3 {
+		t.Fatalf("over TLS: %+v %v", out, err)
+	}
+	// A plaintext client gets nowhere.
+	plain := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, DialTimeout: time.Second})
+	wantCode(t, plain.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	// A client that does not trust the certificate gets nowhere.
+	untrusting := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, TLS: &tls.Config{MinVersion: tls.VersionTLS13}})
+	wantCode(t, untrusting.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+}
+
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bankwire test"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+func TestClientClose(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	done := callAsync(c, context.Background(), opWait, nil)
+	<-fx.started
+	c.Close()
+	wantCode(t, <-done, proto.Unavailable)
+	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	if w := <-fx.waits; !errors.Is(w.err, context.Canceled) {
+		t.Fatalf("handler ctx after client close: %v", w.err)
+	}
+}
+
+func TestNewClientRejectsBadConfig(t *testing.T) {
+	for _, addrs := range [][]string{nil, {"no-port"}, {"a:1", "::1"}} {
+		if _, err := proto.NewClient(proto.ClientConfig{Addrs: addrs}); err == nil {
+			t.Errorf("NewClient(%q) accepted", addrs)
+		}
+	}
+}

@@ -1,0 +1,612 @@
+package proto
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errNotStarted marks a request the server provably never started: it was
+// never written, or a DRAIN named a lower last id. Such requests are retried.
+var errNotStarted = errors.New("proto: request not started")
+
+// errStreamEnded is what Subscription.Next returns after the server ended
+// the stream normally.
+var errStreamEnded = io.EOF
+
+// subscriptionBuffer is how many events a subscription holds for a slow
+// reader before it is ended with RESOURCE_EXHAUSTED; the connection's reader
+// never blocks on one consumer.
+const subscriptionBuffer = 256
+
+// clientConn is one handshaken connection: net/rpc's design (a pending map
+// keyed by request id and one reader goroutine routing answers) plus
+// deadlines, cancellation, streams and drain.
+type clientConn struct {
+	c     *Client
+	ep    *endpoint
+	slot  int
+	nc    net.Conn
+	fr    *Framer
+	w     *frameWriter
+	hello Hello
+	ready Ready
+
+	pingInterval time.Duration
+	lastRecv     atomic.Int64 // unix nanoseconds
+
+	mu        sync.Mutex
+	nextID    uint32
+	pending   map[uint32]*call
+	bounced   map[uint32]struct{} // ids above a DRAIN's last id, handed back for retry; their late answers are dropped
+	live      int                 // pending calls not abandoned
+	pingSeq   uint32
+	pings     map[uint32]chan struct{}
+	draining  bool
+	drainLast uint32
+	retiring  bool
+	closed    bool
+	closeErr  error
+	done      chan struct{}
+}
+
+// call is one request awaiting its terminal frame.
+type call struct {
+	id        uint32
+	res       chan callResult // buffered 1; unary calls and stream opening
+	sub       *Subscription
+	opened    bool // stream: the opening RESPONSE arrived
+	abandoned bool // the caller gave up; the entry stays until the terminal frame so the id is not "unknown"
+}
+
+type callResult struct {
+	f   Frame
+	err error
+}
+
+var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResult, 1)} }}
+
+func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *Framer, hello Hello, ready Ready) *clientConn {
+	cc := &clientConn{
+		c: c, ep: ep, slot: -1, nc: nc, fr: fr, hello: hello, ready: ready,
+		pending: map[uint32]*call{},
+		bounced: map[uint32]struct{}{},
+		pings:   map[uint32]chan struct{}{},
+		done:    make(chan struct{}),
+	}
+	// Ping well inside the server's idle timeout so a healthy idle
+	// connection is never cut, and so a dead server is noticed.
+	cc.pingInterval = 15 * time.Second
+	if hello.IdleTimeoutMs > 0 {
+		cc.pingInterval = min(cc.pingInterval, time.Duration(hello.IdleTimeoutMs)*time.Millisecond/3)
+	}
+	cc.pingInterval = max(cc.pingInterval, 10*time.Millisecond)
+	cc.lastRecv.Store(time.Now().UnixNano())
+	cc.w = newFrameWriter(nc, c.cfg.WriteTimeout, func(err error) {
+		cc.close(unavailable(fmt.Errorf("write: %w", err)))
+	})
+	return cc
+}
+
+// roundTrip sends one request and waits for its answer. sub is non-nil when
+// opening a stream.
+func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription) (Frame, error) {
+	var deadlineMs uint32
+	if sub == nil {
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			if left <= 0 {
+				return Frame{}, ctxError(context.DeadlineExceeded)
+			}
+			ms := (left + time.Millisecond - 1) / time.Millisecond
+			deadlineMs = uint32(min(int64(ms), math.MaxUint32))
+		}
+	}
+	cl := callPool.Get().(*call)
+	cl.sub, cl.opened, cl.abandoned = sub, false, false
+
+	if err := cc.w.lock(); err != nil {
+		callPool.Put(cl)
+		return Frame{}, errNotStarted
+	}
+	cc.mu.Lock()
+	if cc.closed || cc.draining || cc.retiring || cc.nextID == math.MaxUint32 {
+		if cc.nextID == math.MaxUint32 && !cc.closed {
+			cc.retiring = true // ids are exhausted: new requests go elsewhere
+			go cc.ep.detach(cc)
+		}
+		cc.mu.Unlock()
+		cc.w.unlock()
+		callPool.Put(cl)
+		return Frame{}, errNotStarted
+	}
+	cc.nextID++
+	cl.id = cc.nextID
+	cc.pending[cl.id] = cl
+	cc.live++
+	cc.mu.Unlock()
+	if sub != nil {
+		sub.cc, sub.id = cc, cl.id
+	}
+	off := cc.w.beginFrame()
+	cc.w.buf = AppendRequest(cc.w.buf, RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
+	cc.w.endFrame(off, FrameRequest, 0, cl.id)
+	if t := cc.c.cfg.Trace; t != nil {
+		t(true, Frame{Type: FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+HeaderLen:]...)})
+	}
+	_ = cc.w.unlock() // a failed write closes the conn, which fails the call
+
+	select {
+	case r := <-cl.res:
+		if sub == nil { // a stream's call stays in pending until it ends
+			callPool.Put(cl)
+		}
+		return r.f, r.err
+	case <-ctx.Done():
+		// On a deadline the server's own timer (same relative deadline)
+		// ends the handler; CANCEL is only needed for cancellation.
+		if cc.abandon(cl) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			_ = cc.writeTraced(FrameCancel, cl.id, nil)
+		}
+		return Frame{}, ctxError(ctx.Err())
+	}
+}
+
+// abandon marks cl as given up, keeping its id known until the server's
+// terminal frame. It reports whether a CANCEL is worth sending.
+func (cc *clientConn) abandon(cl *call) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.pending[cl.id] != cl || cl.abandoned {
+		return false
+	}
+	cl.abandoned = true
+	cc.live--
+	cc.maybeFinishLocked()
+	return !cc.closed
+}
+
+func (cc *clientConn) writeTraced(t FrameType, id uint32, payload []byte) error {
+	if tr := cc.c.cfg.Trace; tr != nil {
+		tr(true, Frame{Type: t, ID: id, Payload: payload})
+	}
+	return cc.w.write(t, 0, id, payload)
+}
+
+// ping sends PING and waits for the PONG with the same id.
+func (cc *clientConn) ping(ctx context.Context) error {
+	cc.mu.Lock()
+	if cc.closed {
+		cc.mu.Unlock()
+		return errNotStarted
+	}
+	cc.pingSeq++
+	id := cc.pingSeq
+	ch := make(chan struct{})
+	cc.pings[id] = ch
+	cc.mu.Unlock()
+	defer func() {
+		cc.mu.Lock()
+		delete(cc.pings, id)
+		cc.mu.Unlock()
+	}()
+	if err := cc.writeTraced(FramePing, id, nil); err != nil {
+		return unavailable(err)
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-cc.done:
+		return cc.closeErrOrDefault()
+	case <-ctx.Done():
+		return ctxError(ctx.Err())
+	}
+}
+
+func (cc *clientConn) closeErrOrDefault() error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.closeErr != nil {
+		return cc.closeErr
+	}
+	return &Error{Code: Unavailable, Message: "connection lost"}
+}
+
+// readLoop is the connection's only reader: it routes every frame by id and
+// fails every pending call when the connection ends.
+func (cc *clientConn) readLoop() {
+	defer cc.c.wg.Done()
+	err := cc.readFrames()
+	cc.close(err)
+}
+
+func (cc *clientConn) readFrames() error {
+	br := cc.fr.Reader()
+	pinged := false
+	// As on the server, deadlines are set lazily: re-armed only when the
+	// armed one is later than wanted, and rechecked when they fire (early
+	// is harmless), so small frames arriving whole cost no updates.
+	dl := time.Now().Add(cc.pingInterval)
+	setDeadline := func(t time.Time) {
+		dl = t
+		_ = cc.nc.SetReadDeadline(t)
+	}
+	setDeadline(dl)
+	for {
+		if br.Buffered() == 0 {
+			last := time.Unix(0, cc.lastRecv.Load())
+			wait := cc.pingInterval
+			if pinged {
+				// Give the PONG at least a couple of seconds: a busy
+				// server is not a dead one.
+				wait = cc.pingInterval + max(cc.pingInterval, 2*time.Second)
+			}
+			if want := last.Add(wait); dl.After(want) {
+				setDeadline(want)
+			}
+			if _, err := br.Peek(1); err != nil {
+				if !isTimeout(err) || cc.isClosed() {
+					return connLost(err)
+				}
+				if time.Since(last) < wait {
+					setDeadline(last.Add(wait))
+					continue
+				}
+				if pinged {
+					return &Error{Code: Unavailable, Message: "app tier not responding"}
+				}
+				pinged = true
+				if err := cc.writeTraced(FramePing, 0, nil); err != nil {
+					return connLost(err)
+				}
+				setDeadline(time.Now().Add(cc.pingInterval + max(cc.pingInterval, 2*time.Second)))
+				continue
+			}
+		}
+		if !frameBuffered(br) {
+			setDeadline(time.Now().Add(frameReadTimeout))
+		}
+		f, err := cc.fr.ReadFrame()
+		if err != nil {
+			if e, ok := errFatal(err); ok {
+				return cc.protocolError(e.Code, e.Message)
+			}
+			return connLost(err)
+		}
+		cc.lastRecv.Store(time.Now().UnixNano())
+		pinged = false
+		if t := cc.c.cfg.Trace; t != nil {
+			t(false, f)
+		}
+		if err := cc.handle(f); err != nil {
+			return err
+		}
+	}
+}
+
+// frameReadTimeout bounds how long the rest of a started frame may take.
+const frameReadTimeout = 30 * time.Second
+
+func connLost(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return &Error{Code: Unavailable, Message: "connection lost"}
+	}
+	return unavailable(err)
+}
+
+// protocolError tells the server what it did wrong and ends the connection.
+func (cc *clientConn) protocolError(code Code, reason string) error {
+	cc.c.log.Error("app tier protocol error", "addr", cc.ep.addr, "code", code.String(), "reason", reason)
+	_ = cc.writeTraced(FrameFatal, 0, AppendFatal(nil, code, reason))
+	cc.w.waitIdle() // the FATAL must leave before the connection closes
+	return &Error{Code: Unavailable, Message: "app tier protocol error"}
+}
+
+func (cc *clientConn) handle(f Frame) error {
+	switch f.Type {
+	case FrameResponse, FrameError, FrameEvent:
+		return cc.route(f)
+	case FramePong:
+		cc.mu.Lock()
+		ch := cc.pings[f.ID]
+		delete(cc.pings, f.ID)
+		cc.mu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
+		return nil
+	case FramePing:
+		if len(f.Payload) > maxPingPayload {
+			return cc.protocolError(ProtocolError, "PING payload over 64 bytes")
+		}
+		_ = cc.writeTraced(FramePong, f.ID, f.Payload)
+		return nil
+	case FrameDrain:
+		last, err := ParseDrain(f.Payload)
+		if err != nil {
+			return cc.protocolError(ProtocolError, "malformed DRAIN")
+		}
+		cc.onDrain(last)
+		return nil
+	case FrameFatal:
+		e, err := ParseFatal(f.Payload)
+		if err != nil {
+			return &Error{Code: Unavailable, Message: "connection closed by app tier"}
+		}
+		if e.Code != ShuttingDown {
+			cc.c.log.Warn("app tier closed the connection", "addr", cc.ep.addr, "code", e.Code.String(), "reason", e.Message)
+		}
+		return &Error{Code: Unavailable, Message: "connection closed by app tier: " + e.Code.String()}
+	}
+	return cc.protocolError(ProtocolError, "unexpected "+f.Type.String()+" frame from server")
+}
+
+// route delivers a RESPONSE, ERROR or EVENT to its call.
+func (cc *clientConn) route(f Frame) error {
+	var ferr *Error
+	if f.Type == FrameError {
+		e, err := ParseError(f.Payload)
+		if err != nil {
+			return cc.protocolError(ProtocolError, "undecodable ERROR payload")
+		}
+		ferr = e
+	}
+	cc.mu.Lock()
+	cl := cc.pending[f.ID]
+	if cl == nil {
+		if _, ok := cc.bounced[f.ID]; ok {
+			if f.Type != FrameEvent && f.Flags&FlagStream == 0 {
+				delete(cc.bounced, f.ID)
+			}
+			cc.mu.Unlock()
+			return nil
+		}
+		cc.mu.Unlock()
+		return cc.protocolError(ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
+	}
+	switch {
+	case f.Type == FrameEvent:
+		if cl.sub == nil || !cl.opened {
+			cc.mu.Unlock()
+			return cc.protocolError(ProtocolError, fmt.Sprintf("EVENT for request id %d, which is not an open stream", f.ID))
+		}
+		abandoned := cl.abandoned
+		cc.mu.Unlock()
+		if !abandoned {
+			cl.sub.push(f.Payload)
+		}
+		return nil
+	case f.Type == FrameResponse && f.Flags&FlagStream != 0:
+		if cl.sub == nil || cl.opened {
+			cc.mu.Unlock()
+			return cc.protocolError(ProtocolError, fmt.Sprintf("stream RESPONSE for request id %d, which is not a subscription", f.ID))
+		}
+		cl.opened = true
+		abandoned := cl.abandoned
+		cc.mu.Unlock()
+		if !abandoned {
+			cl.res <- callResult{f: f}
+		}
+		return nil
+	}
+	// Terminal frame: the id is free again.
+	delete(cc.pending, f.ID)
+	if !cl.abandoned {
+		cc.live--
+	}
+	abandoned, opened := cl.abandoned, cl.opened
+	cl.abandoned = true // no second delivery
+	cc.maybeFinishLocked()
+	cc.mu.Unlock()
+	res := callResult{f: f}
+	if ferr != nil {
+		res = callResult{err: ferr}
+	}
+	switch {
+	case cl.sub != nil && opened:
+		if res.err == nil || ErrorCode(res.err) == OK {
+			res.err = errStreamEnded
+		}
+		cl.sub.finish(res.err)
+	case !abandoned:
+		cl.res <- res
+	}
+	return nil
+}
+
+// onDrain handles the server's DRAIN: no new requests on this connection;
+// pending requests above last were never started and are retried elsewhere.
+func (cc *clientConn) onDrain(last uint32) {
+	cc.ep.detach(cc)
+	cc.mu.Lock()
+	cc.draining = true
+	cc.drainLast = last
+	var retry []*call
+	for id, cl := range cc.pending {
+		if id > last && !cl.abandoned {
+			// Forget the call so it can be reused by its retry; remember
+			// the id so a late answer is not an "unknown id".
+			delete(cc.pending, id)
+			cc.bounced[id] = struct{}{}
+			cc.live--
+			retry = append(retry, cl)
+		}
+	}
+	cc.maybeFinishLocked()
+	cc.mu.Unlock()
+	for _, cl := range retry {
+		cl.res <- callResult{err: errNotStarted}
+	}
+}
+
+// retireWhenIdle stops new requests and closes the connection once nothing
+// is pending (an endpoint that vanished from DNS).
+func (cc *clientConn) retireWhenIdle() {
+	cc.mu.Lock()
+	cc.retiring = true
+	cc.maybeFinishLocked()
+	cc.mu.Unlock()
+}
+
+// maybeFinishLocked closes a draining or retiring connection once no live
+// call remains.
+func (cc *clientConn) maybeFinishLocked() {
+	if (cc.draining || cc.retiring) && cc.live == 0 && !cc.closed {
+		go cc.close(&Error{Code: Unavailable, Message: "connection drained"})
+	}
+}
+
+func (cc *clientConn) isClosed() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.closed
+}
+
+// close ends the connection and fails every pending call: UNAVAILABLE, or a
+// retry for ids above a DRAIN's last id.
+func (cc *clientConn) close(reason error) {
+	cc.mu.Lock()
+	if cc.closed {
+		cc.mu.Unlock()
+		return
+	}
+	cc.closed = true
+	cc.closeErr = unavailable(reason)
+	pending := cc.pending
+	cc.pending = map[uint32]*call{}
+	cc.live = 0
+	draining, last := cc.draining, cc.drainLast
+	close(cc.done)
+	cc.mu.Unlock()
+	cc.nc.Close()
+	cc.ep.detach(cc)
+	for id, cl := range pending {
+		if cl.abandoned {
+			continue
+		}
+		switch {
+		case cl.sub != nil && cl.opened:
+			cl.sub.finish(cc.closeErr)
+		case draining && id > last:
+			cl.res <- callResult{err: errNotStarted}
+		default:
+			cl.res <- callResult{err: cc.closeErr}
+		}
+	}
+}
+
+// Subscription is the client side of a stream opened by Subscribe.
+type Subscription struct {
+	cc     *clientConn
+	id     uint32
+	events chan []byte
+
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+	done chan struct{}
+}
+
+// push hands an event to the subscriber without ever blocking the
+// connection's reader; a subscriber too slow to keep up is ended.
+func (s *Subscription) push(p []byte) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	select {
+	case s.events <- p:
+	default:
+		s.finish(&Error{Code: ResourceExhausted, Message: "subscriber too slow: events dropped"})
+		s.sendCancel()
+	}
+}
+
+// finish ends the subscription with err (set once).
+func (s *Subscription) finish(err error) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		close(s.done)
+	})
+}
+
+// Next blocks for the next event and decodes its JSON into v. It returns
+// UNAVAILABLE when the connection is lost or the server shuts down, CANCELED
+// after Close, io.EOF when the server ended the stream normally, and the
+// server's error if it ended the stream with one. Events that arrived before
+// the end are delivered first.
+func (s *Subscription) Next(ctx context.Context, v any) error {
+	for {
+		select {
+		case p := <-s.events:
+			return decodeEvent(p, v)
+		default:
+		}
+		select {
+		case p := <-s.events:
+			return decodeEvent(p, v)
+		case <-s.done:
+			select {
+			case p := <-s.events:
+				return decodeEvent(p, v)
+			default:
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.err
+		case <-ctx.Done():
+			return ctxError(ctx.Err())
+		}
+	}
+}
+
+func decodeEvent(p []byte, v any) error {
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(p, v); err != nil {
+		return &Error{Code: Internal, Message: "undecodable event"}
+	}
+	return nil
+}
+
+// Close ends the subscription: it sends CANCEL, and Next returns CANCELED.
+func (s *Subscription) Close() error {
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	s.finish(&Error{Code: Canceled, Message: "subscription closed"})
+	s.sendCancel()
+	return nil
+}
+
+func (s *Subscription) sendCancel() {
+	cc := s.cc
+	if cc == nil {
+		return
+	}
+	cc.mu.Lock()
+	cl := cc.pending[s.id]
+	send := cl != nil && !cl.abandoned && !cc.closed
+	if send {
+		cl.abandoned = true
+		cc.live--
+		cc.maybeFinishLocked()
+	}
+	cc.mu.Unlock()
+	if send {
+		_ = cc.writeTraced(FrameCancel, s.id, nil)
+	}
+}

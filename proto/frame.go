@@ -1,0 +1,339 @@
+package proto
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Version is the only protocol version this package speaks. It is carried in
+// the first byte of every frame header and negotiated in the handshake.
+const Version uint8 = 1
+
+// HeaderLen is the size of the fixed frame header in bytes.
+const HeaderLen = 12
+
+// Default limits. The server announces its own values in HELLO.
+const (
+	DefaultMaxPayload  = 1 << 20 // bytes per frame payload
+	DefaultMaxInFlight = 128     // requests per connection
+	DefaultMaxConns    = 256     // connections per server
+
+	// handshakeMaxPayload bounds HELLO and AUTH: they are read before the
+	// peer has proven anything, so they get a much smaller budget than
+	// ordinary frames.
+	handshakeMaxPayload = 4096
+
+	// MaxTraceID is the longest trace id a REQUEST can carry (its length is
+	// one byte on the wire).
+	MaxTraceID = 255
+)
+
+// FrameType is the second byte of the header.
+type FrameType uint8
+
+// Frame types. The numeric values are part of the wire format.
+const (
+	FrameHello    FrameType = 1  // server → client greeting, first frame on a connection
+	FrameAuth     FrameType = 2  // client → server handshake answer
+	FrameReady    FrameType = 3  // server → client: handshake accepted
+	FrameRequest  FrameType = 4  // client → server: one operation
+	FrameResponse FrameType = 5  // server → client: success result of a request
+	FrameError    FrameType = 6  // server → client: per-request error (terminal)
+	FrameCancel   FrameType = 7  // client → server: cancel a request or stream
+	FrameEvent    FrameType = 8  // server → client: push for an open stream
+	FramePing     FrameType = 9  // either way: liveness probe
+	FramePong     FrameType = 10 // answer to PING, same id and payload
+	FrameDrain    FrameType = 11 // server → client: going away, last request id it will answer
+	FrameFatal    FrameType = 12 // either way: connection-fatal error, sender closes
+)
+
+var frameTypeNames = [...]string{
+	FrameHello: "HELLO", FrameAuth: "AUTH", FrameReady: "READY",
+	FrameRequest: "REQUEST", FrameResponse: "RESPONSE", FrameError: "ERROR",
+	FrameCancel: "CANCEL", FrameEvent: "EVENT", FramePing: "PING",
+	FramePong: "PONG", FrameDrain: "DRAIN", FrameFatal: "FATAL",
+}
+
+func (t FrameType) String() string {
+	if int(t) < len(frameTypeNames) && frameTypeNames[t] != "" {
+		return frameTypeNames[t]
+	}
+	return "FRAME_" + strconv.Itoa(int(t))
+}
+
+// Valid reports whether t is a frame type of this protocol version.
+func (t FrameType) Valid() bool { return t >= FrameHello && t <= FrameFatal }
+
+// Flags (header bytes 2-3).
+const (
+	// FlagStream on a RESPONSE means the request opened a stream: EVENT
+	// frames with the same id follow until a terminal ERROR frame.
+	FlagStream uint16 = 1 << 0
+
+	knownFlags = FlagStream
+)
+
+// Header is the fixed 12-byte frame header, big-endian:
+//
+//	0      1      2      4           8           12
+//	+------+------+------+-----------+-----------+
+//	| ver  | type | flags| id (u32)  | len (u32) |
+//	+------+------+------+-----------+-----------+
+type Header struct {
+	Version uint8
+	Type    FrameType
+	Flags   uint16
+	ID      uint32
+	Len     uint32
+}
+
+// Frame is one decoded frame. Payload is owned by the receiver of the Frame.
+type Frame struct {
+	Type    FrameType
+	Flags   uint16
+	ID      uint32
+	Payload []byte
+}
+
+// PutHeader writes h into b, which must be at least HeaderLen bytes.
+func PutHeader(b []byte, h Header) {
+	_ = b[HeaderLen-1]
+	b[0] = h.Version
+	b[1] = byte(h.Type)
+	binary.BigEndian.PutUint16(b[2:4], h.Flags)
+	binary.BigEndian.PutUint32(b[4:8], h.ID)
+	binary.BigEndian.PutUint32(b[8:12], h.Len)
+}
+
+// ParseHeader decodes and validates a header against maxPayload. Errors are
+// *Error values with a connection-fatal code (ProtocolError or
+// UnsupportedVersion), ready to be sent in a FATAL frame.
+func ParseHeader(b []byte, maxPayload int) (Header, error) {
+	if len(b) < HeaderLen {
+		return Header{}, &Error{Code: ProtocolError, Message: "truncated header"}
+	}
+	h := Header{
+		Version: b[0],
+		Type:    FrameType(b[1]),
+		Flags:   binary.BigEndian.Uint16(b[2:4]),
+		ID:      binary.BigEndian.Uint32(b[4:8]),
+		Len:     binary.BigEndian.Uint32(b[8:12]),
+	}
+	if h.Version != Version {
+		return h, &Error{Code: UnsupportedVersion, Message: fmt.Sprintf("unsupported frame version %d", h.Version)}
+	}
+	if !h.Type.Valid() {
+		return h, &Error{Code: ProtocolError, Message: fmt.Sprintf("unknown frame type %d", uint8(h.Type))}
+	}
+	if h.Flags&^knownFlags != 0 || (h.Flags&FlagStream != 0 && h.Type != FrameResponse) {
+		return h, &Error{Code: ProtocolError, Message: fmt.Sprintf("invalid flags %#04x for %s", h.Flags, h.Type)}
+	}
+	if uint64(h.Len) > uint64(maxPayload) {
+		return h, &Error{Code: ProtocolError, Message: fmt.Sprintf("payload length %d over limit %d", h.Len, maxPayload)}
+	}
+	return h, nil
+}
+
+// AppendFrame appends the encoding of f to dst.
+func AppendFrame(dst []byte, f Frame) []byte {
+	var h [HeaderLen]byte
+	PutHeader(h[:], Header{Version: Version, Type: f.Type, Flags: f.Flags, ID: f.ID, Len: uint32(len(f.Payload))})
+	dst = append(dst, h[:]...)
+	return append(dst, f.Payload...)
+}
+
+// Framer reads and writes frames on a byte stream, like pgproto3's Frontend
+// and Backend: it never allocates a payload before checking its announced
+// length against the limit, and it never panics on hostile input.
+type Framer struct {
+	r          *bufio.Reader
+	w          io.Writer
+	maxPayload int
+	hdr        [HeaderLen]byte
+}
+
+// NewFramer returns a Framer reading from r and writing to w with the default
+// payload limit. r is wrapped in a bufio.Reader unless it already is one.
+func NewFramer(r io.Reader, w io.Writer) *Framer {
+	br, ok := r.(*bufio.Reader)
+	if !ok && r != nil {
+		br = bufio.NewReaderSize(r, 16<<10)
+	}
+	return &Framer{r: br, w: w, maxPayload: DefaultMaxPayload}
+}
+
+// SetMaxPayload sets the largest payload ReadFrame accepts.
+func (f *Framer) SetMaxPayload(n int) {
+	if n < 0 {
+		n = 0
+	}
+	f.maxPayload = n
+}
+
+// MaxPayload returns the current payload limit.
+func (f *Framer) MaxPayload() int { return f.maxPayload }
+
+// Reader returns the buffered reader the Framer reads from.
+func (f *Framer) Reader() *bufio.Reader { return f.r }
+
+// ReadFrame reads one frame. It returns io.EOF only when the stream ended
+// cleanly between frames, io.ErrUnexpectedEOF when it ended inside one, an
+// *Error with a fatal code when the frame breaks the format, and otherwise
+// the reader's error (for example a timeout).
+func (f *Framer) ReadFrame() (Frame, error) {
+	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	h, err := ParseHeader(f.hdr[:], f.maxPayload)
+	if err != nil {
+		return Frame{}, err
+	}
+	fr := Frame{Type: h.Type, Flags: h.Flags, ID: h.ID}
+	if h.Len > 0 {
+		fr.Payload = make([]byte, h.Len)
+		if _, err := io.ReadFull(f.r, fr.Payload); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
+		}
+	}
+	return fr, nil
+}
+
+// WriteFrame writes one frame with a single Write call.
+func (f *Framer) WriteFrame(fr Frame) error {
+	if len(fr.Payload) > math.MaxUint32 {
+		return &Error{Code: ProtocolError, Message: "payload too large"}
+	}
+	_, err := f.w.Write(AppendFrame(make([]byte, 0, HeaderLen+len(fr.Payload)), fr))
+	return err
+}
+
+// RequestHeader is the binary prefix of a REQUEST payload:
+//
+//	op u16 | deadline_ms u32 | trace_len u8 | trace bytes | JSON body
+type RequestHeader struct {
+	Op         Op
+	DeadlineMs uint32 // relative deadline in milliseconds; 0 means none
+	TraceID    string
+}
+
+// requestPrefixLen is the fixed part of a REQUEST payload.
+const requestPrefixLen = 7
+
+// AppendRequest appends a REQUEST payload (prefix and body) to dst. A trace
+// id longer than MaxTraceID is cut to MaxTraceID bytes.
+func AppendRequest(dst []byte, h RequestHeader, body []byte) []byte {
+	t := h.TraceID
+	if len(t) > MaxTraceID {
+		t = t[:MaxTraceID]
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(h.Op))
+	dst = binary.BigEndian.AppendUint32(dst, h.DeadlineMs)
+	dst = append(dst, byte(len(t)))
+	dst = append(dst, t...)
+	return append(dst, body...)
+}
+
+// ParseRequest splits a REQUEST payload into its prefix and JSON body. The
+// body aliases p.
+func ParseRequest(p []byte) (RequestHeader, []byte, error) {
+	if len(p) < requestPrefixLen {
+		return RequestHeader{}, nil, &Error{Code: ProtocolError, Message: "truncated request prefix"}
+	}
+	h := RequestHeader{
+		Op:         Op(binary.BigEndian.Uint16(p[0:2])),
+		DeadlineMs: binary.BigEndian.Uint32(p[2:6]),
+	}
+	n := int(p[6])
+	if len(p) < requestPrefixLen+n {
+		return RequestHeader{}, nil, &Error{Code: ProtocolError, Message: "truncated trace id"}
+	}
+	h.TraceID = string(p[requestPrefixLen : requestPrefixLen+n])
+	return h, p[requestPrefixLen+n:], nil
+}
+
+// errorBody is the JSON part of an ERROR payload.
+type errorBody struct {
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// AppendError appends an ERROR payload: code u16 then JSON {message, field}.
+func AppendError(dst []byte, e *Error) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(e.Code))
+	dst = append(dst, `{"message":`...)
+	dst = appendJSONString(dst, e.Message)
+	if e.Field != "" {
+		dst = append(dst, `,"field":`...)
+		dst = appendJSONString(dst, e.Field)
+	}
+	return append(dst, '}')
+}
+
+// ParseError decodes an ERROR payload.
+func ParseError(p []byte) (*Error, error) {
+	if len(p) < 2 {
+		return nil, &Error{Code: ProtocolError, Message: "truncated error payload"}
+	}
+	e := &Error{Code: Code(binary.BigEndian.Uint16(p[0:2]))}
+	var b errorBody
+	if err := unmarshalStrict(p[2:], &b); err != nil {
+		return nil, &Error{Code: ProtocolError, Message: "undecodable error payload"}
+	}
+	e.Message, e.Field = b.Message, b.Field
+	return e, nil
+}
+
+// AppendFatal appends a FATAL payload: code u16 then a UTF-8 reason.
+func AppendFatal(dst []byte, code Code, reason string) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
+	return append(dst, strings.ToValidUTF8(reason, "\uFFFD")...)
+}
+
+// ParseFatal decodes a FATAL payload into an *Error.
+func ParseFatal(p []byte) (*Error, error) {
+	if len(p) < 2 {
+		return nil, &Error{Code: ProtocolError, Message: "truncated fatal payload"}
+	}
+	reason := p[2:]
+	if !utf8.Valid(reason) {
+		return nil, &Error{Code: ProtocolError, Message: "fatal reason is not UTF-8"}
+	}
+	return &Error{Code: Code(binary.BigEndian.Uint16(p[0:2])), Message: string(reason)}, nil
+}
+
+// AppendDrain appends a DRAIN payload: the last request id (u32) the server
+// will answer on this connection.
+func AppendDrain(dst []byte, lastID uint32) []byte {
+	return binary.BigEndian.AppendUint32(dst, lastID)
+}
+
+// ParseDrain decodes a DRAIN payload.
+func ParseDrain(p []byte) (uint32, error) {
+	if len(p) != 4 {
+		return 0, &Error{Code: ProtocolError, Message: "drain payload must be 4 bytes"}
+	}
+	return binary.BigEndian.Uint32(p), nil
+}
+
+// maxPingPayload bounds PING payloads, which are echoed verbatim in PONG.
+const maxPingPayload = 64
+
+// errFatal reports whether err is a protocol violation that deserves a FATAL
+// frame (as opposed to an I/O error, after which nothing can be sent).
+func errFatal(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Code.Fatal() {
+		return e, true
+	}
+	return nil, false
+}

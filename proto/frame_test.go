@@ -1,0 +1,330 @@
+package proto_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+func TestFrameRoundTripEveryType(t *testing.T) {
+	for ft := proto.FrameHello; ft <= proto.FrameFatal; ft++ {
+		for _, payload := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte{0, 0xff}, 700)} {
+			flags := uint16(0)
+			if ft == proto.FrameResponse {
+				flags = proto.FlagStream
+			}
+			in := proto.Frame{Type: ft, Flags: flags, ID: 0xDEADBEEF, Payload: payload}
+			var buf bytes.Buffer
+			if err := proto.NewFramer(nil, &buf).WriteFrame(in); err != nil {
+				t.Fatal(err)
+			}
+			if buf.Len() != proto.HeaderLen+len(payload) {
+				t.Fatalf("%s: encoded %d bytes, want %d", ft, buf.Len(), proto.HeaderLen+len(payload))
+			}
+			fr := proto.NewFramer(&buf, nil)
+			out, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("%s: %v", ft, err)
+			}
+			if out.Type != in.Type || out.Flags != in.Flags || out.ID != in.ID || !bytes.Equal(out.Payload, in.Payload) {
+				t.Fatalf("%s: round trip got %+v, want %+v", ft, out, in)
+			}
+			if _, err := fr.ReadFrame(); err != io.EOF {
+				t.Fatalf("%s: after last frame got %v, want io.EOF", ft, err)
+			}
+		}
+	}
+}
+
+func TestHeaderLayout(t *testing.T) {
+	b := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 0x01020304, Payload: []byte("abc")})
+	want := []byte{1, 4, 0, 0, 1, 2, 3, 4, 0, 0, 0, 3, 'a', 'b', 'c'}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("got % x, want % x", b, want)
+	}
+}
+
+func header(version uint8, ft proto.FrameType, flags uint16, id, n uint32) []byte {
+	b := make([]byte, proto.HeaderLen)
+	b[0], b[1] = version, byte(ft)
+	binary.BigEndian.PutUint16(b[2:], flags)
+	binary.BigEndian.PutUint32(b[4:], id)
+	binary.BigEndian.PutUint32(b[8:], n)
+	return b
+}
+
+func TestReadFrameRejectsBadInput(t *testing.T) {
+	valid := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameEvent, ID: 9, Payload: []byte(`{"kind":"balance"}`)})
+	tests := []struct {
+		name     string
+		in       []byte
+		wantErr  error      // for I/O outcomes
+		wantCode proto.Code // for protocol violations
+	}{
+		{"empty stream", nil, io.EOF, 0},
+		{"truncated header", valid[:5], io.ErrUnexpectedEOF, 0},
+		{"truncated payload", valid[:len(valid)-3], io.ErrUnexpectedEOF, 0},
+		{"header only, payload missing", valid[:proto.HeaderLen], io.ErrUnexpectedEOF, 0},
+		{"length over limit", header(1, proto.FrameEvent, 0, 1, 1025), nil, proto.ProtocolError},
+		{"length 4 GiB", header(1, proto.FrameEvent, 0, 1, 0xFFFFFFFF), nil, proto.ProtocolError},
+		{"unknown frame type", header(1, 99, 0, 1, 0), nil, proto.ProtocolError},
+		{"frame type zero", header(1, 0, 0, 1, 0), nil, proto.ProtocolError},
+		{"unknown version", header(2, proto.FrameRequest, 0, 1, 0), nil, proto.UnsupportedVersion},
+		{"version zero", header(0, proto.FramePing, 0, 1, 0), nil, proto.UnsupportedVersion},
+		{"unknown flag", header(1, proto.FrameResponse, 0x8000, 1, 0), nil, proto.ProtocolError},
+		{"stream flag on EVENT", header(1, proto.FrameEvent, proto.FlagStream, 1, 0), nil, proto.ProtocolError},
+		{"HTTP request", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), nil, proto.UnsupportedVersion},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fr := proto.NewFramer(bytes.NewReader(tt.in), nil)
+			fr.SetMaxPayload(1024)
+			_, err := fr.ReadFrame()
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if got := proto.ErrorCode(err); got != tt.wantCode || !got.Fatal() {
+				t.Fatalf("err = %v, want fatal %s", err, tt.wantCode)
+			}
+		})
+	}
+}
+
+// An announced length over the limit must be rejected before any buffer of
+// that size exists.
+func TestReadFrameDoesNotAllocateAnnouncedLength(t *testing.T) {
+	in := header(1, proto.FrameEvent, 0, 1, 1<<31)
+	allocs := testing.AllocsPerRun(100, func() {
+		fr := proto.NewFramer(bytes.NewReader(in), nil)
+		if _, err := fr.ReadFrame(); proto.ErrorCode(err) != proto.ProtocolError {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	// A handful of small allocations (reader, error value); a 2 GiB buffer
+	// would have crashed or shown up in the memory profile long before.
+	if allocs > 10 {
+		t.Fatalf("%v allocations to reject an oversized frame", allocs)
+	}
+}
+
+func TestRequestPayloadRoundTrip(t *testing.T) {
+	h := proto.RequestHeader{Op: proto.OpTransferCreate, DeadlineMs: 1500, TraceID: "req-42/abc"}
+	body := []byte(`{"amount":"12.34"}`)
+	p := proto.AppendRequest(nil, h, body)
+	got, gotBody, err := proto.ParseRequest(p)
+	if err != nil || got != h || !bytes.Equal(gotBody, body) {
+		t.Fatalf("got %+v %q %v", got, gotBody, err)
+	}
+	long := strings.Repeat("t", 300)
+	got, _, err = proto.ParseRequest(proto.AppendRequest(nil, proto.RequestHeader{TraceID: long}, nil))
+	if err != nil || got.TraceID != long[:proto.MaxTraceID] {
+		t.Fatalf("long trace id: got %d bytes, %v", len(got.TraceID), err)
+	}
+	for _, bad := range [][]byte{nil, {0, 1}, {0, 1, 0, 0, 0, 0, 5, 'a'}} {
+		if _, _, err := proto.ParseRequest(bad); proto.ErrorCode(err) != proto.ProtocolError {
+			t.Errorf("ParseRequest(% x) err = %v, want PROTOCOL_ERROR", bad, err)
+		}
+	}
+}
+
+func TestErrorPayloadRoundTrip(t *testing.T) {
+	for _, in := range []*proto.Error{
+		{Code: proto.FailedPrecondition, Message: "Insufficient funds: € \"quoted\" \n", Field: "amount"},
+		{Code: proto.Internal, Message: "internal error"},
+		{Code: proto.OK, Message: "stream ended"},
+	} {
+		out, err := proto.ParseError(proto.AppendError(nil, in))
+		if err != nil || *out != *in {
+			t.Fatalf("got %+v, %v; want %+v", out, err, in)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0}, {0, 3, '{'}, {0, 3, '[', ']'}, []byte("\x00\x03{\"message\":\"x\",\"extra\":1}"), []byte("\x00\x03{} {}")} {
+		if _, err := proto.ParseError(bad); proto.ErrorCode(err) != proto.ProtocolError {
+			t.Errorf("ParseError(%q) err = %v, want PROTOCOL_ERROR", bad, err)
+		}
+	}
+}
+
+func TestFatalAndDrainPayloads(t *testing.T) {
+	e, err := proto.ParseFatal(proto.AppendFatal(nil, proto.BadSecret, "bad secret"))
+	if err != nil || e.Code != proto.BadSecret || e.Message != "bad secret" {
+		t.Fatalf("got %+v %v", e, err)
+	}
+	if _, err := proto.ParseFatal([]byte{0, 102, 0xff, 0xfe}); err == nil {
+		t.Fatal("FATAL with non-UTF-8 reason accepted")
+	}
+	if _, err := proto.ParseFatal([]byte{0}); err == nil {
+		t.Fatal("truncated FATAL accepted")
+	}
+	last, err := proto.ParseDrain(proto.AppendDrain(nil, 77))
+	if err != nil || last != 77 {
+		t.Fatalf("drain: %d %v", last, err)
+	}
+	for _, bad := range [][]byte{nil, {1, 2, 3}, {1, 2, 3, 4, 5}} {
+		if _, err := proto.ParseDrain(bad); err == nil {
+			t.Errorf("ParseDrain(% x) accepted", bad)
+		}
+	}
+}
+
+func TestHandshakePayloads(t *testing.T) {
+	in := proto.Hello{Versions: []int{1}, Server: "s/1", MaxPayload: 1 << 20, MaxInFlight: 128, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 10000}
+	b, _ := json.Marshal(in)
+	out, err := proto.ParseHello(b)
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("hello: %+v %v", out, err)
+	}
+	if _, err := proto.ParseHello([]byte(`{"versions":[2,3],"max_payload":1,"max_in_flight":1}`)); proto.ErrorCode(err) != proto.UnsupportedVersion {
+		t.Fatalf("hello without version 1: %v", err)
+	}
+	if _, err := proto.ParseHello([]byte(`{"versions":[1]}`)); proto.ErrorCode(err) != proto.ProtocolError {
+		t.Fatalf("hello without limits: %v", err)
+	}
+	if _, err := proto.ParseHello([]byte(`nope`)); proto.ErrorCode(err) != proto.ProtocolError {
+		t.Fatalf("undecodable hello: %v", err)
+	}
+	a, err := proto.ParseAuth([]byte(`{"version":1,"client":"c","secret":"s","future_field":true}`))
+	if err != nil || a != (proto.Auth{Version: 1, Client: "c", Secret: "s"}) {
+		t.Fatalf("auth: %+v %v", a, err)
+	}
+	if _, err := proto.ParseAuth([]byte(`{"version":"one"}`)); err == nil {
+		t.Fatal("auth with string version accepted")
+	}
+}
+
+func TestDescribeFrameMasksSecret(t *testing.T) {
+	b, _ := json.Marshal(proto.Auth{Version: 1, Client: "c", Secret: "hunter2"})
+	s := proto.DescribeFrame(proto.Frame{Type: proto.FrameAuth, Payload: b})
+	if strings.Contains(s, "hunter2") || !strings.Contains(s, "secret=<7 bytes>") {
+		t.Fatalf("DescribeFrame(AUTH) = %q", s)
+	}
+	s = proto.DescribeFrame(proto.Frame{Type: proto.FrameRequest, ID: 3, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: proto.OpSignIn, DeadlineMs: 900, TraceID: "t1"}, []byte(`{}`))})
+	if s != `REQUEST id=3 len=11 op=signin deadline_ms=900 trace="t1" body={}` {
+		t.Fatalf("DescribeFrame(REQUEST) = %q", s)
+	}
+	if s := proto.DescribeFrame(proto.Frame{Type: 77, Payload: []byte{0, 1}}); !strings.HasPrefix(s, "FRAME_77") {
+		t.Fatalf("unknown type described as %q", s)
+	}
+}
+
+// Every payload type of messages.go survives a JSON round trip with every
+// field set, and a strict decoder accepts what the encoder wrote.
+func TestMessageTypesJSONRoundTrip(t *testing.T) {
+	types := []any{
+		proto.Empty{}, proto.InfoRequest{}, proto.InfoResponse{}, proto.ClientInfo{},
+		proto.SignUpRequest{}, proto.SignInRequest{}, proto.Customer{}, proto.SignInResponse{},
+		proto.SessionRequest{}, proto.SessionResponse{}, proto.Account{}, proto.AccountsResponse{},
+		proto.OpenAccountRequest{}, proto.AccountRequest{}, proto.AccountResponse{},
+		proto.HistoryRequest{}, proto.Entry{}, proto.HistoryResponse{},
+		proto.TransferRequest{}, proto.Transfer{}, proto.TransferResponse{}, proto.TransferGetRequest{},
+		proto.Payee{}, proto.PayeesResponse{}, proto.PayeeAddRequest{}, proto.PayeeRenameRequest{},
+		proto.PayeeDeleteRequest{}, proto.PayeeResponse{},
+		proto.Conversation{}, proto.ChatOpenRequest{}, proto.ConversationResponse{}, proto.ConversationsResponse{},
+		proto.ChatSendRequest{}, proto.Message{}, proto.MessageResponse{}, proto.ChatHistoryRequest{},
+		proto.ChatHistoryResponse{}, proto.Event{}, proto.Error{},
+	}
+	for _, zero := range types {
+		typ := reflect.TypeOf(zero)
+		t.Run(typ.Name(), func(t *testing.T) {
+			in := reflect.New(typ)
+			fill(t, in.Elem(), 0)
+			b, err := json.Marshal(in.Interface())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := reflect.New(typ)
+			req := &proto.Request{Payload: b}
+			if err := req.Decode(out.Interface()); err != nil {
+				t.Fatalf("strict decode of %s: %v", b, err)
+			}
+			if !reflect.DeepEqual(in.Interface(), out.Interface()) {
+				t.Fatalf("round trip of %s:\n got %+v\nwant %+v", b, out.Elem(), in.Elem())
+			}
+		})
+	}
+}
+
+// fill sets every field of v to a distinctive non-zero value.
+func fill(t *testing.T, v reflect.Value, depth int) {
+	if depth > 5 {
+		return
+	}
+	if v.Type() == reflect.TypeOf(time.Time{}) {
+		v.Set(reflect.ValueOf(time.Date(2026, 3, 14, 15, 9, 26, 535000000, time.UTC)))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if !f.Anonymous && f.Tag.Get("json") == "" {
+				t.Errorf("%s.%s has no json tag", v.Type().Name(), f.Name)
+			}
+			fill(t, v.Field(i), depth+1)
+		}
+	case reflect.String:
+		v.SetString("x-" + v.Type().Name() + "-é")
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		v.SetInt(-1234567890123 % (1 << 31))
+	case reflect.Uint16, reflect.Uint8, reflect.Uint32:
+		v.SetUint(7)
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		fill(t, p.Elem(), depth+1)
+		v.Set(p)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 2, 2)
+		for i := 0; i < 2; i++ {
+			fill(t, s.Index(i), depth+1)
+		}
+		v.Set(s)
+	default:
+		t.Fatalf("fill: unhandled kind %s", v.Kind())
+	}
+}
+
+func TestOpsAndCodesHaveNames(t *testing.T) {
+	seen := map[string]bool{}
+	for _, op := range proto.Ops() {
+		name := op.String()
+		if strings.HasPrefix(name, "op.") || seen[name] {
+			t.Errorf("op %d has name %q", op, name)
+		}
+		seen[name] = true
+	}
+	if got := proto.Op(999).String(); got != "op.999" {
+		t.Errorf("unknown op named %q", got)
+	}
+	for _, c := range allCodes {
+		if strings.HasPrefix(c.String(), "CODE_") {
+			t.Errorf("code %d has no name", c)
+		}
+		if c.Fatal() != (c >= 100) {
+			t.Errorf("%s: Fatal() = %v", c, c.Fatal())
+		}
+	}
+}
+
+var allCodes = []proto.Code{
+	proto.OK, proto.Canceled, proto.Unknown, proto.InvalidArgument, proto.DeadlineExceeded,
+	proto.NotFound, proto.AlreadyExists, proto.PermissionDenied, proto.ResourceExhausted,
+	proto.FailedPrecondition, proto.Aborted, proto.Unimplemented, proto.Internal, proto.Unavailable,
+	proto.Unauthenticated, proto.ProtocolError, proto.UnsupportedVersion, proto.BadSecret,
+	proto.HandshakeTimeout, proto.TooManyConnections, proto.IdleTimeout, proto.ShuttingDown,
+}

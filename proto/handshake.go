@@ -1,0 +1,151 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Hello is the JSON payload of the server's greeting, the first frame on
+// every connection. Clients ignore fields they do not know.
+type Hello struct {
+	Versions           []int  `json:"versions"`             // protocol versions the server speaks
+	Server             string `json:"server"`               // name/version, e.g. "bankwire-apptier/1.0"
+	MaxPayload         int    `json:"max_payload"`          // largest payload either side may send, bytes
+	MaxInFlight        int    `json:"max_in_flight"`        // requests per connection before RESOURCE_EXHAUSTED
+	IdleTimeoutMs      int64  `json:"idle_timeout_ms"`      // the server closes a connection silent this long
+	HandshakeTimeoutMs int64  `json:"handshake_timeout_ms"` // time allowed to send AUTH
+}
+
+// Auth is the JSON payload of the client's AUTH frame.
+type Auth struct {
+	Version uint8  `json:"version"` // chosen from Hello.Versions
+	Client  string `json:"client"`  // name/version, e.g. "bankwire-webtier/1.0"
+	Secret  string `json:"secret"`  // the shared secret (APPTIER_SECRET)
+}
+
+// Ready is the JSON payload of the server's READY frame: the handshake
+// succeeded and requests may flow.
+type Ready struct {
+	Version uint8  `json:"version"`
+	ConnID  string `json:"conn_id"` // the server's name for this connection in its logs
+}
+
+// ParseHello decodes a HELLO payload and checks that it is usable.
+func ParseHello(p []byte) (Hello, error) {
+	var h Hello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return Hello{}, &Error{Code: ProtocolError, Message: "undecodable HELLO"}
+	}
+	if h.MaxPayload <= 0 || h.MaxInFlight <= 0 {
+		return Hello{}, &Error{Code: ProtocolError, Message: "HELLO without limits"}
+	}
+	if !slices.Contains(h.Versions, int(Version)) {
+		return h, &Error{Code: UnsupportedVersion, Message: fmt.Sprintf("server speaks versions %v, client speaks %d", h.Versions, Version)}
+	}
+	return h, nil
+}
+
+// ParseAuth decodes an AUTH payload. Unknown fields are ignored so that a
+// later version can add some.
+func ParseAuth(p []byte) (Auth, error) {
+	var a Auth
+	if err := json.Unmarshal(p, &a); err != nil {
+		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
+	}
+	return a, nil
+}
+
+// unmarshalStrict decodes exactly one JSON value into v, rejecting unknown
+// fields and trailing data.
+func unmarshalStrict(p []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(dst []byte, s string) []byte {
+	b, err := json.Marshal(s)
+	if err != nil { // cannot happen for a string; keep the output valid JSON anyway
+		return append(dst, `""`...)
+	}
+	return append(dst, b...)
+}
+
+// DescribeFrame renders a frame for humans: the terminal client's -trace
+// output and test failure messages. Secrets in AUTH are masked.
+func DescribeFrame(f Frame) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s id=%d", f.Type, f.ID)
+	if f.Flags != 0 {
+		fmt.Fprintf(&b, " flags=%#04x", f.Flags)
+	}
+	fmt.Fprintf(&b, " len=%d", len(f.Payload))
+	switch f.Type {
+	case FrameAuth:
+		if a, err := ParseAuth(f.Payload); err == nil {
+			fmt.Fprintf(&b, " version=%d client=%q secret=<%d bytes>", a.Version, a.Client, len(a.Secret))
+			return b.String()
+		}
+	case FrameRequest:
+		if h, body, err := ParseRequest(f.Payload); err == nil {
+			fmt.Fprintf(&b, " op=%s deadline_ms=%d trace=%q body=%s", h.Op, h.DeadlineMs, h.TraceID, clip(body))
+			return b.String()
+		}
+	case FrameError:
+		if e, err := ParseError(f.Payload); err == nil {
+			fmt.Fprintf(&b, " code=%s message=%q", e.Code, e.Message)
+			if e.Field != "" {
+				fmt.Fprintf(&b, " field=%q", e.Field)
+			}
+			return b.String()
+		}
+	case FrameFatal:
+		if e, err := ParseFatal(f.Payload); err == nil {
+			fmt.Fprintf(&b, " code=%s reason=%q", e.Code, e.Message)
+			return b.String()
+		}
+	case FrameDrain:
+		if last, err := ParseDrain(f.Payload); err == nil {
+			fmt.Fprintf(&b, " last_id=%d", last)
+			return b.String()
+		}
+	case FramePing, FramePong, FrameCancel:
+		if len(f.Payload) > 0 {
+			fmt.Fprintf(&b, " payload=%x", f.Payload)
+		}
+		return b.String()
+	}
+	if len(f.Payload) > 0 {
+		fmt.Fprintf(&b, " body=%s", clip(f.Payload))
+	}
+	return b.String()
+}
+
+// clip shortens a payload for display, quoting it if it is not printable.
+func clip(p []byte) string {
+	const max = 512
+	s := string(p)
+	suffix := ""
+	if len(s) > max {
+		s, suffix = s[:max], "…(+"+strconv.Itoa(len(p)-max)+" bytes)"
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == 0xFFFD {
+			return strconv.Quote(s) + suffix
+		}
+	}
+	return s + suffix
+}

@@ -1,0 +1,344 @@
+package proto_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+const testSecret = "test-secret"
+
+// Test-only operations, outside the app tier's numbering.
+const (
+	opEcho   proto.Op = 1000 // echoes echoMsg
+	opWait   proto.Op = 1001 // blocks until ctx is done, reports why on the waitLog channel
+	opPanic  proto.Op = 1002 // panics
+	opLeak   proto.Op = 1003 // returns a plain error with internal text
+	opStream proto.Op = 1004 // stream: accepts, sends streamN events, then waits for ctx
+	opSlow   proto.Op = 1005 // sleeps slowMs then echoes
+	opBig    proto.Op = 1006 // returns a response of the requested size
+)
+
+type echoMsg struct {
+	N    int    `json:"n"`
+	Text string `json:"text,omitempty"`
+}
+
+type waitResult struct {
+	trace       string
+	hasDeadline bool
+	deadlineIn  time.Duration
+	err         error
+	cause       error
+}
+
+type fixture struct {
+	waits   chan waitResult
+	started chan uint32 // request ids of opWait / opSlow as they start
+	mu      sync.Mutex
+	panics  int
+}
+
+func newFixture() *fixture {
+	return &fixture{waits: make(chan waitResult, 64), started: make(chan uint32, 1024)}
+}
+
+func (fx *fixture) mux() *proto.Mux {
+	m := proto.NewMux()
+	m.Handle(proto.OpInfo, func(ctx context.Context, req *proto.Request) (any, error) {
+		var in proto.InfoRequest
+		if err := req.Decode(&in); err != nil {
+			return nil, err
+		}
+		return proto.InfoResponse{Server: "test", MinPassword: 8, MaxPassword: 64}, nil
+	})
+	m.Handle(opEcho, func(ctx context.Context, req *proto.Request) (any, error) {
+		var in echoMsg
+		if err := req.Decode(&in); err != nil {
+			return nil, err
+		}
+		if in.Text == "invalid" {
+			return nil, proto.FieldError(proto.InvalidArgument, "text", "text may not be invalid")
+		}
+		return in, nil
+	})
+	m.Handle(opWait, func(ctx context.Context, req *proto.Request) (any, error) {
+		dl, ok := ctx.Deadline()
+		fx.started <- req.ID
+		<-ctx.Done()
+		fx.waits <- waitResult{trace: proto.TraceID(ctx), hasDeadline: ok, deadlineIn: time.Until(dl), err: ctx.Err(), cause: context.Cause(ctx)}
+		return nil, ctx.Err()
+	})
+	m.Handle(opPanic, func(ctx context.Context, req *proto.Request) (any, error) {
+		fx.mu.Lock()
+		fx.panics++
+		fx.mu.Unlock()
+		panic("handler exploded: secret internal detail")
+	})
+	m.Handle(opLeak, func(ctx context.Context, req *proto.Request) (any, error) {
+		return nil, errors.New("pq: relation \"customers\" does not exist (internal detail)")
+	})
+	m.Handle(opSlow, func(ctx context.Context, req *proto.Request) (any, error) {
+		var in echoMsg
+		if err := req.Decode(&in); err != nil {
+			return nil, err
+		}
+		fx.started <- req.ID
+		select {
+		case <-time.After(time.Duration(in.N) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return in, nil
+	})
+	m.Handle(opBig, func(ctx context.Context, req *proto.Request) (any, error) {
+		var in echoMsg
+		if err := req.Decode(&in); err != nil {
+			return nil, err
+		}
+		return echoMsg{N: in.N, Text: strings.Repeat("a", in.N)}, nil
+	})
+	m.HandleStream(opStream, func(ctx context.Context, req *proto.Request, s *proto.Stream) error {
+		var in echoMsg
+		if err := req.Decode(&in); err != nil {
+			return err
+		}
+		if in.Text == "refuse" {
+			return proto.Errorf(proto.Unauthenticated, "session expired")
+		}
+		if err := s.Accept(nil); err != nil {
+			return err
+		}
+		for i := 0; i < in.N; i++ {
+			if err := s.Send(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: int64(i), Body: "hi"}}); err != nil {
+				return err
+			}
+		}
+		if in.Text == "end" {
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	return m
+}
+
+// quietLogger discards logs unless -v is set, in which case it writes them
+// through t.Log so they interleave with the test output.
+func quietLogger(tb testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Log(string(p))
+	return len(p), nil
+}
+
+type testServer struct {
+	*proto.Server
+	Addr   string
+	served chan error
+}
+
+// startServer serves mux on a fresh loopback port; cleanup closes it and
+// checks that Serve returned ErrServerClosed.
+func startServer(tb testing.TB, cfg proto.ServerConfig, mux *proto.Mux) *testServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return serveOn(tb, ln, cfg, mux)
+}
+
+func serveOn(tb testing.TB, ln net.Listener, cfg proto.ServerConfig, mux *proto.Mux) *testServer {
+	tb.Helper()
+	if cfg.Secret == "" {
+		cfg.Secret = testSecret
+	}
+	if cfg.Name == "" {
+		cfg.Name = "bankwire-test/1.0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger(tb)
+	}
+	ts := &testServer{Server: proto.NewServer(cfg, mux), Addr: ln.Addr().String(), served: make(chan error, 1)}
+	go func() { ts.served <- ts.Serve(ln) }()
+	tb.Cleanup(func() {
+		ts.Close()
+		select {
+		case err := <-ts.served:
+			if !errors.Is(err, proto.ErrServerClosed) {
+				tb.Errorf("Serve returned %v, want ErrServerClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			tb.Error("Serve did not return after Close")
+		}
+	})
+	return ts
+}
+
+func newClient(tb testing.TB, cfg proto.ClientConfig) *proto.Client {
+	tb.Helper()
+	if cfg.Secret == "" {
+		cfg.Secret = testSecret
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger(tb)
+	}
+	c, err := proto.NewClient(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rawConn is a hand-driven protocol peer for hostile-input tests.
+type rawConn struct {
+	tb testing.TB
+	nc net.Conn
+	fr *proto.Framer
+}
+
+func dialRaw(tb testing.TB, addr string) *rawConn {
+	tb.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawConn{tb: tb, nc: nc, fr: proto.NewFramer(nc, nc)}
+}
+
+func (r *rawConn) read() proto.Frame {
+	r.tb.Helper()
+	f, err := r.fr.ReadFrame()
+	if err != nil {
+		r.tb.Fatalf("read frame: %v", err)
+	}
+	return f
+}
+
+func (r *rawConn) write(f proto.Frame) {
+	r.tb.Helper()
+	if err := r.fr.WriteFrame(f); err != nil {
+		r.tb.Fatalf("write frame: %v", err)
+	}
+}
+
+func (r *rawConn) writeBytes(b []byte) {
+	r.tb.Helper()
+	if _, err := r.nc.Write(b); err != nil {
+		r.tb.Fatalf("write: %v", err)
+	}
+}
+
+func authFrame(tb testing.TB, version uint8, secret string) proto.Frame {
+	b, err := json.Marshal(proto.Auth{Version: version, Client: "raw-test", Secret: secret})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return proto.Frame{Type: proto.FrameAuth, Payload: b}
+}
+
+// handshake reads HELLO, authenticates and reads READY.
+func (r *rawConn) handshake() proto.Hello {
+	r.tb.Helper()
+	f := r.read()
+	if f.Type != proto.FrameHello {
+		r.tb.Fatalf("first frame %s, want HELLO", proto.DescribeFrame(f))
+	}
+	h, err := proto.ParseHello(f.Payload)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	r.write(authFrame(r.tb, proto.Version, testSecret))
+	if f := r.read(); f.Type != proto.FrameReady {
+		r.tb.Fatalf("after AUTH got %s, want READY", proto.DescribeFrame(f))
+	}
+	return h
+}
+
+func (r *rawConn) request(id uint32, op proto.Op, deadlineMs uint32, trace string, body any) {
+	r.tb.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	r.write(proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, b)})
+}
+
+// expectFatal reads frames until FATAL (skipping HELLO) and checks its code,
+// then checks that the server closes the connection.
+func (r *rawConn) expectFatal(code proto.Code) *proto.Error {
+	r.tb.Helper()
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			r.tb.Fatalf("waiting for FATAL %s: %v", code, err)
+		}
+		if f.Type == proto.FrameHello || f.Type == proto.FrameDrain {
+			continue
+		}
+		if f.Type != proto.FrameFatal {
+			r.tb.Fatalf("got %s, want FATAL %s", proto.DescribeFrame(f), code)
+		}
+		e, err := proto.ParseFatal(f.Payload)
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		if e.Code != code {
+			r.tb.Fatalf("FATAL code %s (%q), want %s", e.Code, e.Message, code)
+		}
+		r.expectClosed()
+		return e
+	}
+}
+
+// expectClosed checks that the peer closes the connection (EOF) promptly.
+func (r *rawConn) expectClosed() {
+	r.tb.Helper()
+	_ = r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var buf [256]byte
+	for {
+		_, err := r.nc.Read(buf[:])
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) || isReset(err) {
+			return
+		}
+		r.tb.Fatalf("connection not closed by server: %v", err)
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+func wantCode(tb testing.TB, err error, code proto.Code) *proto.Error {
+	tb.Helper()
+	if got := proto.ErrorCode(err); got != code {
+		tb.Fatalf("error %v: code %s, want %s", err, got, code)
+	}
+	var e *proto.Error
+	errors.As(err, &e)
+	return e
+}

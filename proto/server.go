@@ -1,0 +1,956 @@
+package proto
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultAddr is the app tier's default listen address: the port of the
+// original socket walkthrough.
+const DefaultAddr = ":12121"
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
+// Close.
+var ErrServerClosed = errors.New("proto: server closed")
+
+// Request is one decoded REQUEST as a handler sees it.
+type Request struct {
+	Op      Op
+	ID      uint32
+	TraceID string
+	Payload []byte // the JSON body; the handler owns it
+}
+
+// Decode decodes the JSON body into v strictly: unknown fields and trailing
+// data are rejected, and an empty body counts as {}. Any failure is an
+// INVALID_ARGUMENT "malformed request body" that can go to the caller as is.
+func (r *Request) Decode(v any) error {
+	p := r.Payload
+	if len(bytes.TrimSpace(p)) == 0 {
+		p = []byte("{}")
+	}
+	if err := unmarshalStrict(p, v); err != nil {
+		return &Error{Code: InvalidArgument, Message: "malformed request body"}
+	}
+	return nil
+}
+
+// HandlerFunc serves one operation. The returned value is JSON-encoded into
+// the RESPONSE; a returned *Error goes to the caller as is; any other error
+// is logged and the caller gets INTERNAL "internal error".
+type HandlerFunc func(ctx context.Context, req *Request) (any, error)
+
+// StreamHandlerFunc serves a streaming operation (a subscription). It calls
+// s.Accept once to open the stream, then s.Send for every event, and returns
+// when ctx is done (client CANCEL, connection closed, server shutdown).
+//
+// An error returned before Accept becomes an ERROR frame like a unary
+// handler's. After Accept the stream is always ended with an ERROR frame for
+// its id: code OK when the handler returned nil, UNAVAILABLE when the server
+// is shutting down, CANCELED after a client CANCEL, otherwise the handler's
+// error mapped as for unary handlers.
+type StreamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
+
+// Mux routes requests to handlers by operation.
+type Mux struct {
+	unary  map[Op]HandlerFunc
+	stream map[Op]StreamHandlerFunc
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux {
+	return &Mux{unary: map[Op]HandlerFunc{}, stream: map[Op]StreamHandlerFunc{}}
+}
+
+// Handle registers h for op. It panics on a nil handler or a second
+// registration of op, which are programming errors.
+func (m *Mux) Handle(op Op, h HandlerFunc) {
+	m.check(op, h == nil)
+	m.unary[op] = h
+}
+
+// HandleStream registers a streaming handler for op.
+func (m *Mux) HandleStream(op Op, h StreamHandlerFunc) {
+	m.check(op, h == nil)
+	m.stream[op] = h
+}
+
+func (m *Mux) check(op Op, isNil bool) {
+	if isNil {
+		panic("proto: nil handler for " + op.String())
+	}
+	_, u := m.unary[op]
+	_, s := m.stream[op]
+	if u || s {
+		panic("proto: duplicate handler for " + op.String())
+	}
+}
+
+// ServerConfig configures a Server. Zero values mean the defaults.
+type ServerConfig struct {
+	Name   string      // server name and version in HELLO, e.g. "bankwire-apptier/1.0"
+	Secret string      // shared secret clients must present (APPTIER_SECRET)
+	TLS    *tls.Config // when set, connections are TLS
+
+	MaxConns    int // simultaneous connections; default 256
+	MaxInFlight int // requests in flight per connection; default 128
+	MaxPayload  int // bytes per frame payload; default 1 MiB
+
+	HandshakeTimeout time.Duration // to receive AUTH after accept; default 10s
+	IdleTimeout      time.Duration // close a connection silent this long; default 60s
+	ReadTimeout      time.Duration // to receive the rest of a frame once it started; default 30s
+	WriteTimeout     time.Duration // for one write to the socket; default 30s
+
+	Logger *slog.Logger // default slog.Default()
+
+	// Observe, when set, is called once per answered request with its
+	// operation, result code and duration (metrics).
+	Observe func(op Op, code Code, d time.Duration)
+}
+
+func (c *ServerConfig) setDefaults() {
+	if c.Name == "" {
+		c.Name = "bankwire-apptier"
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxPayload > 1<<30 {
+		c.MaxPayload = 1 << 30
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server serves the bankwire protocol. Create it with NewServer.
+type Server struct {
+	cfg       ServerConfig
+	mux       *Mux
+	log       *slog.Logger
+	secretSum [sha256.Size]byte
+	hello     []byte // encoded HELLO payload, the same for every connection
+
+	ctx    context.Context // parent of every handler context; canceled by Close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	addr      net.Addr
+	shutdown  bool
+	connWG    sync.WaitGroup
+
+	nextConn atomic.Uint64
+	refusing atomic.Int32 // refusal writes in progress
+
+	// work hands requests to idle handler goroutines (see dispatch).
+	work chan job
+}
+
+// job is one request for a handler goroutine.
+type job struct {
+	c     *serverConn
+	ctx   context.Context
+	stop  func()
+	req   *Request
+	unary HandlerFunc
+	strm  StreamHandlerFunc
+}
+
+func (j job) run() {
+	if j.strm != nil {
+		j.c.runStream(j.ctx, j.stop, j.req, j.strm)
+	} else {
+		j.c.runUnary(j.ctx, j.stop, j.req, j.unary)
+	}
+}
+
+// workerIdle is how long a handler goroutine waits for more work before it
+// exits.
+const workerIdle = 10 * time.Second
+
+// dispatch runs j on an idle handler goroutine if one is waiting, else on a
+// new one. Reusing goroutines keeps their grown stacks: a fresh goroutine
+// per request spends a tenth of its CPU growing its stack while decoding
+// JSON. The number of goroutines is still bounded by the requests in
+// flight (MaxConns × MaxInFlight); idle ones exit after workerIdle or when
+// the server closes.
+func (s *Server) dispatch(j job) {
+	select {
+	case s.work <- j:
+	default:
+		go s.worker(j)
+	}
+}
+
+func (s *Server) worker(j job) {
+	j.run()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		select {
+		case j = <-s.work:
+			j.run()
+			t.Reset(workerIdle)
+		case <-t.C:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// NewServer returns a server for the handlers in h.
+func NewServer(cfg ServerConfig, h *Mux) *Server {
+	cfg.setDefaults()
+	if h == nil {
+		h = NewMux()
+	}
+	s := &Server{
+		cfg: cfg, mux: h, log: cfg.Logger,
+		secretSum: sha256.Sum256([]byte(cfg.Secret)),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*serverConn]struct{}{},
+		work:      make(chan job),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.hello, _ = json.Marshal(Hello{
+		Versions: []int{int(Version)}, Server: cfg.Name,
+		MaxPayload: cfg.MaxPayload, MaxInFlight: cfg.MaxInFlight,
+		IdleTimeoutMs:      cfg.IdleTimeout.Milliseconds(),
+		HandshakeTimeoutMs: cfg.HandshakeTimeout.Milliseconds(),
+	})
+	return s
+}
+
+// Addr returns the address of the listener most recently passed to Serve,
+// or nil before that.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// ListenAndServe listens on addr (DefaultAddr when empty) and serves.
+func (s *Server) ListenAndServe(addr string) error {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln until Shutdown or Close, which make it
+// return ErrServerClosed. It closes ln before returning.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.addr = ln.Addr()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does, instead of spinning or dying.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.shutdown {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		if len(s.conns) >= s.cfg.MaxConns {
+			s.mu.Unlock()
+			s.refuse(nc)
+			continue
+		}
+		c := s.newConn(nc)
+		s.conns[c] = struct{}{}
+		s.connWG.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdown
+}
+
+// maxRefusing bounds the goroutines writing TOO_MANY_CONNECTIONS, so a
+// connection flood cannot turn refusals into unbounded work.
+const maxRefusing = 32
+
+// refuse tells a connection over the limit why it is being closed, without
+// blocking the accept loop. Each refusal is bounded by a one-second deadline.
+func (s *Server) refuse(nc net.Conn) {
+	s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", "too many connections", "max_conns", s.cfg.MaxConns)
+	if s.refusing.Add(1) > maxRefusing {
+		s.refusing.Add(-1)
+		nc.Close()
+		return
+	}
+	go func() {
+		defer s.refusing.Add(-1)
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(time.Second))
+		msg := AppendFrame(nil, Frame{Type: FrameFatal, Payload: AppendFatal(nil, TooManyConnections, "server has too many connections, try again later")})
+		if _, err := nc.Write(msg); err == nil {
+			if cw, ok := nc.(closeWriter); ok {
+				_ = cw.CloseWrite()
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+		}
+	}()
+}
+
+// Shutdown drains the server: it stops accepting, sends DRAIN on every
+// connection naming the last request it will answer, lets those requests
+// finish, ends streams with UNAVAILABLE, and closes each connection once it
+// is idle. If ctx ends first, it closes everything at once and returns
+// ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, canceling every
+// handler context. It waits for connection goroutines to finish, which they
+// do promptly unless a handler ignores its context.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	s.connWG.Wait()
+	return nil
+}
+
+// serverConn is one accepted connection: its goroutine reads frames and
+// dispatches them; handler goroutines write their results through w.
+type serverConn struct {
+	srv    *Server
+	nc     net.Conn
+	id     string
+	remote string
+	fr     *Framer
+	w      *frameWriter
+
+	ctx    context.Context // canceled when the connection ends
+	cancel context.CancelFunc
+
+	closing    atomic.Bool // the last frame was sent; only discard reads now
+	requests   atomic.Uint64
+	handlersWG sync.WaitGroup
+
+	mu        sync.Mutex
+	ready     bool
+	client    string
+	inflight  map[uint32]*inflightReq // counted against MaxInFlight until the terminal frame is sent
+	active    int                     // handlers not finished writing; drain completes at 0
+	lastID    uint32
+	draining  bool
+	drainLast uint32
+}
+
+type inflightReq struct {
+	cancel context.CancelCauseFunc
+	stream bool
+}
+
+// Cancellation causes, so a stream knows why its context ended.
+var (
+	errClientCancel = errors.New("canceled by client")
+	errDraining     = errors.New("server shutting down")
+)
+
+func (s *Server) newConn(nc net.Conn) *serverConn {
+	c := &serverConn{
+		srv:      s,
+		nc:       nc,
+		id:       "c" + strconv.FormatUint(s.nextConn.Add(1), 10),
+		remote:   nc.RemoteAddr().String(),
+		inflight: map[uint32]*inflightReq{},
+	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.fr = NewFramer(nc, nil)
+	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
+		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
+		nc.Close()
+	})
+	return c
+}
+
+func (c *serverConn) serve() {
+	s := c.srv
+	start := time.Now()
+	s.log.Info("connection opened", "conn", c.id, "remote", c.remote)
+	reason := c.run()
+	c.cancel()
+	c.nc.Close()
+	c.handlersWG.Wait()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.log.Info("connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
+		"requests", c.requests.Load(), "duration", time.Since(start).Round(time.Millisecond), "reason", reason)
+	s.connWG.Done()
+}
+
+func (c *serverConn) clientName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.client
+}
+
+// run performs the handshake and the read loop, returning why it ended.
+func (c *serverConn) run() string {
+	if reason, ok := c.handshake(); !ok {
+		return reason
+	}
+	cfg := &c.srv.cfg
+	br := c.fr.Reader()
+	lastRecv := time.Now()
+	// Deadlines are set lazily: one that fires early only causes a
+	// recheck, so a steady stream of small frames, each arriving whole,
+	// costs no deadline updates at all.
+	var dl time.Time
+	setDeadline := func(t time.Time) {
+		dl = t
+		_ = c.nc.SetReadDeadline(t)
+	}
+	setDeadline(lastRecv.Add(cfg.IdleTimeout))
+	for {
+		if c.closing.Load() {
+			return c.linger()
+		}
+		if br.Buffered() == 0 {
+			// Wait for the next frame's first byte under the idle deadline
+			// (re-armed only if the armed one is later than wanted); Peek
+			// consumes nothing, so a timeout loses no data.
+			if want := lastRecv.Add(cfg.IdleTimeout); dl.After(want) {
+				setDeadline(want)
+			}
+			if _, err := br.Peek(1); err != nil {
+				if c.closing.Load() {
+					return c.linger()
+				}
+				if isTimeout(err) {
+					if time.Since(lastRecv) < cfg.IdleTimeout {
+						setDeadline(lastRecv.Add(cfg.IdleTimeout))
+						continue
+					}
+					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
+				}
+				return readEndReason(err)
+			}
+		}
+		if !frameBuffered(br) {
+			setDeadline(time.Now().Add(cfg.ReadTimeout))
+		}
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if e, ok := errFatal(err); ok {
+				return c.fatal(e.Code, e.Message)
+			}
+			if isTimeout(err) && !c.closing.Load() {
+				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
+			}
+			if c.closing.Load() {
+				return c.linger()
+			}
+			return readEndReason(err)
+		}
+		lastRecv = time.Now()
+		if reason, ok := c.handleFrame(f); !ok {
+			return reason
+		}
+	}
+}
+
+// frameBuffered reports whether br already holds a whole frame, so reading
+// it cannot block.
+func frameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < HeaderLen {
+		return false
+	}
+	h, err := br.Peek(HeaderLen)
+	if err != nil {
+		return false
+	}
+	return uint64(n) >= HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
+}
+
+func readEndReason(err error) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		return "peer closed"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "peer closed mid-frame"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	}
+	return "read error: " + err.Error()
+}
+
+// handshake greets the client and checks its AUTH.
+func (c *serverConn) handshake() (string, bool) {
+	cfg := &c.srv.cfg
+	deadline := time.Now().Add(cfg.HandshakeTimeout)
+	_ = c.nc.SetReadDeadline(deadline)
+	if err := c.w.write(FrameHello, 0, 0, c.srv.hello); err != nil {
+		return "write HELLO: " + err.Error(), false
+	}
+	c.fr.SetMaxPayload(handshakeMaxPayload)
+	f, err := c.fr.ReadFrame()
+	if err != nil {
+		if e, ok := errFatal(err); ok {
+			return c.fatal(e.Code, e.Message), false
+		}
+		if isTimeout(err) {
+			c.mu.Lock()
+			draining := c.draining
+			c.mu.Unlock()
+			if draining {
+				return c.fatal(ShuttingDown, "server shutting down"), false
+			}
+			return c.fatal(HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout)), false
+		}
+		return "handshake: " + readEndReason(err), false
+	}
+	if f.Type != FrameAuth {
+		return c.fatal(ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type)), false
+	}
+	a, err := ParseAuth(f.Payload)
+	if err != nil {
+		return c.fatal(ProtocolError, "undecodable AUTH"), false
+	}
+	if a.Version != Version {
+		return c.fatal(UnsupportedVersion, fmt.Sprintf("version %d not supported; server speaks %d", a.Version, Version)), false
+	}
+	// Hash both sides so the comparison is constant-time in the secret's
+	// length too.
+	sum := sha256.Sum256([]byte(a.Secret))
+	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
+		c.srv.log.Warn("handshake rejected", "conn", c.id, "remote", c.remote, "client", a.Client, "reason", "bad secret")
+		return c.fatal(BadSecret, "bad secret"), false
+	}
+	ready, _ := json.Marshal(Ready{Version: Version, ConnID: c.id})
+	c.mu.Lock()
+	c.ready = true
+	c.client = a.Client
+	draining := c.draining
+	c.mu.Unlock()
+	if err := c.w.write(FrameReady, 0, 0, ready); err != nil {
+		return "write READY: " + err.Error(), false
+	}
+	c.fr.SetMaxPayload(cfg.MaxPayload)
+	if draining { // Shutdown began during the handshake
+		c.sendDrain()
+	}
+	return "", true
+}
+
+// fatal sends a FATAL frame and closes gracefully. It returns the reason for
+// the log.
+func (c *serverConn) fatal(code Code, reason string) string {
+	if c.closing.CompareAndSwap(false, true) {
+		_ = c.w.write(FrameFatal, 0, 0, AppendFatal(nil, code, reason))
+		c.halfClose()
+	}
+	c.linger()
+	return code.String() + ": " + reason
+}
+
+// halfClose sends FIN after the last frame and bounds the linger.
+func (c *serverConn) halfClose() {
+	c.w.waitIdle()
+	if cw, ok := c.nc.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+}
+
+// linger reads and discards until the peer closes or lingerTimeout passes,
+// so our close does not reset frames the peer has yet to read.
+func (c *serverConn) linger() string {
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.fr.Reader(), 1<<20))
+	return "closed after final frame"
+}
+
+// handleFrame processes one frame after the handshake.
+func (c *serverConn) handleFrame(f Frame) (string, bool) {
+	switch f.Type {
+	case FrameRequest:
+		return c.handleRequest(f)
+	case FrameCancel:
+		c.mu.Lock()
+		r := c.inflight[f.ID]
+		c.mu.Unlock()
+		if r != nil {
+			r.cancel(errClientCancel)
+		}
+		return "", true
+	case FramePing:
+		if len(f.Payload) > maxPingPayload {
+			return c.fatal(ProtocolError, "PING payload over 64 bytes"), false
+		}
+		if err := c.w.write(FramePong, 0, f.ID, f.Payload); err != nil {
+			return "write: " + err.Error(), false
+		}
+		return "", true
+	case FramePong:
+		return "", true
+	case FrameFatal:
+		e, err := ParseFatal(f.Payload)
+		if err != nil {
+			return "client sent undecodable FATAL", false
+		}
+		return "client FATAL " + e.Code.String() + ": " + e.Message, false
+	}
+	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
+}
+
+func (c *serverConn) handleRequest(f Frame) (string, bool) {
+	s := c.srv
+	h, body, err := ParseRequest(f.Payload)
+	if err != nil {
+		return c.fatal(ProtocolError, err.(*Error).Message), false
+	}
+	c.requests.Add(1)
+	c.mu.Lock()
+	if f.ID <= c.lastID {
+		_, dup := c.inflight[f.ID]
+		last := c.lastID
+		c.mu.Unlock()
+		if dup {
+			return c.fatal(ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID)), false
+		}
+		return c.fatal(ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last)), false
+	}
+	c.lastID = f.ID
+	var reject *Error
+	switch {
+	case c.draining:
+		reject = &Error{Code: Unavailable, Message: "server is shutting down"}
+	case len(c.inflight) >= s.cfg.MaxInFlight:
+		reject = &Error{Code: ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
+	}
+	uh, isUnary := s.mux.unary[h.Op]
+	sh, isStream := s.mux.stream[h.Op]
+	if reject == nil && !isUnary && !isStream {
+		reject = &Error{Code: Unimplemented, Message: "unknown operation " + h.Op.String()}
+	}
+	if reject != nil {
+		c.mu.Unlock()
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(h.Op, reject.Code, 0)
+		}
+		if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, reject)); err != nil {
+			return "write: " + err.Error(), false
+		}
+		return "", true
+	}
+	ctx := c.ctx
+	if h.TraceID != "" {
+		ctx = context.WithValue(ctx, traceKey{}, h.TraceID)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := func() { cancel(nil) }
+	if h.DeadlineMs > 0 {
+		var cancelTimeout context.CancelFunc
+		ctx, cancelTimeout = context.WithTimeout(ctx, time.Duration(h.DeadlineMs)*time.Millisecond)
+		stop = func() { cancelTimeout(); cancel(nil) }
+	}
+	c.inflight[f.ID] = &inflightReq{cancel: cancel, stream: isStream}
+	c.active++
+	c.handlersWG.Add(1)
+	c.mu.Unlock()
+
+	req := &Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}
+	if isStream {
+		s.dispatch(job{c: c, ctx: ctx, stop: stop, req: req, strm: sh})
+	} else {
+		s.dispatch(job{c: c, ctx: ctx, stop: stop, req: req, unary: uh})
+	}
+	return "", true
+}
+
+func (c *serverConn) runUnary(ctx context.Context, stop func(), req *Request, h HandlerFunc) {
+	defer c.handlersWG.Done()
+	start := time.Now()
+	resp, err := c.callUnary(ctx, req, h)
+	c.release(req.ID)
+	var code Code
+	if err == nil {
+		code = c.writeResult(ctx, req, FrameResponse, 0, resp)
+	} else {
+		code = c.writeError(ctx, req, err)
+	}
+	stop()
+	c.finish(req, code, time.Since(start))
+}
+
+// callUnary runs h, turning a panic into INTERNAL for this request only.
+func (c *serverConn) callUnary(ctx context.Context, req *Request, h HandlerFunc) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logPanic(ctx, req, p)
+			resp, err = nil, &Error{Code: Internal, Message: "internal error"}
+		}
+	}()
+	return h(ctx, req)
+}
+
+func (c *serverConn) logPanic(ctx context.Context, req *Request, p any) {
+	c.srv.log.ErrorContext(ctx, "handler panic", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID,
+		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+}
+
+// writeResult encodes v and sends it as a RESPONSE (or EVENT) frame.
+func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType, flags uint16, v any) Code {
+	if err := c.w.lock(); err != nil {
+		return Unavailable
+	}
+	off := c.w.beginFrame()
+	var err error
+	c.w.buf, err = appendJSON(c.w.buf, v)
+	if err == nil && len(c.w.buf)-off-HeaderLen > c.srv.cfg.MaxPayload {
+		err = fmt.Errorf("encoded response of %d bytes is over the %d-byte payload limit", len(c.w.buf)-off-HeaderLen, c.srv.cfg.MaxPayload)
+	}
+	if err != nil {
+		c.w.buf = c.w.buf[:off]
+		c.w.unlock()
+		c.srv.log.ErrorContext(ctx, "encode response", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "err", err)
+		return c.writeError(ctx, req, &Error{Code: Internal, Message: "internal error"})
+	}
+	c.w.endFrame(off, t, flags, req.ID)
+	if err := c.w.unlock(); err != nil {
+		return Unavailable
+	}
+	return OK
+}
+
+// writeError sends err as the terminal ERROR frame of req and returns its code.
+func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Code {
+	e := c.wireError(ctx, req, err)
+	_ = c.w.write(FrameError, 0, req.ID, AppendError(nil, e))
+	return e.Code
+}
+
+// wireError maps a handler error to what the caller may see.
+func (c *serverConn) wireError(ctx context.Context, req *Request, err error) *Error {
+	var e *Error
+	if errors.As(err, &e) && e.Code != OK && !e.Code.Fatal() {
+		return e
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), errClientCancel) {
+			return &Error{Code: Canceled, Message: "canceled"}
+		}
+		return &Error{Code: Unavailable, Message: "server shutting down"}
+	}
+	c.srv.log.ErrorContext(ctx, "request failed", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "err", err)
+	return &Error{Code: Internal, Message: "internal error"}
+}
+
+// release takes a request out of the in-flight set just before its terminal
+// frame is written: from then on its slot is free and a CANCEL for it is
+// ignored, as PROTOCOL.md says.
+func (c *serverConn) release(id uint32) {
+	c.mu.Lock()
+	delete(c.inflight, id)
+	c.mu.Unlock()
+}
+
+// finish records a request whose terminal frame has been written; the last
+// one to finish on a draining connection closes it.
+func (c *serverConn) finish(req *Request, code Code, d time.Duration) {
+	s := c.srv
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(req.Op, code, d)
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("request", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "code", code.String(), "duration", d)
+	}
+	c.mu.Lock()
+	c.active--
+	done := c.draining && c.active == 0
+	c.mu.Unlock()
+	if done {
+		c.finishDrain()
+	}
+}
+
+// drain starts a graceful close: DRAIN names the last request id that will
+// be answered; streams end at once; the connection closes when idle.
+func (c *serverConn) drain() {
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	ready := c.ready
+	c.mu.Unlock()
+	if ready {
+		c.sendDrain()
+		return
+	}
+	// Still in the handshake, so no request was sent yet: interrupt the
+	// handshake read; it answers FATAL SHUTTING_DOWN.
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// sendDrain runs exactly once per draining connection, after READY.
+func (c *serverConn) sendDrain() {
+	c.mu.Lock()
+	c.drainLast = c.lastID
+	last := c.drainLast
+	idle := c.active == 0
+	for _, r := range c.inflight {
+		if r.stream {
+			r.cancel(errDraining)
+		}
+	}
+	c.mu.Unlock()
+	_ = c.w.write(FrameDrain, 0, 0, AppendDrain(nil, last))
+	if idle {
+		c.finishDrain()
+	}
+}
+
+func (c *serverConn) finishDrain() {
+	if c.closing.CompareAndSwap(false, true) {
+		_ = c.w.write(FrameFatal, 0, 0, AppendFatal(nil, ShuttingDown, "server shutting down"))
+		c.halfClose()
+	}
+}
+
+// appendJSON appends the JSON encoding of v (nil encodes as {}).
+func appendJSON(dst []byte, v any) ([]byte, error) {
+	if v == nil {
+		return append(dst, '{', '}'), nil
+	}
+	if raw, ok := v.(json.RawMessage); ok {
+		return append(dst, raw...), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	if dst == nil {
+		return b, nil
+	}
+	return append(dst, b...), nil
+}

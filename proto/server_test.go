@@ -1,0 +1,541 @@
+package proto_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+func TestGreetingComesFirst(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{MaxPayload: 4096, MaxInFlight: 9}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	h := r.handshake()
+	if h.Server != "bankwire-test/1.0" || h.MaxPayload != 4096 || h.MaxInFlight != 9 || h.IdleTimeoutMs <= 0 || h.HandshakeTimeoutMs <= 0 {
+		t.Fatalf("HELLO = %+v", h)
+	}
+	r.request(1, opEcho, 1000, "t", echoMsg{N: 1})
+	if f := r.read(); f.Type != proto.FrameResponse || f.ID != 1 {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+}
+
+func TestBytesBeforeHandshake(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	t.Run("HTTP request", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.writeBytes([]byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+		r.expectFatal(proto.UnsupportedVersion)
+	})
+	t.Run("request before AUTH", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.request(1, proto.OpInfo, 0, "", proto.InfoRequest{})
+		e := r.expectFatal(proto.ProtocolError)
+		if !strings.Contains(e.Message, "expected AUTH") {
+			t.Fatalf("reason %q", e.Message)
+		}
+	})
+	t.Run("oversized AUTH", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.writeBytes(header(1, proto.FrameAuth, 0, 0, 1<<20))
+		r.expectFatal(proto.ProtocolError)
+	})
+	t.Run("undecodable AUTH", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.write(proto.Frame{Type: proto.FrameAuth, Payload: []byte("{secret")})
+		r.expectFatal(proto.ProtocolError)
+	})
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{HandshakeTimeout: 200 * time.Millisecond}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	start := time.Now()
+	e := r.expectFatal(proto.HandshakeTimeout)
+	if !strings.Contains(e.Message, "AUTH") {
+		t.Fatalf("reason %q", e.Message)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+func TestWrongSecret(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	for _, secret := range []string{"", "test-secreT", testSecret + "x", strings.Repeat("a", 3000)} {
+		r := dialRaw(t, srv.Addr)
+		r.read() // HELLO
+		r.write(authFrame(t, proto.Version, secret))
+		r.expectFatal(proto.BadSecret)
+	}
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, Secret: "wrong"})
+	err := c.Call(context.Background(), proto.OpInfo, nil, nil)
+	e := wantCode(t, err, proto.Unavailable)
+	if !strings.Contains(e.Message, "BAD_SECRET") {
+		t.Fatalf("client error %q does not say why", e.Message)
+	}
+}
+
+func TestUnsupportedVersion(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	t.Run("in AUTH", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.read()
+		r.write(authFrame(t, 2, testSecret))
+		r.expectFatal(proto.UnsupportedVersion)
+	})
+	t.Run("in a frame header", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		r.writeBytes(header(7, proto.FramePing, 0, 1, 0))
+		r.expectFatal(proto.UnsupportedVersion)
+	})
+}
+
+func TestMalformedFramesAfterHandshake(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{MaxPayload: 1024, ReadTimeout: 300 * time.Millisecond}, newFixture().mux())
+	tests := []struct {
+		name string
+		in   []byte
+		want proto.Code
+	}{
+		{"length over limit", header(1, proto.FrameRequest, 0, 1, 1025), proto.ProtocolError},
+		{"unknown frame type", header(1, 200, 0, 1, 0), proto.ProtocolError},
+		{"server-only frame type", header(1, proto.FrameResponse, 0, 1, 0), proto.ProtocolError},
+		{"second AUTH", proto.AppendFrame(nil, authFrame(t, 1, testSecret)), proto.ProtocolError},
+		{"truncated request prefix", proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 1, Payload: []byte{0, 1, 0}}), proto.ProtocolError},
+		{"oversized PING", proto.AppendFrame(nil, proto.Frame{Type: proto.FramePing, Payload: make([]byte, 65)}), proto.ProtocolError},
+		{"truncated header then silence", header(1, proto.FrameRequest, 0, 1, 0)[:5], proto.ProtocolError},
+		{"truncated payload then silence", header(1, proto.FrameRequest, 0, 1, 100), proto.ProtocolError},
+		{"request id zero", proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 0, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, []byte("{}"))}), proto.ProtocolError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, srv.Addr)
+			r.handshake()
+			r.writeBytes(tt.in)
+			r.expectFatal(tt.want)
+		})
+	}
+	// The server is still healthy.
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	if err := c.Call(context.Background(), opEcho, echoMsg{N: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPeerClosesMidFrame(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger()}, newFixture().mux())
+	for _, n := range []int{3, proto.HeaderLen, proto.HeaderLen + 10} {
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		frame := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 1, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, bytes.Repeat([]byte(" "), 50))})
+		r.writeBytes(frame[:n])
+		r.nc.(*net.TCPConn).CloseWrite()
+		r.expectClosed()
+	}
+	waitFor(t, func() bool { return logs.count("connection closed", "reason", "peer closed mid-frame") == 3 })
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUndecodableRequestBody(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	bodies := []string{`{not json`, `{"n":"seven"}`, `{"n":1,"unknown":2}`, `{"n":1} {"n":2}`, "\xff\xfe", `[]`}
+	for i, body := range bodies {
+		id := uint32(i + 1)
+		r.write(proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, []byte(body))})
+		f := r.read()
+		if f.Type != proto.FrameError || f.ID != id {
+			t.Fatalf("body %q: got %s", body, proto.DescribeFrame(f))
+		}
+		e, err := proto.ParseError(f.Payload)
+		if err != nil || e.Code != proto.InvalidArgument || e.Message != "malformed request body" {
+			t.Fatalf("body %q: error %+v %v", body, e, err)
+		}
+	}
+	// Per-request errors leave the connection usable.
+	r.request(100, opEcho, 0, "", echoMsg{N: 5})
+	if f := r.read(); f.Type != proto.FrameResponse || string(f.Payload) != `{"n":5}` {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+}
+
+func TestDuplicateRequestIDInFlight(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(5, opWait, 0, "", nil)
+	<-fx.started
+	r.request(5, opWait, 0, "", nil)
+	e := r.expectFatal(proto.ProtocolError)
+	if !strings.Contains(e.Message, "duplicate request id 5") {
+		t.Fatalf("reason %q", e.Message)
+	}
+	// The first request's handler saw its context end with the connection.
+	if w := <-fx.waits; !errors.Is(w.err, context.Canceled) {
+		t.Fatalf("handler ctx err %v", w.err)
+	}
+
+	r = dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(9, opEcho, 0, "", echoMsg{})
+	r.read()
+	r.request(8, opEcho, 0, "", echoMsg{})
+	e = r.expectFatal(proto.ProtocolError)
+	if !strings.Contains(e.Message, "not greater") {
+		t.Fatalf("reason %q", e.Message)
+	}
+}
+
+func TestInFlightLimit(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{MaxInFlight: 2}, fx.mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(1, opWait, 0, "", nil)
+	r.request(2, opWait, 0, "", nil)
+	<-fx.started
+	<-fx.started
+	r.request(3, opEcho, 0, "", echoMsg{})
+	f := r.read()
+	e, _ := proto.ParseError(f.Payload)
+	if f.Type != proto.FrameError || f.ID != 3 || e.Code != proto.ResourceExhausted {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+	// CANCEL frees a slot: the handler returns, the server answers CANCELED.
+	r.write(proto.Frame{Type: proto.FrameCancel, ID: 1})
+	f = r.read()
+	e, _ = proto.ParseError(f.Payload)
+	if f.Type != proto.FrameError || f.ID != 1 || e.Code != proto.Canceled {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+	r.request(4, opEcho, 0, "", echoMsg{N: 4})
+	if f := r.read(); f.Type != proto.FrameResponse || f.ID != 4 {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+}
+
+func TestUnknownOperation(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	wantCode(t, c.Call(context.Background(), proto.Op(4242), nil, nil), proto.Unimplemented)
+}
+
+func TestDeadlineAndTraceReachHandler(t *testing.T) {
+	fx := newFixture()
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger()}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	ctx, cancel := context.WithTimeout(proto.WithTraceID(context.Background(), "trace-xyz"), 400*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	wantCode(t, c.Call(ctx, opWait, nil, nil), proto.DeadlineExceeded)
+	if d := time.Since(start); d < 350*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("call returned after %v", d)
+	}
+	w := <-fx.waits
+	if !w.hasDeadline || w.trace != "trace-xyz" || !errors.Is(w.err, context.DeadlineExceeded) {
+		t.Fatalf("handler saw %+v", w)
+	}
+	waitFor(t, func() bool { return logs.count("request", "trace", "trace-xyz") == 1 })
+}
+
+func TestCancelReachesHandler(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Call(ctx, opWait, nil, nil) }()
+	<-fx.started
+	cancel()
+	wantCode(t, <-done, proto.Canceled)
+	w := <-fx.waits
+	if !errors.Is(w.err, context.Canceled) || w.cause == nil || !strings.Contains(w.cause.Error(), "client") {
+		t.Fatalf("handler saw %+v", w)
+	}
+	// The connection is still fine, and the late terminal frame for the
+	// canceled id was absorbed without a protocol error.
+	for i := 0; i < 3; i++ {
+		if err := c.Call(context.Background(), opEcho, echoMsg{N: i}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPanicBecomesInternalForThatRequestOnly(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
+	var wg sync.WaitGroup
+	var okCalls atomic.Int32
+	for i := 0; i < 20; i++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			e := wantCode(t, c.Call(context.Background(), opPanic, nil, nil), proto.Internal)
+			if e.Message != "internal error" {
+				t.Errorf("panic leaked %q", e.Message)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := c.Call(context.Background(), opEcho, echoMsg{N: 1}, nil); err == nil {
+				okCalls.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if okCalls.Load() != 20 {
+		t.Fatalf("%d of 20 concurrent calls succeeded beside the panics", okCalls.Load())
+	}
+}
+
+func TestInternalErrorTextNeverLeaves(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger()}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(1, opLeak, 0, "leak-trace", nil)
+	f := r.read()
+	if bytes.Contains(f.Payload, []byte("relation")) || bytes.Contains(f.Payload, []byte("internal detail")) {
+		t.Fatalf("internal text on the wire: %q", f.Payload)
+	}
+	e, _ := proto.ParseError(f.Payload)
+	if e.Code != proto.Internal || e.Message != "internal error" {
+		t.Fatalf("got %+v", e)
+	}
+	// ...but it is in the server's log, with the trace id.
+	waitFor(t, func() bool { return logs.count("request failed", "trace", "leak-trace") == 1 })
+}
+
+func TestTooManyConnections(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{MaxConns: 2}, newFixture().mux())
+	a, b := dialRaw(t, srv.Addr), dialRaw(t, srv.Addr)
+	a.handshake()
+	b.handshake()
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		r := dialRaw(t, srv.Addr)
+		e := r.expectFatal(proto.TooManyConnections)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("refusal took %v", d)
+		}
+		if e.Message == "" {
+			t.Fatal("refusal without a reason")
+		}
+	}
+	// The admitted connections still work.
+	a.request(1, opEcho, 0, "", echoMsg{N: 1})
+	if f := a.read(); f.Type != proto.FrameResponse {
+		t.Fatalf("got %s", proto.DescribeFrame(f))
+	}
+	// When one leaves, a newcomer is admitted.
+	b.nc.Close()
+	waitFor(t, func() bool {
+		nc, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(2 * time.Second))
+		f, err := proto.NewFramer(nc, nc).ReadFrame()
+		return err == nil && f.Type == proto.FrameHello
+	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{IdleTimeout: 300 * time.Millisecond}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.expectFatal(proto.IdleTimeout)
+}
+
+// A client keeps an idle connection alive with pings, so the server's idle
+// timeout only cuts silent peers.
+func TestClientPingsKeepIdleConnectionAlive(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{IdleTimeout: 300 * time.Millisecond, Logger: logs.logger()}, newFixture().mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
+	for i := 0; i < 2; i++ {
+		if err := c.Call(context.Background(), opEcho, echoMsg{N: i}, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(900 * time.Millisecond)
+	}
+	if n := logs.count("connection opened"); n != 1 {
+		t.Fatalf("%d connections opened, want 1 kept alive by pings", n)
+	}
+	if n := logs.count("connection closed"); n != 0 {
+		t.Fatalf("%d connections closed: %v", n, logs.lines)
+	}
+}
+
+// A peer that stops reading must not pin the server: the write times out
+// and the connection is closed.
+func TestPeerStopsReading(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{WriteTimeout: 300 * time.Millisecond, MaxInFlight: 1000, Logger: logs.logger()}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	// Ask for far more than socket buffers hold, and never read.
+	for i := 1; i <= 64; i++ {
+		r.request(uint32(i), opBig, 0, "", echoMsg{N: 512 << 10})
+	}
+	waitFor(t, func() bool { return logs.count("write failed, closing connection") == 1 })
+	waitFor(t, func() bool { return logs.count("connection closed") == 1 })
+	// The server still serves others.
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOneLogLinePerConnection(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger()}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.nc.Close()
+	waitFor(t, func() bool { return logs.count("connection closed", "reason", "peer closed") == 1 })
+	if n := logs.count("connection opened", "remote", r.nc.LocalAddr().String()); n != 1 {
+		t.Fatalf("%d 'connection opened' lines for %s", n, r.nc.LocalAddr())
+	}
+}
+
+func TestStreamPush(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+
+	t.Run("events then close", func(t *testing.T) {
+		sub, err := c.Subscribe(ctx, opStream, echoMsg{N: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			var ev proto.Event
+			if err := sub.Next(ctx, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Kind != proto.EventChatMessage || ev.Message == nil || ev.Message.ID != int64(i) {
+				t.Fatalf("event %d = %+v", i, ev)
+			}
+		}
+		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		wantCode(t, sub.Next(short, &proto.Event{}), proto.DeadlineExceeded)
+		sub.Close()
+		wantCode(t, sub.Next(ctx, &proto.Event{}), proto.Canceled)
+		// The connection stays healthy after the terminal frame of the
+		// canceled stream arrives.
+		if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("server ends stream", func(t *testing.T) {
+		sub, err := c.Subscribe(ctx, opStream, echoMsg{N: 2, Text: "end"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ {
+			if err := sub.Next(ctx, &proto.Event{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := sub.Next(ctx, &proto.Event{}); err == nil || err.Error() != "EOF" {
+			t.Fatalf("after end: %v, want io.EOF", err)
+		}
+	})
+	t.Run("refused before accept", func(t *testing.T) {
+		_, err := c.Subscribe(ctx, opStream, echoMsg{Text: "refuse"})
+		wantCode(t, err, proto.Unauthenticated)
+	})
+	t.Run("shutdown ends stream with UNAVAILABLE", func(t *testing.T) {
+		srv2 := startServer(t, proto.ServerConfig{}, fx.mux())
+		c2 := newClient(t, proto.ClientConfig{Addrs: []string{srv2.Addr}})
+		sub, err := c2.Subscribe(ctx, opStream, echoMsg{N: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Next(ctx, &proto.Event{}); err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := srv2.Shutdown(sctx); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, sub.Next(ctx, &proto.Event{}), proto.Unavailable)
+	})
+}
+
+// logCapture records log lines so tests can check what the server logged.
+type logCapture struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (l *logCapture) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (l *logCapture) Write(p []byte) (int, error) {
+	var m map[string]any
+	if err := json.Unmarshal(p, &m); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	l.lines = append(l.lines, m)
+	l.mu.Unlock()
+	return len(p), nil
+}
+
+// count returns how many lines have message msg and, for each key/value
+// pair in kv, a matching attribute.
+func (l *logCapture) count(msg string, kv ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+next:
+	for _, m := range l.lines {
+		if m["msg"] != msg {
+			continue
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if s, _ := m[kv[i]].(string); s != kv[i+1] {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,107 @@
+package proto
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Stream is the server side of a streaming request (a subscription): one
+// RESPONSE opens it, EVENT frames with the request's id follow, and one
+// ERROR frame ends it. Accept and Send may be called from any goroutine;
+// they must not be called after the handler returned.
+type Stream struct {
+	c   *serverConn
+	req *Request
+	ctx context.Context
+
+	mu       sync.Mutex
+	accepted bool
+	ended    bool
+}
+
+// errStreamState is returned when Accept or Send are called out of order.
+var errStreamState = errors.New("proto: stream not open")
+
+// Accept sends the RESPONSE (v encoded as JSON; nil is {}) that opens the
+// stream. It may be called once, before any Send.
+func (s *Stream) Accept(v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.accepted || s.ended {
+		return errStreamState
+	}
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	if code := s.c.writeResult(s.ctx, s.req, FrameResponse, FlagStream, v); code != OK {
+		s.ended = true
+		return &Error{Code: code, Message: "stream could not be opened"}
+	}
+	s.accepted = true
+	return nil
+}
+
+// Send sends one EVENT frame with v encoded as JSON. It fails once the
+// stream's context is done (client CANCEL, connection lost, shutdown) or a
+// write failed; a handler should then return.
+func (s *Stream) Send(v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.accepted || s.ended {
+		return errStreamState
+	}
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	if code := s.c.writeResult(s.ctx, s.req, FrameEvent, 0, v); code != OK {
+		s.ended = true
+		return &Error{Code: code, Message: "event could not be sent"}
+	}
+	return nil
+}
+
+// end marks the stream finished and reports whether it had been accepted.
+func (s *Stream) end() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	return s.accepted
+}
+
+func (c *serverConn) runStream(ctx context.Context, stop func(), req *Request, h StreamHandlerFunc) {
+	defer c.handlersWG.Done()
+	start := time.Now()
+	st := &Stream{c: c, req: req, ctx: ctx}
+	err := c.callStream(ctx, req, st, h)
+	accepted := st.end()
+	c.release(req.ID)
+	var code Code
+	switch {
+	case !accepted && err == nil:
+		// The handler finished without opening the stream: an empty,
+		// already-ended result.
+		code = c.writeResult(ctx, req, FrameResponse, 0, nil)
+	case err == nil:
+		code = OK
+		_ = c.w.write(FrameError, 0, req.ID, AppendError(nil, &Error{Code: OK, Message: "stream ended"}))
+	default:
+		if accepted && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errClientCancel) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = &Error{Code: Unavailable, Message: "server shutting down"}
+		}
+		code = c.writeError(ctx, req, err)
+	}
+	stop()
+	c.finish(req, code, time.Since(start))
+}
+
+func (c *serverConn) callStream(ctx context.Context, req *Request, st *Stream, h StreamHandlerFunc) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logPanic(ctx, req, p)
+			err = &Error{Code: Internal, Message: "internal error"}
+		}
+	}()
+	return h(ctx, req, st)
+}
