@@ -1,0 +1,729 @@
+package apptier_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"bankwire/apptier"
+	"bankwire/apptier/apptiertest"
+	"bankwire/proto"
+	"bankwire/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantErr checks that err is a *proto.Error with the code and (if not
+// empty) the field, and that it carries a user-facing message.
+func wantErr(t testing.TB, err error, code proto.Code, field string) {
+	t.Helper()
+	var pe *proto.Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v (%T): want *proto.Error %v", err, err, code)
+	}
+	if pe.Code != code || field != "" && pe.Field != field {
+		t.Fatalf("error %v: want code %v field %q", pe, code, field)
+	}
+	if pe.Message == "" || strings.Contains(strings.ToLower(pe.Message), "sql") || strings.Contains(pe.Message, "pq:") {
+		t.Fatalf("error message %q is empty or leaks internals", pe.Message)
+	}
+}
+
+type bank struct {
+	t   testing.TB
+	srv *apptiertest.Server
+	c   *proto.Client
+}
+
+func newBank(t testing.TB, opts ...apptiertest.Option) *bank {
+	srv := apptiertest.Start(t, opts...)
+	return &bank{t: t, srv: srv, c: srv.Client(t)}
+}
+
+func (b *bank) call(op proto.Op, req, resp any) error {
+	return b.c.Call(ctxT(b.t), op, req, resp)
+}
+
+func (b *bank) must(op proto.Op, req, resp any) {
+	b.t.Helper()
+	if err := b.call(op, req, resp); err != nil {
+		b.t.Fatalf("%v: %v", op, err)
+	}
+}
+
+func (b *bank) signIn(user, pw string) string {
+	b.t.Helper()
+	return b.srv.SignIn(b.t, b.c, user, pw)
+}
+
+func (b *bank) accounts(tok string) []proto.Account {
+	b.t.Helper()
+	var out proto.AccountsResponse
+	b.must(proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out)
+	return out.Accounts
+}
+
+func (b *bank) account(tok, kind string) proto.Account {
+	b.t.Helper()
+	for _, a := range b.accounts(tok) {
+		if a.Kind == kind {
+			return a
+		}
+	}
+	b.t.Fatalf("no %s account", kind)
+	return proto.Account{}
+}
+
+func TestInfo(t *testing.T) {
+	b := newBank(t)
+	var info proto.InfoResponse
+	b.must(proto.OpInfo, proto.InfoRequest{}, &info)
+	if !info.DemoData || info.MinPassword != 8 || info.DailyLimit != 1_000_000 || info.LimitCurrency != "USD" {
+		t.Fatalf("info = %+v", info)
+	}
+}
+
+func TestSignUpAndSignIn(t *testing.T) {
+	b := newBank(t, apptiertest.WithoutDemoData())
+	var up proto.SignInResponse
+	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "Carol.W", DisplayName: "Carol White", Password: "a long enough passphrase"}, &up)
+	if len(up.Token) < 22 || up.Customer.Username != "Carol.W" || up.Customer.DisplayName != "Carol White" {
+		t.Fatalf("sign-up answer %+v", up)
+	}
+	accs := b.accounts(up.Token)
+	if len(accs) != 1 || accs[0].Kind != "checking" || accs[0].Balance != 0 || accs[0].Currency != "USD" {
+		t.Fatalf("new customer's accounts = %+v", accs)
+	}
+	// Usernames are unique case-insensitively.
+	err := b.call(proto.OpSignUp, proto.SignUpRequest{Username: "carol.w", Password: "another long passphrase"}, nil)
+	wantErr(t, err, proto.AlreadyExists, "username")
+	// Sign in, case-insensitively, gets a new token each time.
+	t1 := b.signIn("carol.w", "a long enough passphrase")
+	t2 := b.signIn("CAROL.W", "a long enough passphrase")
+	if t1 == t2 || t1 == up.Token {
+		t.Fatal("sign-in reused a session token")
+	}
+	var sess proto.SessionResponse
+	b.must(proto.OpSessionCheck, proto.SessionRequest{Session: t1}, &sess)
+	if sess.Customer.Username != "Carol.W" {
+		t.Fatalf("session check = %+v", sess)
+	}
+	// Only a hash of the token is stored.
+	var n int
+	if err := b.srv.Store.Pool().QueryRow(ctxT(t), "SELECT count(*) FROM sessions WHERE token_hash = $1::bytea", []byte(t1)).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("raw token found in the database (%d, %v)", n, err)
+	}
+}
+
+func TestSignUpValidation(t *testing.T) {
+	b := newBank(t, apptiertest.WithoutDemoData())
+	cases := []struct {
+		req   proto.SignUpRequest
+		field string
+	}{
+		{proto.SignUpRequest{Username: "ab", Password: "long enough pw"}, "username"},
+		{proto.SignUpRequest{Username: strings.Repeat("a", 33), Password: "long enough pw"}, "username"},
+		{proto.SignUpRequest{Username: "bad name", Password: "long enough pw"}, "username"},
+		{proto.SignUpRequest{Username: "bad/name", Password: "long enough pw"}, "username"},
+		{proto.SignUpRequest{Username: "ünicode", Password: "long enough pw"}, "username"},
+		{proto.SignUpRequest{Username: "x\x00y", Password: "long enough pw"}, "username"},
+		{proto.SignUpRequest{Username: "okname", Password: "short"}, "password"},
+		{proto.SignUpRequest{Username: "okname", Password: strings.Repeat("p", 129)}, "password"},
+		{proto.SignUpRequest{Username: "okname", Password: "password123"}, "password"},
+		{proto.SignUpRequest{Username: "okname123", Password: "okname123"}, "password"},
+		{proto.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: strings.Repeat("d", 65)}, "display_name"},
+		{proto.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: "bell\a"}, "display_name"},
+		{proto.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: string([]byte{0xc3, 0x28})}, "display_name"},
+	}
+	for _, c := range cases {
+		err := b.call(proto.OpSignUp, c.req, nil)
+		wantErr(t, err, proto.InvalidArgument, c.field)
+	}
+	// A 64-character password (ASVS: at least 64 allowed) is accepted.
+	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "longpw", Password: strings.Repeat("Zq9-", 16)}, nil)
+	// Malformed JSON and unknown fields are INVALID_ARGUMENT too.
+	err := b.call(proto.OpSignUp, map[string]any{"username": "x", "surprise": 1}, nil)
+	wantErr(t, err, proto.InvalidArgument, "")
+}
+
+func TestSignInUnknownUserLooksLikeWrongPassword(t *testing.T) {
+	b := newBank(t)
+	h := b.srv.App.Hasher()
+
+	before := h.Computations()
+	errWrong := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "not her password"}, nil)
+	paidWrong := h.Computations() - before
+
+	before = h.Computations()
+	errUnknown := b.call(proto.OpSignIn, proto.SignInRequest{Username: "nobody-here", Password: "not her password"}, nil)
+	paidUnknown := h.Computations() - before
+
+	wantErr(t, errWrong, proto.Unauthenticated, "")
+	if errWrong.Error() != errUnknown.Error() {
+		t.Fatalf("answers differ: wrong password %q, unknown user %q", errWrong, errUnknown)
+	}
+	if paidWrong != 1 || paidUnknown != 1 {
+		t.Fatalf("argon2id computations: wrong password %d, unknown user %d; want 1 each", paidWrong, paidUnknown)
+	}
+	// Every attempt is audited.
+	var n int
+	if err := b.srv.Store.Pool().QueryRow(ctxT(t), "SELECT count(*) FROM signin_events").Scan(&n); err != nil || n < 2 {
+		t.Fatalf("sign-in audit events = %d, %v", n, err)
+	}
+}
+
+func TestSignInThrottlingAndLockout(t *testing.T) {
+	clock := apptiertest.NewClock(time.Now())
+	b := newBank(t, apptiertest.WithClock(clock.Now), apptiertest.WithConfig(func(c *apptier.Config) {
+		c.LockAfter = 3
+		c.LockFor = 10 * time.Minute
+		c.ThrottleWindow = 10 * time.Minute
+		c.DelayBase = 20 * time.Millisecond
+		c.DelayMax = 40 * time.Millisecond
+	}))
+	for _, user := range []string{"alice", "no-such-user"} {
+		for i := 0; i < 3; i++ {
+			err := b.call(proto.OpSignIn, proto.SignInRequest{Username: user, Password: "wrong password", ClientInfo: proto.ClientInfo{IP: "203.0.113.7"}}, nil)
+			wantErr(t, err, proto.Unauthenticated, "")
+		}
+		// Locked now — even the right password is refused, and an unknown
+		// username gets the very same answer.
+		err := b.call(proto.OpSignIn, proto.SignInRequest{Username: user, Password: "alice-demo-pass", ClientInfo: proto.ClientInfo{IP: "198.51.100.1"}}, nil)
+		wantErr(t, err, proto.PermissionDenied, "")
+	}
+	// The lock ends with the window.
+	clock.Advance(11 * time.Minute)
+	b.signIn("alice", "alice-demo-pass")
+	// A success wipes the slate: two more failures do not lock alice.
+	for i := 0; i < 2; i++ {
+		err := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "wrong again"}, nil)
+		wantErr(t, err, proto.Unauthenticated, "")
+	}
+	b.signIn("alice", "alice-demo-pass")
+
+	var outcomes []string
+	rows, err := b.srv.Store.Pool().Query(ctxT(t), "SELECT outcome FROM signin_events WHERE username = 'alice' ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		outcomes = append(outcomes, o)
+	}
+	want := "bad_password,bad_password,bad_password,locked,success,bad_password,bad_password,success"
+	if got := strings.Join(outcomes, ","); got != want {
+		t.Fatalf("audit outcomes %s, want %s", got, want)
+	}
+}
+
+func TestSignInThrottlingPerIP(t *testing.T) {
+	b := newBank(t, apptiertest.WithConfig(func(c *apptier.Config) {
+		c.IPLimit = 4
+		c.LockAfter = 100
+		c.DelayBase = time.Millisecond
+		c.DelayMax = 2 * time.Millisecond
+	}))
+	ip := proto.ClientInfo{IP: "192.0.2.55"}
+	for i := 0; i < 4; i++ {
+		err := b.call(proto.OpSignIn, proto.SignInRequest{Username: fmt.Sprintf("guess%d", i), Password: "wrong password", ClientInfo: ip}, nil)
+		wantErr(t, err, proto.Unauthenticated, "")
+	}
+	err := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass", ClientInfo: ip}, nil)
+	wantErr(t, err, proto.ResourceExhausted, "")
+	// Another address is not affected.
+	b.srv.SignIn(t, b.c, "alice", "alice-demo-pass")
+}
+
+func TestSessionExpiry(t *testing.T) {
+	clock := apptiertest.NewClock(time.Now())
+	b := newBank(t, apptiertest.WithClock(clock.Now), apptiertest.WithIdleTimeout(10*time.Minute),
+		apptiertest.WithConfig(func(c *apptier.Config) { c.AbsoluteTimeout = 30 * time.Minute }))
+	tok := b.signIn("alice", "alice-demo-pass")
+	// Use within the idle window extends it, up to the absolute limit.
+	for i := 0; i < 3; i++ {
+		clock.Advance(8 * time.Minute)
+		b.accounts(tok)
+	}
+	clock.Advance(7 * time.Minute) // 31 minutes after sign-in
+	err := b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil)
+	wantErr(t, err, proto.Unauthenticated, "")
+
+	tok = b.signIn("alice", "alice-demo-pass")
+	clock.Advance(10*time.Minute + time.Second)
+	err = b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil)
+	wantErr(t, err, proto.Unauthenticated, "")
+
+	for _, bad := range []string{"", "garbage", strings.Repeat("x", 500)} {
+		err = b.call(proto.OpAccountsList, proto.SessionRequest{Session: bad}, nil)
+		wantErr(t, err, proto.Unauthenticated, "")
+	}
+}
+
+func TestSignOut(t *testing.T) {
+	b := newBank(t)
+	t1 := b.signIn("alice", "alice-demo-pass")
+	t2 := b.signIn("alice", "alice-demo-pass")
+	t3 := b.signIn("alice", "alice-demo-pass")
+	b.must(proto.OpSignOut, proto.SessionRequest{Session: t1}, nil)
+	wantErr(t, b.call(proto.OpAccountsList, proto.SessionRequest{Session: t1}, nil), proto.Unauthenticated, "")
+	b.accounts(t2)                                                  // others still work
+	b.must(proto.OpSignOut, proto.SessionRequest{Session: t1}, nil) // twice is fine
+	b.must(proto.OpSignOutAll, proto.SessionRequest{Session: t2}, nil)
+	for _, tok := range []string{t2, t3} {
+		wantErr(t, b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil), proto.Unauthenticated, "")
+	}
+	bob := b.signIn("bob", "bob-demo-pass")
+	b.accounts(bob) // sign out everywhere is per customer
+}
+
+func TestAccounts(t *testing.T) {
+	b := newBank(t)
+	tok := b.signIn("alice", "alice-demo-pass")
+	accs := b.accounts(tok)
+	if len(accs) != 2 {
+		t.Fatalf("alice has %d accounts, want 2", len(accs))
+	}
+	for _, a := range accs {
+		if a.Balance <= 0 || a.Currency != "USD" || len(a.Number) != 12 {
+			t.Fatalf("account %+v", a)
+		}
+	}
+	var opened proto.AccountResponse
+	b.must(proto.OpAccountOpen, proto.OpenAccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Kind: "savings"}, &opened)
+	if opened.Account.Kind != "savings" || opened.Account.Balance != 0 {
+		t.Fatalf("opened %+v", opened.Account)
+	}
+	var got proto.AccountResponse
+	b.must(proto.OpAccountGet, proto.AccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: opened.Account.Number}, &got)
+	if got.Account.Number != opened.Account.Number {
+		t.Fatalf("get %+v", got)
+	}
+	wantErr(t, b.call(proto.OpAccountOpen, proto.OpenAccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Kind: "crypto"}, nil), proto.InvalidArgument, "kind")
+	wantErr(t, b.call(proto.OpAccountOpen, proto.OpenAccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Kind: "savings", Currency: "EUR"}, nil), proto.InvalidArgument, "currency")
+	wantErr(t, b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: "12345"}, nil), proto.InvalidArgument, "number")
+}
+
+func TestHistoryPagination(t *testing.T) {
+	b := newBank(t)
+	tok := b.signIn("alice", "alice-demo-pass")
+	chk := b.account(tok, "checking")
+	req := proto.HistoryRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: chk.Number, Limit: 7}
+	var all []proto.Entry
+	seen := map[int64]bool{}
+	for pages := 0; ; pages++ {
+		if pages > 200 {
+			t.Fatal("pagination does not end")
+		}
+		var page proto.HistoryResponse
+		b.must(proto.OpAccountHistory, req, &page)
+		for _, e := range page.Entries {
+			if seen[e.ID] {
+				t.Fatalf("entry %d on two pages", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		all = append(all, page.Entries...)
+		if pages == 0 {
+			// New entries arriving while paging do not disturb later pages.
+			var bobAcc proto.Account
+			bob := b.signIn("bob", "bob-demo-pass")
+			bobAcc = b.account(bob, "checking")
+			b.must(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: bob},
+				IdempotencyKey: "hist-1", From: bobAcc.Number, To: chk.Number, Amount: "1.00"}, nil)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		req.Cursor = page.NextCursor
+	}
+	if len(all) < 20 {
+		t.Fatalf("demo history has only %d entries", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].CreatedAt.After(all[i-1].CreatedAt) {
+			t.Fatalf("history not newest first at %d", i)
+		}
+	}
+	// Balance after of the newest entry on the first page matched the
+	// balance then; the ledger's running balances chain.
+	for i := 0; i+1 < len(all); i++ {
+		if all[i+1].BalanceAfter+all[i].Amount != all[i].BalanceAfter {
+			t.Fatalf("balance_after does not chain at entry %d: %+v then %+v", i, all[i+1], all[i])
+		}
+	}
+	for _, cur := range []string{"!!!", "bm90LWEtY3Vyc29y", strings.Repeat("A", 100)} {
+		req.Cursor = cur
+		wantErr(t, b.call(proto.OpAccountHistory, req, nil), proto.InvalidArgument, "cursor")
+	}
+	req.Cursor, req.Limit = "", 1000
+	wantErr(t, b.call(proto.OpAccountHistory, req, nil), proto.InvalidArgument, "limit")
+}
+
+func TestTransfers(t *testing.T) {
+	b := newBank(t, apptiertest.WithDailyLimit(50_000))
+	alice := b.signIn("alice", "alice-demo-pass")
+	bob := b.signIn("bob", "bob-demo-pass")
+	aChk, aSav := b.account(alice, "checking"), b.account(alice, "savings")
+	bChk := b.account(bob, "checking")
+	tr := func(key, from, to, amount string) (proto.TransferResponse, error) {
+		var out proto.TransferResponse
+		err := b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+			IdempotencyKey: key, From: from, To: to, Amount: amount, Memo: "test"}, &out)
+		return out, err
+	}
+	// To bob, then the same key again: one transfer.
+	r1, err := tr("k1", aChk.Number, bChk.Number, "12.34")
+	if err != nil || r1.Transfer.Amount != 1234 || r1.Replayed {
+		t.Fatalf("transfer: %+v, %v", r1, err)
+	}
+	r2, err := tr("k1", aChk.Number, bChk.Number, "12.34")
+	if err != nil || r2.Transfer.ID != r1.Transfer.ID || !r2.Replayed {
+		t.Fatalf("replay: %+v, %v", r2, err)
+	}
+	_, err = tr("k1", aChk.Number, bChk.Number, "12.35")
+	wantErr(t, err, proto.FailedPrecondition, "idempotency_key")
+	if got := b.account(bob, "checking").Balance; got != bChk.Balance+1234 {
+		t.Fatalf("bob's balance %d, want %d", got, bChk.Balance+1234)
+	}
+	// Spaces and dashes in the number are fine.
+	spaced := aSav.Number[:4] + " " + aSav.Number[4:8] + "-" + aSav.Number[8:]
+	if _, err := tr("k2", aChk.Number, spaced, "1"); err != nil {
+		t.Fatalf("own transfer with a spaced number: %v", err)
+	}
+	var got proto.TransferResponse
+	b.must(proto.OpTransferGet, proto.TransferGetRequest{SessionRequest: proto.SessionRequest{Session: bob}, ID: r1.Transfer.ID}, &got)
+	if got.Transfer.Amount != 1234 {
+		t.Fatalf("bob sees the transfer as %+v", got)
+	}
+
+	bad := []struct {
+		key, from, to, amount string
+		code                  proto.Code
+		field                 string
+	}{
+		{"b1", aChk.Number, bChk.Number, "0", proto.InvalidArgument, "amount"},
+		{"b2", aChk.Number, bChk.Number, "-5", proto.InvalidArgument, "amount"},
+		{"b3", aChk.Number, bChk.Number, "1.001", proto.InvalidArgument, "amount"},
+		{"b4", aChk.Number, bChk.Number, "ten", proto.InvalidArgument, "amount"},
+		{"b5", aChk.Number, bChk.Number, "99999999.00", proto.FailedPrecondition, "amount"},
+		{"b6", aChk.Number, bChk.Number, "600.00", proto.FailedPrecondition, "amount"}, // over the daily limit of 500
+		{"b7", aChk.Number, aChk.Number, "1.00", proto.InvalidArgument, "to"},
+		{"b8", aChk.Number, "000000000000", "1.00", proto.NotFound, "to"},
+		{"b9", aChk.Number, "123", "1.00", proto.InvalidArgument, "to"},
+		{"b10", bChk.Number, aChk.Number, "1.00", proto.NotFound, "from"}, // bob's money
+		{"", aChk.Number, bChk.Number, "1.00", proto.InvalidArgument, "idempotency_key"},
+		{strings.Repeat("k", 65), aChk.Number, bChk.Number, "1.00", proto.InvalidArgument, "idempotency_key"},
+		{"with space", aChk.Number, bChk.Number, "1.00", proto.InvalidArgument, "idempotency_key"},
+	}
+	for _, c := range bad {
+		_, err := tr(c.key, c.from, c.to, c.amount)
+		wantErr(t, err, c.code, c.field)
+	}
+	// The unknown-account number used above must pass its check digit, so
+	// that NOT_FOUND (not INVALID_ARGUMENT) is what was tested.
+	var memoErr error
+	memoErr = b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+		IdempotencyKey: "m1", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: strings.Repeat("m", 141)}, nil)
+	wantErr(t, memoErr, proto.InvalidArgument, "memo")
+	memoErr = b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+		IdempotencyKey: "m2", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: "nul\x00byte"}, nil)
+	wantErr(t, memoErr, proto.InvalidArgument, "memo")
+	// Nothing above moved money.
+	if got := b.account(alice, "checking").Balance; got != aChk.Balance-1234-100 {
+		t.Fatalf("alice's checking %d, want %d", got, aChk.Balance-1234-100)
+	}
+}
+
+// TestAuthorization proves a customer can never read or move another
+// customer's money: every operation on alice's things answers NOT_FOUND to bob.
+func TestAuthorization(t *testing.T) {
+	b := newBank(t)
+	alice := b.signIn("alice", "alice-demo-pass")
+	bob := b.signIn("bob", "bob-demo-pass")
+	aChk := b.account(alice, "checking")
+	bChk := b.account(bob, "checking")
+	var tr proto.TransferResponse
+	b.must(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+		IdempotencyKey: "auth-1", From: aChk.Number, To: b.account(alice, "savings").Number, Amount: "1"}, &tr)
+	var conv proto.ConversationResponse
+	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: alice}, Username: "bob"}, &conv)
+	carolTok := func() string {
+		var up proto.SignInResponse
+		b.must(proto.OpSignUp, proto.SignUpRequest{Username: "carol", Password: "carol's long passphrase"}, &up)
+		return up.Token
+	}()
+	bs := proto.SessionRequest{Session: bob}
+	wantErr(t, b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil), proto.NotFound, "")
+	wantErr(t, b.call(proto.OpAccountHistory, proto.HistoryRequest{SessionRequest: bs, Number: aChk.Number}, nil), proto.NotFound, "")
+	wantErr(t, b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: bs, IdempotencyKey: "steal",
+		From: aChk.Number, To: bChk.Number, Amount: "1"}, nil), proto.NotFound, "from")
+	wantErr(t, b.call(proto.OpTransferGet, proto.TransferGetRequest{SessionRequest: bs, ID: tr.Transfer.ID}, nil), proto.NotFound, "")
+	cs := proto.SessionRequest{Session: carolTok}
+	wantErr(t, b.call(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID}, nil), proto.NotFound, "")
+	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID, Body: "hi"}, nil), proto.NotFound, "")
+	var payees proto.PayeesResponse
+	b.must(proto.OpPayeesList, proto.SessionRequest{Session: alice}, &payees)
+	if len(payees.Payees) == 0 {
+		t.Fatal("alice has no demo payees")
+	}
+	wantErr(t, b.call(proto.OpPayeeRename, proto.PayeeRenameRequest{SessionRequest: bs, ID: payees.Payees[0].ID, Nickname: "x"}, nil), proto.NotFound, "")
+	wantErr(t, b.call(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: bs, ID: payees.Payees[0].ID}, nil), proto.NotFound, "")
+	// And the unknown-account answer is the same whether or not it exists.
+	e1 := b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil)
+	e2 := b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: bs, Number: "000000000000"}, nil)
+	if e1.Error() != e2.Error() {
+		t.Fatalf("another customer's account (%v) and a missing one (%v) answer differently", e1, e2)
+	}
+}
+
+func TestPayees(t *testing.T) {
+	b := newBank(t)
+	alice := b.signIn("alice", "alice-demo-pass")
+	bob := b.signIn("bob", "bob-demo-pass")
+	bSav := b.account(bob, "savings")
+	as := proto.SessionRequest{Session: alice}
+	var p proto.PayeeResponse
+	b.must(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "Bob's savings", Number: bSav.Number}, &p)
+	if p.Payee.Number != bSav.Number || p.Payee.Nickname != "Bob's savings" {
+		t.Fatalf("payee %+v", p)
+	}
+	b.must(proto.OpPayeeRename, proto.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: "Bob (savings)"}, &p)
+	if p.Payee.Nickname != "Bob (savings)" {
+		t.Fatalf("renamed payee %+v", p)
+	}
+	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "again", Number: bSav.Number}, nil), proto.AlreadyExists, "")
+	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "", Number: bSav.Number}, nil), proto.InvalidArgument, "nickname")
+	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", 41), Number: bSav.Number}, nil), proto.InvalidArgument, "nickname")
+	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "ghost", Number: "000000000000"}, nil), proto.NotFound, "number")
+	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "typo", Number: "12345678901"}, nil), proto.InvalidArgument, "number")
+	var list proto.PayeesResponse
+	b.must(proto.OpPayeesList, as, &list)
+	found := false
+	for _, q := range list.Payees {
+		found = found || q.ID == p.Payee.ID
+	}
+	if !found {
+		t.Fatal("new payee not listed")
+	}
+	b.must(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil)
+	wantErr(t, b.call(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil), proto.NotFound, "")
+}
+
+func TestChat(t *testing.T) {
+	b := newBank(t)
+	alice := b.signIn("alice", "alice-demo-pass")
+	bob := b.signIn("bob", "bob-demo-pass")
+	as, bs := proto.SessionRequest{Session: alice}, proto.SessionRequest{Session: bob}
+	var c1, c2 proto.ConversationResponse
+	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &c1)
+	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: bs, Username: "ALICE"}, &c2)
+	if c1.Conversation.ID != c2.Conversation.ID || c1.Conversation.With.Username != "bob" || c2.Conversation.With.Username != "alice" {
+		t.Fatalf("conversations %+v / %+v", c1, c2)
+	}
+	var sent proto.MessageResponse
+	b.must(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "Lunch at noon?\nMy treat."}, &sent)
+	if sent.Message.From.Username != "alice" {
+		t.Fatalf("sent %+v", sent)
+	}
+	var hist proto.ChatHistoryResponse
+	b.must(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: bs, ConversationID: c1.Conversation.ID, Limit: 2}, &hist)
+	if len(hist.Messages) == 0 || hist.Messages[0].Body != "Lunch at noon?\nMy treat." {
+		t.Fatalf("bob's history %+v", hist)
+	}
+	var list proto.ConversationsResponse
+	b.must(proto.OpChatList, bs, &list)
+	if len(list.Conversations) != 1 || list.Conversations[0].With.Username != "alice" {
+		t.Fatalf("bob's conversations %+v", list)
+	}
+	wantErr(t, b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "alice"}, nil), proto.InvalidArgument, "username")
+	wantErr(t, b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "nobody"}, nil), proto.NotFound, "username")
+	wantErr(t, b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "bankwire-system"}, nil), proto.NotFound, "username")
+	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "  "}, nil), proto.InvalidArgument, "body")
+	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: strings.Repeat("w", 2001)}, nil), proto.InvalidArgument, "body")
+	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: 999999, Body: "hi"}, nil), proto.NotFound, "")
+}
+
+// TestPush proves that a chat message and a received transfer reach a
+// subscribed connection, including one served by another app-tier replica
+// on the same database.
+func TestPush(t *testing.T) {
+	b := newBank(t)
+	replica := apptiertest.Start(t, apptiertest.WithStore(b.srv.Store), apptiertest.WithoutDemoData())
+	rc := replica.Client(t)
+	alice := b.signIn("alice", "alice-demo-pass")
+	bob := b.signIn("bob", "bob-demo-pass")
+	ctx := ctxT(t)
+	sub, err := rc.Subscribe(ctx, proto.OpSubscribe, proto.SessionRequest{Session: bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	var conv proto.ConversationResponse
+	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: alice}, Username: "bob"}, &conv)
+	b.must(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: proto.SessionRequest{Session: alice}, ConversationID: conv.Conversation.ID, Body: "ping from alice"}, nil)
+	bChk := b.account(bob, "checking")
+	b.must(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice}, IdempotencyKey: "push-1",
+		From: b.account(alice, "checking").Number, To: bChk.Number, Amount: "3.21"}, nil)
+
+	var gotChat, gotBalance bool
+	for !(gotChat && gotBalance) {
+		var ev proto.Event
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := sub.Next(nctx, &ev)
+		cancel()
+		if err != nil {
+			t.Fatalf("waiting for events (chat %v, balance %v): %v", gotChat, gotBalance, err)
+		}
+		switch ev.Kind {
+		case proto.EventChatMessage:
+			gotChat = ev.Message != nil && ev.Message.Body == "ping from alice" && ev.Message.From.Username == "alice"
+		case proto.EventBalance:
+			gotBalance = ev.Account != nil && ev.Account.Number == bChk.Number && ev.Account.Balance == bChk.Balance+321
+		}
+	}
+	// An invalid session cannot subscribe.
+	if _, err := rc.Subscribe(ctx, proto.OpSubscribe, proto.SessionRequest{Session: "nope"}); proto.ErrorCode(err) != proto.Unauthenticated {
+		t.Fatalf("subscribe with a bad session: %v", err)
+	}
+}
+
+// TestConcurrentTransfersKeepInvariant: 32 clients transfer at random among
+// the demo accounts; money is neither made nor lost and no balance goes
+// negative.
+func TestConcurrentTransfersKeepInvariant(t *testing.T) {
+	b := newBank(t)
+	users := []struct{ name, pw string }{{"alice", "alice-demo-pass"}, {"bob", "bob-demo-pass"}}
+	var toks []string
+	var numbers []string
+	for _, u := range users {
+		tok := b.signIn(u.name, u.pw)
+		toks = append(toks, tok)
+		for _, a := range b.accounts(tok) {
+			numbers = append(numbers, a.Number)
+		}
+	}
+	owner := map[string]int{}
+	for i, tok := range toks {
+		for _, a := range b.accounts(tok) {
+			owner[a.Number] = i
+		}
+	}
+	total := func() int64 {
+		var sum int64
+		for _, tok := range toks {
+			for _, a := range b.accounts(tok) {
+				sum += a.Balance
+			}
+		}
+		return sum
+	}
+	before := total()
+	const clients, each = 32, 15
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int64
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			c := b.srv.Client(t)
+			for i := 0; i < each; i++ {
+				from := numbers[(w+i)%len(numbers)]
+				to := numbers[(w+i+1+w%3)%len(numbers)]
+				if from == to {
+					continue
+				}
+				amount := fmt.Sprintf("%d.%02d", (w*7+i*13)%400, (w+i)%100)
+				err := c.Call(ctxT(t), proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: toks[owner[from]]},
+					IdempotencyKey: fmt.Sprintf("inv-%d-%d", w, i), From: from, To: to, Amount: amount}, nil)
+				switch code := proto.ErrorCode(err); code {
+				case proto.OK:
+					ok.Add(1)
+				case proto.FailedPrecondition, proto.InvalidArgument:
+					refused.Add(1)
+				default:
+					t.Errorf("transfer %s -> %s %s: %v", from, to, amount, err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if ok.Load() == 0 {
+		t.Fatal("no transfer succeeded")
+	}
+	if after := total(); after != before {
+		t.Fatalf("total of customer balances changed from %d to %d", before, after)
+	}
+	for _, tok := range toks {
+		for _, a := range b.accounts(tok) {
+			if a.Balance < 0 {
+				t.Fatalf("negative balance %+v", a)
+			}
+		}
+	}
+	t.Logf("%d transfers applied, %d refused by the rules", ok.Load(), refused.Load())
+}
+
+// TestDrainDuringLoad: the app tier drains (as on SIGTERM) while clients are
+// busy; no request fails, because the client retries what was never started
+// on a second replica and the drained server finishes what it started.
+func TestDrainDuringLoad(t *testing.T) {
+	b := newBank(t)
+	second := apptiertest.Start(t, apptiertest.WithStore(b.srv.Store), apptiertest.WithoutDemoData())
+	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{b.srv.Addr, second.Addr}, Secret: apptiertest.Secret,
+		Name: "drain-test", DefaultTimeout: 10 * time.Second, Logger: apptiertest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tok := b.signIn("alice", "alice-demo-pass")
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	var done, failed atomic.Int64
+	stop := make(chan struct{})
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 400; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var out proto.AccountsResponse
+				if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out); err != nil {
+					failed.Add(1)
+					t.Errorf("call during drain: %v", err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	for done.Load() < 200 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.srv.Stop()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed during drain (%d succeeded)", failed.Load(), done.Load())
+	}
+	t.Logf("%d requests succeeded across the drain", done.Load())
+}

@@ -1,0 +1,340 @@
+package apptier
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"bankwire/proto"
+	"bankwire/store"
+)
+
+// errBadCredentials is the one answer to a wrong password and to an unknown
+// username alike, so that sign-in reveals nothing about who is a customer.
+var errBadCredentials = proto.Errorf(proto.Unauthenticated, "The username or password is incorrect.")
+
+// errLocked is the answer once a username has had too many failures. It is
+// given for unknown usernames too (the count is kept per username text), so
+// it reveals nothing either.
+var errLocked = proto.Errorf(proto.PermissionDenied, "Too many failed sign-ins. Sign-in for this username is locked for a while; try again later.")
+
+var errSession = proto.Errorf(proto.Unauthenticated, "Your session has ended. Please sign in again.")
+
+// Sign-in audit outcomes (the audit log may tell an unknown username from a
+// wrong password; the answer to the client never does).
+const (
+	outcomeSuccess   = store.OutcomeSuccess
+	outcomeLocked    = store.OutcomeLocked
+	outcomeThrottled = store.OutcomeThrottled
+)
+
+func validUsername(u string) error {
+	if n := len(u); n < 3 || n > 32 {
+		return proto.FieldError(proto.InvalidArgument, "username", "Use 3 to 32 characters.")
+	}
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return proto.FieldError(proto.InvalidArgument, "username", "Use only letters, digits, '.', '_' and '-'.")
+		}
+	}
+	return nil
+}
+
+// cleanText validates free text typed by a customer (display names, payee
+// nicknames, memos, chat messages): valid UTF-8, no control characters except
+// newlines where allowed, at most max characters, trimmed.
+func cleanText(field, s string, min, max int, newlines bool) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", proto.FieldError(proto.InvalidArgument, field, "The text contains invalid characters.")
+	}
+	s = strings.TrimSpace(s)
+	for _, r := range s {
+		if r == '\n' && newlines || r == '\r' && newlines || r == '\t' {
+			continue
+		}
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return "", proto.FieldError(proto.InvalidArgument, field, "The text contains characters that are not allowed.")
+		}
+	}
+	n := utf8.RuneCountInString(s)
+	if n < min {
+		if min == 1 {
+			return "", proto.FieldError(proto.InvalidArgument, field, "This field is required.")
+		}
+		return "", proto.FieldError(proto.InvalidArgument, field, "This is too short.")
+	}
+	if n > max {
+		return "", proto.FieldError(proto.InvalidArgument, field, "This is too long (at most "+uitoa(uint64(max))+" characters).")
+	}
+	return s, nil
+}
+
+func cleanClient(c proto.ClientInfo) proto.ClientInfo {
+	trim := func(s string, max int) string {
+		s = strings.ToValidUTF8(s, "")
+		s = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, s)
+		if len(s) > max {
+			s = s[:max]
+			s = strings.ToValidUTF8(s, "")
+		}
+		return s
+	}
+	return proto.ClientInfo{IP: trim(c.IP, 64), UserAgent: trim(c.UserAgent, 256)}
+}
+
+func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.SignUpRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	if err := validUsername(in.Username); err != nil {
+		return nil, err
+	}
+	if in.DisplayName == "" {
+		in.DisplayName = in.Username
+	}
+	display, err := cleanText("display_name", in.DisplayName, 1, 64, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.hasher.CheckPolicy(in.Password); err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(in.Password, in.Username) {
+		return nil, proto.FieldError(proto.InvalidArgument, "password", "The password must not be your username.")
+	}
+	hash, err := a.hasher.Hash(ctx, in.Password)
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	now := a.cfg.Now()
+	cust, _, err := a.st.CreateCustomer(ctx, in.Username, display, hash, now)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil, proto.FieldError(proto.AlreadyExists, "username", "That username is taken; choose another.")
+	}
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	return a.newSession(ctx, cust, cleanClient(in.ClientInfo), now)
+}
+
+func (a *App) newSession(ctx context.Context, c store.Customer, cl proto.ClientInfo, now time.Time) (proto.SignInResponse, error) {
+	raw := make([]byte, 32) // 256 random bits
+	if _, err := rand.Read(raw); err != nil {
+		return proto.SignInResponse{}, err
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(token))
+	exp := now.Add(a.cfg.AbsoluteTimeout)
+	if _, err := a.st.CreateSession(ctx, sum[:], c.ID, now, exp, cl.UserAgent, cl.IP); err != nil {
+		return proto.SignInResponse{}, storeErr(err, "")
+	}
+	return proto.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(c)}, nil
+}
+
+func customerView(c store.Customer) proto.Customer {
+	return proto.Customer{ID: c.ID, Username: c.Username, DisplayName: c.DisplayName}
+}
+
+// throttleDelay is the growing delay before a sign-in is checked, after
+// `failures` recent failures for the username or client IP: none for the
+// first two, then DelayBase doubling up to DelayMax.
+func (a *App) throttleDelay(failures int) time.Duration {
+	if failures < 2 {
+		return 0
+	}
+	d := a.cfg.DelayBase
+	for i := 2; i < failures && d < a.cfg.DelayMax; i++ {
+		d *= 2
+	}
+	return min(d, a.cfg.DelayMax)
+}
+
+func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.SignInRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	cl := cleanClient(in.ClientInfo)
+	// A malformed username cannot be a customer: answer exactly as for an
+	// unknown one, but do not pay for a hash nor record junk in the audit log
+	// beyond a bounded, cleaned copy.
+	username := in.Username
+	if len(username) > 64 || !utf8.ValidString(username) {
+		username = strings.ToValidUTF8(username, "")
+		if len(username) > 64 {
+			username = username[:64]
+		}
+	}
+	if len(in.Password) > 4*MaxPasswordLen {
+		return nil, errBadCredentials
+	}
+	now := a.cfg.Now()
+	audit := func(custID *int64, outcome string) {
+		// The audit record must survive the caller giving up, so it gets its
+		// own short context.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		err := a.st.AddSignInEvent(actx, store.SignInEvent{CustomerID: custID, Username: strings.ToLower(username),
+			ClientIP: cl.IP, UserAgent: cl.UserAgent, Outcome: outcome, CreatedAt: now})
+		if err != nil {
+			a.log.ErrorContext(ctx, "sign-in audit", "trace_id", proto.TraceID(ctx), "err", err)
+		}
+	}
+
+	byUser, byIP, err := a.st.RecentFailures(ctx, strings.ToLower(username), cl.IP, now.Add(-a.cfg.ThrottleWindow))
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	cust, err := a.st.CustomerByUsername(ctx, username)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, storeErr(err, "")
+	}
+	var custID *int64
+	if known {
+		custID = &cust.ID
+	}
+	if byUser >= a.cfg.LockAfter || known && cust.LockedUntil != nil && cust.LockedUntil.After(now) {
+		audit(custID, outcomeLocked)
+		return nil, errLocked
+	}
+	if cl.IP != "" && byIP >= a.cfg.IPLimit {
+		audit(custID, outcomeThrottled)
+		return nil, proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins from your network. Try again later.")
+	}
+	if d := a.throttleDelay(max(byUser, byIP)); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			audit(custID, outcomeThrottled)
+			return nil, proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins. Wait a moment and try again.")
+		}
+	}
+
+	phc := ""
+	if known {
+		phc = cust.PasswordHash
+	}
+	ok, err := a.hasher.Verify(ctx, phc, in.Password)
+	if err != nil {
+		if errors.Is(err, errBadPHC) {
+			// A corrupt stored hash must not let anyone in, nor tell them why.
+			a.log.ErrorContext(ctx, "stored password hash is malformed", "trace_id", proto.TraceID(ctx), "customer_id", cust.ID)
+			audit(custID, store.OutcomeBadPassword)
+			return nil, errBadCredentials
+		}
+		return nil, storeErr(err, "")
+	}
+	if !ok {
+		if known {
+			audit(custID, store.OutcomeBadPassword)
+		} else {
+			audit(custID, store.OutcomeUnknownUser)
+		}
+		if known {
+			if _, _, err := a.st.RecordSignInFailure(ctx, cust.ID, now, a.cfg.LockAfter, a.cfg.LockFor); err != nil {
+				return nil, storeErr(err, "")
+			}
+		}
+		return nil, errBadCredentials
+	}
+	if err := a.st.RecordSignInSuccess(ctx, cust.ID, now); err != nil {
+		return nil, storeErr(err, "")
+	}
+	audit(custID, outcomeSuccess)
+	return a.newSession(ctx, cust, cl, now)
+}
+
+func tokenHash(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// authenticate resolves a session token to its session, enforcing the idle
+// and absolute timeouts and extending the idle window. To keep reads cheap,
+// last-seen is written at most once a minute (well inside any idle timeout).
+func (a *App) authenticate(ctx context.Context, token string) (store.Session, error) {
+	if token == "" || len(token) > 128 {
+		return store.Session{}, errSession
+	}
+	s, err := a.st.SessionByTokenHash(ctx, tokenHash(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Session{}, errSession
+	}
+	if err != nil {
+		return store.Session{}, storeErr(err, "")
+	}
+	now := a.cfg.Now()
+	if s.RevokedAt != nil || !now.Before(s.ExpiresAt) || !now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout)) {
+		return store.Session{}, errSession
+	}
+	if now.Sub(s.LastSeenAt) >= min(time.Minute, a.cfg.IdleTimeout/4) {
+		if err := a.st.TouchSession(ctx, s.ID, now); err != nil {
+			return store.Session{}, storeErr(err, "")
+		}
+		s.LastSeenAt = now
+	}
+	return s, nil
+}
+
+func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.SessionRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.st.CustomerByID(ctx, s.CustomerID)
+	if err != nil {
+		return nil, storeErr(err, "Customer not found.")
+	}
+	return proto.SessionResponse{Customer: customerView(c), ExpiresAt: s.ExpiresAt}, nil
+}
+
+func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.SessionRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	if in.Session == "" || len(in.Session) > 128 {
+		return proto.Empty{}, nil
+	}
+	// Signing out an unknown or already-ended session succeeds: the outcome
+	// the customer wants (no valid session) holds either way.
+	if err := a.st.RevokeSession(ctx, tokenHash(in.Session), a.cfg.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, storeErr(err, "")
+	}
+	return proto.Empty{}, nil
+}
+
+func (a *App) signOutAll(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.SessionRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.st.RevokeAllSessions(ctx, s.CustomerID, a.cfg.Now()); err != nil {
+		return nil, storeErr(err, "")
+	}
+	return proto.Empty{}, nil
+}

@@ -1,0 +1,147 @@
+package apptier_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+
+	"bankwire/apptier"
+	"bankwire/apptier/apptiertest"
+	"bankwire/proto"
+	"bankwire/store"
+)
+
+// Each benchmark runs a baseline and the app tier over the protocol in the
+// same run, b.N operations each, and reports both rates and their ratio
+// (x_baseline). Run them with:
+//
+//	go test -run '^$' -bench . -benchtime 2000x ./apptier/
+
+func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+func parallel(n, workers int, f func(worker, i int)) time.Duration {
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				f(w, i)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+func report(b *testing.B, unit string, base, tier time.Duration) {
+	b.ReportMetric(rate(b.N, base), "baseline_"+unit+"/s")
+	b.ReportMetric(rate(b.N, tier), unit+"/s")
+	b.ReportMetric(base.Seconds()/tier.Seconds(), "x_baseline")
+	b.ReportMetric(0, "ns/op") // the per-op time of a mixed loop means nothing
+}
+
+// BenchmarkTransfer: transfers through the protocol vs store.Transfer called
+// directly, moving money back and forth between alice's two accounts.
+func BenchmarkTransfer(b *testing.B) {
+	srv := apptiertest.Start(b)
+	c := srv.Client(b)
+	tok := srv.SignIn(b, c, "alice", "alice-demo-pass")
+	ctx := context.Background()
+	var accs proto.AccountsResponse
+	if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &accs); err != nil {
+		b.Fatal(err)
+	}
+	chk, sav := accs.Accounts[0].Number, accs.Accounts[1].Number
+	cust, err := srv.Store.CustomerByUsername(ctx, "alice")
+	if err != nil {
+		b.Fatal(err)
+	}
+	workers := 4
+	b.ResetTimer()
+	base := parallel(b.N, workers, func(w, i int) {
+		from, to := chk, sav
+		if i%2 == 1 {
+			from, to = sav, chk
+		}
+		_, _, err := srv.Store.Transfer(ctx, store.TransferParams{CustomerID: cust.ID, IdempotencyKey: fmt.Sprintf("base-%d-%d", b.N, i),
+			FromNumber: from, ToNumber: to, Amount: 1, Now: time.Now()})
+		if err != nil {
+			b.Error(err)
+		}
+	})
+	tier := parallel(b.N, workers, func(w, i int) {
+		from, to := chk, sav
+		if i%2 == 1 {
+			from, to = sav, chk
+		}
+		err := c.Call(ctx, proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
+			IdempotencyKey: fmt.Sprintf("tier-%d-%d", b.N, i), From: from, To: to, Amount: "0.01"}, nil)
+		if err != nil {
+			b.Error(err)
+		}
+	})
+	b.StopTimer()
+	report(b, "transfers", base, tier)
+}
+
+// BenchmarkAccountsOverview: the accounts overview through the protocol vs
+// the store queries it needs (session lookup and account list) made directly.
+func BenchmarkAccountsOverview(b *testing.B) {
+	srv := apptiertest.Start(b)
+	c := srv.Client(b)
+	tok := srv.SignIn(b, c, "alice", "alice-demo-pass")
+	ctx := context.Background()
+	sum := sha256.Sum256([]byte(tok))
+	workers := 8
+	b.ResetTimer()
+	base := parallel(b.N, workers, func(w, i int) {
+		s, err := srv.Store.SessionByTokenHash(ctx, sum[:])
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		if _, err := srv.Store.ListAccounts(ctx, s.CustomerID); err != nil {
+			b.Error(err)
+		}
+	})
+	tier := parallel(b.N, workers, func(w, i int) {
+		var out proto.AccountsResponse
+		if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out); err != nil {
+			b.Error(err)
+		}
+	})
+	b.StopTimer()
+	report(b, "overviews", base, tier)
+}
+
+// BenchmarkSignIn: sign-ins through the protocol vs the bare argon2id cost
+// with the same parameters on the same cores.
+func BenchmarkSignIn(b *testing.B) {
+	srv := apptiertest.Start(b)
+	c := srv.Client(b)
+	ctx := context.Background()
+	p := apptier.DefaultArgon2
+	salt := make([]byte, p.SaltLen)
+	workers := runtime.GOMAXPROCS(0)
+	b.ResetTimer()
+	base := parallel(b.N, workers, func(w, i int) {
+		argon2.IDKey([]byte("alice-demo-pass"), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
+	})
+	tier := parallel(b.N, workers, func(w, i int) {
+		err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass",
+			ClientInfo: proto.ClientInfo{IP: "127.0.0.1"}}, nil)
+		if err != nil {
+			b.Error(err)
+		}
+	})
+	b.StopTimer()
+	report(b, "signins", base, tier)
+}

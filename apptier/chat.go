@@ -1,0 +1,181 @@
+package apptier
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"bankwire/proto"
+	"bankwire/store"
+)
+
+const errNoConversation = "No such conversation."
+
+// systemUsername is the store's owner of the external accounts; it is not a
+// person one can chat with.
+const systemUsername = "bankwire-system"
+
+func (a *App) conversationView(ctx context.Context, c store.Conversation, me int64) (proto.Conversation, error) {
+	other := c.MemberA
+	if other == me {
+		other = c.MemberB
+	}
+	oc, err := a.st.CustomerByID(ctx, other)
+	if err != nil {
+		return proto.Conversation{}, storeErr(err, errNoConversation)
+	}
+	v := proto.Conversation{ID: c.ID, With: customerView(oc), CreatedAt: c.CreatedAt}
+	if c.LastAt != nil {
+		v.LastAt = *c.LastAt
+	}
+	return v, nil
+}
+
+func (a *App) messageView(ctx context.Context, m store.Message, known map[int64]proto.Customer) (proto.Message, error) {
+	from, ok := known[m.SenderID]
+	if !ok {
+		c, err := a.st.CustomerByID(ctx, m.SenderID)
+		if err != nil {
+			return proto.Message{}, storeErr(err, errNoConversation)
+		}
+		from = customerView(c)
+		if known != nil {
+			known[m.SenderID] = from
+		}
+	}
+	return proto.Message{ID: m.ID, ConversationID: m.ConversationID, From: from, Body: m.Body, CreatedAt: m.CreatedAt}, nil
+}
+
+func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.ChatOpenRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	if err := validUsername(in.Username); err != nil {
+		return nil, err
+	}
+	notFound := proto.FieldError(proto.NotFound, "username", "No customer with that username.")
+	if strings.EqualFold(in.Username, systemUsername) {
+		return nil, notFound
+	}
+	other, err := a.st.CustomerByUsername(ctx, in.Username)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	if other.ID == s.CustomerID {
+		return nil, proto.FieldError(proto.InvalidArgument, "username", "You cannot open a chat with yourself.")
+	}
+	c, err := a.st.OpenConversation(ctx, s.CustomerID, other.ID, a.cfg.Now())
+	if err != nil {
+		return nil, storeErr(err, errNoConversation)
+	}
+	v, err := a.conversationView(ctx, c, s.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	return proto.ConversationResponse{Conversation: v}, nil
+}
+
+func (a *App) chatList(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.SessionRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := a.st.ListConversations(ctx, s.CustomerID)
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	out := proto.ConversationsResponse{Conversations: make([]proto.Conversation, 0, len(cs))}
+	for _, c := range cs {
+		v, err := a.conversationView(ctx, c, s.CustomerID)
+		if err != nil {
+			return nil, err
+		}
+		out.Conversations = append(out.Conversations, v)
+	}
+	return out, nil
+}
+
+func (a *App) chatSend(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.ChatSendRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	body, err := cleanText("body", in.Body, 1, 2000, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.st.ConversationForMember(ctx, in.ConversationID, s.CustomerID); err != nil {
+		return nil, storeErr(err, errNoConversation)
+	}
+	m, err := a.st.AddMessage(ctx, in.ConversationID, s.CustomerID, body, a.cfg.Now())
+	if err != nil {
+		return nil, storeErr(err, errNoConversation)
+	}
+	v, err := a.messageView(ctx, m, nil)
+	if err != nil {
+		return nil, err
+	}
+	return proto.MessageResponse{Message: v}, nil
+}
+
+func (a *App) chatHistory(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.ChatHistoryRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(in.Limit, 50, 200)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := decodeCursor(in.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.st.ConversationForMember(ctx, in.ConversationID, s.CustomerID)
+	if err != nil {
+		return nil, storeErr(err, errNoConversation)
+	}
+	cv, err := a.conversationView(ctx, c, s.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := a.st.Messages(ctx, c.ID, cur, limit+1)
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	known := map[int64]proto.Customer{cv.With.ID: cv.With}
+	out := proto.ChatHistoryResponse{Conversation: cv, Messages: make([]proto.Message, 0, limit)}
+	for i, m := range ms {
+		if i == limit {
+			last := ms[limit-1]
+			out.NextCursor = encodeCursor(store.Cursor{CreatedAt: last.CreatedAt, ID: last.ID})
+			break
+		}
+		v, err := a.messageView(ctx, m, known)
+		if err != nil {
+			return nil, err
+		}
+		out.Messages = append(out.Messages, v)
+	}
+	return out, nil
+}

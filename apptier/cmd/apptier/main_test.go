@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+	"bankwire/store/storetest"
+)
+
+// TestMain doubles as the apptier binary: when the test re-executes itself
+// with APPTIER_TEST_RUN_MAIN=1 it runs main, so the binary test needs no
+// separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("APPTIER_TEST_RUN_MAIN") == "1" {
+		os.Args = append([]string{"apptier"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	storetest.Main(m)
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestBinary runs the real apptier binary the way compose does: against a
+// fresh PostgreSQL database, migrating and loading demo data on start; then
+// checks its healthcheck subcommand, its metrics, a sign-in through the
+// protocol, and a clean drain on SIGTERM.
+func TestBinary(t *testing.T) {
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, admin := freeAddr(t), freeAddr(t)
+	env := append(os.Environ(),
+		"APPTIER_TEST_RUN_MAIN=1",
+		"APPTIER_DATABASE_URL="+storetest.URL(t),
+		"APPTIER_ADDR="+addr,
+		"APPTIER_ADMIN_ADDR="+admin,
+		"APPTIER_SECRET=binary-test-secret",
+		"APPTIER_MIGRATE=true",
+		"APPTIER_DEMO_DATA=true",
+	)
+	// The migrate subcommand works on its own (and is idempotent).
+	mig := exec.Command(bin, "migrate")
+	mig.Env = env
+	if b, err := mig.CombinedOutput(); err != nil {
+		t.Fatalf("apptier migrate: %v\n%s", err, b)
+	}
+
+	var logs bytes.Buffer
+	srv := exec.Command(bin)
+	srv.Env = env
+	srv.Stdout, srv.Stderr = &logs, &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	t.Cleanup(func() {
+		_ = srv.Process.Kill()
+		if t.Failed() {
+			t.Logf("apptier logs:\n%s", logs.String())
+		}
+	})
+
+	health := func() error {
+		hc := exec.Command(bin, "healthcheck")
+		hc.Env = env
+		return hc.Run()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for health() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("apptier did not become healthy in 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{addr}, Secret: "binary-test-secret", Name: "binary-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var info proto.InfoResponse
+	if err := c.Call(ctx, proto.OpInfo, proto.InfoRequest{}, &info); err != nil || !info.DemoData {
+		t.Fatalf("info: %+v, %v", info, err)
+	}
+	var in proto.SignInResponse
+	if err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
+		t.Fatalf("sign in as alice: %v", err)
+	}
+	// A wrong secret is refused at the handshake.
+	bad, _ := proto.NewClient(proto.ClientConfig{Addrs: []string{addr}, Secret: "wrong", Name: "binary-test"})
+	if err := bad.Ping(ctx); err == nil {
+		t.Fatal("a client with the wrong secret was served")
+	}
+	bad.Close()
+
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`bankwire_apptier_requests_total{code="OK",op="signin"} 1`, "bankwire_apptier_request_duration_seconds_bucket", "bankwire_apptier_db_pool_total_conns"} {
+		if !strings.Contains(body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("apptier exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("apptier did not exit within 30 s of SIGTERM")
+	}
+	for _, want := range []string{"migrations applied", "demo data ready", "apptier listening", "draining"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	if health() == nil {
+		t.Fatal("healthcheck passes after the server stopped")
+	}
+}

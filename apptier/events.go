@@ -1,0 +1,181 @@
+package apptier
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"bankwire/proto"
+	"bankwire/store"
+)
+
+// subscriberBuffer is how many events may wait for a slow subscriber before
+// it is cut off (its client reconnects and reloads; nothing waits forever).
+const subscriberBuffer = 64
+
+type subscriber struct {
+	customerID int64
+	ch         chan proto.Event
+	gone       chan struct{} // closed when the subscriber fell too far behind
+	once       sync.Once
+}
+
+// hub fans events out to the subscriptions open on this app-tier process.
+// Events enter it from PostgreSQL's NOTIFY (see Run), so a transfer or a
+// message committed through any replica reaches subscribers on every replica.
+type hub struct {
+	mu   sync.Mutex
+	subs map[int64]map[*subscriber]struct{}
+}
+
+func newHub() *hub { return &hub{subs: make(map[int64]map[*subscriber]struct{})} }
+
+func (h *hub) add(customerID int64) *subscriber {
+	s := &subscriber{customerID: customerID, ch: make(chan proto.Event, subscriberBuffer), gone: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.subs[customerID]
+	if m == nil {
+		m = make(map[*subscriber]struct{})
+		h.subs[customerID] = m
+	}
+	m[s] = struct{}{}
+	return s
+}
+
+func (h *hub) remove(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m := h.subs[s.customerID]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.subs, s.customerID)
+		}
+	}
+}
+
+func (h *hub) has(customerID int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs[customerID]) > 0
+}
+
+func (h *hub) publish(customerID int64, ev proto.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[customerID] {
+		select {
+		case s.ch <- ev:
+		default:
+			s.once.Do(func() { close(s.gone) })
+		}
+	}
+}
+
+// Run listens for the database's change notifications and pushes them to
+// subscribers until ctx ends. Run it once per App, beside the server.
+func (a *App) Run(ctx context.Context) error {
+	err := a.st.Listen(ctx, func(n store.Notification) { a.dispatch(ctx, n) })
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+func (a *App) dispatch(ctx context.Context, n store.Notification) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	switch n.Kind {
+	case store.NotifyReady:
+		// (Re)connected to the database. Events committed while the
+		// listener was down are not replayed; live pages catch up on their
+		// next load, and balances are always read fresh.
+		a.log.InfoContext(ctx, "listening for database notifications")
+	case store.NotifyBalance:
+		if !a.hub.has(n.CustomerID) {
+			return
+		}
+		acc, err := a.st.AccountByNumber(ctx, n.Account)
+		if err != nil || acc.CustomerID != n.CustomerID {
+			a.log.WarnContext(ctx, "balance event for unknown account", "err", err)
+			return
+		}
+		v := accountView(acc)
+		a.hub.publish(n.CustomerID, proto.Event{Kind: proto.EventBalance, Account: &v})
+	case store.NotifyChat:
+		interested := false
+		for _, id := range n.CustomerIDs {
+			interested = interested || a.hub.has(id)
+		}
+		if !interested {
+			return
+		}
+		m, err := a.st.MessageByID(ctx, n.MessageID)
+		if err != nil {
+			a.log.WarnContext(ctx, "chat event for unknown message", "err", err)
+			return
+		}
+		v, err := a.messageView(ctx, m, nil)
+		if err != nil {
+			return
+		}
+		for _, id := range n.CustomerIDs {
+			a.hub.publish(id, proto.Event{Kind: proto.EventChatMessage, Message: &v})
+		}
+	}
+}
+
+// sessionStillValid re-checks a subscription's session without extending its
+// idle window: an open live page must not keep a session alive by itself.
+func (a *App) sessionStillValid(ctx context.Context, token string) error {
+	s, err := a.st.SessionByTokenHash(ctx, tokenHash(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return errSession
+	}
+	if err != nil {
+		return storeErr(err, "")
+	}
+	now := a.cfg.Now()
+	if s.RevokedAt != nil || !now.Before(s.ExpiresAt) || !now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout)) {
+		return errSession
+	}
+	return nil
+}
+
+// sessionRecheck is how often an open subscription re-checks its session.
+const sessionRecheck = 30 * time.Second
+
+func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Stream) error {
+	var in proto.SessionRequest
+	if err := req.Decode(&in); err != nil {
+		return err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return err
+	}
+	sub := a.hub.add(s.CustomerID)
+	defer a.hub.remove(sub)
+	if err := st.Accept(proto.Empty{}); err != nil {
+		return err
+	}
+	tick := time.NewTicker(sessionRecheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.gone:
+			return proto.Errorf(proto.ResourceExhausted, "Too many events were waiting; subscribe again.")
+		case ev := <-sub.ch:
+			if err := st.Send(ev); err != nil {
+				return err
+			}
+		case <-tick.C:
+			if err := a.sessionStillValid(ctx, in.Session); err != nil {
+				return err
+			}
+		}
+	}
+}
