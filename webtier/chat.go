@@ -1,0 +1,164 @@
+package webtier
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"bankwire/proto"
+
+	"github.com/go-chi/chi/v5"
+)
+
+const (
+	maxChatRunes    = 2000
+	chatPageSize    = 50
+	maxChatUsername = 64
+)
+
+type chatListData struct {
+	Conversations []proto.Conversation
+	Form          *form
+}
+
+type chatData struct {
+	Conversation proto.Conversation
+	Messages     []proto.Message // oldest first, as people read a chat
+	OlderCursor  string
+	Paged        bool
+	Me           int64
+	Form         *form
+}
+
+func (s *Server) renderChatList(w http.ResponseWriter, r *http.Request, status int, f *form) {
+	sess := sessionFrom(r.Context())
+	var resp proto.ConversationsResponse
+	if err := s.call(r, proto.OpChatList, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, status, "chat_list", view{Title: "Messages", Nav: "chat", Data: chatListData{Conversations: resp.Conversations, Form: f}})
+}
+
+func (s *Server) chatList(w http.ResponseWriter, r *http.Request) {
+	s.renderChatList(w, r, http.StatusOK, newForm())
+}
+
+// chatOpen starts (or finds) the conversation with a customer by username.
+func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
+	if !s.parseForm(w, r) {
+		return
+	}
+	sess := sessionFrom(r.Context())
+	f := newForm()
+	username, clean := field(r, "username")
+	f.Values["username"] = username
+	switch {
+	case !clean || len(username) > maxChatUsername:
+		f.fail("username", "That is not a valid username.")
+	case username == "":
+		f.fail("username", "Enter the username of the person to message.")
+	case strings.EqualFold(username, sess.Customer.Username):
+		f.fail("username", "You cannot open a chat with yourself.")
+	}
+	if !f.Invalid() {
+		var resp proto.ConversationResponse
+		err := s.call(r, proto.OpChatOpen, proto.ChatOpenRequest{
+			SessionRequest: proto.SessionRequest{Session: sess.Token}, Username: username,
+		}, &resp)
+		if err == nil {
+			http.Redirect(w, r, "/chat/"+strconv.FormatInt(resp.Conversation.ID, 10), http.StatusSeeOther)
+			return
+		}
+		if !f.userError(err, map[string]string{"username": "username"}) {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	s.renderChatList(w, r, http.StatusUnprocessableEntity, f)
+}
+
+func conversationID(r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	return id, err == nil && id > 0
+}
+
+func (s *Server) renderConversation(w http.ResponseWriter, r *http.Request, status int, id int64, cursor string, f *form) {
+	sess := sessionFrom(r.Context())
+	var resp proto.ChatHistoryResponse
+	if err := s.call(r, proto.OpChatHistory, proto.ChatHistoryRequest{
+		SessionRequest: proto.SessionRequest{Session: sess.Token},
+		ConversationID: id, Cursor: cursor, Limit: chatPageSize,
+	}, &resp); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	msgs := slices.Clone(resp.Messages)
+	slices.Reverse(msgs)
+	s.render(w, r, status, "chat_conversation", view{
+		Title: "Chat with " + resp.Conversation.With.DisplayName, Nav: "chat",
+		Data: chatData{
+			Conversation: resp.Conversation, Messages: msgs, OlderCursor: resp.NextCursor,
+			Paged: cursor != "", Me: sess.Customer.ID, Form: f,
+		},
+	})
+}
+
+func (s *Server) chatConversation(w http.ResponseWriter, r *http.Request) {
+	id, ok := conversationID(r)
+	if !ok {
+		s.errorPage(w, r, http.StatusNotFound, "")
+		return
+	}
+	cursor := r.URL.Query().Get("cursor")
+	if len(cursor) > maxCursorLen || !cleanText(cursor, false) {
+		s.errorPage(w, r, http.StatusBadRequest, "")
+		return
+	}
+	s.renderConversation(w, r, http.StatusOK, id, cursor, newForm())
+}
+
+func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
+	id, ok := conversationID(r)
+	if !ok {
+		s.errorPage(w, r, http.StatusNotFound, "")
+		return
+	}
+	if !s.parseForm(w, r) {
+		return
+	}
+	sess := sessionFrom(r.Context())
+	f := newForm()
+	body := strings.TrimSpace(r.PostFormValue("body"))
+	f.Values["body"] = body
+	switch {
+	case !cleanText(body, true):
+		f.fail("body", "The message contains characters that are not allowed.")
+		f.Values["body"] = ""
+	case body == "":
+		f.fail("body", "Write a message first.")
+	case utf8.RuneCountInString(body) > maxChatRunes:
+		f.fail("body", "Keep messages to 2000 characters or fewer.")
+	}
+	if !f.Invalid() {
+		var resp proto.MessageResponse
+		err := s.call(r, proto.OpChatSend, proto.ChatSendRequest{
+			SessionRequest: proto.SessionRequest{Session: sess.Token}, ConversationID: id, Body: body,
+		}, &resp)
+		if err == nil {
+			http.Redirect(w, r, "/chat/"+strconv.FormatInt(id, 10)+"#compose", http.StatusSeeOther)
+			return
+		}
+		if proto.ErrorCode(err) == proto.NotFound {
+			s.errorPage(w, r, http.StatusNotFound, "")
+			return
+		}
+		if !f.userError(err, map[string]string{"body": "body"}) {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	s.renderConversation(w, r, http.StatusUnprocessableEntity, id, "", f)
+}

@@ -1,0 +1,210 @@
+package webtier
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"bankwire/proto"
+
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// streamWriteTimeout bounds one write to a live stream: a browser that stops
+// reading must not pin the handler.
+const streamWriteTimeout = 10 * time.Second
+
+// streamRetry tells EventSource how long to wait before reconnecting after a
+// stream ends (app tier restarted, web tier shutting down).
+const streamRetry = 3 * time.Second
+
+// balanceEvent and chatEvent are what the browser script receives: already
+// formatted for display, so the script never does money arithmetic.
+type balanceEvent struct {
+	Number  string      `json:"number"`
+	Balance string      `json:"balance"`
+	Label   string      `json:"label"`
+	Totals  []totalText `json:"totals,omitempty"`
+}
+
+type totalText struct {
+	Currency string `json:"currency"`
+	Total    string `json:"total"`
+}
+
+type chatEvent struct {
+	ID             int64  `json:"id"`
+	ConversationID int64  `json:"conversation_id"`
+	From           string `json:"from"`
+	Mine           bool   `json:"mine"`
+	Body           string `json:"body"`
+	At             string `json:"at"`
+	Time           string `json:"time"`
+}
+
+// events streams live updates to one browser tab as Server-Sent Events,
+// fed by exactly one app-tier subscription that lives as long as the
+// stream. The stream ends when the tab goes away, the subscription ends or
+// the server shuts down; EventSource then reconnects by itself.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	sess := sessionFrom(r.Context())
+	select {
+	case s.streamSlots <- struct{}{}:
+		defer func() { <-s.streamSlots }()
+	default:
+		// Too many streams: the page still works by reload. Tell the script
+		// to come back later rather than hammering.
+		s.endStream(w, http.StatusOK)
+		return
+	}
+	if s.streams.Err() != nil {
+		s.endStream(w, http.StatusOK)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.streams, cancel)
+	defer stop()
+	ctx = proto.WithTraceID(ctx, middleware.GetReqID(r.Context()))
+
+	subCtx, subCancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	sub, err := s.client.Subscribe(subCtx, proto.OpSubscribe, proto.SessionRequest{Session: sess.Token})
+	subCancel()
+	if err != nil {
+		if proto.ErrorCode(err) == proto.Unauthenticated {
+			s.sessions.drop(sess.Token)
+			w.WriteHeader(http.StatusNoContent) // EventSource stops on 204
+			return
+		}
+		s.log.WarnContext(r.Context(), "subscribe failed", "err", err,
+			"request_id", middleware.GetReqID(r.Context()))
+		s.endStream(w, http.StatusOK)
+		return
+	}
+	defer sub.Close()
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // no proxy buffering of the stream
+	w.WriteHeader(http.StatusOK)
+	// The server's write timeout is for pages; a stream sets its own per
+	// write. (Its read timeout does not end a stream: net/http ignores the
+	// deadline once the request is read; TestRunAndGracefulShutdown checks.)
+	write := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write("retry: %d\n: connected\n\n", streamRetry.Milliseconds()) {
+		return
+	}
+	s.metrics.streams.Inc()
+	defer s.metrics.streams.Dec()
+
+	// One goroutine reads the subscription so the loop below can also send
+	// keep-alives; it ends when ctx is canceled (deferred cancel above) or
+	// the subscription ends, and the channel is never left with a blocked
+	// sender because of the ctx case.
+	events := make(chan proto.Event)
+	done := make(chan error, 1)
+	go func() {
+		for {
+			var ev proto.Event
+			if err := sub.Next(ctx, &ev); err != nil {
+				done <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				done <- ctx.Err()
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-done:
+			done <- err // for the deferred wait
+			if proto.ErrorCode(err) == proto.Unauthenticated {
+				s.sessions.drop(sess.Token)
+			}
+			return
+		case <-keepAlive.C:
+			if !write(": keep-alive\n\n") {
+				return
+			}
+		case ev := <-events:
+			name, data, ok := s.eventPayload(r, sess, ev)
+			if !ok {
+				continue
+			}
+			s.metrics.streamEvents.WithLabelValues(name).Inc()
+			if !write("event: %s\ndata: %s\n\n", name, data) {
+				return
+			}
+		}
+	}
+}
+
+// endStream answers a stream request with an empty stream that asks the
+// browser to retry later.
+func (s *Server) endStream(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "retry: %d\n\n", (5 * streamRetry).Milliseconds())
+}
+
+func (s *Server) eventPayload(r *http.Request, sess *session, ev proto.Event) (string, []byte, bool) {
+	var v any
+	var name string
+	switch {
+	case ev.Kind == proto.EventBalance && ev.Account != nil:
+		a := ev.Account
+		name = "balance"
+		be := balanceEvent{Number: a.Number, Balance: FormatMoney(a.Balance, a.Currency), Label: kindName(a.Kind) + " " + a.Number}
+		// The overview shows totals too; one extra call per balance change
+		// (rare next to page views) keeps them right. Without it the
+		// totals just wait for the next reload.
+		var accts proto.AccountsResponse
+		if err := s.call(r, proto.OpAccountsList, proto.SessionRequest{Session: sess.Token}, &accts); err == nil {
+			for _, t := range totals(accts.Accounts) {
+				be.Totals = append(be.Totals, totalText{Currency: t.Currency, Total: FormatMoney(t.Amount, t.Currency)})
+			}
+		}
+		v = be
+	case ev.Kind == proto.EventChatMessage && ev.Message != nil:
+		m := ev.Message
+		name = "chat"
+		v = chatEvent{
+			ID: m.ID, ConversationID: m.ConversationID, From: m.From.DisplayName,
+			Mine: m.From.ID == sess.Customer.ID, Body: m.Body,
+			At: m.CreatedAt.UTC().Format(time.RFC3339), Time: m.CreatedAt.UTC().Format("2 Jan 2006, 15:04 UTC"),
+		}
+	default:
+		return "", nil, false // a kind this web tier does not know yet
+	}
+	// json.Marshal escapes <, > and & and never emits a newline, so the data
+	// line cannot end early or smuggle another SSE field.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", nil, false
+	}
+	return name, b, true
+}

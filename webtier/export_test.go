@@ -1,0 +1,22 @@
+package webtier
+
+import (
+	"net/http"
+
+	"bankwire/proto"
+)
+
+// Hooks for the external tests in package webtier_test.
+
+// AmountProblem exposes the amount pre-check.
+var AmountProblem = amountProblem
+
+// RenderAccountsPage renders the accounts overview exactly as the accounts
+// handler does, for the benchmark's one-process baseline.
+func (s *Server) RenderAccountsPage(w http.ResponseWriter, r *http.Request, customer proto.Customer, accts []proto.Account) {
+	r = r.WithContext(withSession(r.Context(), &session{Customer: customer}))
+	s.render(w, r, http.StatusOK, "accounts", accountsPage(accts))
+}
+
+// Recoverer exposes the panic middleware, to test the 500 page.
+func (s *Server) Recoverer(h http.Handler) http.Handler { return s.recoverer(h) }

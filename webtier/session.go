@@ -1,0 +1,178 @@
+package webtier
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"bankwire/proto"
+)
+
+// session is the signed-in customer of a request.
+type session struct {
+	Token    string
+	Customer proto.Customer
+}
+
+type sessionKey struct{}
+
+func withSession(ctx context.Context, s *session) context.Context {
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// sessionFrom returns the request's session, or nil when signed out.
+func sessionFrom(ctx context.Context) *session {
+	s, _ := ctx.Value(sessionKey{}).(*session)
+	return s
+}
+
+// The session cache remembers who a token belongs to for a few seconds, so a
+// page that needs the customer's name and one piece of data costs one
+// app-tier round trip, not two. It never decides access: every data call
+// sends the token and the app tier checks it, so a revoked or expired
+// session is noticed on the next call whatever the cache says.
+const (
+	sessionCacheTTL = 15 * time.Second
+	sessionCacheMax = 10000
+)
+
+type sessionCache struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	max     int
+	entries map[[32]byte]sessionEntry
+}
+
+type sessionEntry struct {
+	customer proto.Customer
+	expires  time.Time
+}
+
+func newSessionCache(ttl time.Duration, max int) *sessionCache {
+	return &sessionCache{ttl: ttl, max: max, entries: make(map[[32]byte]sessionEntry)}
+}
+
+// Keys are hashes so the cache does not hold live tokens.
+func cacheKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+func (c *sessionCache) get(token string, now time.Time) (proto.Customer, bool) {
+	k := cacheKey(token)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok || now.After(e.expires) {
+		delete(c.entries, k)
+		return proto.Customer{}, false
+	}
+	return e.customer, true
+}
+
+func (c *sessionCache) put(token string, cust proto.Customer, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k, e := range c.entries {
+			if now.After(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= c.max {
+			// Still full of live entries: start over rather than grow. The
+			// cost is one extra session check per active customer.
+			clear(c.entries)
+		}
+	}
+	c.entries[cacheKey(token)] = sessionEntry{customer: cust, expires: now.Add(c.ttl)}
+}
+
+func (c *sessionCache) drop(token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, cacheKey(token))
+}
+
+// lookupSession finds the customer for the request's cookie. ok is false
+// with a nil error when there is no usable session.
+func (s *Server) lookupSession(r *http.Request) (*session, error) {
+	tok := s.sessionToken(r)
+	if tok == "" {
+		return nil, nil
+	}
+	if cust, ok := s.sessions.get(tok, time.Now()); ok {
+		return &session{Token: tok, Customer: cust}, nil
+	}
+	var resp proto.SessionResponse
+	if err := s.call(r, proto.OpSessionCheck, proto.SessionRequest{Session: tok}, &resp); err != nil {
+		if proto.ErrorCode(err) == proto.Unauthenticated {
+			return nil, nil
+		}
+		return nil, err
+	}
+	s.sessions.put(tok, resp.Customer, time.Now())
+	return &session{Token: tok, Customer: resp.Customer}, nil
+}
+
+// optionalSession attaches the session when there is one (sign-in and
+// sign-up pages redirect signed-in customers); an unreachable app tier is
+// not an error here, the page just renders signed out.
+func (s *Server) optionalSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, err := s.lookupSession(r)
+		if err == nil && sess != nil {
+			r = r.WithContext(withSession(r.Context(), sess))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireSession sends signed-out visitors to the sign-in page, remembering
+// where they were going (for GETs), and attaches the session otherwise.
+func (s *Server) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		had := s.sessionToken(r) != ""
+		sess, err := s.lookupSession(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if sess == nil {
+			if had {
+				s.sessionEnded(w, r)
+				return
+			}
+			s.toSignIn(w, r, "signin_required")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(withSession(r.Context(), sess)))
+	})
+}
+
+// sessionEnded forgets a session the app tier no longer accepts and sends the
+// customer to sign in again.
+func (s *Server) sessionEnded(w http.ResponseWriter, r *http.Request) {
+	if tok := s.sessionToken(r); tok != "" {
+		s.sessions.drop(tok)
+	}
+	s.clearSessionCookie(w)
+	s.toSignIn(w, r, "session_expired")
+}
+
+func (s *Server) toSignIn(w http.ResponseWriter, r *http.Request, flash string) {
+	if r.URL.Path == "/events" {
+		// EventSource stops reconnecting on 204; a redirect would be followed
+		// to an HTML page it cannot parse.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.setFlash(w, flash)
+	target := "/signin"
+	if r.Method == http.MethodGet {
+		if next := safeNext(r.URL.RequestURI()); next != "" && next != "/" {
+			target += "?next=" + url.QueryEscape(next)
+		}
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
