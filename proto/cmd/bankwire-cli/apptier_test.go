@@ -6,7 +6,12 @@ import (
 	"testing"
 
 	"bankwire/apptier/apptiertest"
+	"bankwire/store/storetest"
 )
+
+// TestMain stops the test database server (a container, where Docker
+// answers) when the tests end.
+func TestMain(m *testing.M) { storetest.Main(m) }
 
 // TestAgainstRealAppTier runs the terminal client against the real app tier
 // (real rules, real PostgreSQL, demo data), the way a person would use it.
@@ -16,7 +21,7 @@ func TestAgainstRealAppTier(t *testing.T) {
 		t.Skip("starts PostgreSQL; skipped with -short")
 	}
 	srv := apptiertest.Start(t)
-	out, code := runCLI(t, "", map[string]string{"APPTIER_ADDR": srv.Addr, "APPTIER_SECRET": srv.Secret, "BANKWIRE_PASSWORD": "alice-demo-pass"},
+	out, code := runCLI(t, "", map[string]string{"APPTIER_ADDR": srv.Addr, "APPTIER_SECRET": srv.Secret, "BANKWIRE_PASSWORD": "alice-demo-pass", "BANKWIRE_TRACE": "1"},
 		"ping", "info", "signin alice", "whoami", "accounts", "chat bob hello from the terminal", "quit")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
@@ -34,6 +39,10 @@ func TestAgainstRealAppTier(t *testing.T) {
 		if !want.MatchString(out) {
 			t.Errorf("output does not match %s:\n%s", want, out)
 		}
+	}
+	// The trace shows the frames but never the password.
+	if strings.Contains(out, "alice-demo-pass") || !strings.Contains(out, `"password":"[redacted]"`) {
+		t.Errorf("the trace leaks or does not redact the password:\n%s", out)
 	}
 	t.Log(out)
 	// A wrong password is the app tier's UNAUTHENTICATED, shown as such.

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +69,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if sent {
 				dir = "->"
 			}
-			fmt.Fprintf(out, "  %s %s\n", dir, proto.DescribeFrame(f))
+			// A trace is for reading the protocol, not for leaking the
+			// password someone signs in with.
+			desc := passwordField.ReplaceAllString(proto.DescribeFrame(f), `"password":"[redacted]"`)
+			fmt.Fprintf(out, "  %s %s\n", dir, desc)
 		}
 	}
 	c, err := proto.NewClient(cfg)
@@ -294,6 +298,9 @@ func money(minor int64, currency string) string {
 	}
 	return fmt.Sprintf("%s%s.%02d %s", sign, b.String(), u%100, currency)
 }
+
+// passwordField matches a JSON password member in a described frame.
+var passwordField = regexp.MustCompile(`"password"\s*:\s*"(?:[^"\\]|\\.)*"`)
 
 // syncWriter serialises output from the trace hook (the connection's
 // goroutines) and the command loop.
