@@ -41,6 +41,14 @@ func parallel(n, workers int, f func(worker, i int)) time.Duration {
 	return time.Since(start)
 }
 
+// warmUp runs each side a few times untimed, so that neither pays for
+// opening pool connections or preparing statements inside its timing.
+func warmUp(n int, fs ...func(worker, i int)) {
+	for _, f := range fs {
+		parallel(n, 4, f)
+	}
+}
+
 func report(b *testing.B, unit string, base, tier time.Duration) {
 	b.ReportMetric(rate(b.N, base), "baseline_"+unit+"/s")
 	b.ReportMetric(rate(b.N, tier), unit+"/s")
@@ -65,29 +73,34 @@ func BenchmarkTransfer(b *testing.B) {
 		b.Fatal(err)
 	}
 	workers := 4
-	b.ResetTimer()
-	base := parallel(b.N, workers, func(w, i int) {
+	round := 0 // keeps idempotency keys unique across warm-up and timed runs
+	baseOp := func(w, i int) {
 		from, to := chk, sav
 		if i%2 == 1 {
 			from, to = sav, chk
 		}
-		_, _, err := srv.Store.Transfer(ctx, store.TransferParams{CustomerID: cust.ID, IdempotencyKey: fmt.Sprintf("base-%d-%d", b.N, i),
+		_, _, err := srv.Store.Transfer(ctx, store.TransferParams{CustomerID: cust.ID, IdempotencyKey: fmt.Sprintf("base-%d-%d-%d", round, b.N, i),
 			FromNumber: from, ToNumber: to, Amount: 1, Now: time.Now()})
 		if err != nil {
 			b.Error(err)
 		}
-	})
-	tier := parallel(b.N, workers, func(w, i int) {
+	}
+	tierOp := func(w, i int) {
 		from, to := chk, sav
 		if i%2 == 1 {
 			from, to = sav, chk
 		}
 		err := c.Call(ctx, proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
-			IdempotencyKey: fmt.Sprintf("tier-%d-%d", b.N, i), From: from, To: to, Amount: "0.01"}, nil)
+			IdempotencyKey: fmt.Sprintf("tier-%d-%d-%d", round, b.N, i), From: from, To: to, Amount: "0.01"}, nil)
 		if err != nil {
 			b.Error(err)
 		}
-	})
+	}
+	warmUp(40, baseOp, tierOp)
+	round++
+	b.ResetTimer()
+	base := parallel(b.N, workers, baseOp)
+	tier := parallel(b.N, workers, tierOp)
 	b.StopTimer()
 	report(b, "transfers", base, tier)
 }
@@ -101,8 +114,7 @@ func BenchmarkAccountsOverview(b *testing.B) {
 	ctx := context.Background()
 	sum := sha256.Sum256([]byte(tok))
 	workers := 8
-	b.ResetTimer()
-	base := parallel(b.N, workers, func(w, i int) {
+	baseOp := func(w, i int) {
 		s, err := srv.Store.SessionByTokenHash(ctx, sum[:])
 		if err != nil {
 			b.Error(err)
@@ -111,13 +123,17 @@ func BenchmarkAccountsOverview(b *testing.B) {
 		if _, err := srv.Store.ListAccounts(ctx, s.CustomerID); err != nil {
 			b.Error(err)
 		}
-	})
-	tier := parallel(b.N, workers, func(w, i int) {
+	}
+	tierOp := func(w, i int) {
 		var out proto.AccountsResponse
 		if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out); err != nil {
 			b.Error(err)
 		}
-	})
+	}
+	warmUp(100, baseOp, tierOp)
+	b.ResetTimer()
+	base := parallel(b.N, workers, baseOp)
+	tier := parallel(b.N, workers, tierOp)
 	b.StopTimer()
 	report(b, "overviews", base, tier)
 }
@@ -131,20 +147,23 @@ func BenchmarkSignIn(b *testing.B) {
 	p := apptier.DefaultArgon2
 	salt := make([]byte, p.SaltLen)
 	workers := runtime.GOMAXPROCS(0)
-	b.ResetTimer()
-	base := parallel(b.N, workers, func(w, i int) {
+	baseOp := func(w, i int) {
 		argon2.IDKey([]byte("alice-demo-pass"), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
-	})
-	// A server under a sign-in load has more requests in flight than cores:
-	// while some wait for the database, others hash. The hashing semaphore
-	// still bounds concurrent hashes to the cores.
-	tier := parallel(b.N, 2*workers, func(w, i int) {
+	}
+	tierOp := func(w, i int) {
 		err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass",
 			ClientInfo: proto.ClientInfo{IP: "127.0.0.1"}}, nil)
 		if err != nil {
 			b.Error(err)
 		}
-	})
+	}
+	warmUp(8, baseOp, tierOp)
+	b.ResetTimer()
+	base := parallel(b.N, workers, baseOp)
+	// A server under a sign-in load has more requests in flight than cores:
+	// while some wait for the database, others hash. The hashing semaphore
+	// still bounds concurrent hashes to the cores.
+	tier := parallel(b.N, 2*workers, tierOp)
 	b.StopTimer()
 	report(b, "signins", base, tier)
 }
