@@ -29,7 +29,6 @@ var errSession = proto.Errorf(proto.Unauthenticated, "Your session has ended. Pl
 // Sign-in audit outcomes (the audit log may tell an unknown username from a
 // wrong password; the answer to the client never does).
 const (
-	outcomeSuccess   = store.OutcomeSuccess
 	outcomeLocked    = store.OutcomeLocked
 	outcomeThrottled = store.OutcomeThrottled
 )
@@ -130,15 +129,24 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 	return a.newSession(ctx, cust, cleanClient(in.ClientInfo), now)
 }
 
-func (a *App) newSession(ctx context.Context, c store.Customer, cl proto.ClientInfo, now time.Time) (proto.SignInResponse, error) {
-	raw := make([]byte, 32) // 256 random bits
+// newToken returns a fresh session token (256 random bits, URL-safe) and
+// the sha256 that is all the database ever sees of it.
+func newToken() (string, []byte, error) {
+	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		return proto.SignInResponse{}, err
+		return "", nil, err
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
-	sum := sha256.Sum256([]byte(token))
+	return token, tokenHash(token), nil
+}
+
+func (a *App) newSession(ctx context.Context, c store.Customer, cl proto.ClientInfo, now time.Time) (proto.SignInResponse, error) {
+	token, hash, err := newToken()
+	if err != nil {
+		return proto.SignInResponse{}, err
+	}
 	exp := now.Add(a.cfg.AbsoluteTimeout)
-	if _, err := a.st.CreateSession(ctx, sum[:], c.ID, now, exp, cl.UserAgent, cl.IP); err != nil {
+	if _, err := a.st.CreateSession(ctx, hash, c.ID, now, exp, cl.UserAgent, cl.IP); err != nil {
 		return proto.SignInResponse{}, storeErr(err, "")
 	}
 	return proto.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(c)}, nil
@@ -253,11 +261,17 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		}
 		return nil, errBadCredentials
 	}
-	if err := a.st.RecordSignInSuccess(ctx, cust.ID, now); err != nil {
+	// Success: reset the failure count, audit and create the session in one
+	// round trip.
+	token, hash, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	exp := now.Add(a.cfg.AbsoluteTimeout)
+	if _, err := a.st.CompleteSignIn(ctx, cust.ID, strings.ToLower(username), hash, now, exp, cl.UserAgent, cl.IP); err != nil {
 		return nil, storeErr(err, "")
 	}
-	audit(custID, outcomeSuccess)
-	return a.newSession(ctx, cust, cl, now)
+	return proto.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(cust)}, nil
 }
 
 func tokenHash(token string) []byte {

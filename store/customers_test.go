@@ -266,3 +266,58 @@ func TestSessions(t *testing.T) {
 		t.Fatalf("user agent kept %d characters, client IP %d", len([]rune(long.UserAgent)), len(long.ClientIP))
 	}
 }
+
+// TestCompleteSignIn: one statement resets failures and the lock, audits the
+// success (which also wipes the throttling slate) and creates the session.
+func TestCompleteSignIn(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.NewStore(t)
+	c, _ := newCustomer(t, s, "alice")
+	for i := 0; i < 3; i++ {
+		if _, _, err := s.RecordSignInFailure(ctx, c.ID, t0, 3, 15*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddSignInEvent(ctx, store.SignInEvent{CustomerID: &c.ID, Username: "alice", ClientIP: "192.0.2.9",
+			Outcome: store.OutcomeBadPassword, CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byUser, byIP, err := s.RecentFailures(ctx, "alice", "192.0.2.9", t0.Add(-time.Minute))
+	if err != nil || byUser != 3 || byIP != 3 {
+		t.Fatalf("before success: byUser=%d byIP=%d err=%v", byUser, byIP, err)
+	}
+	hash := sha256.Sum256([]byte("token"))
+	at := t0.Add(time.Second)
+	sess, err := s.CompleteSignIn(ctx, c.ID, "alice", hash[:], at, at.Add(8*time.Hour), "agent\x00", "192.0.2.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.CustomerID != c.ID || !sess.CreatedAt.Equal(at) || !sess.ExpiresAt.Equal(at.Add(8*time.Hour)) || sess.UserAgent != "agent" {
+		t.Fatalf("session %+v", sess)
+	}
+	got, err := s.SessionByTokenHash(ctx, hash[:])
+	if err != nil || got.ID != sess.ID {
+		t.Fatalf("session by hash: %+v, %v", got, err)
+	}
+	cust, _ := s.CustomerByID(ctx, c.ID)
+	if cust.FailedSignIns != 0 || cust.LockedUntil != nil || cust.LastSignInAt == nil || !cust.LastSignInAt.Equal(at) {
+		t.Fatalf("customer after success = %+v", cust)
+	}
+	byUser, _, err = s.RecentFailures(ctx, "ALICE", "192.0.2.9", t0.Add(-time.Minute))
+	if err != nil || byUser != 0 {
+		t.Fatalf("failures before the success still count for the username: %d, %v", byUser, err)
+	}
+
+	other := sha256.Sum256([]byte("other"))
+	_, err = s.CompleteSignIn(ctx, c.ID+99, "ghost", other[:], at, at.Add(time.Hour), "", "")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.CompleteSignIn(ctx, c.ID, "alice", []byte("short"), at, at.Add(time.Hour), "", "")
+	wantInputError(t, err, "token_hash")
+	_, err = s.CompleteSignIn(ctx, c.ID, "alice", other[:], at, at, "", "")
+	wantInputError(t, err, "expires_at")
+	// The same token twice is refused, and the failed statement wrote nothing.
+	_, err = s.CompleteSignIn(ctx, c.ID, "alice", hash[:], at, at.Add(time.Hour), "", "")
+	if err == nil {
+		t.Fatal("a duplicate token hash was accepted")
+	}
+}
