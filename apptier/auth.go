@@ -202,13 +202,9 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		}
 	}
 
-	byUser, byIP, err := a.st.RecentFailures(ctx, strings.ToLower(username), cl.IP, now.Add(-a.cfg.ThrottleWindow))
+	// The customer and the recent failures come in one round trip.
+	cust, known, byUser, byIP, err := a.st.SignInLookup(ctx, username, cl.IP, now.Add(-a.cfg.ThrottleWindow))
 	if err != nil {
-		return nil, storeErr(err, "")
-	}
-	cust, err := a.st.CustomerByUsername(ctx, username)
-	known := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, storeErr(err, "")
 	}
 	var custID *int64

@@ -194,12 +194,9 @@ func (s *Store) AddSignInEvent(ctx context.Context, e SignInEvent) error {
 	return nil
 }
 
-// RecentFailures counts failed sign-ins (any outcome but OutcomeSuccess)
-// since the given time, for one username (any letter case) and for one
-// client IP, so the app tier can throttle both guessing one password from
-// many places and many passwords from one place.
-func (s *Store) RecentFailures(ctx context.Context, username, clientIP string, since time.Time) (byUser, byIP int, err error) {
-	err = s.pool.QueryRow(ctx, `
+// recentFailuresSQL counts failures per username and per client IP since $3,
+// forgetting a username's failures before its latest success.
+const recentFailuresSQL = `
 		SELECT (SELECT count(*) FROM signin_events e
 		         WHERE lower(e.username) = lower($1) AND e.outcome <> 'success'
 		           AND e.created_at >= greatest($3, (
@@ -207,10 +204,44 @@ func (s *Store) RecentFailures(ctx context.Context, username, clientIP string, s
 		               SELECT max(s.created_at) FROM signin_events s
 		                WHERE lower(s.username) = lower($1) AND s.outcome = 'success' AND s.created_at >= $3))),
 		       (SELECT count(*) FROM signin_events
-		         WHERE client_ip = $2 AND created_at >= $3 AND outcome <> 'success')`,
+		         WHERE client_ip = $2 AND created_at >= $3 AND outcome <> 'success')`
+
+// RecentFailures counts failed sign-ins (any outcome but OutcomeSuccess)
+// since the given time, for one username (any letter case) and for one
+// client IP, so the app tier can throttle both guessing one password from
+// many places and many passwords from one place.
+func (s *Store) RecentFailures(ctx context.Context, username, clientIP string, since time.Time) (byUser, byIP int, err error) {
+	err = s.pool.QueryRow(ctx, recentFailuresSQL,
 		auditText(username, 256), auditText(clientIP, MaxClientIPLen), since.UTC()).Scan(&byUser, &byIP)
 	if err != nil {
 		return 0, 0, s.dbError(ctx, "recent failures", err)
 	}
 	return byUser, byIP, nil
+}
+
+// SignInLookup fetches what a sign-in attempt needs in one round trip: the
+// customer with that username (found is false when there is none) and the
+// recent failures, as RecentFailures counts them.
+func (s *Store) SignInLookup(ctx context.Context, username, clientIP string, since time.Time) (c Customer, found bool, byUser, byIP int, err error) {
+	if checkEncoding("username", username) != nil || len(username) > 4*MaxUsernameLen {
+		// No customer can have such a name; the failures still count.
+		byUser, byIP, err = s.RecentFailures(ctx, username, clientIP, since)
+		return Customer{}, false, byUser, byIP, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(recentFailuresSQL, auditText(username, 256), auditText(clientIP, MaxClientIPLen), since.UTC())
+	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE lower(username) = lower($1) AND NOT is_system`, username)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if err := br.QueryRow().Scan(&byUser, &byIP); err != nil {
+		return Customer{}, false, 0, 0, s.dbError(ctx, "sign-in lookup", err)
+	}
+	c, err = scanCustomer(br.QueryRow())
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Customer{}, false, byUser, byIP, nil
+	case err != nil:
+		return Customer{}, false, 0, 0, s.dbError(ctx, "sign-in lookup", err)
+	}
+	return c, true, byUser, byIP, nil
 }

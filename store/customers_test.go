@@ -321,3 +321,30 @@ func TestCompleteSignIn(t *testing.T) {
 		t.Fatal("a duplicate token hash was accepted")
 	}
 }
+
+// TestSignInLookup: the customer and the failure counts in one round trip,
+// with the same answers as CustomerByUsername and RecentFailures.
+func TestSignInLookup(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.NewStore(t)
+	c, _ := newCustomer(t, s, "Alice")
+	for _, u := range []string{"alice", "nobody"} {
+		if err := s.AddSignInEvent(ctx, store.SignInEvent{Username: u, ClientIP: "192.0.2.7", Outcome: store.OutcomeBadPassword, CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, found, byUser, byIP, err := s.SignInLookup(ctx, "ALICE", "192.0.2.7", t0.Add(-time.Minute))
+	if err != nil || !found || got.ID != c.ID || got.PasswordHash == "" || byUser != 1 || byIP != 2 {
+		t.Fatalf("lookup alice: %+v found=%v byUser=%d byIP=%d err=%v", got, found, byUser, byIP, err)
+	}
+	_, found, byUser, byIP, err = s.SignInLookup(ctx, "nobody", "192.0.2.8", t0.Add(-time.Minute))
+	if err != nil || found || byUser != 1 || byIP != 0 {
+		t.Fatalf("lookup nobody: found=%v byUser=%d byIP=%d err=%v", found, byUser, byIP, err)
+	}
+	// The system customer and hostile names are never found, and never an error.
+	for _, u := range []string{"bankwire-system", "nul\x00name", string([]byte{0xff, 0xfe}), strings.Repeat("x", 1000)} {
+		if _, found, _, _, err := s.SignInLookup(ctx, u, "", t0); found || err != nil {
+			t.Fatalf("lookup %q: found=%v err=%v", u, found, err)
+		}
+	}
+}
