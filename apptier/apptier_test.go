@@ -2,6 +2,7 @@ package apptier_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -119,10 +120,15 @@ func TestSignUpAndSignIn(t *testing.T) {
 	if sess.Customer.Username != "Carol.W" {
 		t.Fatalf("session check = %+v", sess)
 	}
-	// Only a hash of the token is stored.
+	// Only a hash of the token is stored: the session row holds sha256 of
+	// the token, and no column anywhere in it holds the token itself.
+	sum := sha256.Sum256([]byte(t1))
 	var n int
-	if err := b.srv.Store.Pool().QueryRow(ctxT(t), "SELECT count(*) FROM sessions WHERE token_hash = $1::bytea", []byte(t1)).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("raw token found in the database (%d, %v)", n, err)
+	if err := b.srv.Store.Pool().QueryRow(ctxT(t), "SELECT count(*) FROM sessions WHERE token_hash = $1", sum[:]).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("sessions with sha256(token) = %d, %v; want 1", n, err)
+	}
+	if err := b.srv.Store.Pool().QueryRow(ctxT(t), "SELECT count(*) FROM sessions s WHERE strpos(s::text, $1) > 0", t1).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("raw token found in the sessions table (%d, %v)", n, err)
 	}
 }
 

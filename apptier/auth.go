@@ -275,10 +275,9 @@ func tokenHash(token string) []byte {
 	return sum[:]
 }
 
-// authenticate resolves a session token to its session, enforcing the idle
-// and absolute timeouts and extending the idle window. To keep reads cheap,
-// last-seen is written at most once a minute (well inside any idle timeout).
-func (a *App) authenticate(ctx context.Context, token string) (store.Session, error) {
+// liveSession looks a session token up and enforces the absolute and idle
+// timeouts, without extending anything.
+func (a *App) liveSession(ctx context.Context, token string) (store.Session, error) {
 	if token == "" || len(token) > 128 {
 		return store.Session{}, errSession
 	}
@@ -290,9 +289,21 @@ func (a *App) authenticate(ctx context.Context, token string) (store.Session, er
 		return store.Session{}, storeErr(err, "")
 	}
 	now := a.cfg.Now()
-	if s.RevokedAt != nil || !now.Before(s.ExpiresAt) || !now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout)) {
+	if !s.Active(now) || !now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout)) {
 		return store.Session{}, errSession
 	}
+	return s, nil
+}
+
+// authenticate resolves a session token to its live session and extends the
+// idle window. To keep reads cheap, last-seen is written at most once a
+// minute (well inside any idle timeout).
+func (a *App) authenticate(ctx context.Context, token string) (store.Session, error) {
+	s, err := a.liveSession(ctx, token)
+	if err != nil {
+		return store.Session{}, err
+	}
+	now := a.cfg.Now()
 	if now.Sub(s.LastSeenAt) >= min(time.Minute, a.cfg.IdleTimeout/4) {
 		if err := a.st.TouchSession(ctx, s.ID, now); err != nil {
 			return store.Session{}, storeErr(err, "")

@@ -126,23 +126,6 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 	}
 }
 
-// sessionStillValid re-checks a subscription's session without extending its
-// idle window: an open live page must not keep a session alive by itself.
-func (a *App) sessionStillValid(ctx context.Context, token string) error {
-	s, err := a.st.SessionByTokenHash(ctx, tokenHash(token))
-	if errors.Is(err, store.ErrNotFound) {
-		return errSession
-	}
-	if err != nil {
-		return storeErr(err, "")
-	}
-	now := a.cfg.Now()
-	if s.RevokedAt != nil || !now.Before(s.ExpiresAt) || !now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout)) {
-		return errSession
-	}
-	return nil
-}
-
 // sessionRecheck is how often an open subscription re-checks its session.
 const sessionRecheck = 30 * time.Second
 
@@ -173,7 +156,9 @@ func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Strea
 				return err
 			}
 		case <-tick.C:
-			if err := a.sessionStillValid(ctx, in.Session); err != nil {
+			// Re-check without extending the idle window: an open live page
+			// must not keep a session alive by itself.
+			if _, err := a.liveSession(ctx, in.Session); err != nil {
 				return err
 			}
 		}
