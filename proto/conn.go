@@ -33,6 +33,7 @@ type frameWriter struct {
 	spare    []byte    // the previous write's buffer, reused
 	flushing bool
 	err      error
+	wdl      time.Time // write deadline armed on nc (only the flusher touches it)
 }
 
 // maxBuffered bounds the bytes waiting for the socket per connection.
@@ -78,9 +79,7 @@ func (w *frameWriter) unlock() error {
 		out := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
-		if w.timeout > 0 {
-			_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-		}
+		w.armDeadline()
 		_, err := w.nc.Write(out)
 		w.mu.Lock()
 		if cap(out) <= 4*maxBuffered {
@@ -103,11 +102,44 @@ func (w *frameWriter) unlock() error {
 	return err
 }
 
+// unlockHold releases the buffer without writing: the caller promises a
+// later flush (or unlock) that sends what it appended.
+func (w *frameWriter) unlockHold() { w.mu.Unlock() }
+
+// flush writes whatever is buffered unless another goroutine is already
+// writing it.
+func (w *frameWriter) flush() error {
+	w.mu.Lock()
+	if w.flushing || len(w.buf) == 0 {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	return w.unlock()
+}
+
+// armDeadline makes sure the next write fails within w.timeout if the peer
+// stops reading. Moving a deadline costs a runtime timer update (and can
+// wake a sleeping thread), so it is re-armed only when less than half the
+// timeout is left: a write then has between timeout/2 and timeout.
+func (w *frameWriter) armDeadline() {
+	if w.timeout <= 0 {
+		return
+	}
+	now := time.Now()
+	if w.wdl.Sub(now) >= w.timeout/2 {
+		return
+	}
+	w.wdl = now.Add(w.timeout)
+	_ = w.nc.SetWriteDeadline(w.wdl)
+}
+
 // waitIdle blocks until everything appended so far has been written (or a
 // write failed). A goroutine about to close the connection calls it, since
-// its own last frame may be in the hands of another goroutine's flush.
-// Bounded by the write timeout.
+// its own last frame may be in the hands of another goroutine's flush, or
+// held in the buffer. Bounded by the write timeout.
 func (w *frameWriter) waitIdle() {
+	w.flush()
 	w.mu.Lock()
 	for w.err == nil && (w.flushing || len(w.buf) > 0) {
 		w.drained.Wait()

@@ -26,6 +26,7 @@ const (
 	opStream proto.Op = 1004 // stream: accepts, sends streamN events, then waits for ctx
 	opSlow   proto.Op = 1005 // sleeps slowMs then echoes
 	opBig    proto.Op = 1006 // returns a response of the requested size
+	opGate   proto.Op = 1007 // answers at once, or, while the fixture's gate is shut, blocks until it opens or ctx is done
 )
 
 type echoMsg struct {
@@ -46,6 +47,21 @@ type fixture struct {
 	started chan uint32 // request ids of opWait / opSlow as they start
 	mu      sync.Mutex
 	panics  int
+	gate    chan struct{} // nil: open
+}
+
+// shutGate makes opGate block; the returned func opens it again.
+func (fx *fixture) shutGate() (open func()) {
+	ch := make(chan struct{})
+	fx.mu.Lock()
+	fx.gate = ch
+	fx.mu.Unlock()
+	return sync.OnceFunc(func() {
+		fx.mu.Lock()
+		fx.gate = nil
+		fx.mu.Unlock()
+		close(ch)
+	})
 }
 
 func newFixture() *fixture {
@@ -99,6 +115,21 @@ func (fx *fixture) mux() *proto.Mux {
 			return nil, ctx.Err()
 		}
 		return in, nil
+	})
+	m.Handle(opGate, func(ctx context.Context, req *proto.Request) (any, error) {
+		fx.mu.Lock()
+		gate := fx.gate
+		fx.mu.Unlock()
+		if gate == nil {
+			return echoMsg{N: int(req.ID)}, nil
+		}
+		fx.started <- req.ID
+		select {
+		case <-gate:
+			return echoMsg{N: int(req.ID)}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	})
 	m.Handle(opBig, func(ctx context.Context, req *proto.Request) (any, error) {
 		var in echoMsg
@@ -176,7 +207,12 @@ func serveOn(tb testing.TB, ln net.Listener, cfg proto.ServerConfig, mux *proto.
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger(tb)
 	}
-	ts := &testServer{Server: proto.NewServer(cfg, mux), Addr: ln.Addr().String(), served: make(chan error, 1)}
+	return serveServer(tb, ln, proto.NewServer(cfg, mux))
+}
+
+// serveServer serves srv on ln until the test ends.
+func serveServer(tb testing.TB, ln net.Listener, srv *proto.Server) *testServer {
+	ts := &testServer{Server: srv, Addr: ln.Addr().String(), served: make(chan error, 1)}
 	go func() { ts.served <- ts.Serve(ln) }()
 	tb.Cleanup(func() {
 		ts.Close()

@@ -180,6 +180,13 @@ type Server struct {
 
 	// work hands requests to idle handler goroutines (see dispatch).
 	work chan job
+
+	// cost is each unary operation's recent handler duration (see
+	// inlineBudget), in nanoseconds; -1 until first measured. The map is
+	// filled once in NewServer and only its values change.
+	cost         map[Op]*atomic.Int64
+	inlineBudget time.Duration // normally the inlineBudget constant; tests raise it, as -race slows every handler
+	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
 }
 
 // job is one request for a handler goroutine.
@@ -196,7 +203,7 @@ func (j job) run() {
 	if j.strm != nil {
 		j.c.runStream(j.ctx, j.stop, j.req, j.strm)
 	} else {
-		j.c.runUnary(j.ctx, j.stop, j.req, j.unary)
+		j.c.runUnary(j)
 	}
 }
 
@@ -216,6 +223,51 @@ func (s *Server) dispatch(j job) {
 	default:
 		go s.worker(j)
 	}
+}
+
+// Inline execution. A request whose handler is known to be quick runs on
+// the connection's reading goroutine itself: no hand-off to another
+// goroutine, which on an idle machine means no waking of another core, and
+// responses to a burst of requests that arrived together leave in one
+// write. Two rules keep a slow handler from stalling the connection:
+//
+//   - only operations whose recent average (an exponentially weighted
+//     moving average of the handler's duration, measured on every call)
+//     is under inlineBudget run inline; an operation starts out measured
+//     on a handler goroutine;
+//   - a watchdog fires after inlineWatchdog: if the handler is still
+//     running, a new goroutine takes over reading (CANCEL, PING and
+//     further requests are served again) and the old one finishes its
+//     request like a handler goroutine, then exits.
+const (
+	inlineBudget   = 50 * time.Microsecond
+	inlineWatchdog = time.Millisecond
+)
+
+// inline reports whether op's handler should run on the reading goroutine.
+func (s *Server) inline(op Op) bool {
+	c := s.cost[op]
+	if c == nil {
+		return false
+	}
+	d := c.Load()
+	return d >= 0 && d < int64(s.inlineBudget)
+}
+
+// observeCost folds one handler duration into op's moving average (weight
+// 1/8). Concurrent updates may lose one another; for a heuristic that is
+// fine.
+func (s *Server) observeCost(op Op, d time.Duration) {
+	c := s.cost[op]
+	if c == nil {
+		return
+	}
+	old := c.Load()
+	if old < 0 {
+		c.Store(int64(d))
+		return
+	}
+	c.Store(old + (int64(d)-old)/8)
 }
 
 func (s *Server) worker(j job) {
@@ -247,6 +299,14 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
 		work:      make(chan job),
+		cost:      make(map[Op]*atomic.Int64, len(h.unary)),
+
+		inlineBudget: inlineBudget,
+	}
+	for op := range h.unary {
+		c := new(atomic.Int64)
+		c.Store(-1)
+		s.cost[op] = c
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hello, _ = json.Marshal(Hello{
@@ -447,6 +507,18 @@ type serverConn struct {
 	closing    atomic.Bool // the last frame was sent; only discard reads now
 	requests   atomic.Uint64
 	handlersWG sync.WaitGroup
+	start      time.Time
+
+	// Read loop state, owned by whichever goroutine currently reads.
+	lastRecv time.Time // when the last frame arrived
+	dl       time.Time // the read deadline currently armed
+
+	// Reading hand-off for inline handlers (see inlineBudget).
+	watchdog   *time.Timer
+	rmu        sync.Mutex
+	inlineGen  uint64 // numbers inline runs
+	inlineRun  bool   // the reader is running handler inlineGen
+	handedOver uint64 // the inline run whose goroutine lost the reading role
 
 	mu        sync.Mutex
 	ready     bool
@@ -478,6 +550,8 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		inflight: map[uint32]*inflightReq{},
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
+	c.watchdog.Stop()
 	c.fr = NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
@@ -487,10 +561,36 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 }
 
 func (c *serverConn) serve() {
+	c.start = time.Now()
+	c.srv.log.Info("connection opened", "conn", c.id, "remote", c.remote)
+	if reason, ok := c.handshake(); !ok {
+		c.end(reason)
+		return
+	}
+	c.lastRecv = time.Now()
+	c.setReadDeadline(c.lastRecv.Add(c.srv.cfg.IdleTimeout))
+	c.readLoop()
+}
+
+// readLoop reads frames on the calling goroutine until the connection ends,
+// then closes it; or, when an inline handler outlived the watchdog, until
+// the request it was running is answered, leaving reading (and closing) to
+// the goroutine that took over.
+func (c *serverConn) readLoop() {
+	reason, handedOver := c.read()
+	if handedOver {
+		c.srv.connWG.Done()
+		return
+	}
+	c.end(reason)
+}
+
+// end closes the connection once its reading stopped, waits for its
+// handlers and logs why it ended.
+func (c *serverConn) end(reason string) {
 	s := c.srv
-	start := time.Now()
-	s.log.Info("connection opened", "conn", c.id, "remote", c.remote)
-	reason := c.run()
+	c.w.flush()
+	c.watchdog.Stop()
 	c.cancel()
 	c.nc.Close()
 	c.handlersWG.Wait()
@@ -498,8 +598,28 @@ func (c *serverConn) serve() {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.log.Info("connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
-		"requests", c.requests.Load(), "duration", time.Since(start).Round(time.Millisecond), "reason", reason)
+		"requests", c.requests.Load(), "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
 	s.connWG.Done()
+}
+
+// watchdogFired hands reading to a new goroutine if an inline handler is
+// still running.
+func (c *serverConn) watchdogFired() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if !c.inlineRun {
+		return
+	}
+	c.inlineRun = false
+	c.handedOver = c.inlineGen
+	c.srv.handOffs.Add(1)
+	c.srv.connWG.Add(1) // the old goroutine still holds its count, so this cannot race Wait at zero
+	go c.readLoop()
+}
+
+func (c *serverConn) setReadDeadline(t time.Time) {
+	c.dl = t
+	_ = c.nc.SetReadDeadline(t)
 }
 
 func (c *serverConn) clientName() string {
@@ -508,67 +628,73 @@ func (c *serverConn) clientName() string {
 	return c.client
 }
 
-// run performs the handshake and the read loop, returning why it ended.
-func (c *serverConn) run() string {
-	if reason, ok := c.handshake(); !ok {
-		return reason
-	}
+// read is the read loop. It returns why the connection ended, or
+// handedOver when this goroutine lost the reading role to the watchdog.
+func (c *serverConn) read() (reason string, handedOver bool) {
 	cfg := &c.srv.cfg
 	br := c.fr.Reader()
-	lastRecv := time.Now()
 	// Deadlines are set lazily: one that fires early only causes a
 	// recheck, so a steady stream of small frames, each arriving whole,
 	// costs no deadline updates at all.
-	var dl time.Time
-	setDeadline := func(t time.Time) {
-		dl = t
-		_ = c.nc.SetReadDeadline(t)
-	}
-	setDeadline(lastRecv.Add(cfg.IdleTimeout))
 	for {
 		if c.closing.Load() {
-			return c.linger()
+			return c.linger(), false
+		}
+		if !frameBuffered(br) {
+			// About to wait for the peer: send what inline handlers left
+			// in the buffer first.
+			c.w.flush()
 		}
 		if br.Buffered() == 0 {
 			// Wait for the next frame's first byte under the idle deadline
 			// (re-armed only if the armed one is later than wanted); Peek
 			// consumes nothing, so a timeout loses no data.
-			if want := lastRecv.Add(cfg.IdleTimeout); dl.After(want) {
-				setDeadline(want)
+			if want := c.lastRecv.Add(cfg.IdleTimeout); c.dl.After(want) {
+				c.setReadDeadline(want)
 			}
 			if _, err := br.Peek(1); err != nil {
 				if c.closing.Load() {
-					return c.linger()
+					return c.linger(), false
 				}
 				if isTimeout(err) {
-					if time.Since(lastRecv) < cfg.IdleTimeout {
-						setDeadline(lastRecv.Add(cfg.IdleTimeout))
+					if time.Since(c.lastRecv) < cfg.IdleTimeout {
+						c.setReadDeadline(c.lastRecv.Add(cfg.IdleTimeout))
 						continue
 					}
-					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
+					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout)), false
 				}
-				return readEndReason(err)
+				return readEndReason(err), false
 			}
 		}
 		if !frameBuffered(br) {
-			setDeadline(time.Now().Add(cfg.ReadTimeout))
+			c.setReadDeadline(time.Now().Add(cfg.ReadTimeout))
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			if e, ok := errFatal(err); ok {
-				return c.fatal(e.Code, e.Message)
+				return c.fatal(e.Code, e.Message), false
 			}
 			if isTimeout(err) && !c.closing.Load() {
-				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
+				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout)), false
 			}
 			if c.closing.Load() {
-				return c.linger()
+				return c.linger(), false
 			}
-			return readEndReason(err)
+			return readEndReason(err), false
 		}
-		lastRecv = time.Now()
+		c.lastRecv = time.Now()
+		if f.Type == FrameRequest {
+			reason, ok, lost := c.handleRequest(f)
+			if lost {
+				return "", true
+			}
+			if !ok {
+				return reason, false
+			}
+			continue
+		}
 		if reason, ok := c.handleFrame(f); !ok {
-			return reason
+			return reason, false
 		}
 	}
 }
@@ -688,8 +814,6 @@ func (c *serverConn) linger() string {
 // handleFrame processes one frame after the handshake.
 func (c *serverConn) handleFrame(f Frame) (string, bool) {
 	switch f.Type {
-	case FrameRequest:
-		return c.handleRequest(f)
 	case FrameCancel:
 		c.mu.Lock()
 		r := c.inflight[f.ID]
@@ -718,11 +842,29 @@ func (c *serverConn) handleFrame(f Frame) (string, bool) {
 	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
 }
 
-func (c *serverConn) handleRequest(f Frame) (string, bool) {
+// handleRequest registers a REQUEST and runs it, inline or on a handler
+// goroutine. lost reports that it ran inline and the watchdog handed
+// reading to another goroutine meanwhile.
+func (c *serverConn) handleRequest(f Frame) (reason string, ok, lost bool) {
+	j, reason, ok := c.admitRequest(f)
+	if !ok || j.req == nil {
+		return reason, ok, false
+	}
+	if j.unary != nil && c.srv.inline(j.req.Op) {
+		return "", true, !c.runInline(j)
+	}
+	c.srv.dispatch(j)
+	return "", true, false
+}
+
+// admitRequest parses a REQUEST and registers it in flight, returning the
+// job to run; a request refused at once (draining, over the in-flight
+// limit, unknown operation) is answered here and j.req is nil.
+func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	s := c.srv
 	h, body, err := ParseRequest(f.Payload)
 	if err != nil {
-		return c.fatal(ProtocolError, err.(*Error).Message), false
+		return j, c.fatal(ProtocolError, err.(*Error).Message), false
 	}
 	c.requests.Add(1)
 	c.mu.Lock()
@@ -731,9 +873,9 @@ func (c *serverConn) handleRequest(f Frame) (string, bool) {
 		last := c.lastID
 		c.mu.Unlock()
 		if dup {
-			return c.fatal(ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID)), false
+			return j, c.fatal(ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID)), false
 		}
-		return c.fatal(ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last)), false
+		return j, c.fatal(ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last)), false
 	}
 	c.lastID = f.ID
 	var reject *Error
@@ -754,9 +896,9 @@ func (c *serverConn) handleRequest(f Frame) (string, bool) {
 			s.cfg.Observe(h.Op, reject.Code, 0)
 		}
 		if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, reject)); err != nil {
-			return "write: " + err.Error(), false
+			return j, "write: " + err.Error(), false
 		}
-		return "", true
+		return j, "", true
 	}
 	ctx := c.ctx
 	if h.TraceID != "" {
@@ -776,26 +918,59 @@ func (c *serverConn) handleRequest(f Frame) (string, bool) {
 
 	req := &Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}
 	if isStream {
-		s.dispatch(job{c: c, ctx: ctx, stop: stop, req: req, strm: sh})
-	} else {
-		s.dispatch(job{c: c, ctx: ctx, stop: stop, req: req, unary: uh})
+		return job{c: c, ctx: ctx, stop: stop, req: req, strm: sh}, "", true
 	}
-	return "", true
+	return job{c: c, ctx: ctx, stop: stop, req: req, unary: uh}, "", true
 }
 
-func (c *serverConn) runUnary(ctx context.Context, stop func(), req *Request, h HandlerFunc) {
-	defer c.handlersWG.Done()
+// runInline runs a unary request on the reading goroutine under the
+// watchdog. It reports whether this goroutine is still the reader.
+func (c *serverConn) runInline(j job) bool {
+	c.rmu.Lock()
+	c.inlineGen++
+	gen := c.inlineGen
+	c.inlineRun = true
+	c.rmu.Unlock()
+	c.watchdog.Reset(inlineWatchdog)
+
 	start := time.Now()
-	resp, err := c.callUnary(ctx, req, h)
-	c.release(req.ID)
+	resp, err := c.callUnary(j.ctx, j.req, j.unary)
+
+	c.rmu.Lock()
+	reader := c.handedOver != gen
+	c.inlineRun = false
+	c.rmu.Unlock()
+	if reader {
+		c.watchdog.Stop()
+	}
+	// Still the reader with the next frame already here: leave this
+	// response in the buffer to go out with the next ones; the loop
+	// flushes before it waits for the peer.
+	hold := reader && frameBuffered(c.fr.Reader())
+	c.answer(j, resp, err, start, hold)
+	return reader
+}
+
+func (c *serverConn) runUnary(j job) {
+	start := time.Now()
+	resp, err := c.callUnary(j.ctx, j.req, j.unary)
+	c.answer(j, resp, err, start, false)
+}
+
+// answer writes a unary request's terminal frame and finishes it. hold
+// leaves the frame in the write buffer for the reading goroutine to flush.
+func (c *serverConn) answer(j job, resp any, err error, start time.Time, hold bool) {
+	defer c.handlersWG.Done()
+	c.srv.observeCost(j.req.Op, time.Since(start))
+	c.release(j.req.ID)
 	var code Code
 	if err == nil {
-		code = c.writeResult(ctx, req, FrameResponse, 0, resp)
+		code = c.writeFrame(j.ctx, j.req, FrameResponse, 0, resp, hold)
 	} else {
-		code = c.writeError(ctx, req, err)
+		code = c.writeErrorFrame(j.ctx, j.req, err, hold)
 	}
-	stop()
-	c.finish(req, code, time.Since(start))
+	j.stop()
+	c.finish(j.req, code, time.Since(start))
 }
 
 // callUnary runs h, turning a panic into INTERNAL for this request only.
@@ -816,6 +991,12 @@ func (c *serverConn) logPanic(ctx context.Context, req *Request, p any) {
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame.
 func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType, flags uint16, v any) Code {
+	return c.writeFrame(ctx, req, t, flags, v, false)
+}
+
+// writeFrame is writeResult that may hold the frame in the buffer (see
+// answer).
+func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, flags uint16, v any, hold bool) Code {
 	if err := c.w.lock(); err != nil {
 		return Unavailable
 	}
@@ -832,6 +1013,10 @@ func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType,
 		return c.writeError(ctx, req, &Error{Code: Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, req.ID)
+	if hold {
+		c.w.unlockHold()
+		return OK
+	}
 	if err := c.w.unlock(); err != nil {
 		return Unavailable
 	}
@@ -840,8 +1025,22 @@ func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType,
 
 // writeError sends err as the terminal ERROR frame of req and returns its code.
 func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Code {
+	return c.writeErrorFrame(ctx, req, err, false)
+}
+
+func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err error, hold bool) Code {
 	e := c.wireError(ctx, req, err)
-	_ = c.w.write(FrameError, 0, req.ID, AppendError(nil, e))
+	if c.w.lock() != nil {
+		return e.Code
+	}
+	off := c.w.beginFrame()
+	c.w.buf = AppendError(c.w.buf, e)
+	c.w.endFrame(off, FrameError, 0, req.ID)
+	if hold {
+		c.w.unlockHold()
+	} else {
+		_ = c.w.unlock()
+	}
 	return e.Code
 }
 

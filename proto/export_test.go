@@ -1,0 +1,13 @@
+package proto
+
+import "time"
+
+// Inline reports whether the server currently runs op's handler on the
+// reading goroutine (see inlineBudget).
+func (s *Server) Inline(op Op) bool { return s.inline(op) }
+
+// HandOffs counts how often a watchdog moved reading to a new goroutine.
+func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }
+
+// SetInlineBudget changes the inline budget; call it before serving.
+func (s *Server) SetInlineBudget(d time.Duration) { s.inlineBudget = d }
