@@ -31,13 +31,19 @@ func warmInline(t *testing.T, srv *testServer, r *rawConn, op proto.Op, id *uint
 	}
 	for i := 0; i < 5; i++ {
 		*id++
-		r.request(*id, op, 0, "", echoMsg{N: 1})
-		if f := r.read(); f.Type != proto.FrameResponse || f.ID != *id {
-			t.Fatalf("warm-up answer %s, want RESPONSE %d", proto.DescribeFrame(f), *id)
-		}
+		answered(t, r, *id, op)
 	}
 	if !srv.Inline(op) {
 		t.Fatalf("%s does not run inline after %d quick answers", op, 5)
+	}
+}
+
+// answered sends request id for op and requires its RESPONSE next.
+func answered(t *testing.T, r *rawConn, id uint32, op proto.Op) {
+	t.Helper()
+	r.request(id, op, 0, "", echoMsg{N: 1})
+	if f := r.read(); f.Type != proto.FrameResponse || f.ID != id {
+		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), id)
 	}
 }
 
@@ -91,10 +97,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	id = blocked + 1
 	for i := 0; i < 50 && !srv.Inline(opGate); i++ {
 		id++
-		r.request(id, opGate, 0, "", echoMsg{})
-		if f := r.read(); f.Type != proto.FrameResponse || f.ID != id {
-			t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), id)
-		}
+		answered(t, r, id, opGate)
 	}
 	if !srv.Inline(opGate) {
 		t.Fatal("opGate never returned to inline")
@@ -113,10 +116,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	if srv.HandOffs() != 2 {
 		t.Fatalf("hand-offs = %d, want 2", srv.HandOffs())
 	}
-	r.request(blocked+1, opEcho, 0, "", echoMsg{N: 1})
-	if f := r.read(); f.Type != proto.FrameResponse || f.ID != blocked+1 {
-		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), blocked+1)
-	}
+	answered(t, r, blocked+1, opEcho)
 }
 
 // inlineWatchdogForTest mirrors the server's watchdog delay.
