@@ -60,21 +60,40 @@ func (w *frameWriter) lock() error {
 	return nil
 }
 
+// flushMode says what unlockMode does with the buffer.
+type flushMode uint8
+
+const (
+	// flushBatched yields before writing, so that goroutines ready to run
+	// (other handlers, other callers) append their frames first: under
+	// load many small writes become one. For writers that are one of
+	// many.
+	flushBatched flushMode = iota
+	// flushNow writes at once. For a writer that is alone (the only call
+	// in flight, an inline handler): yielding would gain nothing, and on
+	// an idle machine it costs a wake-up of another core.
+	flushNow
+	// flushHold leaves the frame in the buffer: the caller promises a
+	// later flush (or unlock) that sends it.
+	flushHold
+)
+
 // unlock releases the buffer and, unless another goroutine is already
-// flushing (and will pick these bytes up), writes it out.
-func (w *frameWriter) unlock() error {
-	if w.flushing {
+// flushing (and will pick these bytes up), writes it out, batched.
+func (w *frameWriter) unlock() error { return w.unlockMode(flushBatched) }
+
+// unlockMode releases the buffer and writes it out as mode says.
+func (w *frameWriter) unlockMode(mode flushMode) error {
+	if mode == flushHold || w.flushing {
 		w.mu.Unlock()
 		return nil
 	}
 	w.flushing = true
-	// Let goroutines that are ready to run (other handlers, other callers)
-	// append their frames before this write: under load that turns many
-	// small writes into one; when nothing else is runnable it returns at
-	// once.
-	w.mu.Unlock()
-	runtime.Gosched()
-	w.mu.Lock()
+	if mode == flushBatched {
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
+	}
 	for len(w.buf) > 0 && w.err == nil {
 		out := w.buf
 		w.buf = w.spare[:0]
@@ -102,10 +121,6 @@ func (w *frameWriter) unlock() error {
 	return err
 }
 
-// unlockHold releases the buffer without writing: the caller promises a
-// later flush (or unlock) that sends what it appended.
-func (w *frameWriter) unlockHold() { w.mu.Unlock() }
-
 // flush writes whatever is buffered unless another goroutine is already
 // writing it.
 func (w *frameWriter) flush() error {
@@ -115,7 +130,7 @@ func (w *frameWriter) flush() error {
 		w.mu.Unlock()
 		return err
 	}
-	return w.unlock()
+	return w.unlockMode(flushNow)
 }
 
 // armDeadline makes sure the next write fails within w.timeout if the peer

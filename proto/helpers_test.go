@@ -27,6 +27,7 @@ const (
 	opSlow   proto.Op = 1005 // sleeps slowMs then echoes
 	opBig    proto.Op = 1006 // returns a response of the requested size
 	opGate   proto.Op = 1007 // answers at once, or, while the fixture's gate is shut, blocks until it opens or ctx is done
+	opChild  proto.Op = 1008 // waits on a context derived from the request's and returns its error
 )
 
 type echoMsg struct {
@@ -130,6 +131,15 @@ func (fx *fixture) mux() *proto.Mux {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	})
+	m.Handle(opChild, func(ctx context.Context, req *proto.Request) (any, error) {
+		// Like a database driver: the request's context is wrapped, and
+		// the wrapper's error (Canceled, whatever ended the parent) is
+		// what comes back.
+		child, cancel := context.WithCancel(ctx)
+		defer cancel()
+		<-child.Done()
+		return nil, child.Err()
 	})
 	m.Handle(opBig, func(ctx context.Context, req *proto.Request) (any, error) {
 		var in echoMsg

@@ -77,8 +77,11 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	if f.Type != proto.FrameResponse || f.ID != blocked+1 || json.Unmarshal(f.Payload, &out) != nil || out.Text != "meanwhile" {
 		t.Fatalf("got %s, want the echo RESPONSE %d", proto.DescribeFrame(f), blocked+1)
 	}
-	if srv.HandOffs() != 1 {
-		t.Fatalf("hand-offs = %d, want 1", srv.HandOffs())
+	// At least one hand-off; under -race on a loaded machine a quick
+	// handler may also outlive the watchdog now and then.
+	handOffs := srv.HandOffs()
+	if handOffs < 1 {
+		t.Fatalf("hand-offs = %d, want at least 1", handOffs)
 	}
 	// CANCEL reaches the blocked handler through the new reader.
 	r.write(proto.Frame{Type: proto.FrameCancel, ID: blocked})
@@ -105,6 +108,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	open = fx.shutGate()
 	defer open()
 	blocked = id + 1
+	handOffs = srv.HandOffs()
 	r.request(blocked, opGate, 0, "", echoMsg{})
 	<-fx.started
 	time.Sleep(5 * inlineWatchdogForTest)
@@ -113,8 +117,8 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	if err := json.Unmarshal(f.Payload, &out); f.Type != proto.FrameResponse || f.ID != blocked || err != nil || out.N != int(blocked) {
 		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), blocked)
 	}
-	if srv.HandOffs() != 2 {
-		t.Fatalf("hand-offs = %d, want 2", srv.HandOffs())
+	if srv.HandOffs() <= handOffs {
+		t.Fatalf("hand-offs = %d, want more than %d", srv.HandOffs(), handOffs)
 	}
 	answered(t, r, blocked+1, opEcho)
 }

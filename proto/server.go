@@ -514,11 +514,17 @@ type serverConn struct {
 	dl       time.Time // the read deadline currently armed
 
 	// Reading hand-off for inline handlers (see inlineBudget).
-	watchdog   *time.Timer
-	rmu        sync.Mutex
-	inlineGen  uint64 // numbers inline runs
-	inlineRun  bool   // the reader is running handler inlineGen
-	handedOver uint64 // the inline run whose goroutine lost the reading role
+	watchdog    *time.Timer
+	rmu         sync.Mutex
+	wdArmed     bool      // the watchdog is armed (it is not stopped after each run)
+	inlineGen   uint64    // numbers inline runs
+	inlineRun   bool      // the reader is running handler inlineGen
+	inlineStart time.Time // when run inlineGen started
+	handedOver  uint64    // the inline run whose goroutine lost the reading role
+
+	// Request deadlines share one timer (see deadlinesFired); guarded by mu.
+	dlTimer *time.Timer
+	dlArmed time.Time // when dlTimer fires; zero when stopped
 
 	mu        sync.Mutex
 	ready     bool
@@ -531,8 +537,35 @@ type serverConn struct {
 }
 
 type inflightReq struct {
-	cancel context.CancelCauseFunc
-	stream bool
+	cancel   context.CancelCauseFunc
+	stream   bool
+	deadline time.Time // zero: none
+}
+
+// deadlineCtx is a request's context when the caller sent a deadline. The
+// connection's single deadline timer cancels it with cause
+// context.DeadlineExceeded; until then it reports the deadline like a
+// context.WithDeadline would, without a runtime timer per request (arming
+// one for every request costs more than the request on a fast path).
+type deadlineCtx struct {
+	context.Context // from context.WithCancelCause
+	deadline        time.Time
+}
+
+func (d *deadlineCtx) Deadline() (time.Time, bool) { return d.deadline, true }
+
+func (d *deadlineCtx) Err() error {
+	err := d.Context.Err()
+	if err != nil && expired(d.Context) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// expired reports whether ctx (a request context or one derived from it)
+// ended because the request's deadline passed.
+func expired(ctx context.Context) bool {
+	return ctx.Err() != nil && context.Cause(ctx) == context.DeadlineExceeded
 }
 
 // Cancellation causes, so a stream knows why its context ended.
@@ -552,6 +585,8 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
 	c.watchdog.Stop()
+	c.dlTimer = time.AfterFunc(time.Hour, c.deadlinesFired)
+	c.dlTimer.Stop()
 	c.fr = NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
@@ -591,6 +626,7 @@ func (c *serverConn) end(reason string) {
 	s := c.srv
 	c.w.flush()
 	c.watchdog.Stop()
+	c.dlTimer.Stop()
 	c.cancel()
 	c.nc.Close()
 	c.handlersWG.Wait()
@@ -607,7 +643,14 @@ func (c *serverConn) end(reason string) {
 func (c *serverConn) watchdogFired() {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	c.wdArmed = false
 	if !c.inlineRun {
+		return
+	}
+	if age := time.Since(c.inlineStart); age < inlineWatchdog {
+		// Armed by an earlier run: give this one its full time.
+		c.wdArmed = true
+		c.watchdog.Reset(inlineWatchdog - age)
 		return
 	}
 	c.inlineRun = false
@@ -906,12 +949,15 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := func() { cancel(nil) }
+	r := &inflightReq{cancel: cancel, stream: isStream}
 	if h.DeadlineMs > 0 {
-		var cancelTimeout context.CancelFunc
-		ctx, cancelTimeout = context.WithTimeout(ctx, time.Duration(h.DeadlineMs)*time.Millisecond)
-		stop = func() { cancelTimeout(); cancel(nil) }
+		r.deadline = time.Now().Add(time.Duration(h.DeadlineMs) * time.Millisecond)
+		ctx = &deadlineCtx{Context: ctx, deadline: r.deadline}
+		if c.dlArmed.IsZero() || r.deadline.Before(c.dlArmed) {
+			c.armDeadlinesLocked(r.deadline)
+		}
 	}
-	c.inflight[f.ID] = &inflightReq{cancel: cancel, stream: isStream}
+	c.inflight[f.ID] = r
 	c.active++
 	c.handlersWG.Add(1)
 	c.mu.Unlock()
@@ -923,51 +969,95 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	return job{c: c, ctx: ctx, stop: stop, req: req, unary: uh}, "", true
 }
 
+// armDeadlinesLocked makes the deadline timer fire at t.
+func (c *serverConn) armDeadlinesLocked(t time.Time) {
+	c.dlArmed = t
+	c.dlTimer.Reset(time.Until(t))
+}
+
+// deadlinesFired cancels every request whose deadline has passed and arms
+// the timer for the earliest one left. Requests usually finish long before
+// their deadline, and a later deadline never moves the timer, so on a busy
+// connection it is armed about once per deadline period, not per request.
+func (c *serverConn) deadlinesFired() {
+	now := time.Now()
+	var due []context.CancelCauseFunc
+	var next time.Time
+	c.mu.Lock()
+	for _, r := range c.inflight {
+		switch {
+		case r.deadline.IsZero():
+		case !r.deadline.After(now):
+			due = append(due, r.cancel)
+			r.deadline = time.Time{} // canceled once
+		case next.IsZero() || r.deadline.Before(next):
+			next = r.deadline
+		}
+	}
+	c.dlArmed = time.Time{}
+	if !next.IsZero() {
+		c.armDeadlinesLocked(next)
+	}
+	c.mu.Unlock()
+	for _, cancel := range due {
+		cancel(context.DeadlineExceeded)
+	}
+}
+
 // runInline runs a unary request on the reading goroutine under the
 // watchdog. It reports whether this goroutine is still the reader.
+//
+// The watchdog is armed by the first run and left armed: when it fires
+// during a younger run it re-arms for that run's remaining time, and when it
+// fires between runs it simply stays off until the next one. Moving a timer
+// for every request would cost more than a quick request itself.
 func (c *serverConn) runInline(j job) bool {
+	start := time.Now()
 	c.rmu.Lock()
 	c.inlineGen++
 	gen := c.inlineGen
 	c.inlineRun = true
+	c.inlineStart = start
+	if !c.wdArmed {
+		c.wdArmed = true
+		c.watchdog.Reset(inlineWatchdog)
+	}
 	c.rmu.Unlock()
-	c.watchdog.Reset(inlineWatchdog)
 
-	start := time.Now()
 	resp, err := c.callUnary(j.ctx, j.req, j.unary)
 
 	c.rmu.Lock()
 	reader := c.handedOver != gen
 	c.inlineRun = false
 	c.rmu.Unlock()
-	if reader {
-		c.watchdog.Stop()
-	}
 	// Still the reader with the next frame already here: leave this
 	// response in the buffer to go out with the next ones; the loop
 	// flushes before it waits for the peer.
-	hold := reader && frameBuffered(c.fr.Reader())
-	c.answer(j, resp, err, start, hold)
+	mode := flushNow
+	if reader && frameBuffered(c.fr.Reader()) {
+		mode = flushHold
+	}
+	c.answer(j, resp, err, start, mode)
 	return reader
 }
 
 func (c *serverConn) runUnary(j job) {
 	start := time.Now()
 	resp, err := c.callUnary(j.ctx, j.req, j.unary)
-	c.answer(j, resp, err, start, false)
+	c.answer(j, resp, err, start, flushBatched)
 }
 
-// answer writes a unary request's terminal frame and finishes it. hold
-// leaves the frame in the write buffer for the reading goroutine to flush.
-func (c *serverConn) answer(j job, resp any, err error, start time.Time, hold bool) {
+// answer writes a unary request's terminal frame and finishes it; mode is
+// how it leaves (flushHold: the reading goroutine flushes it later).
+func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode flushMode) {
 	defer c.handlersWG.Done()
 	c.srv.observeCost(j.req.Op, time.Since(start))
 	c.release(j.req.ID)
 	var code Code
 	if err == nil {
-		code = c.writeFrame(j.ctx, j.req, FrameResponse, 0, resp, hold)
+		code = c.writeFrame(j.ctx, j.req, FrameResponse, 0, resp, mode)
 	} else {
-		code = c.writeErrorFrame(j.ctx, j.req, err, hold)
+		code = c.writeErrorFrame(j.ctx, j.req, err, mode)
 	}
 	j.stop()
 	c.finish(j.req, code, time.Since(start))
@@ -991,12 +1081,11 @@ func (c *serverConn) logPanic(ctx context.Context, req *Request, p any) {
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame.
 func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType, flags uint16, v any) Code {
-	return c.writeFrame(ctx, req, t, flags, v, false)
+	return c.writeFrame(ctx, req, t, flags, v, flushBatched)
 }
 
-// writeFrame is writeResult that may hold the frame in the buffer (see
-// answer).
-func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, flags uint16, v any, hold bool) Code {
+// writeFrame is writeResult with a choice of flush mode (see answer).
+func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, flags uint16, v any, mode flushMode) Code {
 	if err := c.w.lock(); err != nil {
 		return Unavailable
 	}
@@ -1013,11 +1102,7 @@ func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, 
 		return c.writeError(ctx, req, &Error{Code: Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, req.ID)
-	if hold {
-		c.w.unlockHold()
-		return OK
-	}
-	if err := c.w.unlock(); err != nil {
+	if err := c.w.unlockMode(mode); err != nil {
 		return Unavailable
 	}
 	return OK
@@ -1025,10 +1110,10 @@ func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, 
 
 // writeError sends err as the terminal ERROR frame of req and returns its code.
 func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Code {
-	return c.writeErrorFrame(ctx, req, err, false)
+	return c.writeErrorFrame(ctx, req, err, flushBatched)
 }
 
-func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err error, hold bool) Code {
+func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err error, mode flushMode) Code {
 	e := c.wireError(ctx, req, err)
 	if c.w.lock() != nil {
 		return e.Code
@@ -1036,18 +1121,21 @@ func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err erro
 	off := c.w.beginFrame()
 	c.w.buf = AppendError(c.w.buf, e)
 	c.w.endFrame(off, FrameError, 0, req.ID)
-	if hold {
-		c.w.unlockHold()
-	} else {
-		_ = c.w.unlock()
-	}
+	_ = c.w.unlockMode(mode)
 	return e.Code
 }
 
 // wireError maps a handler error to what the caller may see.
 func (c *serverConn) wireError(ctx context.Context, req *Request, err error) *Error {
 	var e *Error
-	if errors.As(err, &e) && e.Code != OK && !e.Code.Fatal() {
+	isErr := errors.As(err, &e)
+	// A context derived from the request's ends with Canceled when the
+	// request's deadline passes; the cause says why.
+	if expired(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		isErr && (e.Code == Canceled || e.Code == DeadlineExceeded)) {
+		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+	}
+	if isErr && e.Code != OK && !e.Code.Fatal() {
 		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {

@@ -256,6 +256,45 @@ func TestDeadlineAndTraceReachHandler(t *testing.T) {
 	waitFor(t, func() bool { return logs.count("request", "trace", "trace-xyz") == 1 })
 }
 
+// TestServerDeadlinesOutOfOrder: requests whose deadlines end in another
+// order than they arrived each end at their own deadline (the connection
+// shares one timer among them), and a handler that returns the error of a
+// context derived from the request's still yields DEADLINE_EXCEEDED.
+func TestServerDeadlinesOutOfOrder(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	start := time.Now()
+	r.request(1, opChild, 300, "", nil)
+	r.request(2, opChild, 100, "", nil)
+	r.request(3, opChild, 200, "", nil)
+	for _, want := range []struct {
+		id    uint32
+		after time.Duration
+	}{{2, 100 * time.Millisecond}, {3, 200 * time.Millisecond}, {1, 300 * time.Millisecond}} {
+		f := r.read()
+		if f.Type != proto.FrameError || f.ID != want.id {
+			t.Fatalf("got %s, want ERROR for request %d", proto.DescribeFrame(f), want.id)
+		}
+		e, err := proto.ParseError(f.Payload)
+		if err != nil || e.Code != proto.DeadlineExceeded {
+			t.Fatalf("request %d: got %v, %v; want DEADLINE_EXCEEDED", want.id, e, err)
+		}
+		if d := time.Since(start); d < want.after {
+			t.Fatalf("request %d ended after %v, before its %v deadline", want.id, d, want.after)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("deadlines of 100-300 ms took %v", d)
+	}
+	// The connection carries on, with no deadline left armed to trip later
+	// requests.
+	r.request(4, opEcho, 50, "", echoMsg{N: 4})
+	if f := r.read(); f.Type != proto.FrameResponse || f.ID != 4 {
+		t.Fatalf("got %s, want RESPONSE 4", proto.DescribeFrame(f))
+	}
+}
+
 func TestCancelReachesHandler(t *testing.T) {
 	fx := newFixture()
 	srv := startServer(t, proto.ServerConfig{}, fx.mux())
