@@ -157,12 +157,15 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 	if err != nil {
 		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
-		defer cancel()
+	// No context.WithTimeout for the default deadline: its timer would be
+	// armed and stopped on every call. The deadline travels as a time, and
+	// only the slow paths (dialing, retrying, waiting behind another
+	// reader) arm a timer for it.
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(c.cfg.DefaultTimeout)
 	}
-	f, err := c.do(ctx, op, body, nil)
+	f, err := c.do(ctx, op, body, nil, dl)
 	if err != nil {
 		return err
 	}
@@ -184,28 +187,47 @@ func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
 }
 
 // do runs the retry loop around one request. sub is non-nil for Subscribe.
-func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) (Frame, error) {
+// dl is the request's deadline: ctx's, or the default one.
+func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
 	trace := TraceID(ctx)
 	drained := false
+	var cancel context.CancelFunc
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return Frame{}, ctxError(err)
 		}
-		cc, err := c.pick(ctx)
-		if err != nil {
-			// Only a request bounced by a drain waits for a server to come
-			// back (a rolling restart); a fresh one fails fast.
-			if drained && ctx.Err() == nil && attempt < 50 {
-				if sleepCtx(ctx, retryDelay(attempt)) == nil {
-					continue
-				}
-			}
-			if cerr := ctx.Err(); cerr != nil && !isUnavailable(err) {
-				return Frame{}, ctxError(cerr)
-			}
-			return Frame{}, err
+		var cc *clientConn
+		next := pickNext{slot: -1}
+		if attempt == 0 {
+			cc, next = c.pickReady()
 		}
-		f, err := cc.roundTrip(ctx, op, trace, body, sub)
+		if cc == nil {
+			// A slow path: from here on ctx carries dl, so every wait is
+			// bounded by it.
+			if cancel == nil {
+				ctx, cancel = withDeadline(ctx, dl)
+			}
+			var err error
+			if cc, err = c.pickFrom(ctx, next); err != nil {
+				// Only a request bounced by a drain waits for a server to
+				// come back (a rolling restart); a fresh one fails fast.
+				if drained && ctx.Err() == nil && attempt < 50 {
+					if sleepCtx(ctx, retryDelay(attempt)) == nil {
+						continue
+					}
+				}
+				if cerr := ctx.Err(); cerr != nil && !isUnavailable(err) {
+					return Frame{}, ctxError(cerr)
+				}
+				return Frame{}, err
+			}
+		}
+		f, err := cc.roundTrip(ctx, op, trace, body, sub, dl)
 		if errors.Is(err, errNotStarted) {
 			drained = true
 			if attempt >= 2 && sleepCtx(ctx, retryDelay(attempt)) != nil {
@@ -215,6 +237,14 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) 
 		}
 		return f, err
 	}
+}
+
+// withDeadline returns ctx bounded by dl, unless it has a deadline already.
+func withDeadline(ctx context.Context, dl time.Time) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, dl)
 }
 
 func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
@@ -289,7 +319,8 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 		defer cancel()
 	}
 	sub := &Subscription{events: make(chan []byte, subscriptionBuffer), done: make(chan struct{})}
-	f, err := c.do(ctx, op, body, sub)
+	dl, _ := ctx.Deadline()
+	f, err := c.do(ctx, op, body, sub, dl)
 	if err != nil {
 		return nil, err
 	}
@@ -300,16 +331,51 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 	return sub, nil
 }
 
+// pickNext is where pickFrom continues after pickReady: the round-robin
+// position it drew (valid when set) and the connection slot it tried on
+// that endpoint (-1: none), so each call advances round robin once.
+type pickNext struct {
+	start uint64
+	set   bool
+	slot  int
+}
+
+// pickReady is pick's fast path, which waits for nothing: the next
+// connection in round-robin order if it is ready and its endpoint up.
+// Otherwise it returns nil and where pickFrom should go on.
+func (c *Client) pickReady() (*clientConn, pickNext) {
+	p := c.snap.Load()
+	if p == nil || len(*p) == 0 {
+		return nil, pickNext{slot: -1}
+	}
+	eps := *p
+	start := c.rr.Add(1)
+	next := pickNext{start: start, set: true, slot: -1}
+	ep := eps[start%uint64(len(eps))]
+	if !ep.up.Load() {
+		return nil, next
+	}
+	next.slot = int(ep.next.Add(1)) % len(ep.fast)
+	return ep.fast[next.slot].Load(), next
+}
+
 // pick returns a ready connection, dialing lazily. Endpoints marked down are
 // skipped while others are up; when all are down, those whose back-off has
 // passed are tried.
 func (c *Client) pick(ctx context.Context) (*clientConn, error) {
+	return c.pickFrom(ctx, pickNext{slot: -1})
+}
+
+func (c *Client) pickFrom(ctx context.Context, next pickNext) (*clientConn, error) {
 	eps, err := c.endpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
 	n := uint64(len(eps))
-	start := c.rr.Add(1)
+	start := next.start
+	if !next.set {
+		start = c.rr.Add(1)
+	}
 	now := time.Now()
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
@@ -319,7 +385,11 @@ func (c *Client) pick(ctx context.Context) (*clientConn, error) {
 			if pass == 0 && !up || pass == 1 && (up || !probeDue) {
 				continue
 			}
-			cc, err := ep.conn(ctx)
+			slot := -1
+			if pass == 0 && i == 0 {
+				slot = next.slot
+			}
+			cc, err := ep.conn(ctx, slot)
 			if err == nil {
 				return cc, nil
 			}
@@ -532,11 +602,14 @@ func (ep *endpoint) state(now time.Time) (up, probeDue bool) {
 	return false, !now.Before(ep.downUntil)
 }
 
-// conn returns a ready connection of this endpoint, dialing its next slot
-// if that one is empty. While a slot dials, other ready slots serve.
-func (ep *endpoint) conn(ctx context.Context) (*clientConn, error) {
+// conn returns a ready connection of this endpoint, dialing slot i (-1:
+// its next slot) if that one is empty. While a slot dials, other ready
+// slots serve.
+func (ep *endpoint) conn(ctx context.Context, i int) (*clientConn, error) {
 	k := len(ep.conns)
-	i := int(ep.next.Add(1)) % k
+	if i < 0 || i >= k {
+		i = int(ep.next.Add(1)) % k
+	}
 	if cc := ep.fast[i].Load(); cc != nil {
 		return cc, nil
 	}
@@ -732,8 +805,9 @@ func (c *Client) dial(ep *endpoint) (*clientConn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	cc := newClientConn(c, ep, nc, fr, hello, ready)
-	c.wg.Add(1)
-	go cc.readLoop()
+	cc.mu.Lock()
+	cc.releaseLocked() // a reader starts once the connection has been idle a moment
+	cc.mu.Unlock()
 	return cc, nil
 }
 

@@ -27,8 +27,21 @@ var errStreamEnded = io.EOF
 const subscriptionBuffer = 256
 
 // clientConn is one handshaken connection: net/rpc's design (a pending map
-// keyed by request id and one reader goroutine routing answers) plus
-// deadlines, cancellation, streams and drain.
+// keyed by request id, and one reader routing answers) plus deadlines,
+// cancellation, streams and drain.
+//
+// The reader is a role, not a goroutine ("leader/follower"). A unary call
+// that finds nobody reading reads the connection itself until its own
+// answer arrives, routing whatever else comes meanwhile. Alone on a
+// connection, a round trip then runs on one goroutine from write to
+// answer, with no hand-off: no other goroutine to wake, which on an idle
+// machine means no other core to wake, and that hand-off used to cost
+// more than the round trip. Calls that find a reader wait for their answer
+// on a channel, as in net/rpc. When the leading caller is done and others
+// still wait (or a stream is open, or a PING), a background reader takes
+// over at once; when nobody waits, one starts after idleReaderDelay, so
+// an idle connection still answers PINGs, notices DRAIN and EOF, and sends
+// its keepalive PINGs.
 type clientConn struct {
 	c     *Client
 	ep    *endpoint
@@ -55,7 +68,43 @@ type clientConn struct {
 	closed    bool
 	closeErr  error
 	done      chan struct{}
+
+	// The reading role; guarded by mu.
+	reader    readerRole
+	streams   int         // stream calls in pending, abandoned or not: they need a reader at all times
+	idleT     *time.Timer // starts a background reader once the role has been free for idleReaderDelay
+	idleArmed bool
+	freeSince time.Time
+
+	// Owned by whoever holds the reading role (handed over under mu).
+	pinged bool      // a keepalive PING is unanswered
+	dl     time.Time // the read deadline armed on nc; zero: must be re-armed
+
+	// Waking a leading caller whose context ends (see kick).
+	kmu     sync.Mutex
+	peeking bool // the leader waits in Peek: kick may move the read deadline
+	kicked  bool
 }
+
+type readerRole uint8
+
+const (
+	readerNone       readerRole = iota
+	readerCaller                // a unary call reads until its answer arrives
+	readerBackground            // readLoop
+)
+
+// idleReaderDelay is how long the reading role stays free before a
+// background reader takes it: short enough for DRAIN and EOF to be noticed
+// at once, long enough that back-to-back calls on an idle connection keep
+// reading for themselves.
+const idleReaderDelay = 2 * time.Millisecond
+
+// Reasons readStep returns without a frame.
+var (
+	errStopRead     = errors.New("proto: reader stopped")
+	errCallDeadline = errors.New("proto: call deadline passed")
+)
 
 // call is one request awaiting its terminal frame.
 type call struct {
@@ -92,22 +141,22 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *Framer, hello Hello
 	cc.w = newFrameWriter(nc, c.cfg.WriteTimeout, func(err error) {
 		cc.close(unavailable(fmt.Errorf("write: %w", err)))
 	})
+	cc.idleT = time.AfterFunc(time.Hour, cc.idleFired)
+	cc.idleT.Stop()
 	return cc
 }
 
-// roundTrip sends one request and waits for its answer. sub is non-nil when
-// opening a stream.
-func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription) (Frame, error) {
+// roundTrip sends one request and waits for its answer, until dl at the
+// latest. sub is non-nil when opening a stream.
+func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
 	var deadlineMs uint32
 	if sub == nil {
-		if dl, ok := ctx.Deadline(); ok {
-			left := time.Until(dl)
-			if left <= 0 {
-				return Frame{}, ctxError(context.DeadlineExceeded)
-			}
-			ms := (left + time.Millisecond - 1) / time.Millisecond
-			deadlineMs = uint32(min(int64(ms), math.MaxUint32))
+		left := time.Until(dl)
+		if left <= 0 {
+			return Frame{}, ctxError(context.DeadlineExceeded)
 		}
+		ms := (left + time.Millisecond - 1) / time.Millisecond
+		deadlineMs = uint32(min(int64(ms), math.MaxUint32))
 	}
 	cl := callPool.Get().(*call)
 	cl.sub, cl.opened, cl.abandoned = sub, false, false
@@ -131,6 +180,15 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	cl.id = cc.nextID
 	cc.pending[cl.id] = cl
 	cc.live++
+	if sub != nil {
+		cc.streams++
+	}
+	// Alone, write at once; with other calls in flight, let them add
+	// their frames to this write (see flushBatched).
+	mode := flushNow
+	if cc.live > 1 {
+		mode = flushBatched
+	}
 	cc.mu.Unlock()
 	if sub != nil {
 		sub.cc, sub.id = cc, cl.id
@@ -141,8 +199,26 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	if t := cc.c.cfg.Trace; t != nil {
 		t(true, Frame{Type: FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+HeaderLen:]...)})
 	}
-	_ = cc.w.unlock() // a failed write closes the conn, which fails the call
+	_ = cc.w.unlockMode(mode) // a failed write closes the conn, which fails the call
 
+	cc.mu.Lock()
+	lead := cc.reader == readerNone && cc.streams == 0 && !cc.closed
+	if lead {
+		cc.reader = readerCaller
+	} else if cc.reader == readerNone && !cc.closed {
+		cc.startReaderLocked() // a stream's opening: streams need a reader at all times
+	}
+	cc.mu.Unlock()
+	if lead {
+		return cc.lead(ctx, cl, dl)
+	}
+
+	var expiry <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(time.Until(dl))
+		defer t.Stop()
+		expiry = t.C
+	}
 	select {
 	case r := <-cl.res:
 		if sub == nil { // a stream's call stays in pending until it ends
@@ -150,13 +226,142 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		}
 		return r.f, r.err
 	case <-ctx.Done():
-		// On a deadline the server's own timer (same relative deadline)
-		// ends the handler; CANCEL is only needed for cancellation.
-		if cc.abandon(cl) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			_ = cc.writeTraced(FrameCancel, cl.id, nil)
-		}
-		return Frame{}, ctxError(ctx.Err())
+		return Frame{}, cc.giveUp(cl, ctx.Err())
+	case <-expiry:
+		return Frame{}, cc.giveUp(cl, context.DeadlineExceeded)
 	}
+}
+
+// giveUp abandons cl because of err, a context error, and returns the
+// caller's error. On a deadline the server's own timer (same relative
+// deadline) ends the handler; CANCEL is only needed for cancellation.
+func (cc *clientConn) giveUp(cl *call, err error) error {
+	if cc.abandon(cl) && !errors.Is(err, context.DeadlineExceeded) {
+		_ = cc.writeTraced(FrameCancel, cl.id, nil)
+	}
+	return ctxError(err)
+}
+
+// lead is a unary call holding the reading role: it reads and routes
+// frames until its own answer arrives, its context ends or dl passes, then
+// hands the role on.
+func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, error) {
+	stop := func() bool { return ctx.Err() != nil }
+	var unkick func() bool
+	if ctx.Done() != nil { // a context that can end: it must be able to interrupt the read
+		unkick = context.AfterFunc(ctx, cc.kick)
+	}
+	var res callResult
+	var failed error // why the call was given up
+	for {
+		select {
+		case res = <-cl.res:
+		default:
+			err := cc.readStep(dl, stop)
+			switch {
+			case err == nil:
+				continue
+			case errors.Is(err, errStopRead):
+				failed = ctx.Err()
+			case errors.Is(err, errCallDeadline):
+				failed = context.DeadlineExceeded
+			default:
+				// The connection failed; closing it answers every
+				// pending call, this one too.
+				cc.close(err)
+				res = <-cl.res
+			}
+		}
+		break
+	}
+	if unkick != nil {
+		unkick()
+	}
+	cc.mu.Lock()
+	cc.reader = readerNone
+	cc.releaseLocked()
+	cc.mu.Unlock()
+	if failed != nil {
+		return Frame{}, cc.giveUp(cl, failed)
+	}
+	callPool.Put(cl)
+	return res.f, res.err
+}
+
+// kick interrupts a leading caller's wait for the peer: its context ended.
+// The read deadline is moved only while the leader is in Peek, which
+// consumes nothing, so no frame is ever cut in half.
+func (cc *clientConn) kick() {
+	cc.kmu.Lock()
+	cc.kicked = true
+	if cc.peeking {
+		_ = cc.nc.SetReadDeadline(time.Now())
+	}
+	cc.kmu.Unlock()
+}
+
+// setPeeking marks whether the leader is about to wait in Peek (on) or is
+// not waiting, and reports (and clears) a kick that came meanwhile. After
+// a kick the armed read deadline is unknown. A kicked leader does not
+// start to peek: it checks why it was kicked first.
+func (cc *clientConn) setPeeking(on bool) (kicked bool) {
+	cc.kmu.Lock()
+	kicked = cc.kicked
+	cc.kicked = false
+	cc.peeking = on && !kicked
+	cc.kmu.Unlock()
+	if kicked {
+		cc.dl = time.Time{}
+	}
+	return kicked
+}
+
+// startReaderLocked hands the reading role to a new background reader.
+func (cc *clientConn) startReaderLocked() {
+	cc.reader = readerBackground
+	cc.c.wg.Add(1) // under mu, after the closed check: Client.Close waits for it
+	go cc.readLoop()
+}
+
+// needReaderLocked reports whether someone waits for a frame other than a
+// leader reading for itself.
+func (cc *clientConn) needReaderLocked() bool {
+	return cc.live > 0 || cc.streams > 0 || len(cc.pings) > 0
+}
+
+// releaseLocked is called when the reading role became free: a background
+// reader takes it at once if anybody waits, else after idleReaderDelay.
+func (cc *clientConn) releaseLocked() {
+	if cc.closed {
+		return
+	}
+	if cc.needReaderLocked() {
+		cc.startReaderLocked()
+		return
+	}
+	cc.freeSince = time.Now()
+	if !cc.idleArmed {
+		cc.idleArmed = true
+		cc.idleT.Reset(idleReaderDelay)
+	}
+}
+
+// idleFired starts a background reader if the role has been free for
+// idleReaderDelay; the timer is left armed across calls rather than moved
+// by each (moving it would cost more than the round trip).
+func (cc *clientConn) idleFired() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.idleArmed = false
+	if cc.closed || cc.reader != readerNone {
+		return // whoever holds the role re-arms it on release
+	}
+	if left := idleReaderDelay - time.Since(cc.freeSince); left > 0 {
+		cc.idleArmed = true
+		cc.idleT.Reset(left)
+		return
+	}
+	cc.startReaderLocked()
 }
 
 // abandon marks cl as given up, keeping its id known until the server's
@@ -191,6 +396,9 @@ func (cc *clientConn) ping(ctx context.Context) error {
 	id := cc.pingSeq
 	ch := make(chan struct{})
 	cc.pings[id] = ch
+	if cc.reader == readerNone {
+		cc.startReaderLocked()
+	}
 	cc.mu.Unlock()
 	defer func() {
 		cc.mu.Lock()
@@ -219,76 +427,110 @@ func (cc *clientConn) closeErrOrDefault() error {
 	return &Error{Code: Unavailable, Message: "connection lost"}
 }
 
-// readLoop is the connection's only reader: it routes every frame by id and
-// fails every pending call when the connection ends.
+// readLoop is the background reader: it routes frames while anybody but a
+// leading caller waits for one, then gives the role back (see clientConn).
+// When the connection fails it closes it, failing every pending call.
 func (cc *clientConn) readLoop() {
 	defer cc.c.wg.Done()
-	err := cc.readFrames()
-	cc.close(err)
+	for {
+		if err := cc.readStep(time.Time{}, nil); err != nil {
+			cc.close(err)
+			return
+		}
+		cc.mu.Lock()
+		if !cc.needReaderLocked() && cc.fr.Reader().Buffered() == 0 {
+			cc.reader = readerNone
+			cc.releaseLocked()
+			cc.mu.Unlock()
+			return
+		}
+		cc.mu.Unlock()
+	}
 }
 
-func (cc *clientConn) readFrames() error {
+// readStep waits for one frame and handles it. While waiting it keeps the
+// connection alive: after pingInterval without a frame it sends PING, and
+// without an answer to that it fails the connection. A leading caller
+// passes its deadline as want (errCallDeadline once passed) and stop,
+// checked when kicked (errStopRead).
+//
+// As on the server, read deadlines are set lazily: re-armed only when the
+// armed one is later than wanted, and rechecked when they fire (early is
+// harmless), so small frames arriving whole cost no deadline updates.
+func (cc *clientConn) readStep(want time.Time, stop func() bool) error {
 	br := cc.fr.Reader()
-	pinged := false
-	// As on the server, deadlines are set lazily: re-armed only when the
-	// armed one is later than wanted, and rechecked when they fire (early
-	// is harmless), so small frames arriving whole cost no updates.
-	dl := time.Now().Add(cc.pingInterval)
-	setDeadline := func(t time.Time) {
-		dl = t
-		_ = cc.nc.SetReadDeadline(t)
+	if stop != nil && cc.setPeeking(false) && stop() {
+		return errStopRead
 	}
-	setDeadline(dl)
-	for {
-		if br.Buffered() == 0 {
-			last := time.Unix(0, cc.lastRecv.Load())
-			wait := cc.pingInterval
-			if pinged {
-				// Give the PONG at least a couple of seconds: a busy
-				// server is not a dead one.
-				wait = cc.pingInterval + max(cc.pingInterval, 2*time.Second)
-			}
-			if want := last.Add(wait); dl.After(want) {
-				setDeadline(want)
-			}
-			if _, err := br.Peek(1); err != nil {
-				if !isTimeout(err) || cc.isClosed() {
-					return connLost(err)
-				}
-				if time.Since(last) < wait {
-					setDeadline(last.Add(wait))
-					continue
-				}
-				if pinged {
-					return &Error{Code: Unavailable, Message: "app tier not responding"}
-				}
-				pinged = true
-				if err := cc.writeTraced(FramePing, 0, nil); err != nil {
-					return connLost(err)
-				}
-				setDeadline(time.Now().Add(cc.pingInterval + max(cc.pingInterval, 2*time.Second)))
-				continue
-			}
+	for br.Buffered() == 0 {
+		last := time.Unix(0, cc.lastRecv.Load())
+		wait := cc.pingInterval
+		if cc.pinged {
+			// Give the PONG at least a couple of seconds: a busy server
+			// is not a dead one.
+			wait = cc.pingInterval + max(cc.pingInterval, 2*time.Second)
 		}
-		if !frameBuffered(br) {
-			setDeadline(time.Now().Add(frameReadTimeout))
+		pingAt := last.Add(wait)
+		target := pingAt
+		if !want.IsZero() && want.Before(target) {
+			target = want
 		}
-		f, err := cc.fr.ReadFrame()
-		if err != nil {
-			if e, ok := errFatal(err); ok {
-				return cc.protocolError(e.Code, e.Message)
+		if cc.dl.IsZero() || cc.dl.After(target) {
+			cc.setReadDeadline(target)
+		}
+		if stop != nil && cc.setPeeking(true) {
+			if stop() {
+				return errStopRead
 			}
+			continue // a kick meant for an earlier leader
+		}
+		_, err := br.Peek(1)
+		if stop != nil && cc.setPeeking(false) && stop() {
+			return errStopRead
+		}
+		if err == nil {
+			break
+		}
+		if !isTimeout(err) || cc.isClosed() {
 			return connLost(err)
 		}
-		cc.lastRecv.Store(time.Now().UnixNano())
-		pinged = false
-		if t := cc.c.cfg.Trace; t != nil {
-			t(false, f)
-		}
-		if err := cc.handle(f); err != nil {
-			return err
+		cc.dl = time.Time{} // it has passed
+		now := time.Now()
+		switch {
+		case !want.IsZero() && !now.Before(want):
+			return errCallDeadline
+		case now.Before(pingAt):
+			// Early: a kick, or a deadline armed for an earlier wish.
+		case cc.pinged:
+			return &Error{Code: Unavailable, Message: "app tier not responding"}
+		default:
+			cc.pinged = true
+			if err := cc.writeTraced(FramePing, 0, nil); err != nil {
+				return connLost(err)
+			}
 		}
 	}
+	if !frameBuffered(br) {
+		cc.setReadDeadline(time.Now().Add(frameReadTimeout))
+	}
+	f, err := cc.fr.ReadFrame()
+	if err != nil {
+		if e, ok := errFatal(err); ok {
+			return cc.protocolError(e.Code, e.Message)
+		}
+		return connLost(err)
+	}
+	cc.lastRecv.Store(time.Now().UnixNano())
+	cc.pinged = false
+	if t := cc.c.cfg.Trace; t != nil {
+		t(false, f)
+	}
+	return cc.handle(f)
+}
+
+func (cc *clientConn) setReadDeadline(t time.Time) {
+	cc.dl = t
+	_ = cc.nc.SetReadDeadline(t)
 }
 
 // frameReadTimeout bounds how long the rest of a started frame may take.
@@ -401,6 +643,9 @@ func (cc *clientConn) route(f Frame) error {
 	if !cl.abandoned {
 		cc.live--
 	}
+	if cl.sub != nil {
+		cc.streams--
+	}
 	abandoned, opened := cl.abandoned, cl.opened
 	cl.abandoned = true // no second delivery
 	cc.maybeFinishLocked()
@@ -436,6 +681,9 @@ func (cc *clientConn) onDrain(last uint32) {
 			delete(cc.pending, id)
 			cc.bounced[id] = struct{}{}
 			cc.live--
+			if cl.sub != nil {
+				cc.streams--
+			}
 			retry = append(retry, cl)
 		}
 	}
@@ -482,8 +730,10 @@ func (cc *clientConn) close(reason error) {
 	pending := cc.pending
 	cc.pending = map[uint32]*call{}
 	cc.live = 0
+	cc.streams = 0
 	draining, last := cc.draining, cc.drainLast
 	close(cc.done)
+	cc.idleT.Stop()
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.ep.detach(cc)

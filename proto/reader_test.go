@@ -1,0 +1,222 @@
+package proto_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+// The client reads a connection with whichever goroutine needs it (see
+// clientConn): a lone call reads for itself, other calls wait for it or
+// for a background reader. These tests drive a fake server frame by frame
+// through the hand-overs.
+
+func (r *rawConn) respond(id uint32, v any) {
+	r.tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: id, Payload: b})
+}
+
+func (r *rawConn) readRequest() (proto.Frame, echoMsg) {
+	r.tb.Helper()
+	f := r.read()
+	if f.Type != proto.FrameRequest {
+		r.tb.Fatalf("got %s, want REQUEST", proto.DescribeFrame(f))
+	}
+	_, body, err := proto.ParseRequest(f.Payload)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	var m echoMsg
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &m); err != nil {
+			r.tb.Fatal(err)
+		}
+	}
+	return f, m
+}
+
+func callEcho(c *proto.Client, ctx context.Context, n int) <-chan echoResult {
+	ch := make(chan echoResult, 1)
+	go func() {
+		var out echoMsg
+		err := c.Call(ctx, opEcho, echoMsg{N: n}, &out)
+		ch <- echoResult{out, err}
+	}()
+	return ch
+}
+
+type echoResult struct {
+	msg echoMsg
+	err error
+}
+
+func wantEcho(t *testing.T, ch <-chan echoResult, n int) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil || r.msg.N != n {
+			t.Fatalf("call %d got %+v, %v", n, r.msg, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("call %d never returned", n)
+	}
+}
+
+// Answers in any order reach the right callers, whether the call reading
+// the connection finishes first or last.
+func TestClientAnswersReachLeaderAndFollowers(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	ctx := context.Background()
+	var r *rawConn
+	for round, leaderFirst := range []bool{true, false, true} {
+		n := 10 * (round + 1)
+		first := callEcho(c, ctx, n) // alone: it reads for itself
+		if r == nil {
+			r = fs.next(t)
+		}
+		f1, m1 := r.readRequest()
+		second := callEcho(c, ctx, n+1) // waits for the first, or for a background reader
+		f2, m2 := r.readRequest()
+		third := callEcho(c, ctx, n+2)
+		f3, m3 := r.readRequest()
+		if m1.N != n || m2.N != n+1 || m3.N != n+2 {
+			t.Fatalf("requests carried %d %d %d", m1.N, m2.N, m3.N)
+		}
+		if leaderFirst {
+			r.respond(f1.ID, m1)
+			wantEcho(t, first, n)
+			r.respond(f3.ID, m3) // now read by a background reader
+			r.respond(f2.ID, m2)
+			wantEcho(t, second, n+1)
+			wantEcho(t, third, n+2)
+		} else {
+			r.respond(f3.ID, m3) // read by the first call, for the others
+			r.respond(f2.ID, m2)
+			wantEcho(t, third, n+2)
+			wantEcho(t, second, n+1)
+			r.respond(f1.ID, m1)
+			wantEcho(t, first, n)
+		}
+	}
+}
+
+// An idle connection still has a reader: it answers the server's PING,
+// and a close by the server is noticed before the next call, which then
+// goes to a new connection instead of failing on the dead one.
+func TestClientIdleConnectionIsStillRead(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	ctx := context.Background()
+	done := callEcho(c, ctx, 1)
+	r := fs.next(t)
+	f, m := r.readRequest()
+	r.respond(f.ID, m)
+	wantEcho(t, done, 1)
+
+	time.Sleep(50 * time.Millisecond) // idle: nobody calls
+	r.write(proto.Frame{Type: proto.FramePing, ID: 7, Payload: []byte("idle?")})
+	if f := r.read(); f.Type != proto.FramePong || f.ID != 7 || string(f.Payload) != "idle?" {
+		t.Fatalf("got %s, want PONG 7", proto.DescribeFrame(f))
+	}
+
+	r.nc.Close()
+	time.Sleep(50 * time.Millisecond)
+	done = callEcho(c, ctx, 2)
+	r2 := fs.next(t)
+	f, m = r2.readRequest()
+	r2.respond(f.ID, m)
+	wantEcho(t, done, 2)
+}
+
+// While a call reads the connection for itself, a stream opens and its
+// events keep arriving after that call has returned: the reading role
+// passes to a background reader, not to nobody.
+func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	ctx := context.Background()
+	unary := callEcho(c, ctx, 5)
+	r := fs.next(t)
+	fu, mu := r.readRequest()
+
+	subc := make(chan *proto.Subscription, 1)
+	go func() {
+		sub, err := c.Subscribe(ctx, opStream, echoMsg{})
+		if err != nil {
+			t.Error(err)
+		}
+		subc <- sub
+	}()
+	fs2, _ := r.readRequest()
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: fs2.ID, Flags: proto.FlagStream, Payload: []byte(`{}`)})
+	sub := <-subc
+	if sub == nil {
+		t.FailNow()
+	}
+	defer sub.Close()
+	event := func(id int64) {
+		b, _ := json.Marshal(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: id, Body: "hi"}})
+		r.write(proto.Frame{Type: proto.FrameEvent, ID: fs2.ID, Payload: b})
+	}
+	next := func(id int64) {
+		t.Helper()
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		var ev proto.Event
+		if err := sub.Next(nctx, &ev); err != nil || ev.Message == nil || ev.Message.ID != id {
+			t.Fatalf("event %d: got %+v, %v", id, ev, err)
+		}
+	}
+	event(1)
+	next(1)
+	r.respond(fu.ID, mu)
+	wantEcho(t, unary, 5)
+	time.Sleep(20 * time.Millisecond)
+	event(2)
+	next(2)
+}
+
+// A call whose context has no deadline ends at the client's default
+// timeout even if the server never answers, and tells the server that
+// deadline.
+func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, DefaultTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	done := callEcho(c, context.Background(), 1) // alone: it reads for itself
+	r := fs.next(t)
+	f := r.read()
+	h, _, err := proto.ParseRequest(f.Payload)
+	if err != nil || h.DeadlineMs == 0 || h.DeadlineMs > 300 {
+		t.Fatalf("request deadline %d ms (%v), want (0, 300]", h.DeadlineMs, err)
+	}
+	// A second call waits behind the first, with no deadline of its own
+	// either.
+	second := callEcho(c, context.Background(), 2)
+	r.read()
+	for _, ch := range []<-chan echoResult{done, second} {
+		select {
+		case res := <-ch:
+			wantCode(t, res.err, proto.DeadlineExceeded)
+		case <-time.After(10 * time.Second):
+			t.Fatal("call never returned")
+		}
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("calls ended after %v, want about 300ms", d)
+	}
+	// The connection is still usable: late answers are dropped quietly.
+	r.respond(f.ID, echoMsg{N: 1})
+	third := callEcho(c, context.Background(), 3)
+	f3, m3 := r.readRequest()
+	r.respond(f3.ID, m3)
+	wantEcho(t, third, 3)
+}
