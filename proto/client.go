@@ -153,7 +153,14 @@ var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
 // A request the server provably never started (it was never written, or the
 // server's DRAIN named a lower last id) is retried on another connection.
 func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
-	body, err := appendJSON(nil, req)
+	bp := bodyPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBody {
+			bodyPool.Put(bp)
+		}
+	}()
+	body, err := appendJSON((*bp)[:0], req)
+	*bp = body // the frame holds a copy: the buffer is free once Call returns
 	if err != nil {
 		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
@@ -170,12 +177,18 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 		return err
 	}
 	if resp != nil {
-		if err := json.Unmarshal(f.Payload, resp); err != nil {
+		if err := unmarshalLenient(f.Payload, resp); err != nil {
 			return &Error{Code: Internal, Message: "undecodable response"}
 		}
 	}
 	return nil
 }
+
+// bodyPool holds request-encoding buffers; a buffer grown past
+// maxPooledBody by a big request is left to the collector.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledBody = 64 << 10
 
 // Info asks the app tier for its InfoResponse.
 func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {

@@ -328,3 +328,40 @@ var allCodes = []proto.Code{
 	proto.Unauthenticated, proto.ProtocolError, proto.UnsupportedVersion, proto.BadSecret,
 	proto.HandshakeTimeout, proto.TooManyConnections, proto.IdleTimeout, proto.ShuttingDown,
 }
+
+// Request.Decode reuses decoders; a malformed body in between must not
+// leave anything behind for the next one.
+func TestRequestDecodeStrictAcrossReuse(t *testing.T) {
+	type body struct {
+		N    int    `json:"n"`
+		Text string `json:"text"`
+	}
+	cases := []struct {
+		in   string
+		ok   bool
+		want body
+	}{
+		{`{"n":1,"text":"a"}`, true, body{1, "a"}},
+		{`{"n":2,"extra":true}`, false, body{}},
+		{`{"n":3}`, true, body{N: 3}},
+		{`{"n":4} {"n":5}`, false, body{}},
+		{` {"text":"b"} `, true, body{Text: "b"}},
+		{`{"n":6,"text":"trunc`, false, body{}},
+		{`{"n":7}garbage`, false, body{}},
+		{``, true, body{}},
+		{`[1,2]`, false, body{}},
+		{`{"n":8,"text":"c"}`, true, body{8, "c"}},
+	}
+	for round := 0; round < 3; round++ {
+		for _, c := range cases {
+			var got body
+			err := (&proto.Request{Payload: []byte(c.in)}).Decode(&got)
+			if (err == nil) != c.ok || got != c.want && c.ok {
+				t.Fatalf("round %d: Decode(%q) = %+v, %v; want %+v, ok=%v", round, c.in, got, err, c.want, c.ok)
+			}
+			if err != nil && proto.ErrorCode(err) != proto.InvalidArgument {
+				t.Fatalf("Decode(%q): %v, want INVALID_ARGUMENT", c.in, err)
+			}
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Hello is the JSON payload of the server's greeting, the first frame on
@@ -63,17 +64,56 @@ func ParseAuth(p []byte) (Auth, error) {
 
 // unmarshalStrict decodes exactly one JSON value into v, rejecting unknown
 // fields and trailing data.
-func unmarshalStrict(p []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(p))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+//
+// Decoders are pooled: a new one per request costs four allocations and a
+// 512-byte buffer. A decoder goes back to the pool only after a clean
+// decode that ended at EOF, which leaves it as a new one is (an empty
+// buffer at a top-level value; EOF seen by Token is not remembered), so a
+// malformed body never leaves state behind.
+func unmarshalStrict(p []byte, v any) error { return unmarshalPooled(&strictDecoders, p, v) }
+
+// unmarshalLenient is json.Unmarshal with a pooled decoder: unknown fields
+// are ignored (a newer server may send more), trailing data is not.
+func unmarshalLenient(p []byte, v any) error { return unmarshalPooled(&lenientDecoders, p, v) }
+
+func unmarshalPooled(pool *sync.Pool, p []byte, v any) error {
+	d := pool.Get().(*pooledDecoder)
+	d.r.Reset(p)
+	if err := d.dec.Decode(v); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if _, err := d.dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("trailing data after JSON value")
+	}
+	d.r.Reset(nil)
+	if len(p) <= maxPooledDecode {
+		pool.Put(d)
 	}
 	return nil
 }
+
+type pooledDecoder struct {
+	r   bytes.Reader
+	dec *json.Decoder
+}
+
+// maxPooledDecode keeps decoders whose buffer grew for a big body out of
+// the pool.
+const maxPooledDecode = 64 << 10
+
+var (
+	strictDecoders = sync.Pool{New: func() any {
+		d := &pooledDecoder{}
+		d.dec = json.NewDecoder(&d.r)
+		d.dec.DisallowUnknownFields()
+		return d
+	}}
+	lenientDecoders = sync.Pool{New: func() any {
+		d := &pooledDecoder{}
+		d.dec = json.NewDecoder(&d.r)
+		return d
+	}}
+)
 
 // appendJSONString appends s as a JSON string literal.
 func appendJSONString(dst []byte, s string) []byte {

@@ -191,17 +191,17 @@ type Server struct {
 
 // job is one request for a handler goroutine.
 type job struct {
-	c     *serverConn
-	ctx   context.Context
-	stop  func()
-	req   *Request
-	unary HandlerFunc
-	strm  StreamHandlerFunc
+	c      *serverConn
+	ctx    context.Context
+	cancel context.CancelCauseFunc // ends ctx once the request is answered
+	req    *Request
+	unary  HandlerFunc
+	strm   StreamHandlerFunc
 }
 
 func (j job) run() {
 	if j.strm != nil {
-		j.c.runStream(j.ctx, j.stop, j.req, j.strm)
+		j.c.runStream(j.ctx, j.cancel, j.req, j.strm)
 	} else {
 		j.c.runUnary(j)
 	}
@@ -540,6 +540,13 @@ type inflightReq struct {
 	cancel   context.CancelCauseFunc
 	stream   bool
 	deadline time.Time // zero: none
+}
+
+// serverReq is what a request needs, allocated together.
+type serverReq struct {
+	req  Request
+	fl   inflightReq
+	dctx deadlineCtx
 }
 
 // deadlineCtx is a request's context when the caller sent a deadline. The
@@ -948,11 +955,13 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		ctx = context.WithValue(ctx, traceKey{}, h.TraceID)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	stop := func() { cancel(nil) }
-	r := &inflightReq{cancel: cancel, stream: isStream}
+	sr := &serverReq{req: Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}}
+	r := &sr.fl
+	r.cancel, r.stream = cancel, isStream
 	if h.DeadlineMs > 0 {
 		r.deadline = time.Now().Add(time.Duration(h.DeadlineMs) * time.Millisecond)
-		ctx = &deadlineCtx{Context: ctx, deadline: r.deadline}
+		sr.dctx = deadlineCtx{Context: ctx, deadline: r.deadline}
+		ctx = &sr.dctx
 		if c.dlArmed.IsZero() || r.deadline.Before(c.dlArmed) {
 			c.armDeadlinesLocked(r.deadline)
 		}
@@ -962,11 +971,10 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	c.handlersWG.Add(1)
 	c.mu.Unlock()
 
-	req := &Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}
 	if isStream {
-		return job{c: c, ctx: ctx, stop: stop, req: req, strm: sh}, "", true
+		return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, strm: sh}, "", true
 	}
-	return job{c: c, ctx: ctx, stop: stop, req: req, unary: uh}, "", true
+	return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, unary: uh}, "", true
 }
 
 // armDeadlinesLocked makes the deadline timer fire at t.
@@ -1059,7 +1067,7 @@ func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode fl
 	} else {
 		code = c.writeErrorFrame(j.ctx, j.req, err, mode)
 	}
-	j.stop()
+	j.cancel(nil)
 	c.finish(j.req, code, time.Since(start))
 }
 
@@ -1232,12 +1240,32 @@ func appendJSON(dst []byte, v any) ([]byte, error) {
 	if raw, ok := v.(json.RawMessage); ok {
 		return append(dst, raw...), nil
 	}
-	b, err := json.Marshal(v)
+	a := appenderPool.Get().(*jsonAppender)
+	a.buf = dst
+	err := a.enc.Encode(v)
+	out := a.buf
+	a.buf = nil
+	appenderPool.Put(a)
 	if err != nil {
 		return dst, err
 	}
-	if dst == nil {
-		return b, nil
-	}
-	return append(dst, b...), nil
+	return out[:len(out)-1], nil // Encode ends the value with a newline
 }
+
+// jsonAppender lets a json.Encoder write straight into a frame's buffer:
+// json.Marshal would return a fresh copy to append.
+type jsonAppender struct {
+	buf []byte
+	enc *json.Encoder
+}
+
+func (a *jsonAppender) Write(p []byte) (int, error) {
+	a.buf = append(a.buf, p...)
+	return len(p), nil
+}
+
+var appenderPool = sync.Pool{New: func() any {
+	a := &jsonAppender{}
+	a.enc = json.NewEncoder(a) // escapes HTML like json.Marshal
+	return a
+}}

@@ -70,7 +70,7 @@ func (s *Stream) end() bool {
 	return s.accepted
 }
 
-func (c *serverConn) runStream(ctx context.Context, stop func(), req *Request, h StreamHandlerFunc) {
+func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFunc, req *Request, h StreamHandlerFunc) {
 	defer c.handlersWG.Done()
 	start := time.Now()
 	st := &Stream{c: c, req: req, ctx: ctx}
@@ -92,7 +92,7 @@ func (c *serverConn) runStream(ctx context.Context, stop func(), req *Request, h
 		}
 		code = c.writeError(ctx, req, err)
 	}
-	stop()
+	cancel(nil)
 	c.finish(req, code, time.Since(start))
 }
 
