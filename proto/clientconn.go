@@ -74,7 +74,6 @@ type clientConn struct {
 	streams   int         // stream calls in pending, abandoned or not: they need a reader at all times
 	idleT     *time.Timer // starts a background reader once the role has been free for idleReaderDelay
 	idleArmed bool
-	freeSince time.Time
 
 	// Owned by whoever holds the reading role (handed over under mu).
 	pinged bool      // a keepalive PING is unanswered
@@ -339,16 +338,16 @@ func (cc *clientConn) releaseLocked() {
 		cc.startReaderLocked()
 		return
 	}
-	cc.freeSince = time.Now()
 	if !cc.idleArmed {
 		cc.idleArmed = true
 		cc.idleT.Reset(idleReaderDelay)
 	}
 }
 
-// idleFired starts a background reader if the role has been free for
-// idleReaderDelay; the timer is left armed across calls rather than moved
-// by each (moving it would cost more than the round trip).
+// idleFired starts a background reader once no frame has arrived for
+// idleReaderDelay (the role is freed right after a frame, so that is how
+// long it has been free); the timer is left armed across calls rather than
+// moved by each (moving it would cost more than the round trip).
 func (cc *clientConn) idleFired() {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
@@ -356,7 +355,7 @@ func (cc *clientConn) idleFired() {
 	if cc.closed || cc.reader != readerNone {
 		return // whoever holds the role re-arms it on release
 	}
-	if left := idleReaderDelay - time.Since(cc.freeSince); left > 0 {
+	if left := idleReaderDelay - time.Since(time.Unix(0, cc.lastRecv.Load())); left > 0 {
 		cc.idleArmed = true
 		cc.idleT.Reset(left)
 		return

@@ -959,7 +959,8 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	r := &sr.fl
 	r.cancel, r.stream = cancel, isStream
 	if h.DeadlineMs > 0 {
-		r.deadline = time.Now().Add(time.Duration(h.DeadlineMs) * time.Millisecond)
+		// Relative to when the frame arrived (the reader's clock reading).
+		r.deadline = c.lastRecv.Add(time.Duration(h.DeadlineMs) * time.Millisecond)
 		sr.dctx = deadlineCtx{Context: ctx, deadline: r.deadline}
 		ctx = &sr.dctx
 		if c.dlArmed.IsZero() || r.deadline.Before(c.dlArmed) {
