@@ -103,6 +103,7 @@ const idleReaderDelay = 2 * time.Millisecond
 var (
 	errStopRead     = errors.New("proto: reader stopped")
 	errCallDeadline = errors.New("proto: call deadline passed")
+	errPartialFrame = errors.New("proto: frame not yet complete")
 )
 
 // call is one request awaiting its terminal frame.
@@ -211,7 +212,11 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	if lead {
 		return cc.lead(ctx, cl, dl)
 	}
+	return cc.follow(ctx, cl, dl)
+}
 
+// follow waits for cl's answer while somebody else reads.
+func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (Frame, error) {
 	var expiry <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
 		t := time.NewTimer(time.Until(dl))
@@ -220,7 +225,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	}
 	select {
 	case r := <-cl.res:
-		if sub == nil { // a stream's call stays in pending until it ends
+		if cl.sub == nil { // a stream's call stays in pending until it ends
 			callPool.Put(cl)
 		}
 		return r.f, r.err
@@ -243,7 +248,10 @@ func (cc *clientConn) giveUp(cl *call, err error) error {
 
 // lead is a unary call holding the reading role: it reads and routes
 // frames until its own answer arrives, its context ends or dl passes, then
-// hands the role on.
+// hands the role on. A frame that has only partly arrived (a big one, or a
+// slow peer) is left to a background reader, and the call waits for its
+// answer like any other: its context can only interrupt a wait between
+// frames, and it must not be held up by someone else's frame.
 func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, error) {
 	stop := func() bool { return ctx.Err() != nil }
 	var unkick func() bool
@@ -252,6 +260,7 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, 
 	}
 	var res callResult
 	var failed error // why the call was given up
+	handOff := false
 	for {
 		select {
 		case res = <-cl.res:
@@ -264,6 +273,8 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, 
 				failed = ctx.Err()
 			case errors.Is(err, errCallDeadline):
 				failed = context.DeadlineExceeded
+			case errors.Is(err, errPartialFrame):
+				handOff = true
 			default:
 				// The connection failed; closing it answers every
 				// pending call, this one too.
@@ -278,8 +289,11 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, 
 	}
 	cc.mu.Lock()
 	cc.reader = readerNone
-	cc.releaseLocked()
+	cc.releaseLocked() // this call is still live when handing off: a reader starts at once
 	cc.mu.Unlock()
+	if handOff {
+		return cc.follow(ctx, cl, dl)
+	}
 	if failed != nil {
 		return Frame{}, cc.giveUp(cl, failed)
 	}
@@ -510,6 +524,9 @@ func (cc *clientConn) readStep(want time.Time, stop func() bool) error {
 		}
 	}
 	if !frameBuffered(br) {
+		if stop != nil {
+			return errPartialFrame // a leader does not wait for the rest (see lead)
+		}
 		cc.setReadDeadline(time.Now().Add(frameReadTimeout))
 	}
 	f, err := cc.fr.ReadFrame()

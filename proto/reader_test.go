@@ -220,3 +220,35 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	r.respond(f3.ID, m3)
 	wantEcho(t, third, 3)
 }
+
+// A call reading for itself does not wait out a frame that has only partly
+// arrived: a background reader takes the rest, and the call still ends at
+// its own deadline. The connection survives, since the frame is read whole
+// when the rest comes.
+func TestClientLeaderLeavesAPartialFrameToABackgroundReader(t *testing.T) {
+	fs := startFake(t, proto.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	done := callEcho(c, ctx, 1) // alone: it reads for itself
+	r := fs.next(t)
+	f, m := r.readRequest()
+	b, _ := json.Marshal(m)
+	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: b})
+	r.writeBytes(full[:proto.HeaderLen+2])
+	select {
+	case res := <-done:
+		wantCode(t, res.err, proto.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call waited for the rest of the frame")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("call ended after %v, want about 300ms", d)
+	}
+	r.writeBytes(full[proto.HeaderLen+2:]) // the late answer completes and is dropped
+	second := callEcho(c, context.Background(), 2)
+	f2, m2 := r.readRequest()
+	r.respond(f2.ID, m2)
+	wantEcho(t, second, 2)
+}
