@@ -155,3 +155,38 @@ func validAuth(data []byte) bool {
 	a, err := proto.ParseAuth(f.Payload)
 	return err == nil && a.Version == proto.Version && a.Secret == testSecret
 }
+
+// FuzzRequestDecode checks strict body decoding, whose json.Decoders are
+// pooled, against a fresh decoder set up the same way: for any body both
+// must accept or reject alike and decode to the same value, and a good body
+// decoded right after (likely on the decoder just used) must still decode
+// exactly.
+//
+//	go test ./proto -run '^$' -fuzz FuzzRequestDecode -fuzztime 2m -parallel 1
+func FuzzRequestDecode(f *testing.F) {
+	for _, s := range []string{`{"n":1,"text":"a"}`, `{"n":2,"extra":1}`, `{"n":3} {"n":4}`, `{"text":"\u00e9"`, ``, ` `, `null`, `[1]`, `{"n":1e400}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var pooled, fresh echoMsg
+		perr := (&proto.Request{Payload: body}).Decode(&pooled)
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		ferr := dec.Decode(&fresh)
+		if ferr == nil {
+			if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+				ferr = errors.New("trailing data")
+			}
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			ferr, fresh = nil, echoMsg{} // an empty body counts as {}
+		}
+		if (perr == nil) != (ferr == nil) || perr == nil && pooled != fresh {
+			t.Fatalf("body %q: pooled decode %+v, %v; fresh decoder %+v, %v", body, pooled, perr, fresh, ferr)
+		}
+		var next echoMsg
+		if err := (&proto.Request{Payload: []byte(`{"n":7,"text":"next"}`)}).Decode(&next); err != nil || next != (echoMsg{N: 7, Text: "next"}) {
+			t.Fatalf("after body %q the next decode gave %+v, %v", body, next, err)
+		}
+	})
+}
