@@ -119,6 +119,12 @@ type ServerConfig struct {
 
 	Logger *slog.Logger // default slog.Default()
 
+	// Quiet, when set, picks authenticated clients (by the name they sent
+	// in AUTH) whose connections are logged at DEBUG instead of INFO: a
+	// container healthcheck connecting every few seconds would otherwise
+	// fill the log. Clients that fail the handshake are always logged.
+	Quiet func(client string) bool
+
 	// Observe, when set, is called once per answered request with its
 	// operation, result code and duration (metrics).
 	Observe func(op Op, code Code, d time.Duration)
@@ -528,7 +534,8 @@ type serverConn struct {
 
 	mu        sync.Mutex
 	ready     bool
-	client    string
+	client    string                  // the name the client sent in AUTH, once authenticated
+	quiet     bool                    // ServerConfig.Quiet picked it
 	inflight  map[uint32]*inflightReq // counted against MaxInFlight until the terminal frame is sent
 	active    int                     // handlers not finished writing; drain completes at 0
 	lastID    uint32
@@ -604,8 +611,11 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 
 func (c *serverConn) serve() {
 	c.start = time.Now()
-	c.srv.log.Info("connection opened", "conn", c.id, "remote", c.remote)
-	if reason, ok := c.handshake(); !ok {
+	reason, ok := c.handshake()
+	// Logged once the client is known (a connection that fails the
+	// handshake is logged too, just before it closes).
+	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
+	if !ok {
 		c.end(reason)
 		return
 	}
@@ -640,7 +650,7 @@ func (c *serverConn) end(reason string) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.log.Info("connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
+	s.log.Log(context.Background(), c.logLevel(), "connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
 		"requests", c.requests.Load(), "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
 	s.connWG.Done()
 }
@@ -676,6 +686,18 @@ func (c *serverConn) clientName() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.client
+}
+
+// logLevel is the level of the connection's opened and closed lines: DEBUG
+// for an authenticated client that ServerConfig.Quiet picks.
+func (c *serverConn) logLevel() slog.Level {
+	c.mu.Lock()
+	quiet := c.quiet
+	c.mu.Unlock()
+	if quiet {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // read is the read loop. It returns why the connection ended, or
@@ -821,6 +843,7 @@ func (c *serverConn) handshake() (string, bool) {
 	c.mu.Lock()
 	c.ready = true
 	c.client = a.Client
+	c.quiet = c.srv.cfg.Quiet != nil && c.srv.cfg.Quiet(a.Client)
 	draining := c.draining
 	c.mu.Unlock()
 	if err := c.w.write(FrameReady, 0, 0, ready); err != nil {

@@ -453,8 +453,46 @@ func TestOneLogLinePerConnection(t *testing.T) {
 	r.handshake()
 	r.nc.Close()
 	waitFor(t, func() bool { return logs.count("connection closed", "reason", "peer closed") == 1 })
-	if n := logs.count("connection opened", "remote", r.nc.LocalAddr().String()); n != 1 {
+	if n := logs.count("connection opened", "remote", r.nc.LocalAddr().String(), "client", "raw-test", "level", "INFO"); n != 1 {
 		t.Fatalf("%d 'connection opened' lines for %s", n, r.nc.LocalAddr())
+	}
+	// A connection that never completes the handshake is logged too.
+	bad := dialRaw(t, srv.Addr)
+	bad.read() // HELLO
+	bad.write(authFrame(t, proto.Version, "wrong"))
+	bad.expectFatal(proto.BadSecret)
+	waitFor(t, func() bool { return logs.count("connection closed", "remote", bad.nc.LocalAddr().String()) == 1 })
+	if n := logs.count("connection opened", "remote", bad.nc.LocalAddr().String(), "level", "INFO"); n != 1 {
+		t.Fatalf("%d 'connection opened' lines for the rejected client", n)
+	}
+}
+
+// Clients that ServerConfig.Quiet picks (a healthcheck) are logged at DEBUG,
+// but only once authenticated: a stranger claiming the name is not hidden.
+func TestQuietClientsAreLoggedAtDebug(t *testing.T) {
+	logs := &logCapture{}
+	quiet := func(name string) bool { return name == "raw-test" }
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger(), Quiet: quiet}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.nc.Close()
+	addr := r.nc.LocalAddr().String()
+	waitFor(t, func() bool { return logs.count("connection closed", "remote", addr) == 1 })
+	for _, msg := range []string{"connection opened", "connection closed"} {
+		if n := logs.count(msg, "remote", addr, "level", "DEBUG"); n != 1 {
+			t.Fatalf("%d %q DEBUG lines for the quiet client: %v", n, msg, logs.lines)
+		}
+	}
+	bad := dialRaw(t, srv.Addr)
+	bad.read()                                      // HELLO
+	bad.write(authFrame(t, proto.Version, "wrong")) // claims "raw-test" too
+	bad.expectFatal(proto.BadSecret)
+	addr = bad.nc.LocalAddr().String()
+	waitFor(t, func() bool { return logs.count("connection closed", "remote", addr) == 1 })
+	for _, msg := range []string{"connection opened", "connection closed"} {
+		if n := logs.count(msg, "remote", addr, "level", "INFO"); n != 1 {
+			t.Fatalf("%d %q INFO lines for the unauthenticated client: %v", n, msg, logs.lines)
+		}
 	}
 }
 

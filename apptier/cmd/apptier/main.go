@@ -165,6 +165,10 @@ func migrate(ctx context.Context, cfg config) error {
 	return store.Migrate(ctx, pool)
 }
 
+// healthcheckClient starts the client name the healthcheck sends; the
+// server logs those connections at DEBUG, since compose runs one every 5 s.
+const healthcheckClient = "bankwire-healthcheck/"
+
 // healthcheck dials the app tier's own address and pings it: the container
 // healthcheck of an image that has no shell.
 func healthcheck(ctx context.Context, cfg config) error {
@@ -180,7 +184,7 @@ func healthcheck(ctx context.Context, cfg config) error {
 		tc = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // a local liveness probe of our own process
 	}
 	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{net.JoinHostPort(host, port)}, Secret: cfg.secret,
-		Name: "bankwire-healthcheck/" + apptier.Version, ConnsPerAddr: 1, DialTimeout: 2 * time.Second, TLS: tc})
+		Name: healthcheckClient + apptier.Version, ConnsPerAddr: 1, DialTimeout: 2 * time.Second, TLS: tc})
 	if err != nil {
 		return err
 	}
@@ -237,7 +241,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	metrics := apptier.NewMetrics(reg, st)
 	srv := proto.NewServer(proto.ServerConfig{Name: "bankwire-apptier/" + apptier.Version, Secret: cfg.secret, TLS: tc,
-		MaxConns: cfg.maxConns, Logger: log, Observe: metrics.Observe}, app.Mux())
+		MaxConns: cfg.maxConns, Logger: log, Observe: metrics.Observe,
+		Quiet: func(client string) bool { return strings.HasPrefix(client, healthcheckClient) }}, app.Mux())
 
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()

@@ -145,6 +145,21 @@ func TestBinary(t *testing.T) {
 			t.Errorf("logs lack %q", want)
 		}
 	}
+	// Connections are logged, except the healthcheck's (DEBUG): compose runs
+	// one every 5 s.
+	opened := map[string]int{}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "connection opened") {
+			for _, who := range []string{"binary-test", "bankwire-healthcheck"} {
+				if strings.Contains(line, who) {
+					opened[who]++
+				}
+			}
+		}
+	}
+	if opened["binary-test"] == 0 || opened["bankwire-healthcheck"] != 0 {
+		t.Errorf("'connection opened' lines by client: %v; want binary-test's and no healthcheck's", opened)
+	}
 	if health() == nil {
 		t.Fatal("healthcheck passes after the server stopped")
 	}
