@@ -1,11 +1,15 @@
 package webtier_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -567,4 +571,60 @@ func TestInternalErrorPage(t *testing.T) {
 	if strings.Contains(body, "secret-internal-detail") || strings.Contains(body, "goroutine") {
 		t.Error("500 page shows internals")
 	}
+}
+
+// Every request is logged, at INFO; answered probes (/healthz, /readyz) at
+// DEBUG, since a healthcheck asks every few seconds.
+func TestProbesAreLoggedAtDebug(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := webtier.DefaultConfig()
+	client, err := webtier.NewClient(cfg, testLogger()) // never dialed here
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	web, err := webtier.New(cfg, client, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/healthz", "/static/app.css"} {
+		rec := httptest.NewRecorder()
+		web.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, rec.Code)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	levels := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct{ Level, Msg, Route string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Msg == "http request" {
+			levels[rec.Route] = rec.Level
+		}
+	}
+	if levels["/healthz"] != "DEBUG" || len(levels) != 2 {
+		t.Errorf("http request lines by route and level: %v; want /healthz at DEBUG and the other at INFO", levels)
+	}
+	for route, level := range levels {
+		if route != "/healthz" && level != "INFO" {
+			t.Errorf("%s logged at %s, want INFO", route, level)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -95,8 +95,12 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			s.metrics.latency.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
 		}
 		level := slog.LevelInfo
-		if status >= 500 {
+		switch {
+		case status >= 500:
 			level = slog.LevelError
+		case route == "/healthz" || route == "/readyz":
+			// Probes: compose's healthcheck asks every 5 s.
+			level = slog.LevelDebug
 		}
 		s.log.LogAttrs(r.Context(), level, "http request",
 			slog.String("request_id", middleware.GetReqID(r.Context())),
