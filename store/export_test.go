@@ -12,3 +12,11 @@ const (
 
 // Fingerprint exposes the request fingerprint to the baseline.
 var Fingerprint = fingerprint
+
+// SetPurgeBatch changes how many rows one purge statement deletes, so tests
+// can cross batch boundaries with a handful of rows.
+func SetPurgeBatch(n int) (restore func()) {
+	old := purgeBatch
+	purgeBatch = n
+	return func() { purgeBatch = old }
+}
