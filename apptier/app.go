@@ -33,11 +33,18 @@ type Config struct {
 	IPLimit         int           // failed sign-ins per client IP in ThrottleWindow before refusing; 50
 	DelayBase       time.Duration // first throttling delay (after 2 failures); 250 ms
 	DelayMax        time.Duration // cap of the growing delay; 2 s
-	DemoData        bool          // demo customers exist (reported to the web tier)
-	Argon2          Argon2Params  // DefaultArgon2
-	HashConcurrency int           // concurrent argon2id hashes; GOMAXPROCS
-	Now             func() time.Time
-	Logger          *slog.Logger
+
+	// Retention (see Run): sessions are deleted SessionRetention after
+	// they expired, sign-in events AuditRetention after they were
+	// recorded, every PurgeInterval.
+	SessionRetention time.Duration // 24 h
+	AuditRetention   time.Duration // 90 days; at least ThrottleWindow
+	PurgeInterval    time.Duration // 1 h
+	DemoData         bool          // demo customers exist (reported to the web tier)
+	Argon2           Argon2Params  // DefaultArgon2
+	HashConcurrency  int           // concurrent argon2id hashes; GOMAXPROCS
+	Now              func() time.Time
+	Logger           *slog.Logger
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -75,6 +82,15 @@ func (c Config) Defaults() Config {
 	if c.DelayMax == 0 {
 		c.DelayMax = 2 * time.Second
 	}
+	if c.SessionRetention == 0 {
+		c.SessionRetention = 24 * time.Hour
+	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = 90 * 24 * time.Hour
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = time.Hour
+	}
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = DefaultArgon2
 	}
@@ -100,6 +116,13 @@ type App struct {
 // New returns an App over st.
 func New(cfg Config, st *store.Store) (*App, error) {
 	cfg = cfg.Defaults()
+	if cfg.SessionRetention < 0 || cfg.PurgeInterval < 0 {
+		return nil, fmt.Errorf("apptier: session retention and purge interval must not be negative")
+	}
+	if cfg.AuditRetention < cfg.ThrottleWindow {
+		// Sign-in throttling counts the events of the last ThrottleWindow.
+		return nil, fmt.Errorf("apptier: audit retention %s is shorter than the throttle window %s", cfg.AuditRetention, cfg.ThrottleWindow)
+	}
 	h, err := NewHasher(cfg.Argon2, cfg.HashConcurrency)
 	if err != nil {
 		return nil, err

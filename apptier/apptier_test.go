@@ -14,6 +14,7 @@ import (
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
+	"bankwire/store"
 	"bankwire/store/storetest"
 )
 
@@ -732,4 +733,60 @@ func TestDrainDuringLoad(t *testing.T) {
 		t.Fatalf("%d requests failed during drain (%d succeeded)", failed.Load(), done.Load())
 	}
 	t.Logf("%d requests succeeded across the drain", done.Load())
+}
+
+// Sessions are deleted a while after they expired, sign-in events after the
+// audit retention; a retention shorter than the throttle window (which
+// reads those events) is refused.
+func TestRetentionPurgesOldSessionsAndSignInEvents(t *testing.T) {
+	ctx := context.Background()
+	clock := apptiertest.NewClock(time.Now())
+	st := storetest.NewStore(t)
+	b := newBank(t, apptiertest.WithStore(st), apptiertest.WithClock(clock.Now), apptiertest.WithConfig(func(c *apptier.Config) {
+		c.AbsoluteTimeout = time.Hour
+		c.SessionRetention = time.Hour
+		c.AuditRetention = 24 * time.Hour
+		c.PurgeInterval = 10 * time.Millisecond
+	}))
+	tok := b.signIn("alice", "alice-demo-pass")
+	err := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "not-alice-pass"}, nil)
+	wantErr(t, err, proto.Unauthenticated, "")
+	hash := sha256.Sum256([]byte(tok))
+	failures := func() int {
+		n, _, err := st.RecentFailures(ctx, "alice", "", clock.Now().Add(-365*24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10 s", what)
+			}
+		}
+	}
+
+	// Expired, but not for long enough: kept (several purges run meanwhile).
+	clock.Advance(90 * time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	if _, err := st.SessionByTokenHash(ctx, hash[:]); err != nil {
+		t.Fatalf("session purged within its retention: %v", err)
+	}
+	clock.Advance(31 * time.Minute) // expired 1 h 1 min ago
+	eventually("session purged", func() bool {
+		_, err := st.SessionByTokenHash(ctx, hash[:])
+		return errors.Is(err, store.ErrNotFound)
+	})
+	if n := failures(); n != 1 {
+		t.Fatalf("%d failed sign-ins recorded before the audit retention passed, want 1", n)
+	}
+	clock.Advance(23 * time.Hour)
+	eventually("sign-in events purged", func() bool { return failures() == 0 })
+
+	_, err = apptier.New(apptier.Config{AuditRetention: time.Minute, ThrottleWindow: time.Hour}, st)
+	if err == nil {
+		t.Fatal("an audit retention shorter than the throttle window was accepted")
+	}
 }

@@ -74,13 +74,56 @@ func (h *hub) publish(customerID int64, ev proto.Event) {
 }
 
 // Run listens for the database's change notifications and pushes them to
-// subscribers until ctx ends. Run it once per App, beside the server.
+// subscribers, and applies the retention rules (see purge), until ctx ends.
+// Run it once per App, beside the server.
 func (a *App) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		a.purgeLoop(ctx)
+	}()
 	err := a.st.Listen(ctx, func(n store.Notification) { a.dispatch(ctx, n) })
+	cancel()
+	<-purged
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}
 	return err
+}
+
+// purgeLoop purges at once, then every PurgeInterval. Several app tiers may
+// purge at the same time: deleting what another already deleted is no
+// work.
+func (a *App) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		a.purge(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purge deletes sessions that expired SessionRetention ago and sign-in
+// events older than AuditRetention: neither table grows without bound.
+func (a *App) purge(ctx context.Context) {
+	now := a.cfg.Now()
+	sessions, err := a.st.PurgeSessions(ctx, now.Add(-a.cfg.SessionRetention))
+	if err != nil && ctx.Err() == nil {
+		a.log.WarnContext(ctx, "purge expired sessions", "err", err)
+	}
+	events, err := a.st.PurgeSignInEvents(ctx, now.Add(-a.cfg.AuditRetention))
+	if err != nil && ctx.Err() == nil {
+		a.log.WarnContext(ctx, "purge old sign-in events", "err", err)
+	}
+	if sessions > 0 || events > 0 {
+		a.log.InfoContext(ctx, "purged old records", "sessions", sessions, "signin_events", events)
+	}
 }
 
 func (a *App) dispatch(ctx context.Context, n store.Notification) {

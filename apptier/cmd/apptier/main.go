@@ -42,13 +42,13 @@ import (
 const devSecret = "bankwire-dev-secret"
 
 type config struct {
-	addr, adminAddr, databaseURL, secret string
-	migrate, demoData                    bool
-	dailyLimit                           string
-	idle, absolute, lockFor              time.Duration
-	lockAfter, maxConns                  int
-	tlsCert, tlsKey, logLevel            string
-	shutdownTimeout                      time.Duration
+	addr, adminAddr, databaseURL, secret    string
+	migrate, demoData                       bool
+	dailyLimit                              string
+	idle, absolute, lockFor, auditRetention time.Duration
+	lockAfter, maxConns                     int
+	tlsCert, tlsKey, logLevel               string
+	shutdownTimeout                         time.Duration
 }
 
 func env(name, def string) string {
@@ -105,6 +105,7 @@ func parseFlags(name string, args []string) (config, error) {
 	fs.DurationVar(&c.absolute, "session-max", envDuration("APPTIER_SESSION_MAX", 8*time.Hour), "session absolute lifetime (APPTIER_SESSION_MAX)")
 	fs.IntVar(&c.lockAfter, "lock-after", envInt("APPTIER_LOCK_AFTER", 5), "failed sign-ins per username before a temporary lock (APPTIER_LOCK_AFTER)")
 	fs.DurationVar(&c.lockFor, "lock-for", envDuration("APPTIER_LOCK_FOR", 15*time.Minute), "how long a sign-in lock lasts (APPTIER_LOCK_FOR)")
+	fs.DurationVar(&c.auditRetention, "audit-retention", envDuration("APPTIER_AUDIT_RETENTION", 90*24*time.Hour), "how long sign-in events are kept (APPTIER_AUDIT_RETENTION)")
 	fs.IntVar(&c.maxConns, "max-conns", envInt("APPTIER_MAX_CONNS", 256), "maximum protocol connections (APPTIER_MAX_CONNS)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("APPTIER_TLS_CERT", ""), "TLS certificate file; with -tls-key enables TLS (APPTIER_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("APPTIER_TLS_KEY", ""), "TLS key file (APPTIER_TLS_KEY)")
@@ -227,7 +228,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	st := store.New(pool)
 	app, err := apptier.New(apptier.Config{DailyLimit: limit, IdleTimeout: cfg.idle, AbsoluteTimeout: cfg.absolute,
-		LockAfter: cfg.lockAfter, LockFor: cfg.lockFor, DemoData: cfg.demoData, Logger: log}, st)
+		LockAfter: cfg.lockAfter, LockFor: cfg.lockFor, AuditRetention: cfg.auditRetention, DemoData: cfg.demoData, Logger: log}, st)
 	if err != nil {
 		return err
 	}
