@@ -57,6 +57,15 @@ type echoResult struct {
 	err error
 }
 
+// echoBack answers the next request on r with its own body, and checks
+// that the call waiting on ch gets it back as n.
+func (r *rawConn) echoBack(t *testing.T, ch <-chan echoResult, n int) {
+	t.Helper()
+	f, m := r.readRequest()
+	r.respond(f.ID, m)
+	wantEcho(t, ch, n)
+}
+
 func wantEcho(t *testing.T, ch <-chan echoResult, n int) {
 	t.Helper()
 	select {
@@ -117,9 +126,7 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 	ctx := context.Background()
 	done := callEcho(c, ctx, 1)
 	r := fs.next(t)
-	f, m := r.readRequest()
-	r.respond(f.ID, m)
-	wantEcho(t, done, 1)
+	r.echoBack(t, done, 1)
 
 	time.Sleep(50 * time.Millisecond) // idle: nobody calls
 	r.write(proto.Frame{Type: proto.FramePing, ID: 7, Payload: []byte("idle?")})
@@ -130,15 +137,12 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 	r.nc.Close()
 	time.Sleep(50 * time.Millisecond)
 	done = callEcho(c, ctx, 2)
-	r2 := fs.next(t)
-	f, m = r2.readRequest()
-	r2.respond(f.ID, m)
-	wantEcho(t, done, 2)
+	fs.next(t).echoBack(t, done, 2)
 }
 
-// While a call reads the connection for itself, a stream opens and its
-// events keep arriving after that call has returned: the reading role
-// passes to a background reader, not to nobody.
+// While a call reads the connection for itself, a stream opens: its events
+// reach the subscription both while that call reads and after it has
+// returned and given up the reading role.
 func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 	fs := startFake(t, proto.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
@@ -215,10 +219,7 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	}
 	// The connection is still usable: late answers are dropped quietly.
 	r.respond(f.ID, echoMsg{N: 1})
-	third := callEcho(c, context.Background(), 3)
-	f3, m3 := r.readRequest()
-	r.respond(f3.ID, m3)
-	wantEcho(t, third, 3)
+	r.echoBack(t, callEcho(c, context.Background(), 3), 3)
 }
 
 // A call reading for itself does not wait out a frame that has only partly
@@ -247,8 +248,5 @@ func TestClientLeaderLeavesAPartialFrameToABackgroundReader(t *testing.T) {
 		t.Fatalf("call ended after %v, want about 300ms", d)
 	}
 	r.writeBytes(full[proto.HeaderLen+2:]) // the late answer completes and is dropped
-	second := callEcho(c, context.Background(), 2)
-	f2, m2 := r.readRequest()
-	r.respond(f2.ID, m2)
-	wantEcho(t, second, 2)
+	r.echoBack(t, callEcho(c, context.Background(), 2), 2)
 }

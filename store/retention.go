@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -43,9 +42,6 @@ func (s *Store) purge(ctx context.Context, what, sql string, cutoff time.Time) (
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < int64(purgeBatch) {
 			return total, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return total, fmt.Errorf("store: %s: %w", what, err)
 		}
 	}
 }
