@@ -873,7 +873,7 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
 	}
 	var ready Ready
-	if err := json.Unmarshal(f.Payload, &ready); err != nil {
+	if err := unmarshalLenient(f.Payload, &ready); err != nil {
 		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
 	}
 	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))

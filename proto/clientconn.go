@@ -2,7 +2,6 @@ package proto
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -840,7 +839,7 @@ func decodeEvent(p []byte, v any) error {
 	if v == nil {
 		return nil
 	}
-	if err := json.Unmarshal(p, v); err != nil {
+	if err := unmarshalLenient(p, v); err != nil {
 		return &Error{Code: Internal, Message: "undecodable event"}
 	}
 	return nil

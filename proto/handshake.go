@@ -1,15 +1,10 @@
 package proto
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // Hello is the JSON payload of the server's greeting, the first frame on
@@ -40,7 +35,7 @@ type Ready struct {
 // ParseHello decodes a HELLO payload and checks that it is usable.
 func ParseHello(p []byte) (Hello, error) {
 	var h Hello
-	if err := json.Unmarshal(p, &h); err != nil {
+	if err := unmarshalLenient(p, &h); err != nil {
 		return Hello{}, &Error{Code: ProtocolError, Message: "undecodable HELLO"}
 	}
 	if h.MaxPayload <= 0 || h.MaxInFlight <= 0 {
@@ -56,72 +51,10 @@ func ParseHello(p []byte) (Hello, error) {
 // later version can add some.
 func ParseAuth(p []byte) (Auth, error) {
 	var a Auth
-	if err := json.Unmarshal(p, &a); err != nil {
+	if err := unmarshalLenient(p, &a); err != nil {
 		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
 	}
 	return a, nil
-}
-
-// unmarshalStrict decodes exactly one JSON value into v, rejecting unknown
-// fields and trailing data.
-//
-// Decoders are pooled: a new one per request costs four allocations and a
-// 512-byte buffer. A decoder goes back to the pool only after a clean
-// decode that ended at EOF, which leaves it as a new one is (an empty
-// buffer at a top-level value; EOF seen by Token is not remembered), so a
-// malformed body never leaves state behind.
-func unmarshalStrict(p []byte, v any) error { return unmarshalPooled(&strictDecoders, p, v) }
-
-// unmarshalLenient is json.Unmarshal with a pooled decoder: unknown fields
-// are ignored (a newer server may send more), trailing data is not.
-func unmarshalLenient(p []byte, v any) error { return unmarshalPooled(&lenientDecoders, p, v) }
-
-func unmarshalPooled(pool *sync.Pool, p []byte, v any) error {
-	d := pool.Get().(*pooledDecoder)
-	d.r.Reset(p)
-	if err := d.dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := d.dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data after JSON value")
-	}
-	d.r.Reset(nil)
-	if len(p) <= maxPooledDecode {
-		pool.Put(d)
-	}
-	return nil
-}
-
-type pooledDecoder struct {
-	r   bytes.Reader
-	dec *json.Decoder
-}
-
-// maxPooledDecode keeps decoders whose buffer grew for a big body out of
-// the pool.
-const maxPooledDecode = 64 << 10
-
-var (
-	strictDecoders = sync.Pool{New: func() any {
-		d := &pooledDecoder{}
-		d.dec = json.NewDecoder(&d.r)
-		d.dec.DisallowUnknownFields()
-		return d
-	}}
-	lenientDecoders = sync.Pool{New: func() any {
-		d := &pooledDecoder{}
-		d.dec = json.NewDecoder(&d.r)
-		return d
-	}}
-)
-
-// appendJSONString appends s as a JSON string literal.
-func appendJSONString(dst []byte, s string) []byte {
-	b, err := json.Marshal(s)
-	if err != nil { // cannot happen for a string; keep the output valid JSON anyway
-		return append(dst, `""`...)
-	}
-	return append(dst, b...)
 }
 
 // DescribeFrame renders a frame for humans: the terminal client's -trace

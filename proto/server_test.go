@@ -155,7 +155,8 @@ func TestUndecodableRequestBody(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
 	r := dialRaw(t, srv.Addr)
 	r.handshake()
-	bodies := []string{`{not json`, `{"n":"seven"}`, `{"n":1,"unknown":2}`, `{"n":1} {"n":2}`, "\xff\xfe", `[]`}
+	bodies := []string{`{not json`, `{"n":"seven"}`, `{"n":1,"unknown":2}`, `{"n":1} {"n":2}`, "\xff\xfe", `[]`,
+		`{"n":1,"n":2}`, `{"N":1}`, "{\"text\":\"\xff\"}"}
 	for i, body := range bodies {
 		id := uint32(i + 1)
 		r.write(proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, []byte(body))})
