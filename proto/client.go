@@ -170,7 +170,7 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 	// reader) arm a timer for it.
 	dl, ok := ctx.Deadline()
 	if !ok {
-		dl = time.Now().Add(c.cfg.DefaultTimeout)
+		dl = monoNow().Add(c.cfg.DefaultTimeout)
 	}
 	f, err := c.do(ctx, op, body, nil, dl)
 	if err != nil {

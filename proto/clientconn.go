@@ -52,7 +52,7 @@ type clientConn struct {
 	ready Ready
 
 	pingInterval time.Duration
-	lastRecv     atomic.Int64 // unix nanoseconds
+	lastRecv     atomic.Int64 // monoNanos
 
 	mu        sync.Mutex
 	nextID    uint32
@@ -136,7 +136,7 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *Framer, hello Hello
 		cc.pingInterval = min(cc.pingInterval, time.Duration(hello.IdleTimeoutMs)*time.Millisecond/3)
 	}
 	cc.pingInterval = max(cc.pingInterval, 10*time.Millisecond)
-	cc.lastRecv.Store(time.Now().UnixNano())
+	cc.lastRecv.Store(monoNanos())
 	cc.w = newFrameWriter(nc, c.cfg.WriteTimeout, func(err error) {
 		cc.close(unavailable(fmt.Errorf("write: %w", err)))
 	})
@@ -368,7 +368,7 @@ func (cc *clientConn) idleFired() {
 	if cc.closed || cc.reader != readerNone {
 		return // whoever holds the role re-arms it on release
 	}
-	if left := idleReaderDelay - time.Since(time.Unix(0, cc.lastRecv.Load())); left > 0 {
+	if left := idleReaderDelay - time.Duration(monoNanos()-cc.lastRecv.Load()); left > 0 {
 		cc.idleArmed = true
 		cc.idleT.Reset(left)
 		return
@@ -475,7 +475,7 @@ func (cc *clientConn) readStep(want time.Time, stop func() bool) error {
 		return errStopRead
 	}
 	for br.Buffered() == 0 {
-		last := time.Unix(0, cc.lastRecv.Load())
+		last := monoTime(cc.lastRecv.Load())
 		wait := cc.pingInterval
 		if cc.pinged {
 			// Give the PONG at least a couple of seconds: a busy server
@@ -535,7 +535,7 @@ func (cc *clientConn) readStep(want time.Time, stop func() bool) error {
 		}
 		return connLost(err)
 	}
-	cc.lastRecv.Store(time.Now().UnixNano())
+	cc.lastRecv.Store(monoNanos())
 	cc.pinged = false
 	if t := cc.c.cfg.Trace; t != nil {
 		t(false, f)

@@ -36,6 +36,23 @@ type frameWriter struct {
 	wdl      time.Time // write deadline armed on nc (only the flusher touches it)
 }
 
+// clockBase anchors monoNow.
+var clockBase = time.Now()
+
+// monoNow is time.Now for deadlines and durations with one clock reading
+// instead of two: time.Now reads the wall clock and the monotonic clock,
+// time.Since only the monotonic one, and on a virtual machine each reading
+// costs about 30 ns (a round trip reads the clock several times). Its wall
+// clock part follows the monotonic clock since the process started, so it
+// is not for display.
+func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
+
+// monoNanos is monoNow as nanoseconds since clockBase, for atomics.
+func monoNanos() int64 { return int64(time.Since(clockBase)) }
+
+// monoTime turns monoNanos back into a time.
+func monoTime(n int64) time.Time { return clockBase.Add(time.Duration(n)) }
+
 // maxBuffered bounds the bytes waiting for the socket per connection.
 const maxBuffered = 1 << 20
 
@@ -141,11 +158,10 @@ func (w *frameWriter) armDeadline() {
 	if w.timeout <= 0 {
 		return
 	}
-	now := time.Now()
-	if w.wdl.Sub(now) >= w.timeout/2 {
+	if time.Until(w.wdl) >= w.timeout/2 { // one clock reading: wdl is monotonic
 		return
 	}
-	w.wdl = now.Add(w.timeout)
+	w.wdl = monoNow().Add(w.timeout)
 	_ = w.nc.SetWriteDeadline(w.wdl)
 }
 

@@ -509,6 +509,7 @@ type serverConn struct {
 
 	ctx    context.Context // canceled when the connection ends
 	cancel context.CancelFunc
+	reqCtx context.Context // ctx without its cancellation: the parent of request contexts (see cancelInflight)
 
 	closing    atomic.Bool // the last frame was sent; only discard reads now
 	requests   atomic.Uint64
@@ -597,6 +598,8 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		inflight: map[uint32]*inflightReq{},
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.reqCtx = context.WithoutCancel(c.ctx)
+	context.AfterFunc(c.ctx, c.cancelInflight)
 	c.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
 	c.watchdog.Stop()
 	c.dlTimer = time.AfterFunc(time.Hour, c.deadlinesFired)
@@ -754,7 +757,7 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 			}
 			return readEndReason(err), false
 		}
-		c.lastRecv = time.Now()
+		c.lastRecv = monoNow()
 		if f.Type == FrameRequest {
 			reason, ok, lost := c.handleRequest(f)
 			if lost {
@@ -973,7 +976,7 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		}
 		return j, "", true
 	}
-	ctx := c.ctx
+	ctx := c.reqCtx
 	if h.TraceID != "" {
 		ctx = context.WithValue(ctx, traceKey{}, h.TraceID)
 	}
@@ -993,12 +996,36 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	c.inflight[f.ID] = r
 	c.active++
 	c.handlersWG.Add(1)
+	ended := c.ctx.Err() != nil // cancelInflight ran before r was in flight
 	c.mu.Unlock()
+	if ended {
+		cancel(context.Cause(c.ctx))
+	}
 
 	if isStream {
 		return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, strm: sh}, "", true
 	}
 	return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, unary: uh}, "", true
+}
+
+// cancelInflight ends the context of every request in flight once the
+// connection's context ends (the connection closed, or the server stopped).
+// Request contexts are not children of the connection's: a child registers
+// with its parent and unregisters when done, two more lock round trips and
+// a map insert and delete on every request, for an event that happens
+// once per connection. A request admitted after this ran sees c.ctx ended
+// and cancels itself (see admitRequest).
+func (c *serverConn) cancelInflight() {
+	cause := context.Cause(c.ctx)
+	c.mu.Lock()
+	cancels := make([]context.CancelCauseFunc, 0, len(c.inflight))
+	for _, r := range c.inflight {
+		cancels = append(cancels, r.cancel)
+	}
+	c.mu.Unlock()
+	for _, cancel := range cancels { // outside mu, like deadlinesFired
+		cancel(cause)
+	}
 }
 
 // armDeadlinesLocked makes the deadline timer fire at t.
@@ -1044,7 +1071,7 @@ func (c *serverConn) deadlinesFired() {
 // fires between runs it simply stays off until the next one. Moving a timer
 // for every request would cost more than a quick request itself.
 func (c *serverConn) runInline(j job) bool {
-	start := time.Now()
+	start := c.lastRecv // the request's frame just arrived: no new clock reading
 	c.rmu.Lock()
 	c.inlineGen++
 	gen := c.inlineGen
@@ -1074,7 +1101,7 @@ func (c *serverConn) runInline(j job) bool {
 }
 
 func (c *serverConn) runUnary(j job) {
-	start := time.Now()
+	start := monoNow()
 	resp, err := c.callUnary(j.ctx, j.req, j.unary)
 	c.answer(j, resp, err, start, flushBatched)
 }
@@ -1083,7 +1110,8 @@ func (c *serverConn) runUnary(j job) {
 // how it leaves (flushHold: the reading goroutine flushes it later).
 func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode flushMode) {
 	defer c.handlersWG.Done()
-	c.srv.observeCost(j.req.Op, time.Since(start))
+	d := time.Since(start) // the handler's time; one clock reading serves both uses
+	c.srv.observeCost(j.req.Op, d)
 	c.release(j.req.ID)
 	var code Code
 	if err == nil {
@@ -1092,7 +1120,7 @@ func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode fl
 		code = c.writeErrorFrame(j.ctx, j.req, err, mode)
 	}
 	j.cancel(nil)
-	c.finish(j.req, code, time.Since(start))
+	c.finish(j.req, code, d)
 }
 
 // callUnary runs h, turning a panic into INTERNAL for this request only.
