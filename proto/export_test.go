@@ -4,7 +4,7 @@ import "time"
 
 // Inline reports whether the server currently runs op's handler on the
 // reading goroutine (see inlineBudget).
-func (s *Server) Inline(op Op) bool { return s.inline(op) }
+func (s *Server) Inline(op Op) bool { return s.routes[op] != nil && s.inline(s.routes[op]) }
 
 // HandOffs counts how often a watchdog moved reading to a new goroutine.
 func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }

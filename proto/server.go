@@ -166,7 +166,6 @@ func (c *ServerConfig) setDefaults() {
 // Server serves the bankwire protocol. Create it with NewServer.
 type Server struct {
 	cfg       ServerConfig
-	mux       *Mux
 	log       *slog.Logger
 	secretSum [sha256.Size]byte
 	hello     []byte // encoded HELLO payload, the same for every connection
@@ -187,12 +186,18 @@ type Server struct {
 	// work hands requests to idle handler goroutines (see dispatch).
 	work chan job
 
-	// cost is each unary operation's recent handler duration (see
-	// inlineBudget), in nanoseconds; -1 until first measured. The map is
-	// filled once in NewServer and only its values change.
-	cost         map[Op]*atomic.Int64
+	routes       map[Op]*route // filled once in NewServer; only route.cost changes
 	inlineBudget time.Duration // normally the inlineBudget constant; tests raise it, as -race slows every handler
 	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
+}
+
+// route is one operation's handler and, for a unary one, its recent
+// handler duration (see inlineBudget) in nanoseconds, -1 until first
+// measured. A request looks its operation up once.
+type route struct {
+	unary  HandlerFunc
+	stream StreamHandlerFunc
+	cost   atomic.Int64
 }
 
 // job is one request for a handler goroutine.
@@ -201,13 +206,12 @@ type job struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc // ends ctx once the request is answered
 	req    *Request
-	unary  HandlerFunc
-	strm   StreamHandlerFunc
+	rt     *route
 }
 
 func (j job) run() {
-	if j.strm != nil {
-		j.c.runStream(j.ctx, j.cancel, j.req, j.strm)
+	if j.rt.stream != nil {
+		j.c.runStream(j.ctx, j.cancel, j.req, j.rt.stream)
 	} else {
 		j.c.runUnary(j)
 	}
@@ -250,24 +254,20 @@ const (
 	inlineWatchdog = time.Millisecond
 )
 
-// inline reports whether op's handler should run on the reading goroutine.
-func (s *Server) inline(op Op) bool {
-	c := s.cost[op]
-	if c == nil {
+// inline reports whether rt's handler should run on the reading goroutine.
+func (s *Server) inline(rt *route) bool {
+	if rt.unary == nil {
 		return false
 	}
-	d := c.Load()
+	d := rt.cost.Load()
 	return d >= 0 && d < int64(s.inlineBudget)
 }
 
-// observeCost folds one handler duration into op's moving average (weight
+// observeCost folds one handler duration into rt's moving average (weight
 // 1/8). Concurrent updates may lose one another; for a heuristic that is
 // fine.
-func (s *Server) observeCost(op Op, d time.Duration) {
-	c := s.cost[op]
-	if c == nil {
-		return
-	}
+func observeCost(rt *route, d time.Duration) {
+	c := &rt.cost
 	old := c.Load()
 	if old < 0 {
 		c.Store(int64(d))
@@ -293,26 +293,30 @@ func (s *Server) worker(j job) {
 	}
 }
 
-// NewServer returns a server for the handlers in h.
+// NewServer returns a server for the handlers in h, which it copies:
+// handlers registered on h afterwards are not served.
 func NewServer(cfg ServerConfig, h *Mux) *Server {
 	cfg.setDefaults()
 	if h == nil {
 		h = NewMux()
 	}
 	s := &Server{
-		cfg: cfg, mux: h, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger,
 		secretSum: sha256.Sum256([]byte(cfg.Secret)),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
 		work:      make(chan job),
-		cost:      make(map[Op]*atomic.Int64, len(h.unary)),
+		routes:    make(map[Op]*route, len(h.unary)+len(h.stream)),
 
 		inlineBudget: inlineBudget,
 	}
-	for op := range h.unary {
-		c := new(atomic.Int64)
-		c.Store(-1)
-		s.cost[op] = c
+	for op, u := range h.unary {
+		rt := &route{unary: u}
+		rt.cost.Store(-1)
+		s.routes[op] = rt
+	}
+	for op, st := range h.stream {
+		s.routes[op] = &route{stream: st}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hello, _ = json.Marshal(Hello{
@@ -926,7 +930,7 @@ func (c *serverConn) handleRequest(f Frame) (reason string, ok, lost bool) {
 	if !ok || j.req == nil {
 		return reason, ok, false
 	}
-	if j.unary != nil && c.srv.inline(j.req.Op) {
+	if c.srv.inline(j.rt) {
 		return "", true, !c.runInline(j)
 	}
 	c.srv.dispatch(j)
@@ -961,9 +965,8 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	case len(c.inflight) >= s.cfg.MaxInFlight:
 		reject = &Error{Code: ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
 	}
-	uh, isUnary := s.mux.unary[h.Op]
-	sh, isStream := s.mux.stream[h.Op]
-	if reject == nil && !isUnary && !isStream {
+	rt := s.routes[h.Op]
+	if reject == nil && rt == nil {
 		reject = &Error{Code: Unimplemented, Message: "unknown operation " + h.Op.String()}
 	}
 	if reject != nil {
@@ -983,6 +986,7 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	sr := &serverReq{req: Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}}
 	r := &sr.fl
+	isStream := rt.stream != nil
 	r.cancel, r.stream = cancel, isStream
 	if h.DeadlineMs > 0 {
 		// Relative to when the frame arrived (the reader's clock reading).
@@ -1002,10 +1006,7 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		cancel(context.Cause(c.ctx))
 	}
 
-	if isStream {
-		return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, strm: sh}, "", true
-	}
-	return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, unary: uh}, "", true
+	return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, rt: rt}, "", true
 }
 
 // cancelInflight ends the context of every request in flight once the
@@ -1083,7 +1084,7 @@ func (c *serverConn) runInline(j job) bool {
 	}
 	c.rmu.Unlock()
 
-	resp, err := c.callUnary(j.ctx, j.req, j.unary)
+	resp, err := c.callUnary(j.ctx, j.req, j.rt.unary)
 
 	c.rmu.Lock()
 	reader := c.handedOver != gen
@@ -1102,7 +1103,7 @@ func (c *serverConn) runInline(j job) bool {
 
 func (c *serverConn) runUnary(j job) {
 	start := monoNow()
-	resp, err := c.callUnary(j.ctx, j.req, j.unary)
+	resp, err := c.callUnary(j.ctx, j.req, j.rt.unary)
 	c.answer(j, resp, err, start, flushBatched)
 }
 
@@ -1111,7 +1112,7 @@ func (c *serverConn) runUnary(j job) {
 func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode flushMode) {
 	defer c.handlersWG.Done()
 	d := time.Since(start) // the handler's time; one clock reading serves both uses
-	c.srv.observeCost(j.req.Op, d)
+	observeCost(j.rt, d)
 	c.release(j.req.ID)
 	var code Code
 	if err == nil {
