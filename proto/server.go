@@ -523,6 +523,7 @@ type serverConn struct {
 	// Read loop state, owned by whichever goroutine currently reads.
 	lastRecv time.Time // when the last frame arrived
 	dl       time.Time // the read deadline currently armed
+	held     bool      // an inline answer was left in the write buffer (flushHold)
 
 	// Reading hand-off for inline handlers (see inlineBudget).
 	watchdog    *time.Timer
@@ -719,9 +720,10 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 		if c.closing.Load() {
 			return c.linger(), false
 		}
-		if !frameBuffered(br) {
+		if c.held && !frameBuffered(br) {
 			// About to wait for the peer: send what inline handlers left
 			// in the buffer first.
+			c.held = false
 			c.w.flush()
 		}
 		if br.Buffered() == 0 {
@@ -1096,6 +1098,7 @@ func (c *serverConn) runInline(j job) bool {
 	mode := flushNow
 	if reader && frameBuffered(c.fr.Reader()) {
 		mode = flushHold
+		c.held = true
 	}
 	c.answer(j, resp, err, start, mode)
 	return reader
