@@ -789,4 +789,9 @@ func TestRetentionPurgesOldSessionsAndSignInEvents(t *testing.T) {
 	if err == nil {
 		t.Fatal("an audit retention shorter than the throttle window was accepted")
 	}
+	for _, c := range []apptier.Config{{SessionRetention: -time.Hour}, {PurgeInterval: -time.Minute}} {
+		if _, err := apptier.New(c, st); err == nil {
+			t.Fatalf("a negative retention setting was accepted: %+v", c)
+		}
+	}
 }

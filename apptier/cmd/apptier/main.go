@@ -46,6 +46,7 @@ type config struct {
 	migrate, demoData                       bool
 	dailyLimit                              string
 	idle, absolute, lockFor, auditRetention time.Duration
+	sessionRetention, purgeInterval         time.Duration
 	lockAfter, maxConns                     int
 	tlsCert, tlsKey, logLevel               string
 	shutdownTimeout                         time.Duration
@@ -106,6 +107,8 @@ func parseFlags(name string, args []string) (config, error) {
 	fs.IntVar(&c.lockAfter, "lock-after", envInt("APPTIER_LOCK_AFTER", 5), "failed sign-ins per username before a temporary lock (APPTIER_LOCK_AFTER)")
 	fs.DurationVar(&c.lockFor, "lock-for", envDuration("APPTIER_LOCK_FOR", 15*time.Minute), "how long a sign-in lock lasts (APPTIER_LOCK_FOR)")
 	fs.DurationVar(&c.auditRetention, "audit-retention", envDuration("APPTIER_AUDIT_RETENTION", 90*24*time.Hour), "how long sign-in events are kept (APPTIER_AUDIT_RETENTION)")
+	fs.DurationVar(&c.sessionRetention, "session-retention", envDuration("APPTIER_SESSION_RETENTION", 24*time.Hour), "how long ended sessions are kept (APPTIER_SESSION_RETENTION)")
+	fs.DurationVar(&c.purgeInterval, "purge-interval", envDuration("APPTIER_PURGE_INTERVAL", time.Hour), "how often old sessions and sign-in events are deleted (APPTIER_PURGE_INTERVAL)")
 	fs.IntVar(&c.maxConns, "max-conns", envInt("APPTIER_MAX_CONNS", 256), "maximum protocol connections (APPTIER_MAX_CONNS)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("APPTIER_TLS_CERT", ""), "TLS certificate file; with -tls-key enables TLS (APPTIER_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("APPTIER_TLS_KEY", ""), "TLS key file (APPTIER_TLS_KEY)")
@@ -228,7 +231,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	st := store.New(pool)
 	app, err := apptier.New(apptier.Config{DailyLimit: limit, IdleTimeout: cfg.idle, AbsoluteTimeout: cfg.absolute,
-		LockAfter: cfg.lockAfter, LockFor: cfg.lockFor, AuditRetention: cfg.auditRetention, DemoData: cfg.demoData, Logger: log}, st)
+		LockAfter: cfg.lockAfter, LockFor: cfg.lockFor, AuditRetention: cfg.auditRetention,
+		SessionRetention: cfg.sessionRetention, PurgeInterval: cfg.purgeInterval, DemoData: cfg.demoData, Logger: log}, st)
 	if err != nil {
 		return err
 	}

@@ -164,3 +164,36 @@ func TestBinary(t *testing.T) {
 		t.Fatal("healthcheck passes after the server stopped")
 	}
 }
+
+// TestParseFlags: every setting comes from its environment variable or its
+// flag (the flag wins); a malformed variable is ignored with a warning,
+// leaving the default.
+func TestParseFlags(t *testing.T) {
+	c, err := parseFlags("apptier", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.addr != ":12121" || c.auditRetention != 90*24*time.Hour || c.sessionRetention != 24*time.Hour || c.purgeInterval != time.Hour {
+		t.Fatalf("defaults: %+v", c)
+	}
+
+	t.Setenv("APPTIER_SESSION_RETENTION", "2h")
+	t.Setenv("APPTIER_PURGE_INTERVAL", "10m")
+	t.Setenv("APPTIER_AUDIT_RETENTION", "720h")
+	t.Setenv("APPTIER_LOCK_AFTER", "three")
+	c, err = parseFlags("apptier", []string{"-purge-interval", "5m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.sessionRetention != 2*time.Hour || c.purgeInterval != 5*time.Minute || c.auditRetention != 720*time.Hour || c.lockAfter != 5 {
+		t.Fatalf("from env and flags: session retention %s, purge interval %s, audit retention %s, lock after %d",
+			c.sessionRetention, c.purgeInterval, c.auditRetention, c.lockAfter)
+	}
+
+	if _, err := parseFlags("apptier", []string{"-purge-interval", "often"}); err == nil {
+		t.Fatal("a malformed flag was accepted")
+	}
+	if _, err := parseFlags("apptier", []string{"stray"}); err == nil {
+		t.Fatal("a stray argument was accepted")
+	}
+}
