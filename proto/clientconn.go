@@ -70,6 +70,7 @@ type clientConn struct {
 
 	// The reading role; guarded by mu.
 	reader    readerRole
+	leader    *call       // the call holding the role when reader is readerCaller
 	streams   int         // stream calls in pending, abandoned or not: they need a reader at all times
 	idleT     *time.Timer // starts a background reader once the role has been free for idleReaderDelay
 	idleArmed bool
@@ -112,6 +113,11 @@ type call struct {
 	sub       *Subscription
 	opened    bool // stream: the opening RESPONSE arrived
 	abandoned bool // the caller gave up; the entry stays until the terminal frame so the id is not "unknown"
+
+	// A leader's own answer, routed by itself (see route): set and read
+	// by the leading goroutine only, so it needs neither res nor a lock.
+	direct    callResult
+	hasDirect bool
 }
 
 type callResult struct {
@@ -204,6 +210,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	lead := cc.reader == readerNone && cc.streams == 0 && !cc.closed
 	if lead {
 		cc.reader = readerCaller
+		cc.leader = cl
 	} else if cc.reader == readerNone && !cc.closed {
 		cc.startReaderLocked() // a stream's opening: streams need a reader at all times
 	}
@@ -252,19 +259,23 @@ func (cc *clientConn) giveUp(cl *call, err error) error {
 // answer like any other: its context can only interrupt a wait between
 // frames, and it must not be held up by someone else's frame.
 func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, error) {
-	stop := func() bool { return ctx.Err() != nil }
-	var unkick func() bool
+	var stop, unkick func() bool
 	if ctx.Done() != nil { // a context that can end: it must be able to interrupt the read
+		stop = func() bool { return ctx.Err() != nil }
 		unkick = context.AfterFunc(ctx, cc.kick)
 	}
 	var res callResult
 	var failed error // why the call was given up
 	handOff := false
 	for {
+		if cl.hasDirect {
+			res, cl.direct, cl.hasDirect = cl.direct, callResult{}, false
+			break
+		}
 		select {
 		case res = <-cl.res:
 		default:
-			err := cc.readStep(dl, stop)
+			err := cc.readStep(dl, true, stop)
 			switch {
 			case err == nil:
 				continue
@@ -287,7 +298,7 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, 
 		unkick()
 	}
 	cc.mu.Lock()
-	cc.reader = readerNone
+	cc.reader, cc.leader = readerNone, nil
 	cc.releaseLocked() // this call is still live when handing off: a reader starts at once
 	cc.mu.Unlock()
 	if handOff {
@@ -445,7 +456,7 @@ func (cc *clientConn) closeErrOrDefault() error {
 func (cc *clientConn) readLoop() {
 	defer cc.c.wg.Done()
 	for {
-		if err := cc.readStep(time.Time{}, nil); err != nil {
+		if err := cc.readStep(time.Time{}, false, nil); err != nil {
 			cc.close(err)
 			return
 		}
@@ -463,13 +474,14 @@ func (cc *clientConn) readLoop() {
 // readStep waits for one frame and handles it. While waiting it keeps the
 // connection alive: after pingInterval without a frame it sends PING, and
 // without an answer to that it fails the connection. A leading caller
-// passes its deadline as want (errCallDeadline once passed) and stop,
-// checked when kicked (errStopRead).
+// (lead) passes its deadline as want (errCallDeadline once passed) and, if
+// its context can end, stop, checked when kicked (errStopRead); a context
+// that cannot end never kicks, so its leader skips the kick bookkeeping.
 //
 // As on the server, read deadlines are set lazily: re-armed only when the
 // armed one is later than wanted, and rechecked when they fire (early is
 // harmless), so small frames arriving whole cost no deadline updates.
-func (cc *clientConn) readStep(want time.Time, stop func() bool) error {
+func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) error {
 	br := cc.fr.Reader()
 	if stop != nil && cc.setPeeking(false) && stop() {
 		return errStopRead
@@ -523,7 +535,7 @@ func (cc *clientConn) readStep(want time.Time, stop func() bool) error {
 		}
 	}
 	if !frameBuffered(br) {
-		if stop != nil {
+		if lead {
 			return errPartialFrame // a leader does not wait for the rest (see lead)
 		}
 		cc.setReadDeadline(time.Now().Add(frameReadTimeout))
@@ -662,7 +674,8 @@ func (cc *clientConn) route(f Frame) error {
 		cc.streams--
 	}
 	abandoned, opened := cl.abandoned, cl.opened
-	cl.abandoned = true // no second delivery
+	cl.abandoned = true    // no second delivery
+	own := cl == cc.leader // the leader is routing its own answer
 	cc.maybeFinishLocked()
 	cc.mu.Unlock()
 	res := callResult{f: f}
@@ -675,6 +688,8 @@ func (cc *clientConn) route(f Frame) error {
 			res.err = errStreamEnded
 		}
 		cl.sub.finish(res.err)
+	case own && !abandoned:
+		cl.direct, cl.hasDirect = res, true
 	case !abandoned:
 		cl.res <- res
 	}
