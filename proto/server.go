@@ -126,7 +126,9 @@ type ServerConfig struct {
 	Quiet func(client string) bool
 
 	// Observe, when set, is called once per answered request with its
-	// operation, result code and duration (metrics).
+	// operation, result code and duration (metrics): how long its handler
+	// took, counted from the request's arrival when it ran inline on the
+	// reading goroutine, and not counting the write of its answer.
 	Observe func(op Op, code Code, d time.Duration)
 }
 
