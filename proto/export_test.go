@@ -4,7 +4,10 @@ import "time"
 
 // Inline reports whether the server currently runs op's handler on the
 // reading goroutine (see inlineBudget).
-func (s *Server) Inline(op Op) bool { return s.routes[op] != nil && s.inline(s.routes[op]) }
+func (s *Server) Inline(op Op) bool {
+	rt := s.routes[op]
+	return rt != nil && s.inline(rt)
+}
 
 // HandOffs counts how often a watchdog moved reading to a new goroutine.
 func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }
