@@ -159,9 +159,13 @@ func TestSignUpValidation(t *testing.T) {
 	}
 	// A 64-character password (ASVS: at least 64 allowed) is accepted.
 	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "longpw", Password: strings.Repeat("Zq9-", 16)}, nil)
-	// Malformed JSON and unknown fields are INVALID_ARGUMENT too.
-	err := b.call(proto.OpSignUp, map[string]any{"username": "x", "surprise": 1}, nil)
+	// A malformed body is INVALID_ARGUMENT too, with no field: here a
+	// sign-up cut short after the username.
+	err := b.call(proto.OpSignUp, proto.RawBody(proto.AppendString(nil, "x")), nil)
 	wantErr(t, err, proto.InvalidArgument, "")
+	if e, ok := errors.AsType[*proto.Error](err); !ok || e.Message != "malformed request body" {
+		t.Fatalf("cut-short body: %v", err)
+	}
 }
 
 func TestSignInUnknownUserLooksLikeWrongPassword(t *testing.T) {

@@ -159,7 +159,7 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 			bodyPool.Put(bp)
 		}
 	}()
-	body, err := appendJSON((*bp)[:0], req)
+	body, err := marshalBody((*bp)[:0], req)
 	*bp = body // the frame holds a copy: the buffer is free once Call returns
 	if err != nil {
 		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
@@ -177,7 +177,7 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 		return err
 	}
 	if resp != nil {
-		if err := unmarshalLenient(f.Payload, resp); err != nil {
+		if err := unmarshalBody(f.Payload, resp); err != nil {
 			return &Error{Code: Internal, Message: "undecodable response"}
 		}
 	}
@@ -322,7 +322,7 @@ func (c *Client) Hello(ctx context.Context) (Hello, error) {
 // connection is lost. The subscription has no deadline; ctx bounds only
 // opening it.
 func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, error) {
-	body, err := appendJSON(nil, req)
+	body, err := marshalBody(nil, req)
 	if err != nil {
 		return nil, &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
@@ -873,7 +873,7 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
 	}
 	var ready Ready
-	if err := unmarshalLenient(f.Payload, &ready); err != nil {
+	if err := unmarshalHandshake(f.Payload, &ready); err != nil {
 		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
 	}
 	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))

@@ -99,7 +99,7 @@ func TestClientResponseForUnknownID(t *testing.T) {
 	if f.Type != proto.FrameRequest {
 		t.Fatalf("got %s", proto.DescribeFrame(f))
 	}
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID + 1000, Payload: []byte(`{}`)})
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID + 1000})
 	// The client names the violation and closes the connection.
 	r.expectFatal(proto.ProtocolError)
 	wantCode(t, <-done, proto.Unavailable)
@@ -113,7 +113,7 @@ func TestClientUndecodableFromServer(t *testing.T) {
 	done := callAsync(c, context.Background(), opEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: []byte(`{"n":"not a number"`)})
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: []byte{0x02, 0x05, 'a'}}) // n=1, then a 5-byte string with 1 byte left
 	wantCode(t, <-done, proto.Internal)
 
 	// An ERROR frame whose payload breaks the format is a protocol error.
@@ -136,7 +136,7 @@ func TestClientUndecodableFromServer(t *testing.T) {
 	done = callAsync(c, context.Background(), opEcho, echoMsg{})
 	r = fs.next(t)
 	f = r.read()
-	r.write(proto.Frame{Type: proto.FrameEvent, ID: f.ID, Payload: []byte(`{}`)})
+	r.write(proto.Frame{Type: proto.FrameEvent, ID: f.ID, Payload: wire(proto.Event{Kind: proto.EventBalance})})
 	r.expectFatal(proto.ProtocolError)
 	wantCode(t, <-done, proto.Unavailable)
 }
@@ -147,7 +147,7 @@ func TestClientServerClosesMidFrame(t *testing.T) {
 	done := callAsync(c, context.Background(), opEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
-	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: []byte(`{"n":1}`)})
+	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: wire(echoMsg{N: 1, Text: "abc"})})
 	r.writeBytes(full[:len(full)-2])
 	r.nc.Close()
 	wantCode(t, <-done, proto.Unavailable)
@@ -160,15 +160,15 @@ func TestClientServerClosesMidFrame(t *testing.T) {
 func TestClientPeerStopsReading(t *testing.T) {
 	fs := startFake(t, proto.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, WriteTimeout: 300 * time.Millisecond})
-	// Pre-encoded, so the test measures the writer, not JSON under -race.
-	big, _ := json.Marshal(echoMsg{Text: strings.Repeat("z", 900<<10)})
+	// Pre-encoded, so the test measures the writer, not the encoder under -race.
+	big := proto.RawBody(wire(echoMsg{Text: strings.Repeat("z", 900<<10)}))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	var errs []<-chan error
-	errs = append(errs, callAsync(c, ctx, opEcho, json.RawMessage(big)))
+	errs = append(errs, callAsync(c, ctx, opEcho, big))
 	stalled := fs.next(t) // never read from it until the end
 	for i := 0; i < 20; i++ {
-		errs = append(errs, callAsync(c, ctx, opEcho, json.RawMessage(big)))
+		errs = append(errs, callAsync(c, ctx, opEcho, big))
 	}
 	unavailable := 0
 	for _, ch := range errs {

@@ -854,7 +854,7 @@ func decodeEvent(p []byte, v any) error {
 	if v == nil {
 		return nil
 	}
-	if err := unmarshalLenient(p, v); err != nil {
+	if err := unmarshalBody(p, v); err != nil {
 		return &Error{Code: Internal, Message: "undecodable event"}
 	}
 	return nil

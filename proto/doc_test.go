@@ -1,10 +1,12 @@
 package proto_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +54,13 @@ type exampleFrame struct {
 	prefix int    // bytes of binary prefix inside the payload
 	note   string // meaning of the prefix
 	say    string // what the frame means
+	fields any    // what the bytes after the prefix encode, field by field (nil: shown as text)
+}
+
+// errorFields is what an ERROR payload holds after its code.
+type errorFields struct {
+	Message string `json:"message"`
+	Field   string `json:"field"`
 }
 
 func mustJSON(t *testing.T, v any) []byte {
@@ -67,34 +76,36 @@ func exampleSession(t *testing.T) string {
 	hello := mustJSON(t, proto.Hello{Versions: []int{1}, Server: "bankwire-apptier/1.0", MaxPayload: 1 << 20, MaxInFlight: 128, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 10000})
 	auth := mustJSON(t, proto.Auth{Version: 1, Client: "bankwire-cli/1.0", Secret: "s3cret"})
 	ready := mustJSON(t, proto.Ready{Version: 1, ConnID: "c1"})
-	signIn := mustJSON(t, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"})
-	signedIn := mustJSON(t, proto.SignInResponse{Token: "Zm9vYmFyYmF6cXV4", ExpiresAt: expires, Customer: proto.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}})
-	transfer := mustJSON(t, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: "Zm9vYmFyYmF6cXV4"}, IdempotencyKey: "k1", From: "1000-0001-7", To: "1000-0002-5", Amount: "9000.00"})
-	sub := mustJSON(t, proto.SessionRequest{Session: "Zm9vYmFyYmF6cXV4"})
-	event := mustJSON(t, proto.Event{Kind: proto.EventBalance, Account: &proto.Account{Number: "1000-0001-7", Kind: "checking", Currency: "EUR", Balance: 123456, CreatedAt: expires}})
+	signIn := proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"}
+	signedIn := proto.SignInResponse{Token: "Zm9vYmFyYmF6cXV4", ExpiresAt: expires, Customer: proto.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}}
+	transfer := proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: "Zm9vYmFyYmF6cXV4"}, IdempotencyKey: "k1", From: "1000-0001-7", To: "1000-0002-5", Amount: "9000.00"}
+	sub := proto.SessionRequest{Session: "Zm9vYmFyYmF6cXV4"}
+	event := proto.Event{Kind: proto.EventBalance, Account: &proto.Account{Number: "1000-0001-7", Kind: "checking", Currency: "EUR", Balance: 123456, CreatedAt: expires}}
+	failed := proto.FieldError(proto.FailedPrecondition, "amount", "The amount is more than the available balance.")
+	canceled := &proto.Error{Code: proto.Canceled, Message: "canceled"}
 
-	req := func(id uint32, op proto.Op, ms uint32, trace string, body []byte) proto.Frame {
-		return proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: op, DeadlineMs: ms, TraceID: trace}, body)}
+	req := func(id uint32, op proto.Op, ms uint32, trace string, body proto.WireMarshaler) proto.Frame {
+		return proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: op, DeadlineMs: ms, TraceID: trace}, body.MarshalWire(nil))}
 	}
 	frames := []exampleFrame{
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameHello, Payload: hello}, say: "greeting: versions, server name, limits"},
 		{dir: "C→S", f: proto.Frame{Type: proto.FrameAuth, Payload: auth}, say: "client picks version 1, names itself, presents the shared secret"},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameReady, Payload: ready}, say: "handshake accepted; requests may flow"},
 		{dir: "C→S", f: req(1, proto.OpSignIn, 1000, "req-7f3a", signIn), prefix: 7 + 8,
-			note: "op=11 (signin), deadline_ms=1000, trace_len=8, trace=\"req-7f3a\"", say: "request 1: sign in"},
+			note: "op=11 (signin), deadline_ms=1000, trace_len=8, trace=\"req-7f3a\"", say: "request 1: sign in", fields: signIn},
 		{dir: "C→S", f: req(2, proto.OpTransferCreate, 1000, "req-7f3b", transfer), prefix: 7 + 8,
-			note: "op=30 (transfers.create), deadline_ms=1000, trace_len=8, trace=\"req-7f3b\"", say: "request 2, sent before request 1 is answered"},
-		{dir: "S→C", f: proto.Frame{Type: proto.FrameResponse, ID: 1, Payload: signedIn}, say: "response to request 1"},
-		{dir: "S→C", f: proto.Frame{Type: proto.FrameError, ID: 2, Payload: proto.AppendError(nil, proto.FieldError(proto.FailedPrecondition, "amount", "The amount is more than the available balance."))}, prefix: 2,
-			note: "code=9 (FAILED_PRECONDITION)", say: "request 2 failed; field names the form field"},
-		{dir: "C→S", f: req(3, proto.OpSubscribe, 0, "", sub), prefix: 7, note: "op=60 (subscribe), deadline_ms=0 (none), trace_len=0", say: "request 3 opens a stream"},
-		{dir: "S→C", f: proto.Frame{Type: proto.FrameResponse, Flags: proto.FlagStream, ID: 3, Payload: []byte("{}")}, say: "stream opened (flag STREAM)"},
-		{dir: "S→C", f: proto.Frame{Type: proto.FrameEvent, ID: 3, Payload: event}, say: "push on stream 3: a balance changed"},
+			note: "op=30 (transfers.create), deadline_ms=1000, trace_len=8, trace=\"req-7f3b\"", say: "request 2, sent before request 1 is answered", fields: transfer},
+		{dir: "S→C", f: proto.Frame{Type: proto.FrameResponse, ID: 1, Payload: signedIn.MarshalWire(nil)}, say: "response to request 1", fields: signedIn},
+		{dir: "S→C", f: proto.Frame{Type: proto.FrameError, ID: 2, Payload: proto.AppendError(nil, failed)}, prefix: 2,
+			note: "code=9 (FAILED_PRECONDITION)", say: "request 2 failed; field names the form field", fields: errorFields{failed.Message, failed.Field}},
+		{dir: "C→S", f: req(3, proto.OpSubscribe, 0, "", sub), prefix: 7, note: "op=60 (subscribe), deadline_ms=0 (none), trace_len=0", say: "request 3 opens a stream", fields: sub},
+		{dir: "S→C", f: proto.Frame{Type: proto.FrameResponse, Flags: proto.FlagStream, ID: 3}, say: "stream opened (flag STREAM); the body is Empty: no bytes"},
+		{dir: "S→C", f: proto.Frame{Type: proto.FrameEvent, ID: 3, Payload: event.MarshalWire(nil)}, say: "push on stream 3: a balance changed", fields: event},
 		{dir: "C→S", f: proto.Frame{Type: proto.FramePing, ID: 1}, say: "liveness probe"},
 		{dir: "S→C", f: proto.Frame{Type: proto.FramePong, ID: 1}, say: "answer, same id"},
 		{dir: "C→S", f: proto.Frame{Type: proto.FrameCancel, ID: 3}, say: "client ends stream 3"},
-		{dir: "S→C", f: proto.Frame{Type: proto.FrameError, ID: 3, Payload: proto.AppendError(nil, &proto.Error{Code: proto.Canceled, Message: "canceled"})}, prefix: 2,
-			note: "code=1 (CANCELED)", say: "terminal frame of stream 3"},
+		{dir: "S→C", f: proto.Frame{Type: proto.FrameError, ID: 3, Payload: proto.AppendError(nil, canceled)}, prefix: 2,
+			note: "code=1 (CANCELED)", say: "terminal frame of stream 3", fields: errorFields{Message: canceled.Message}},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameDrain, Payload: proto.AppendDrain(nil, 3)}, prefix: 4, note: "last_id=3", say: "server shutting down: it answers ids ≤ 3 only"},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameFatal, Payload: proto.AppendFatal(nil, proto.ShuttingDown, "server shutting down")}, prefix: 2,
 			note: "code=106 (SHUTTING_DOWN)", say: "last frame; the server closes"},
@@ -115,6 +126,15 @@ func exampleSession(t *testing.T) string {
 			fmt.Fprintf(&b, "  %s    %s\n", spacedHex(p[:ef.prefix]), ef.note)
 			p = p[ef.prefix:]
 		}
+		if ef.fields != nil {
+			var fb strings.Builder
+			got := annotate(&fb, reflect.ValueOf(ef.fields), "", nil)
+			if !bytes.Equal(got, p) {
+				t.Fatalf("%s %s: the annotated fields encode as % x, the payload holds % x", ef.dir, ef.f.Type, got, p)
+			}
+			b.WriteString(fb.String())
+			continue
+		}
 		for len(p) > 0 {
 			n := min(16, len(p))
 			fmt.Fprintf(&b, "  %-47s    |%s|\n", spacedHex(p[:n]), printable(p[:n]))
@@ -123,6 +143,69 @@ func exampleSession(t *testing.T) string {
 	}
 	b.WriteString("```\n")
 	return b.String()
+}
+
+// annotate writes one line per field of v (§10's forms, by reflection),
+// its bytes in hex and its name and value, and returns the bytes it wrote
+// out, which the caller compares with the payload.
+func annotate(b *strings.Builder, v reflect.Value, path string, out []byte) []byte {
+	line := func(enc []byte, desc string) {
+		for len(enc) > 0 {
+			n := min(16, len(enc))
+			b.WriteString(strings.TrimRight(fmt.Sprintf("  %-47s    %s", spacedHex(enc[:n]), desc), " ") + "\n")
+			enc, desc = enc[n:], ""
+		}
+	}
+	var enc []byte
+	if tm, ok := v.Interface().(time.Time); ok {
+		enc = proto.AppendTime(nil, tm)
+		line(enc, fmt.Sprintf("%s time %s", path, tm.Format(time.RFC3339Nano)))
+		return append(out, enc...)
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			if f.Anonymous {
+				out = annotate(b, v.Field(i), path, out)
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if path != "" {
+				name = path + "." + name
+			}
+			out = annotate(b, v.Field(i), name, out)
+		}
+		return out
+	case reflect.String:
+		enc = proto.AppendString(nil, v.String())
+		line(enc, fmt.Sprintf("%s string, %d bytes: %q", path, v.Len(), v.String()))
+	case reflect.Int, reflect.Int64:
+		enc = proto.AppendInt(nil, v.Int())
+		line(enc, fmt.Sprintf("%s int %d", path, v.Int()))
+	case reflect.Bool:
+		enc = proto.AppendBool(nil, v.Bool())
+		line(enc, fmt.Sprintf("%s bool %v", path, v.Bool()))
+	case reflect.Pointer:
+		enc = proto.AppendBool(nil, !v.IsNil())
+		if v.IsNil() {
+			line(enc, path+" absent")
+			return append(out, enc...)
+		}
+		line(enc, path+" present")
+		return annotate(b, v.Elem(), path, append(out, enc...))
+	case reflect.Slice:
+		enc = proto.AppendCount(nil, v.Len())
+		line(enc, fmt.Sprintf("%s list of %d", path, v.Len()))
+		out = append(out, enc...)
+		for i := 0; i < v.Len(); i++ {
+			out = annotate(b, v.Index(i), fmt.Sprintf("%s[%d]", path, i), out)
+		}
+		return out
+	default:
+		panic("annotate: unhandled kind " + v.Kind().String())
+	}
+	return append(out, enc...)
 }
 
 func spacedHex(p []byte) string {

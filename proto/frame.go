@@ -261,22 +261,12 @@ func ParseRequest(p []byte) (RequestHeader, []byte, error) {
 	return h, p[requestPrefixLen+n:], nil
 }
 
-// errorBody is the JSON part of an ERROR payload.
-type errorBody struct {
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
-// AppendError appends an ERROR payload: code u16 then JSON {message, field}.
+// AppendError appends an ERROR payload: code u16, then message and field
+// as wire strings (§10).
 func AppendError(dst []byte, e *Error) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(e.Code))
-	dst = append(dst, `{"message":`...)
-	dst = appendJSONString(dst, e.Message)
-	if e.Field != "" {
-		dst = append(dst, `,"field":`...)
-		dst = appendJSONString(dst, e.Field)
-	}
-	return append(dst, '}')
+	dst = AppendString(dst, e.Message)
+	return AppendString(dst, e.Field)
 }
 
 // ParseError decodes an ERROR payload.
@@ -285,11 +275,11 @@ func ParseError(p []byte) (*Error, error) {
 		return nil, &Error{Code: ProtocolError, Message: "truncated error payload"}
 	}
 	e := &Error{Code: Code(binary.BigEndian.Uint16(p[0:2]))}
-	var b errorBody
-	if err := unmarshalStrict(p[2:], &b); err != nil {
+	d := Decoder{p: p[2:]}
+	e.Message, e.Field = d.Text(), d.Text()
+	if d.End() != nil {
 		return nil, &Error{Code: ProtocolError, Message: "undecodable error payload"}
 	}
-	e.Message, e.Field = b.Message, b.Field
 	return e, nil
 }
 

@@ -1,10 +1,12 @@
 package proto
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Hello is the JSON payload of the server's greeting, the first frame on
@@ -35,7 +37,7 @@ type Ready struct {
 // ParseHello decodes a HELLO payload and checks that it is usable.
 func ParseHello(p []byte) (Hello, error) {
 	var h Hello
-	if err := unmarshalLenient(p, &h); err != nil {
+	if err := unmarshalHandshake(p, &h); err != nil {
 		return Hello{}, &Error{Code: ProtocolError, Message: "undecodable HELLO"}
 	}
 	if h.MaxPayload <= 0 || h.MaxInFlight <= 0 {
@@ -51,15 +53,75 @@ func ParseHello(p []byte) (Hello, error) {
 // later version can add some.
 func ParseAuth(p []byte) (Auth, error) {
 	var a Auth
-	if err := unmarshalLenient(p, &a); err != nil {
+	if err := unmarshalHandshake(p, &a); err != nil {
 		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
 	}
 	return a, nil
 }
 
 // DescribeFrame renders a frame for humans: the terminal client's -trace
-// output and test failure messages. Secrets in AUTH are masked.
-func DescribeFrame(f Frame) string {
+// output and test failure messages. Secrets in AUTH are masked. A REQUEST's
+// body is decoded by its op and shown as JSON; RESPONSE and EVENT bodies
+// do not say what they are, so they are shown as bytes (FrameDescriber
+// remembers the op of each request and decodes them too).
+func DescribeFrame(f Frame) string { return describeFrame(f, 0) }
+
+// FrameDescriber is DescribeFrame for the frames of one conversation: it
+// remembers the op of each REQUEST it described until that request's
+// terminal frame, so it can decode RESPONSE and EVENT bodies as well. Safe
+// for concurrent use.
+type FrameDescriber struct {
+	mu  sync.Mutex
+	ops map[uint32]Op // request ids in flight
+}
+
+// Describe renders f, like DescribeFrame.
+func (d *FrameDescriber) Describe(f Frame) string {
+	d.mu.Lock()
+	var op Op
+	switch f.Type {
+	case FrameRequest:
+		if h, _, err := ParseRequest(f.Payload); err == nil {
+			if d.ops == nil {
+				d.ops = map[uint32]Op{}
+			}
+			d.ops[f.ID] = h.Op
+		}
+	case FrameResponse, FrameEvent:
+		op = d.ops[f.ID]
+		if f.Type == FrameResponse && f.Flags&FlagStream == 0 {
+			delete(d.ops, f.ID)
+		}
+	case FrameError:
+		delete(d.ops, f.ID)
+	case FrameReady:
+		clear(d.ops) // a new connection: ids start again
+	}
+	d.mu.Unlock()
+	return describeFrame(f, op)
+}
+
+// describeBody decodes p as the given type and renders it as JSON, or
+// says why it could not.
+func describeBody(p []byte, v any) string {
+	if v == nil {
+		return fmt.Sprintf("<%d bytes> %x", len(p), clipBytes(p))
+	}
+	if err := unmarshalBody(p, v); err != nil {
+		return fmt.Sprintf("<%d bytes, undecodable: %v> %x", len(p), err, clipBytes(p))
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("<%d bytes> %x", len(p), clipBytes(p))
+	}
+	return clip(b)
+}
+
+func clipBytes(p []byte) []byte { return p[:min(len(p), 256)] }
+
+// describeFrame renders f; op, when not 0, is the operation a RESPONSE or
+// EVENT answers.
+func describeFrame(f Frame, op Op) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s id=%d", f.Type, f.ID)
 	if f.Flags != 0 {
@@ -74,9 +136,22 @@ func DescribeFrame(f Frame) string {
 		}
 	case FrameRequest:
 		if h, body, err := ParseRequest(f.Payload); err == nil {
-			fmt.Fprintf(&b, " op=%s deadline_ms=%d trace=%q body=%s", h.Op, h.DeadlineMs, h.TraceID, clip(body))
+			req, _, _ := BodyTypes(h.Op)
+			fmt.Fprintf(&b, " op=%s deadline_ms=%d trace=%q body=%s", h.Op, h.DeadlineMs, h.TraceID, describeBody(body, req))
 			return b.String()
 		}
+	case FrameResponse, FrameEvent:
+		var v any
+		if f.Type == FrameEvent && op != 0 {
+			v = new(Event)
+		} else if _, resp, ok := BodyTypes(op); ok {
+			v = resp
+		}
+		if op != 0 {
+			fmt.Fprintf(&b, " op=%s", op)
+		}
+		fmt.Fprintf(&b, " body=%s", describeBody(f.Payload, v))
+		return b.String()
 	case FrameError:
 		if e, err := ParseError(f.Payload); err == nil {
 			fmt.Fprintf(&b, " code=%s message=%q", e.Code, e.Message)

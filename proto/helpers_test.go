@@ -35,6 +35,15 @@ type echoMsg struct {
 	Text string `json:"text,omitempty"`
 }
 
+func (m echoMsg) MarshalWire(dst []byte) []byte {
+	return proto.AppendString(proto.AppendInt(dst, int64(m.N)), m.Text)
+}
+
+func (m *echoMsg) UnmarshalWire(d *proto.Decoder) {
+	m.N = d.IntN()
+	m.Text = d.Text()
+}
+
 type waitResult struct {
 	trace       string
 	hasDeadline bool
@@ -321,12 +330,24 @@ func (r *rawConn) handshake() proto.Hello {
 	return h
 }
 
-func (r *rawConn) request(id uint32, op proto.Op, deadlineMs uint32, trace string, body any) {
-	r.tb.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		r.tb.Fatal(err)
+// wire encodes a message body (nil: an empty body).
+func wire(v proto.WireMarshaler) []byte {
+	if v == nil {
+		return nil
 	}
+	return v.MarshalWire(nil)
+}
+
+// unwire decodes a whole body into v.
+func unwire(p []byte, v proto.WireUnmarshaler) error {
+	d := proto.NewDecoder(p)
+	v.UnmarshalWire(d)
+	return d.End()
+}
+
+func (r *rawConn) request(id uint32, op proto.Op, deadlineMs uint32, trace string, body proto.WireMarshaler) {
+	r.tb.Helper()
+	b := wire(body)
 	r.write(proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, b)})
 }
 

@@ -2,7 +2,6 @@ package proto_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"net"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	r.request(blocked+1, opEcho, 0, "", echoMsg{N: 42, Text: "meanwhile"})
 	f := r.read()
 	var out echoMsg
-	if f.Type != proto.FrameResponse || f.ID != blocked+1 || json.Unmarshal(f.Payload, &out) != nil || out.Text != "meanwhile" {
+	if f.Type != proto.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
 		t.Fatalf("got %s, want the echo RESPONSE %d", proto.DescribeFrame(f), blocked+1)
 	}
 	// At least one hand-off; under -race on a loaded machine a quick
@@ -114,7 +113,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	time.Sleep(5 * inlineWatchdogForTest)
 	open()
 	f = r.read()
-	if err := json.Unmarshal(f.Payload, &out); f.Type != proto.FrameResponse || f.ID != blocked || err != nil || out.N != int(blocked) {
+	if err := unwire(f.Payload, &out); f.Type != proto.FrameResponse || f.ID != blocked || err != nil || out.N != int(blocked) {
 		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), blocked)
 	}
 	if srv.HandOffs() <= handOffs {
@@ -141,7 +140,7 @@ func TestInlineAnswersToABurstAllArrive(t *testing.T) {
 	const burst = 50
 	var buf bytes.Buffer
 	for i := uint32(1); i <= burst; i++ {
-		body, _ := json.Marshal(echoMsg{N: int(id + i)})
+		body := wire(echoMsg{N: int(id + i)})
 		buf.Write(proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: id + i,
 			Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, body)}))
 	}
@@ -155,7 +154,7 @@ func TestInlineAnswersToABurstAllArrive(t *testing.T) {
 	for range burst {
 		f := r.read() // answers may come in any order; none may be missing
 		var out echoMsg
-		if f.Type != proto.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || json.Unmarshal(f.Payload, &out) != nil || out.N != int(f.ID) {
+		if f.Type != proto.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
 			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", proto.DescribeFrame(f), id+1, id+burst)
 		}
 		seen[f.ID] = true

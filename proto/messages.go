@@ -66,6 +66,45 @@ func Ops() []Op {
 		OpPayeeDelete, OpChatOpen, OpChatList, OpChatSend, OpChatHistory, OpSubscribe}
 }
 
+// bodyTypes maps each operation to its request and response types (the
+// table of PROTOCOL.md §9; TestOpBodyTypesMatchSpec holds the two to each
+// other). EVENT bodies are always Event.
+var bodyTypes = map[Op]struct{ req, resp func() any }{
+	OpInfo:           {newOf[InfoRequest], newOf[InfoResponse]},
+	OpSignUp:         {newOf[SignUpRequest], newOf[SignInResponse]},
+	OpSignIn:         {newOf[SignInRequest], newOf[SignInResponse]},
+	OpSessionCheck:   {newOf[SessionRequest], newOf[SessionResponse]},
+	OpSignOut:        {newOf[SessionRequest], newOf[Empty]},
+	OpSignOutAll:     {newOf[SessionRequest], newOf[Empty]},
+	OpAccountsList:   {newOf[SessionRequest], newOf[AccountsResponse]},
+	OpAccountOpen:    {newOf[OpenAccountRequest], newOf[AccountResponse]},
+	OpAccountGet:     {newOf[AccountRequest], newOf[AccountResponse]},
+	OpAccountHistory: {newOf[HistoryRequest], newOf[HistoryResponse]},
+	OpTransferCreate: {newOf[TransferRequest], newOf[TransferResponse]},
+	OpTransferGet:    {newOf[TransferGetRequest], newOf[TransferResponse]},
+	OpPayeesList:     {newOf[SessionRequest], newOf[PayeesResponse]},
+	OpPayeeAdd:       {newOf[PayeeAddRequest], newOf[PayeeResponse]},
+	OpPayeeRename:    {newOf[PayeeRenameRequest], newOf[PayeeResponse]},
+	OpPayeeDelete:    {newOf[PayeeDeleteRequest], newOf[Empty]},
+	OpChatOpen:       {newOf[ChatOpenRequest], newOf[ConversationResponse]},
+	OpChatList:       {newOf[SessionRequest], newOf[ConversationsResponse]},
+	OpChatSend:       {newOf[ChatSendRequest], newOf[MessageResponse]},
+	OpChatHistory:    {newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
+	OpSubscribe:      {newOf[SessionRequest], newOf[Empty]},
+}
+
+func newOf[T any]() any { return new(T) }
+
+// BodyTypes returns new values of op's request and response types, or
+// ok=false for an operation this package does not define.
+func BodyTypes(op Op) (req, resp any, ok bool) {
+	t, ok := bodyTypes[op]
+	if !ok {
+		return nil, nil, false
+	}
+	return t.req(), t.resp(), true
+}
+
 func itoa(n int) string {
 	if n == 0 {
 		return "0"

@@ -2,7 +2,6 @@ package proto_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -14,13 +13,9 @@ import (
 // for a background reader. These tests drive a fake server frame by frame
 // through the hand-overs.
 
-func (r *rawConn) respond(id uint32, v any) {
+func (r *rawConn) respond(id uint32, v proto.WireMarshaler) {
 	r.tb.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		r.tb.Fatal(err)
-	}
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: id, Payload: b})
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: id, Payload: wire(v)})
 }
 
 func (r *rawConn) readRequest() (proto.Frame, echoMsg) {
@@ -35,7 +30,7 @@ func (r *rawConn) readRequest() (proto.Frame, echoMsg) {
 	}
 	var m echoMsg
 	if len(body) > 0 {
-		if err := json.Unmarshal(body, &m); err != nil {
+		if err := unwire(body, &m); err != nil {
 			r.tb.Fatal(err)
 		}
 	}
@@ -160,14 +155,14 @@ func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 		subc <- sub
 	}()
 	fs2, _ := r.readRequest()
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: fs2.ID, Flags: proto.FlagStream, Payload: []byte(`{}`)})
+	r.write(proto.Frame{Type: proto.FrameResponse, ID: fs2.ID, Flags: proto.FlagStream})
 	sub := <-subc
 	if sub == nil {
 		t.FailNow()
 	}
 	defer sub.Close()
 	event := func(id int64) {
-		b, _ := json.Marshal(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: id, Body: "hi"}})
+		b := wire(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: id, Body: "hi"}})
 		r.write(proto.Frame{Type: proto.FrameEvent, ID: fs2.ID, Payload: b})
 	}
 	next := func(id int64) {
@@ -235,8 +230,8 @@ func TestClientLeaderLeavesAPartialFrameToABackgroundReader(t *testing.T) {
 	done := callEcho(c, ctx, 1) // alone: it reads for itself
 	r := fs.next(t)
 	f, m := r.readRequest()
-	b, _ := json.Marshal(m)
-	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: b})
+	m.Text = "long enough to cut in two"
+	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: wire(m)})
 	r.writeBytes(full[:proto.HeaderLen+2])
 	select {
 	case res := <-done:

@@ -2,7 +2,6 @@ package proto
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -37,15 +36,15 @@ type Request struct {
 	Payload []byte // the JSON body; the handler owns it
 }
 
-// Decode decodes the JSON body into v strictly: unknown fields and trailing
-// data are rejected, and an empty body counts as {}. Any failure is an
-// INVALID_ARGUMENT "malformed request body" that can go to the caller as is.
+// Decode decodes the body into v, which must be the operation's request
+// type (a WireUnmarshaler) and must account for every byte of the body.
+// Any failure is an INVALID_ARGUMENT "malformed request body" that can go
+// to the caller as is.
 func (r *Request) Decode(v any) error {
-	p := r.Payload
-	if len(bytes.TrimSpace(p)) == 0 {
-		p = []byte("{}")
-	}
-	if err := unmarshalStrict(p, v); err != nil {
+	if err := unmarshalBody(r.Payload, v); err != nil {
+		if errors.Is(err, errNotWire) {
+			panic("proto: Request.Decode: " + err.Error()) // a handler bug: the server turns it into INTERNAL
+		}
 		return &Error{Code: InvalidArgument, Message: "malformed request body"}
 	}
 	return nil
@@ -1157,7 +1156,7 @@ func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, 
 	}
 	off := c.w.beginFrame()
 	var err error
-	c.w.buf, err = appendJSON(c.w.buf, v)
+	c.w.buf, err = marshalBody(c.w.buf, v)
 	if err == nil && len(c.w.buf)-off-HeaderLen > c.srv.cfg.MaxPayload {
 		err = fmt.Errorf("encoded response of %d bytes is over the %d-byte payload limit", len(c.w.buf)-off-HeaderLen, c.srv.cfg.MaxPayload)
 	}

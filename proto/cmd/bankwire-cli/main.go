@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
 	if *trace {
+		var fd proto.FrameDescriber // decodes answers by the op of their request
 		cfg.Trace = func(sent bool, f proto.Frame) {
 			dir := "<-"
 			if sent {
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			// A trace is for reading the protocol, not for leaking the
 			// password someone signs in with.
-			desc := passwordField.ReplaceAllString(proto.DescribeFrame(f), `"password":"[redacted]"`)
+			desc := passwordField.ReplaceAllString(fd.Describe(f), `"password":"[redacted]"`)
 			fmt.Fprintf(out, "  %s %s\n", dir, desc)
 		}
 	}

@@ -1,0 +1,325 @@
+package proto_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+// bodyTypes lists every body type of messages.go.
+var bodyTypes = []any{
+	proto.Empty{}, proto.InfoRequest{}, proto.InfoResponse{}, proto.ClientInfo{},
+	proto.SignUpRequest{}, proto.SignInRequest{}, proto.Customer{}, proto.SignInResponse{},
+	proto.SessionRequest{}, proto.SessionResponse{}, proto.Account{}, proto.AccountsResponse{},
+	proto.OpenAccountRequest{}, proto.AccountRequest{}, proto.AccountResponse{},
+	proto.HistoryRequest{}, proto.Entry{}, proto.HistoryResponse{},
+	proto.TransferRequest{}, proto.Transfer{}, proto.TransferResponse{}, proto.TransferGetRequest{},
+	proto.Payee{}, proto.PayeesResponse{}, proto.PayeeAddRequest{}, proto.PayeeRenameRequest{},
+	proto.PayeeDeleteRequest{}, proto.PayeeResponse{},
+	proto.Conversation{}, proto.ChatOpenRequest{}, proto.ConversationResponse{}, proto.ConversationsResponse{},
+	proto.ChatSendRequest{}, proto.Message{}, proto.MessageResponse{}, proto.ChatHistoryRequest{},
+	proto.ChatHistoryResponse{}, proto.Event{},
+}
+
+// Every body type survives a round trip with every field set to a value of
+// its own, so a forgotten field or two fields swapped show up; the bytes
+// read back the same with a reflection reader that follows the spec's
+// rules over the fields in declaration order (TestSpecListsWireFields ties
+// that order to PROTOCOL.md); and every prefix of the encoding, and the
+// encoding plus one byte, are rejected.
+func TestMessageTypesWireRoundTrip(t *testing.T) {
+	for _, zero := range bodyTypes {
+		typ := reflect.TypeOf(zero)
+		t.Run(typ.Name(), func(t *testing.T) {
+			in := reflect.New(typ)
+			seq := 0
+			fill(t, in.Elem(), 0, &seq)
+			b := in.Elem().Interface().(proto.WireMarshaler).MarshalWire(nil)
+			out := reflect.New(typ)
+			if err := (&proto.Request{Payload: b}).Decode(out.Interface()); err != nil {
+				t.Fatalf("decode of % x: %v", b, err)
+			}
+			if !reflect.DeepEqual(in.Interface(), out.Interface()) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", out.Elem(), in.Elem())
+			}
+			ref := reflect.New(typ)
+			d := proto.NewDecoder(b)
+			specRead(t, d, ref.Elem())
+			if err := d.End(); err != nil || !reflect.DeepEqual(in.Interface(), ref.Interface()) {
+				t.Fatalf("the codec does not write the fields in declaration order (%v):\n got %+v\nwant %+v", err, ref.Elem(), in.Elem())
+			}
+			for i := range b {
+				if err := (&proto.Request{Payload: b[:i]}).Decode(reflect.New(typ).Interface()); err == nil {
+					t.Fatalf("the first %d of %d bytes decoded", i, len(b))
+				}
+			}
+			if err := (&proto.Request{Payload: append(b, 0)}).Decode(reflect.New(typ).Interface()); err == nil {
+				t.Fatal("a trailing byte was accepted")
+			}
+		})
+	}
+}
+
+// fill sets every field of v to a value no other field has.
+func fill(t *testing.T, v reflect.Value, depth int, seq *int) {
+	if depth > 5 {
+		return
+	}
+	*seq++
+	n := *seq
+	if v.Type() == reflect.TypeOf(time.Time{}) {
+		// Microseconds: the wire's precision.
+		v.Set(reflect.ValueOf(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC).Add(time.Duration(n) * (time.Hour + time.Microsecond))))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				t.Fatalf("%s.%s is unexported", v.Type().Name(), f.Name)
+			}
+			if !f.Anonymous && f.Tag.Get("json") == "" {
+				t.Errorf("%s.%s has no json tag", v.Type().Name(), f.Name)
+			}
+			fill(t, v.Field(i), depth+1, seq)
+		}
+	case reflect.String:
+		v.SetString(fmt.Sprintf("%s-%d-é", v.Type().Name(), n))
+	case reflect.Int, reflect.Int64:
+		v.SetInt(int64(n) * -1234567)
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		fill(t, p.Elem(), depth+1, seq)
+		v.Set(p)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 2, 2)
+		for i := 0; i < 2; i++ {
+			fill(t, s.Index(i), depth+1, seq)
+		}
+		v.Set(s)
+	default:
+		t.Fatalf("fill: unhandled kind %s", v.Kind())
+	}
+}
+
+// specRead reads v the way PROTOCOL.md §10 describes, by reflection over
+// its fields in declaration order.
+func specRead(t *testing.T, d *proto.Decoder, v reflect.Value) {
+	if v.Type() == reflect.TypeOf(time.Time{}) {
+		v.Set(reflect.ValueOf(d.Time()))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			specRead(t, d, v.Field(i))
+		}
+	case reflect.String:
+		v.SetString(d.Text())
+	case reflect.Int, reflect.Int64:
+		v.SetInt(d.Int())
+	case reflect.Bool:
+		v.SetBool(d.Bool())
+	case reflect.Pointer:
+		if d.Bool() {
+			p := reflect.New(v.Type().Elem())
+			specRead(t, d, p.Elem())
+			v.Set(p)
+		}
+	case reflect.Slice:
+		n := d.Count()
+		s := reflect.MakeSlice(v.Type(), n, n)
+		for i := 0; i < n; i++ {
+			specRead(t, d, s.Index(i))
+		}
+		v.Set(s)
+	default:
+		t.Fatalf("specRead: unhandled kind %s", v.Kind())
+	}
+}
+
+// PROTOCOL.md §10 lists, for every body type, its fields in wire order
+// with their forms; this test holds that table to the Go types (whose
+// declaration order the codec follows, see above).
+func TestSpecListsWireFields(t *testing.T) {
+	spec, err := os.ReadFile("PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	row := regexp.MustCompile("(?m)^\\| `(\\w+)`((?:, `\\w+`)*) \\| (.*) \\|$")
+	for _, m := range row.FindAllStringSubmatch(string(spec), -1) {
+		for _, name := range append([]string{m[1]}, regexp.MustCompile("\\w+").FindAllString(m[2], -1)...) {
+			rows[name] = m[3]
+		}
+	}
+	item := regexp.MustCompile("`(\\w+)` (optional \\w+|list of \\w+|\\w+)")
+	for _, zero := range bodyTypes {
+		typ := reflect.TypeOf(zero)
+		cells, ok := rows[typ.Name()]
+		if !ok {
+			t.Errorf("PROTOCOL.md §10 has no row for %s", typ.Name())
+			continue
+		}
+		var got []string
+		if cells != "nothing (0 bytes)" {
+			for _, cell := range strings.Split(cells, " · ") {
+				m := item.FindStringSubmatch(cell)
+				if m == nil || !strings.HasPrefix(cell, m[0]) {
+					t.Errorf("%s: cannot read %q", typ.Name(), cell)
+					continue
+				}
+				got = append(got, m[1]+" "+m[2])
+			}
+		}
+		if want := wireFields(typ); !slices(got, want) {
+			t.Errorf("PROTOCOL.md §10 %s:\n got %q\nwant %q", typ.Name(), got, want)
+		}
+	}
+}
+
+// wireFields lists a struct's fields as PROTOCOL.md names them: JSON-style
+// name and form, embedded structs flattened.
+func wireFields(typ reflect.Type) []string {
+	var out []string
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		if f.Anonymous {
+			out = append(out, wireFields(f.Type)...)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		out = append(out, name+" "+form(f.Type))
+	}
+	return out
+}
+
+func form(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(time.Time{}):
+		return "time"
+	case t.Kind() == reflect.String:
+		return "string"
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
+		return "int"
+	case t.Kind() == reflect.Bool:
+		return "bool"
+	case t.Kind() == reflect.Slice:
+		return "list of " + t.Elem().Name()
+	case t.Kind() == reflect.Pointer:
+		return "optional " + t.Elem().Name()
+	default:
+		return t.Name()
+	}
+}
+
+func slices(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+// The decoder's primitives on hostile input: every rejection, and that a
+// rejected read leaves zero values and a sticky error.
+func TestDecoderRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []byte
+		read func(d *proto.Decoder)
+		want string
+	}{
+		{"empty int", nil, func(d *proto.Decoder) { d.Int() }, "truncated int"},
+		{"cut varint", []byte{0x80}, func(d *proto.Decoder) { d.Int() }, "truncated int"},
+		{"padded varint", []byte{0x81, 0x00}, func(d *proto.Decoder) { d.Int() }, "not in its shortest form"},
+		{"varint past 64 bits", append(bytes.Repeat([]byte{0xff}, 9), 0x7f), func(d *proto.Decoder) { d.Int() }, "overflows 64 bits"},
+		{"bool 2", []byte{2}, func(d *proto.Decoder) { d.Bool() }, "bool byte 2"},
+		{"no bool", nil, func(d *proto.Decoder) { d.Bool() }, "missing bool"},
+		{"string past the end", []byte{3, 'a', 'b'}, func(d *proto.Decoder) { d.Text() }, "string of 3 bytes, 2 left"},
+		{"huge string", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, func(d *proto.Decoder) { d.Text() }, "string of 4294967295 bytes, 0 left"},
+		{"not UTF-8", []byte{2, 0xc3, 0x28}, func(d *proto.Decoder) { d.Text() }, "not UTF-8"},
+		{"count past the end", []byte{5, 1, 1}, func(d *proto.Decoder) { d.Count() }, "list of 5 elements, 2 bytes left"},
+		{"int past Go int", []byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, func(d *proto.Decoder) { d.IntN() }, ""},
+	}
+	for _, c := range cases {
+		d := proto.NewDecoder(c.in)
+		c.read(d)
+		err := d.Err()
+		if c.want == "" { // only on 32-bit platforms
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+			continue
+		}
+		if s := d.Text(); s != "" || d.Int() != 0 || d.Bool() || d.Err() != err {
+			t.Errorf("%s: reads after an error are not zero, or the error changed", c.name)
+		}
+	}
+	// Invalid UTF-8 is replaced on the way out, so a sender cannot make a
+	// body malformed with a stray byte in a string.
+	if d := proto.NewDecoder(proto.AppendString(nil, "a\xffb")); d.Text() != "a\uFFFDb" || d.End() != nil {
+		t.Error("invalid UTF-8 was not replaced by the encoder")
+	}
+	// The zero time survives (IsZero), and so do times before 1970.
+	for _, tm := range []time.Time{{}, time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)} {
+		d := proto.NewDecoder(proto.AppendTime(nil, tm))
+		if got := d.Time(); !got.Equal(tm) || got.IsZero() != tm.IsZero() || d.End() != nil {
+			t.Errorf("time %v came back as %v (%v)", tm, got, d.End())
+		}
+	}
+}
+
+// A list count is checked against the bytes left; one that passes that
+// check but lies ends the decode at the element that runs out of bytes,
+// without keeping the elements decoded so far.
+func TestListCountLies(t *testing.T) {
+	b := proto.AppendCount(nil, 1000)
+	b = append(b, make([]byte, 1000)...) // 1000 bytes: enough for the count check, not for 1000 accounts
+	var out proto.AccountsResponse
+	if err := (&proto.Request{Payload: b}).Decode(&out); err == nil || out.Accounts != nil {
+		t.Fatalf("decoded %d accounts, err %v", len(out.Accounts), err)
+	}
+	allocs := testing.AllocsPerRun(10, func() {
+		var out proto.AccountsResponse
+		_ = (&proto.Request{Payload: b}).Decode(&out)
+	})
+	// The 1000 bytes hold 200 empty accounts (5 one-byte fields each):
+	// a few slice growths, not one allocation per account.
+	if allocs > 50 {
+		t.Fatalf("%v allocations for a lying count", allocs)
+	}
+}
+
+// PROTOCOL.md §9 names each operation's request and response types;
+// BodyTypes (which FrameDescriber decodes with) must agree, for every op.
+func TestOpBodyTypesMatchSpec(t *testing.T) {
+	spec, err := os.ReadFile("PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| (\\d+) \\| `([\\w.]+)` \\| `(\\w+)` → `(\\w+)`")
+	seen := 0
+	for _, m := range row.FindAllStringSubmatch(string(spec), -1) {
+		var n int
+		fmt.Sscan(m[1], &n)
+		op := proto.Op(n)
+		req, resp, ok := proto.BodyTypes(op)
+		if !ok || op.String() != m[2] {
+			t.Errorf("§9 op %d %s: BodyTypes knows it %v, named %s", n, m[2], ok, op)
+			continue
+		}
+		if got := reflect.TypeOf(req).Elem().Name() + " → " + reflect.TypeOf(resp).Elem().Name(); got != m[3]+" → "+m[4] {
+			t.Errorf("op %s: BodyTypes says %s, §9 says %s → %s", op, got, m[3], m[4])
+		}
+		seen++
+	}
+	if seen != len(proto.Ops()) {
+		t.Errorf("§9 lists %d operations, the package defines %d", seen, len(proto.Ops()))
+	}
+}
