@@ -820,7 +820,7 @@ func (s *Subscription) finish(err error) {
 	})
 }
 
-// Next blocks for the next event and decodes its JSON into v. It returns
+// Next blocks for the next event and decodes it into v. It returns
 // UNAVAILABLE when the connection is lost or the server shuts down, CANCELED
 // after Close, io.EOF when the server ended the stream normally, and the
 // server's error if it ended the stream with one. Events that arrived before

@@ -1,6 +1,7 @@
 // Package proto is the bankwire wire protocol between the web tier and the
-// app tier: a small binary framing over TCP (optionally TLS) carrying JSON
-// operation bodies, with a server-first handshake, a shared secret,
+// app tier: a small binary framing over TCP (optionally TLS) carrying
+// operation bodies in a compact binary encoding (wire.go), with a
+// server-first JSON handshake, a shared secret,
 // multiplexed requests with deadlines and cancellation, server push for
 // subscriptions, liveness pings and graceful drain.
 //

@@ -219,7 +219,7 @@ func (f *Framer) WriteFrame(fr Frame) error {
 
 // RequestHeader is the binary prefix of a REQUEST payload:
 //
-//	op u16 | deadline_ms u32 | trace_len u8 | trace bytes | JSON body
+//	op u16 | deadline_ms u32 | trace_len u8 | trace bytes | body
 type RequestHeader struct {
 	Op         Op
 	DeadlineMs uint32 // relative deadline in milliseconds; 0 means none
@@ -243,7 +243,7 @@ func AppendRequest(dst []byte, h RequestHeader, body []byte) []byte {
 	return append(dst, body...)
 }
 
-// ParseRequest splits a REQUEST payload into its prefix and JSON body. The
+// ParseRequest splits a REQUEST payload into its prefix and body. The
 // body aliases p.
 func ParseRequest(p []byte) (RequestHeader, []byte, error) {
 	if len(p) < requestPrefixLen {

@@ -127,8 +127,9 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// Payloads of REQUEST, RESPONSE and EVENT frames are JSON objects of the
-// types below. Money is always an integer count of minor units (int64) plus
+// Bodies of REQUEST, RESPONSE and EVENT frames are the types below, in the
+// wire encoding of messages_wire.go (PROTOCOL.md §10); the json tags name
+// the fields in PROTOCOL.md and in the terminal client's trace. Money is always an integer count of minor units (int64) plus
 // an ISO 4217 currency code, except in TransferRequest.Amount, which is the
 // decimal string the customer typed ("12.34"), parsed by the app tier.
 
@@ -151,8 +152,8 @@ type InfoResponse struct {
 
 // ClientInfo describes the browser behind a sign-in or sign-up, as seen by
 // the web tier. IP is what the app tier throttles on. (It is not named Client
-// because proto.Client is the protocol client; the JSON is unchanged: its
-// fields appear inline in the request object.)
+// because proto.Client is the protocol client. Its fields are inline in the
+// requests that embed it.)
 type ClientInfo struct {
 	IP        string `json:"client_ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`

@@ -33,7 +33,7 @@ type Request struct {
 	Op      Op
 	ID      uint32
 	TraceID string
-	Payload []byte // the JSON body; the handler owns it
+	Payload []byte // the body (decode it with Decode); the handler owns it
 }
 
 // Decode decodes the body into v, which must be the operation's request
@@ -50,9 +50,10 @@ func (r *Request) Decode(v any) error {
 	return nil
 }
 
-// HandlerFunc serves one operation. The returned value is JSON-encoded into
-// the RESPONSE; a returned *Error goes to the caller as is; any other error
-// is logged and the caller gets INTERNAL "internal error".
+// HandlerFunc serves one operation. The returned value (a WireMarshaler,
+// or nil for Empty) is encoded into the RESPONSE; a returned *Error goes
+// to the caller as is; any other error is logged and the caller gets
+// INTERNAL "internal error".
 type HandlerFunc func(ctx context.Context, req *Request) (any, error)
 
 // StreamHandlerFunc serves a streaming operation (a subscription). It calls
@@ -224,8 +225,8 @@ const workerIdle = 10 * time.Second
 
 // dispatch runs j on an idle handler goroutine if one is waiting, else on a
 // new one. Reusing goroutines keeps their grown stacks: a fresh goroutine
-// per request spends a tenth of its CPU growing its stack while decoding
-// JSON. The number of goroutines is still bounded by the requests in
+// per request spent a tenth of its CPU growing its stack while decoding
+// JSON bodies (measured before bodies became binary). The number of goroutines is still bounded by the requests in
 // flight (MaxConns × MaxInFlight); idle ones exit after workerIdle or when
 // the server closes.
 func (s *Server) dispatch(j job) {

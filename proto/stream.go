@@ -24,7 +24,7 @@ type Stream struct {
 // errStreamState is returned when Accept or Send are called out of order.
 var errStreamState = errors.New("proto: stream not open")
 
-// Accept sends the RESPONSE (v encoded as JSON; nil is {}) that opens the
+// Accept sends the RESPONSE (v in the wire encoding; nil is Empty) that opens the
 // stream. It may be called once, before any Send.
 func (s *Stream) Accept(v any) error {
 	s.mu.Lock()
@@ -43,7 +43,7 @@ func (s *Stream) Accept(v any) error {
 	return nil
 }
 
-// Send sends one EVENT frame with v encoded as JSON. It fails once the
+// Send sends one EVENT frame with v in the wire encoding. It fails once the
 // stream's context is done (client CANCEL, connection lost, shutdown) or a
 // write failed; a handler should then return.
 func (s *Stream) Send(v any) error {
