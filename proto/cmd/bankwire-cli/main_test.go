@@ -147,7 +147,9 @@ func TestInteractiveSessionWithTrace(t *testing.T) {
 	}
 	for _, want := range []string{
 		"<- HELLO id=0", "-> AUTH id=0", "secret=<6 bytes>", "<- READY id=0",
-		"-> REQUEST id=1", "op=signin", "<- RESPONSE id=1",
+		"-> REQUEST id=1", `op=signin deadline_ms=`, `body={"username":"alice","password":"[redacted]"`,
+		// Answers are decoded by the op of their request.
+		"<- RESPONSE id=1", `op=signin body={"token":`,
 		"bankwire> ", `unknown command "bogus"`,
 		"error: NOT_FOUND: No customer with that username. (username)",
 		"signed out alice",
