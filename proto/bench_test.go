@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"io"
 	"net"
 	"sync"
@@ -15,10 +14,11 @@ import (
 )
 
 // The benchmarks compare the protocol with the simplest thing that could
-// work: a raw TCP echo of length-prefixed messages (u32 length + bytes), no
-// framing header, no JSON, no multiplexing. Both run in the same benchmark
-// function on the same machine at the same moment, so the ratio survives a
-// noisy, shared CPU better than absolute numbers do.
+// work: a raw TCP echo of length-prefixed messages (u32 length + bytes),
+// carrying the protocol's body bytes with no framing header, no body
+// encoding and no multiplexing. Both run in the same benchmark function on
+// the same machine at the same moment, so the ratio survives a noisy,
+// shared CPU better than absolute numbers do.
 //
 //	go test -run '^$' -bench . -benchmem -benchtime 20000x ./proto/
 
@@ -144,7 +144,7 @@ func interleave(b *testing.B, raw, proto func(n int)) (rawDur, protoDur time.Dur
 
 // BenchmarkSequential: one caller, one connection, one round trip at a time.
 func BenchmarkSequential(b *testing.B) {
-	msg, _ := json.Marshal(benchMsg)
+	msg := wire(benchMsg) // the raw echo carries the same body bytes
 	raw := dialRawEcho(b, startRawEcho(b), msg)
 	c := benchServerAndClient(b, 1)
 	ctx := context.Background()
@@ -171,7 +171,7 @@ func BenchmarkSequential(b *testing.B) {
 // multiplexed connections) against 64 raw echo connections, one per caller.
 func BenchmarkConcurrent64(b *testing.B) {
 	const callers = 64
-	msg, _ := json.Marshal(benchMsg)
+	msg := wire(benchMsg) // the raw echo carries the same body bytes
 	addr := startRawEcho(b)
 	raws := make([]*rawEchoClient, callers)
 	for i := range raws {

@@ -35,9 +35,11 @@ type ClientConfig struct {
 	LookupHost func(ctx context.Context, host string) ([]string, error)
 
 	// Trace, when set, sees every frame this client sends (sent=true) or
-	// receives, after the handshake and including it. For debugging tools
-	// such as the terminal client's -trace flag; it must not block.
-	Trace func(sent bool, f Frame)
+	// receives, the handshake included. conn names the connection (its
+	// local address): request ids are per connection, and a client may
+	// hold several. For debugging tools such as the terminal client's
+	// -trace flag; it must not block.
+	Trace func(conn string, sent bool, f Frame)
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -145,8 +147,11 @@ func (c *Client) Close() error {
 
 var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
 
-// Call sends one request and decodes the RESPONSE into resp (which may be
-// nil). Errors are *Error: the server's per-request error, DEADLINE_EXCEEDED
+// Call sends one request and decodes the RESPONSE into resp. req is the
+// operation's request type (a WireMarshaler; nil sends an empty body) and
+// resp a pointer to its response type (a WireUnmarshaler) or nil; another
+// type fails INVALID_ARGUMENT before anything is sent. Errors are *Error:
+// the server's per-request error, DEADLINE_EXCEEDED
 // or CANCELED from ctx, or UNAVAILABLE when no server could be reached or
 // the connection was lost after the request may have started.
 //
@@ -159,6 +164,11 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 			bodyPool.Put(bp)
 		}
 	}()
+	if _, ok := resp.(WireUnmarshaler); resp != nil && !ok {
+		// Before sending: the request must not be carried out for an
+		// answer that cannot be read.
+		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, errNotWire)}
+	}
 	body, err := marshalBody((*bp)[:0], req)
 	*bp = body // the frame holds a copy: the buffer is free once Call returns
 	if err != nil {
@@ -806,7 +816,12 @@ func (c *Client) dial(ep *endpoint) (*clientConn, error) {
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	hello, ready, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, c.cfg.Trace)
+	var trace func(sent bool, f Frame)
+	if t := c.cfg.Trace; t != nil {
+		conn := nc.LocalAddr().String()
+		trace = func(sent bool, f Frame) { t(conn, sent, f) }
+	}
+	hello, ready, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, trace)
 	stop()
 	if err != nil {
 		nc.Close()
@@ -818,6 +833,7 @@ func (c *Client) dial(ep *endpoint) (*clientConn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	cc := newClientConn(c, ep, nc, fr, hello, ready)
+	cc.trace = trace
 	cc.mu.Lock()
 	cc.releaseLocked() // a reader starts once the connection has been idle a moment
 	cc.mu.Unlock()

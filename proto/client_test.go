@@ -109,7 +109,7 @@ func TestClientUndecodableFromServer(t *testing.T) {
 	fs := startFake(t, proto.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 
-	// A RESPONSE whose JSON does not decode fails that call only.
+	// A RESPONSE whose body does not decode fails that call only.
 	done := callAsync(c, context.Background(), opEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()

@@ -50,6 +50,7 @@ type clientConn struct {
 	w     *frameWriter
 	hello Hello
 	ready Ready
+	trace func(sent bool, f Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
 	pingInterval time.Duration
 	lastRecv     atomic.Int64 // monoNanos
@@ -201,7 +202,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	off := cc.w.beginFrame()
 	cc.w.buf = AppendRequest(cc.w.buf, RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
 	cc.w.endFrame(off, FrameRequest, 0, cl.id)
-	if t := cc.c.cfg.Trace; t != nil {
+	if t := cc.trace; t != nil {
 		t(true, Frame{Type: FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+HeaderLen:]...)})
 	}
 	_ = cc.w.unlockMode(mode) // a failed write closes the conn, which fails the call
@@ -402,7 +403,7 @@ func (cc *clientConn) abandon(cl *call) bool {
 }
 
 func (cc *clientConn) writeTraced(t FrameType, id uint32, payload []byte) error {
-	if tr := cc.c.cfg.Trace; tr != nil {
+	if tr := cc.trace; tr != nil {
 		tr(true, Frame{Type: t, ID: id, Payload: payload})
 	}
 	return cc.w.write(t, 0, id, payload)
@@ -549,7 +550,7 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 	}
 	cc.lastRecv.Store(monoNanos())
 	cc.pinged = false
-	if t := cc.c.cfg.Trace; t != nil {
+	if t := cc.trace; t != nil {
 		t(false, f)
 	}
 	return cc.handle(f)

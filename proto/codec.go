@@ -13,13 +13,13 @@ import jsonv2 "github.com/go-json-experiment/json"
 // Go 1.26; when it graduates, only the import path changes). AUTH comes
 // from a peer that has proven nothing yet, and v2 is the safer reader of
 // hostile input: object names match exactly (v1 folds case, so "SECRET"
-// would fill Secret), a duplicate name is an error (v1 keeps the last
-// one, so two parsers can disagree about one greeting), and invalid UTF-8
-// is an error (v1 replaces it silently).
+// would fill Secret; v2 skips it as an unknown name), a duplicate name is
+// an error (v1 keeps the last one, so two parsers can disagree about one
+// greeting), and invalid UTF-8 is an error (v1 replaces it silently).
 
 var handshakeOpts = jsonv2.RejectUnknownMembers(false)
 
 // unmarshalHandshake decodes exactly one JSON value into v, ignoring
-// unknown names, and rejecting duplicate names, names that differ from a
-// field's only in case, invalid UTF-8 and trailing data.
+// unknown names (a name that differs from a field's only in case is one),
+// and rejecting duplicate names, invalid UTF-8 and trailing data.
 func unmarshalHandshake(p []byte, v any) error { return jsonv2.Unmarshal(p, v, handshakeOpts) }

@@ -172,10 +172,12 @@ func FuzzBodyDecode(f *testing.F) {
 		reflect.TypeOf(proto.SignUpRequest{}), reflect.TypeOf(proto.ChatHistoryResponse{}),
 	}
 	for i, typ := range types {
-		v := reflect.New(typ)
-		seq := 0
-		fill(&testing.T{}, v.Elem(), 0, &seq)
-		f.Add(append([]byte{byte(i)}, v.Elem().Interface().(proto.WireMarshaler).MarshalWire(nil)...))
+		for _, flip := range []bool{false, true} {
+			v := reflect.New(typ)
+			seq := 0
+			fill(f, v.Elem(), 0, &seq, flip)
+			f.Add(append([]byte{byte(i)}, v.Elem().Interface().(proto.WireMarshaler).MarshalWire(nil)...))
+		}
 		f.Add(append([]byte{byte(i)}, reflect.Zero(typ).Interface().(proto.WireMarshaler).MarshalWire(nil)...))
 	}
 	f.Add([]byte{0, 0x80, 0x00, 0x00})

@@ -66,36 +66,50 @@ func ParseAuth(p []byte) (Auth, error) {
 // remembers the op of each request and decodes them too).
 func DescribeFrame(f Frame) string { return describeFrame(f, 0) }
 
-// FrameDescriber is DescribeFrame for the frames of one conversation: it
-// remembers the op of each REQUEST it described until that request's
-// terminal frame, so it can decode RESPONSE and EVENT bodies as well. Safe
-// for concurrent use.
+// FrameDescriber is DescribeFrame for the frames of a client's
+// connections: it remembers the op of each REQUEST it described until
+// that request's terminal frame, so it can decode RESPONSE and EVENT
+// bodies as well. Request ids are per connection, so frames are described
+// with the name of their connection (ClientConfig.Trace's conn). Safe for
+// concurrent use.
 type FrameDescriber struct {
 	mu  sync.Mutex
-	ops map[uint32]Op // request ids in flight
+	ops map[connID]Op // requests in flight
 }
 
-// Describe renders f, like DescribeFrame.
-func (d *FrameDescriber) Describe(f Frame) string {
+type connID struct {
+	conn string
+	id   uint32
+}
+
+// Describe renders f, a frame of connection conn, like DescribeFrame.
+func (d *FrameDescriber) Describe(conn string, f Frame) string {
 	d.mu.Lock()
 	var op Op
+	k := connID{conn, f.ID}
 	switch f.Type {
 	case FrameRequest:
 		if h, _, err := ParseRequest(f.Payload); err == nil {
 			if d.ops == nil {
-				d.ops = map[uint32]Op{}
+				d.ops = map[connID]Op{}
 			}
-			d.ops[f.ID] = h.Op
+			d.ops[k] = h.Op
 		}
 	case FrameResponse, FrameEvent:
-		op = d.ops[f.ID]
+		op = d.ops[k]
 		if f.Type == FrameResponse && f.Flags&FlagStream == 0 {
-			delete(d.ops, f.ID)
+			delete(d.ops, k)
 		}
 	case FrameError:
-		delete(d.ops, f.ID)
+		delete(d.ops, k)
 	case FrameReady:
-		clear(d.ops) // a new connection: ids start again
+		// A new connection under this name (the old one's port reused):
+		// its ids start again.
+		for k := range d.ops {
+			if k.conn == conn {
+				delete(d.ops, k)
+			}
+		}
 	}
 	d.mu.Unlock()
 	return describeFrame(f, op)

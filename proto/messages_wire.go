@@ -17,7 +17,11 @@ func (*InfoRequest) UnmarshalWire(*Decoder) {}
 
 // decodeList reads a count and that many elements. The slice grows as
 // elements arrive rather than being made at the announced count, so a
-// count that lies costs no more memory than the bytes that back it.
+// count that lies costs memory in proportion to the elements actually
+// there, not to the count. (A decoded element is bigger than its smallest
+// encoding: a 7-byte Message is a 96-byte struct, so a body of n bytes can
+// become up to about 30n bytes of slices. Only responses carry lists, and
+// the payload limit bounds n.)
 func decodeList[T any, PT interface {
 	*T
 	WireUnmarshaler

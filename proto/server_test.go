@@ -116,7 +116,7 @@ func TestMalformedFramesAfterHandshake(t *testing.T) {
 		{"oversized PING", proto.AppendFrame(nil, proto.Frame{Type: proto.FramePing, Payload: make([]byte, 65)}), proto.ProtocolError},
 		{"truncated header then silence", header(1, proto.FrameRequest, 0, 1, 0)[:5], proto.ProtocolError},
 		{"truncated payload then silence", header(1, proto.FrameRequest, 0, 1, 100), proto.ProtocolError},
-		{"request id zero", proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 0, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, []byte("{}"))}), proto.ProtocolError},
+		{"request id zero", proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 0, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, wire(echoMsg{}))}), proto.ProtocolError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

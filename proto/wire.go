@@ -69,8 +69,11 @@ func (b *RawBody) UnmarshalWire(d *Decoder) {
 var errNotWire = errors.New("type has no wire encoding")
 
 // marshalBody appends the encoding of v (nil encodes as nothing, like
-// Empty).
-func marshalBody(dst []byte, v any) ([]byte, error) {
+// Empty). A MarshalWire that panics, as a value-receiver method called on
+// a typed nil pointer does, is an error here rather than a crash: the
+// server encodes while it holds the connection's write lock, outside the
+// handler's recover.
+func marshalBody(dst []byte, v any) (out []byte, err error) {
 	if v == nil {
 		return dst, nil
 	}
@@ -78,6 +81,11 @@ func marshalBody(dst []byte, v any) ([]byte, error) {
 	if !ok {
 		return dst, fmt.Errorf("%T: %w", v, errNotWire)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = dst, fmt.Errorf("%T: MarshalWire panicked: %v", v, p)
+		}
+	}()
 	return m.MarshalWire(dst), nil
 }
 

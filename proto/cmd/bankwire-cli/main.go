@@ -65,14 +65,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if *trace {
 		var fd proto.FrameDescriber // decodes answers by the op of their request
-		cfg.Trace = func(sent bool, f proto.Frame) {
+		cfg.Trace = func(conn string, sent bool, f proto.Frame) {
 			dir := "<-"
 			if sent {
 				dir = "->"
 			}
 			// A trace is for reading the protocol, not for leaking the
 			// password someone signs in with.
-			desc := passwordField.ReplaceAllString(fd.Describe(f), `"password":"[redacted]"`)
+			desc := passwordField.ReplaceAllString(fd.Describe(conn, f), `"password":"[redacted]"`)
 			fmt.Fprintf(out, "  %s %s\n", dir, desc)
 		}
 	}
