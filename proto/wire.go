@@ -27,8 +27,10 @@ import (
 //
 // Why not JSON, which the handshake still uses: for a small request the
 // four JSON codec calls of a round trip (encode and decode on each side)
-// cost about 3 µs in place, a tenth of a loopback round trip, and this
-// encoding costs a tenth of that. It also leaves a reader less to get
+// cost about 3 µs in place, a tenth of a loopback round trip; this
+// encoding's calls are about 4% of a round trip's CPU samples (perf), and
+// BenchmarkSequential went from 0.77-0.80x to 0.82-0.85x of the raw echo
+// (README, Performance). It also leaves a reader less to get
 // wrong: there are no names to match, no duplicates, no escapes and no
 // number syntax, so the only hostile inputs are lengths and counts, and
 // those are checked against the bytes that are left before anything is
