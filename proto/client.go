@@ -164,7 +164,8 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 			bodyPool.Put(bp)
 		}
 	}()
-	if _, ok := resp.(WireUnmarshaler); resp != nil && !ok {
+	u, ok := resp.(WireUnmarshaler)
+	if resp != nil && !ok {
 		// Before sending: the request must not be carried out for an
 		// answer that cannot be read.
 		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, errNotWire)}
@@ -186,8 +187,8 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 	if err != nil {
 		return err
 	}
-	if resp != nil {
-		if err := unmarshalBody(f.Payload, resp); err != nil {
+	if u != nil {
+		if err := decodeWire(f.Payload, u); err != nil {
 			return &Error{Code: Internal, Message: "undecodable response"}
 		}
 	}

@@ -1,6 +1,11 @@
 package proto
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+)
 
 // Op identifies an operation of the app tier. The numeric values are part of
 // the wire format: a REQUEST frame carries one (see PROTOCOL.md, "Operations").
@@ -39,92 +44,56 @@ const (
 	OpSubscribe Op = 60 // SessionRequest -> Empty, then Event frames
 )
 
-var opNames = map[Op]string{
-	OpInfo: "info", OpSignUp: "signup", OpSignIn: "signin",
-	OpSessionCheck: "session.check", OpSignOut: "signout", OpSignOutAll: "signout.all",
-	OpAccountsList: "accounts.list", OpAccountOpen: "accounts.open",
-	OpAccountGet: "accounts.get", OpAccountHistory: "accounts.history",
-	OpTransferCreate: "transfers.create", OpTransferGet: "transfers.get",
-	OpPayeesList: "payees.list", OpPayeeAdd: "payees.add",
-	OpPayeeRename: "payees.rename", OpPayeeDelete: "payees.delete",
-	OpChatOpen: "chat.open", OpChatList: "chat.list", OpChatSend: "chat.send",
-	OpChatHistory: "chat.history", OpSubscribe: "subscribe",
-}
-
-func (o Op) String() string {
-	if s, ok := opNames[o]; ok {
-		return s
-	}
-	return "op." + itoa(int(o))
-}
-
-// Ops lists every defined operation, in numeric order.
-func Ops() []Op {
-	return []Op{OpInfo, OpSignUp, OpSignIn, OpSessionCheck, OpSignOut, OpSignOutAll,
-		OpAccountsList, OpAccountOpen, OpAccountGet, OpAccountHistory,
-		OpTransferCreate, OpTransferGet, OpPayeesList, OpPayeeAdd, OpPayeeRename,
-		OpPayeeDelete, OpChatOpen, OpChatList, OpChatSend, OpChatHistory, OpSubscribe}
-}
-
-// bodyTypes maps each operation to its request and response types (the
-// table of PROTOCOL.md §9; TestOpBodyTypesMatchSpec holds the two to each
-// other). EVENT bodies are always Event.
-var bodyTypes = map[Op]struct{ req, resp func() any }{
-	OpInfo:           {newOf[InfoRequest], newOf[InfoResponse]},
-	OpSignUp:         {newOf[SignUpRequest], newOf[SignInResponse]},
-	OpSignIn:         {newOf[SignInRequest], newOf[SignInResponse]},
-	OpSessionCheck:   {newOf[SessionRequest], newOf[SessionResponse]},
-	OpSignOut:        {newOf[SessionRequest], newOf[Empty]},
-	OpSignOutAll:     {newOf[SessionRequest], newOf[Empty]},
-	OpAccountsList:   {newOf[SessionRequest], newOf[AccountsResponse]},
-	OpAccountOpen:    {newOf[OpenAccountRequest], newOf[AccountResponse]},
-	OpAccountGet:     {newOf[AccountRequest], newOf[AccountResponse]},
-	OpAccountHistory: {newOf[HistoryRequest], newOf[HistoryResponse]},
-	OpTransferCreate: {newOf[TransferRequest], newOf[TransferResponse]},
-	OpTransferGet:    {newOf[TransferGetRequest], newOf[TransferResponse]},
-	OpPayeesList:     {newOf[SessionRequest], newOf[PayeesResponse]},
-	OpPayeeAdd:       {newOf[PayeeAddRequest], newOf[PayeeResponse]},
-	OpPayeeRename:    {newOf[PayeeRenameRequest], newOf[PayeeResponse]},
-	OpPayeeDelete:    {newOf[PayeeDeleteRequest], newOf[Empty]},
-	OpChatOpen:       {newOf[ChatOpenRequest], newOf[ConversationResponse]},
-	OpChatList:       {newOf[SessionRequest], newOf[ConversationsResponse]},
-	OpChatSend:       {newOf[ChatSendRequest], newOf[MessageResponse]},
-	OpChatHistory:    {newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
-	OpSubscribe:      {newOf[SessionRequest], newOf[Empty]},
+// ops is the table of operations (PROTOCOL.md §9; TestOpBodyTypesMatchSpec
+// holds the two to each other): each one's name and its request and
+// response types. EVENT bodies are always Event.
+var ops = map[Op]struct {
+	name      string
+	req, resp func() any
+}{
+	OpInfo:           {"info", newOf[InfoRequest], newOf[InfoResponse]},
+	OpSignUp:         {"signup", newOf[SignUpRequest], newOf[SignInResponse]},
+	OpSignIn:         {"signin", newOf[SignInRequest], newOf[SignInResponse]},
+	OpSessionCheck:   {"session.check", newOf[SessionRequest], newOf[SessionResponse]},
+	OpSignOut:        {"signout", newOf[SessionRequest], newOf[Empty]},
+	OpSignOutAll:     {"signout.all", newOf[SessionRequest], newOf[Empty]},
+	OpAccountsList:   {"accounts.list", newOf[SessionRequest], newOf[AccountsResponse]},
+	OpAccountOpen:    {"accounts.open", newOf[OpenAccountRequest], newOf[AccountResponse]},
+	OpAccountGet:     {"accounts.get", newOf[AccountRequest], newOf[AccountResponse]},
+	OpAccountHistory: {"accounts.history", newOf[HistoryRequest], newOf[HistoryResponse]},
+	OpTransferCreate: {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
+	OpTransferGet:    {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
+	OpPayeesList:     {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
+	OpPayeeAdd:       {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
+	OpPayeeRename:    {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
+	OpPayeeDelete:    {"payees.delete", newOf[PayeeDeleteRequest], newOf[Empty]},
+	OpChatOpen:       {"chat.open", newOf[ChatOpenRequest], newOf[ConversationResponse]},
+	OpChatList:       {"chat.list", newOf[SessionRequest], newOf[ConversationsResponse]},
+	OpChatSend:       {"chat.send", newOf[ChatSendRequest], newOf[MessageResponse]},
+	OpChatHistory:    {"chat.history", newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
+	OpSubscribe:      {"subscribe", newOf[SessionRequest], newOf[Empty]},
 }
 
 func newOf[T any]() any { return new(T) }
 
+func (o Op) String() string {
+	if t, ok := ops[o]; ok {
+		return t.name
+	}
+	return "op." + strconv.Itoa(int(o))
+}
+
+// Ops lists every defined operation, in numeric order.
+func Ops() []Op { return slices.Sorted(maps.Keys(ops)) }
+
 // BodyTypes returns new values of op's request and response types, or
 // ok=false for an operation this package does not define.
 func BodyTypes(op Op) (req, resp any, ok bool) {
-	t, ok := bodyTypes[op]
+	t, ok := ops[op]
 	if !ok {
 		return nil, nil, false
 	}
 	return t.req(), t.resp(), true
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
 }
 
 // Bodies of REQUEST, RESPONSE and EVENT frames are the types below, in the

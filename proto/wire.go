@@ -97,6 +97,12 @@ func unmarshalBody(p []byte, v any) error {
 	if !ok {
 		return fmt.Errorf("%T: %w", v, errNotWire)
 	}
+	return decodeWire(p, u)
+}
+
+// decodeWire is unmarshalBody for a caller that already holds the
+// WireUnmarshaler.
+func decodeWire(p []byte, u WireUnmarshaler) error {
 	// Pooled: a Decoder handed to an interface method escapes, and would
 	// be an allocation per body.
 	d := decoderPool.Get().(*Decoder)

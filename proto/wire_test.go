@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -205,7 +206,7 @@ func TestSpecListsWireFields(t *testing.T) {
 				got = append(got, m[1]+" "+m[2])
 			}
 		}
-		if want := wireFields(typ); !slices(got, want) {
+		if want := wireFields(typ); !slices.Equal(got, want) {
 			t.Errorf("PROTOCOL.md §10 %s:\n got %q\nwant %q", typ.Name(), got, want)
 		}
 	}
@@ -245,8 +246,6 @@ func form(t reflect.Type) string {
 		return t.Name()
 	}
 }
-
-func slices(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
 
 // The decoder's primitives on hostile input: every rejection, and that a
 // rejected read leaves zero values and a sticky error.
