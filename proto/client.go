@@ -93,6 +93,11 @@ type Client struct {
 	closed    bool
 
 	rr atomic.Uint64
+
+	// reresolve asks resolveLoop for an early lookup: every endpoint is
+	// down, and an app tier may have come back at a new address. nil when
+	// every address is an IP literal.
+	reresolve chan struct{}
 }
 
 type target struct {
@@ -123,6 +128,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if needResolve {
+		c.reresolve = make(chan struct{}, 1)
 		c.wg.Add(1)
 		go c.resolveLoop()
 	}
@@ -272,7 +278,10 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 				return Frame{}, errBusy
 			}
 			if sub == nil {
-				if spare = c.connWithRoom(); spare == nil {
+				if cancel == nil {
+					ctx, cancel = withDeadline(ctx, dl)
+				}
+				if spare = c.connWithRoom(ctx); spare == nil {
 					return Frame{}, errBusy
 				}
 			}
@@ -304,10 +313,10 @@ func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
 // capacity, not the caller's throttle.
 var errBusy = &Error{Code: Unavailable, Message: "app tier busy: every connection is at its max_in_flight"}
 
-// connWithRoom returns a ready unary connection of an up endpoint that may
-// take another request, or nil. It dials nothing: a full connection means
-// its endpoint is connected, and the pool's size is ConnsPerAddr.
-func (c *Client) connWithRoom() *clientConn {
+// connWithRoom returns a unary connection of an up endpoint that may take
+// another request: a ready one, else one dialed into an empty slot (the
+// pool's size is ConnsPerAddr). nil when there is none.
+func (c *Client) connWithRoom(ctx context.Context) *clientConn {
 	p := c.snap.Load()
 	if p == nil {
 		return nil
@@ -321,6 +330,14 @@ func (c *Client) connWithRoom() *clientConn {
 		}
 		for j := range ep.fast {
 			if cc := ep.fast[j].Load(); cc != nil && cc.hasRoom() {
+				return cc
+			}
+		}
+	}
+	for i := range eps {
+		ep := eps[(start+uint64(i))%uint64(len(eps))]
+		if ep.up.Load() {
+			if cc := ep.fillSlot(ctx); cc != nil && cc.hasRoom() {
 				return cc
 			}
 		}
@@ -479,6 +496,12 @@ func (c *Client) pickFrom(ctx context.Context, next pickNext, get func(ep *endpo
 			}
 		}
 	}
+	if c.reresolve != nil {
+		select {
+		case c.reresolve <- struct{}{}:
+		default:
+		}
+	}
 	if lastErr != nil {
 		return nil, unavailable(lastErr)
 	}
@@ -543,15 +566,27 @@ func (c *Client) resolveLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.ResolveInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-			c.resolve(c.ctx)
+		case <-c.reresolve:
+			// Every endpoint is down: look again early, but at most
+			// every reresolveMin.
+			if wait := reresolveMin - time.Since(last); wait > 0 && sleepCtx(c.ctx, wait) != nil {
+				return
+			}
 		}
+		c.resolve(c.ctx)
+		last = time.Now()
 	}
 }
+
+// reresolveMin is the shortest time between two lookups asked for because
+// every endpoint is down.
+const reresolveMin = 500 * time.Millisecond
 
 // resolve looks every target up again and updates the endpoint set: new
 // addresses become endpoints, vanished ones are retired (closed once idle).
@@ -771,6 +806,27 @@ func (ep *endpoint) startDialLocked(i int) chan struct{} {
 		close(ch)
 	}()
 	return ch
+}
+
+// fillSlot dials an empty connection slot (or joins its dial) and returns
+// the new connection; nil if every slot is taken or the dial failed.
+func (ep *endpoint) fillSlot(ctx context.Context) *clientConn {
+	ep.mu.Lock()
+	i := slices.Index(ep.conns, nil)
+	if i < 0 || ep.retired {
+		ep.mu.Unlock()
+		return nil
+	}
+	wait := ep.startDialLocked(i)
+	ep.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.conns[i]
 }
 
 func (ep *endpoint) markUpLocked() {

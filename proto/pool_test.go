@@ -359,3 +359,87 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 		t.Fatalf("servers refused %d requests as over max_in_flight", n)
 	}
 }
+
+// The flood that used to take a web tier offline, at the default limits:
+// 300 streams open from one client, and still all 2 × 128 request slots
+// of its unary connections take calls at once.
+func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
+	var obs opCounter
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{Observe: obs.observe}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+	for i := 0; i < 300; i++ {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s, err := c.Subscribe(sctx, opStream, echoMsg{})
+		cancel()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		defer s.Close()
+	}
+	if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	open := fx.shutGate()
+	defer open()
+	const n = 2 * proto.DefaultMaxInFlight
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() { results <- c.Call(ctx, opGate, nil, nil) }()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-fx.started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d calls reached the server with 300 streams open", i, n)
+		}
+	}
+	open()
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-results:
+			if err != nil {
+				t.Fatalf("call with 300 streams open: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a gated call never returned")
+		}
+	}
+	if r := obs.get(proto.ResourceExhausted); r != 0 {
+		t.Fatalf("the server refused %d requests as over max_in_flight", r)
+	}
+}
+
+// When every endpoint is down, the client looks its host names up again
+// early (not only every ResolveInterval): an app tier that came back at a
+// new address is found at once.
+func TestClientReresolvesWhenEveryEndpointIsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no 127.0.0.2 loopback: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	var ip atomic.Value
+	ip.Store("127.0.0.1") // the old address: nothing listens there on this port
+	c := newClient(t, proto.ClientConfig{
+		Addrs:           []string{net.JoinHostPort("apptier", port)},
+		ResolveInterval: time.Hour,
+		LookupHost: func(ctx context.Context, host string) ([]string, error) {
+			return []string{ip.Load().(string)}, nil
+		},
+	})
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Call(ctx, opEcho, echoMsg{}, nil)
+	}
+	if err := call(); err == nil {
+		t.Skipf("something listens on 127.0.0.1:%s", port)
+	}
+	serveOn(t, ln, proto.ServerConfig{}, newFixture().mux())
+	ip.Store("127.0.0.2")
+	moved := time.Now()
+	waitFor(t, func() bool { return call() == nil })
+	t.Logf("new address found %v after the move", time.Since(moved).Round(time.Millisecond))
+}
