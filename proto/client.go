@@ -799,6 +799,9 @@ func (ep *endpoint) startDialLocked(i int) chan struct{} {
 		} else {
 			ep.dialErr = nil
 			cc.slot = i
+			if old := ep.conns[i]; old != nil {
+				old.retireWhenIdle() // a probe dialed an occupied slot
+			}
 			ep.setSlotLocked(i, cc)
 			ep.markUpLocked()
 		}
@@ -949,7 +952,9 @@ func (ep *endpoint) probe() {
 		ep.mu.Lock()
 		var ch chan struct{}
 		if ep.failures > 0 && !ep.retired {
-			ch = ep.startDialLocked(0)
+			// An empty slot if there is one: a connection that still
+			// works keeps serving its calls.
+			ch = ep.startDialLocked(max(slices.Index(ep.conns, nil), 0))
 		}
 		ep.mu.Unlock()
 		if ch != nil {
