@@ -907,9 +907,10 @@ func (ep *endpoint) dialStream(done chan struct{}) {
 	close(done)
 }
 
-// markDownLocked records a failed dial: the endpoint is skipped until its
-// back-off (exponential with jitter) passes, and a background probe dials
-// it until it answers again.
+// markDownLocked records a failed dial (or an ejection): the endpoint is
+// skipped while others are up, and a background probe dials it after each
+// back-off (exponential with jitter) until it answers again. When every
+// endpoint is down, requests dial it on demand too (see state).
 func (ep *endpoint) markDownLocked(err error) {
 	ep.failures++
 	ep.up.Store(false)
