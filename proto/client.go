@@ -274,7 +274,7 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 		f, err := cc.roundTrip(ctx, op, trace, body, sub, dl)
 		if errors.Is(err, errConnFull) {
 			// Not sent: the app tier announced it would refuse it there.
-			if full++; full > 3 {
+			if full++; full > 8 {
 				return Frame{}, errBusy
 			}
 			if sub == nil {
