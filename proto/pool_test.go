@@ -17,6 +17,7 @@ import (
 type faultProxy struct {
 	ln     net.Listener
 	target string
+	delay  atomic.Int64 // nanoseconds before a new connection is passed on
 
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
@@ -52,6 +53,7 @@ func (p *faultProxy) accept() {
 		if err != nil {
 			return
 		}
+		time.Sleep(time.Duration(p.delay.Load()))
 		up, err := net.Dial("tcp", p.target)
 		if err != nil {
 			down.Close()
@@ -442,4 +444,36 @@ func TestClientReresolvesWhenEveryEndpointIsDown(t *testing.T) {
 	moved := time.Now()
 	waitFor(t, func() bool { return call() == nil })
 	t.Logf("new address found %v after the move", time.Since(moved).Round(time.Millisecond))
+}
+
+// The deadline a REQUEST carries is what the caller has left when it is
+// written (§4.2): time spent waiting for a connection is not handed to the
+// server again.
+func TestRequestCarriesTheRemainingBudget(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	p := startProxy(t, srv.Addr)
+	p.delay.Store(int64(300 * time.Millisecond))
+	var mu sync.Mutex
+	var sent []uint32
+	c := newClient(t, proto.ClientConfig{Addrs: []string{p.addr()}, Trace: func(conn string, out bool, f proto.Frame) {
+		if out && f.Type == proto.FrameRequest {
+			h, _, err := proto.ParseRequest(f.Payload)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			sent = append(sent, h.DeadlineMs)
+			mu.Unlock()
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 || sent[0] == 0 || sent[0] > 700 {
+		t.Fatalf("deadline_ms %v after waiting 300ms for the connection, want one in (0, 700]", sent)
+	}
 }
