@@ -983,14 +983,35 @@ func (ep *endpoint) detach(cc *clientConn) {
 
 // eject takes an endpoint whose server stopped answering out of rotation
 // as if a dial had failed: calls go to other endpoints, and the
-// background probe dials it until it answers again.
+// background probe dials it until it answers again. Its stream
+// connections go to the same server, so each is probed at once rather
+// than at the keepalive's pace; a dead one is closed, which ends its
+// streams with UNAVAILABLE so their subscribers can open them elsewhere.
 func (ep *endpoint) eject(err error) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	if !ep.retired {
-		ep.markDownLocked(err)
+	if ep.retired {
+		return
+	}
+	ep.markDownLocked(err)
+	c := ep.c
+	for _, cc := range ep.streams {
+		c.wg.Add(1) // under mu, after the retired check: Client.Close waits for it
+		go func() {
+			defer c.wg.Done()
+			ctx, cancel := context.WithTimeout(c.ctx, probeTimeout)
+			defer cancel()
+			if cc.ping(ctx) != nil && ctx.Err() != nil && c.ctx.Err() == nil {
+				cc.close(errStreamConnSilent)
+			}
+		}()
 	}
 }
+
+// errStreamConnSilent closes a stream connection that did not answer the
+// PING sent when its endpoint was ejected (not errNotResponding: the
+// endpoint is ejected already).
+var errStreamConnSilent = &Error{Code: Unavailable, Message: "app tier not responding"}
 
 // retire takes the endpoint out of service: its connections stop taking
 // requests and close once idle (or at once when now is set).

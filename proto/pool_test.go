@@ -147,6 +147,19 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 	if onA.get(proto.OK) == 0 || onB.get(proto.OK) == 0 {
 		t.Fatalf("warm-up: %d calls on A, %d on B; want both used", onA.get(proto.OK), onB.get(proto.OK))
 	}
+	// Four streams, opened one after another: round robin puts two on
+	// each tier.
+	var subs []*proto.Subscription
+	for i := 0; i < 4; i++ {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sub, err := c.Subscribe(sctx, opStream, echoMsg{})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
 
 	// Black-hole A under open-loop load (a call every 5 ms, as page
 	// requests keep coming whatever earlier ones wait for), until the
@@ -184,6 +197,27 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 	_, last := p.fromClients()
 	t.Logf("black hole: last byte to the dead tier %v after it went silent; %d calls failed, %d succeeded meanwhile",
 		last.Sub(blackAt).Round(time.Millisecond), failed.Load(), ok.Load())
+
+	// The streams on A were probed when A was ejected and end UNAVAILABLE
+	// (their subscribers can open them elsewhere); those on B stay open.
+	ended := make(chan proto.Code, len(subs))
+	for _, sub := range subs {
+		go func() {
+			nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ended <- proto.ErrorCode(sub.Next(nctx, nil))
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if code := <-ended; code != proto.Unavailable {
+			t.Fatalf("a stream ended %v, want the two on A to end UNAVAILABLE first", code)
+		}
+	}
+	select {
+	case code := <-ended:
+		t.Fatalf("a third stream ended (%v): the streams on B should stay open", code)
+	case <-time.After(100 * time.Millisecond):
+	}
 
 	// Ejected: many more calls, all answered by B, none sent to A.
 	before, _ := p.fromClients()
