@@ -27,6 +27,7 @@ var bodyTypes = []any{
 	proto.OpenAccountRequest{}, proto.AccountRequest{}, proto.AccountResponse{},
 	proto.HistoryRequest{}, proto.Entry{}, proto.HistoryResponse{},
 	proto.TransferRequest{}, proto.Transfer{}, proto.TransferResponse{}, proto.TransferGetRequest{},
+	proto.TransferResolveRequest{}, proto.TransferResolveResponse{},
 	proto.Payee{}, proto.PayeesResponse{}, proto.PayeeAddRequest{}, proto.PayeeRenameRequest{},
 	proto.PayeeDeleteRequest{}, proto.PayeeResponse{},
 	proto.Conversation{}, proto.ChatOpenRequest{}, proto.ConversationResponse{}, proto.ConversationsResponse{},
