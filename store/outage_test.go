@@ -137,3 +137,58 @@ func TestResolveTransfer(t *testing.T) {
 	_, _, err = s.ResolveTransfer(ctx, alice.ID, "", checking.Number, t0)
 	wantInputError(t, err, "idempotency_key")
 }
+
+// TestResolveRacesTransfer: a transfer and the resolution of its key, at
+// the same moment, always agree: either the transfer is made and the key
+// resolves as made (the same transfer), or the key resolves as not made and
+// the transfer is refused. With and without a daily limit (the transfer
+// takes the customer lock only with one).
+func TestResolveRacesTransfer(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.NewStore(t)
+	alice, checking := newCustomer(t, s, "alice")
+	_, bobs := newCustomer(t, s, "bob")
+	fund(t, s, checking.Number, 1_000_000)
+	outcomes := map[string]int{}
+	for i := range 60 {
+		key := fmt.Sprintf("race-%d", i)
+		p := store.TransferParams{CustomerID: alice.ID, IdempotencyKey: key, FromNumber: checking.Number,
+			ToNumber: bobs.Number, Amount: 100, Now: t0}
+		if i%2 == 0 {
+			p.DailyLimit = 1_000_000
+		}
+		var (
+			tr       store.Transfer
+			trErr    error
+			res      store.Transfer
+			made     bool
+			resErr   error
+			start    = make(chan struct{})
+			finished = make(chan struct{}, 2)
+		)
+		go func() { <-start; tr, _, trErr = s.Transfer(ctx, p); finished <- struct{}{} }()
+		go func() {
+			<-start
+			res, made, resErr = s.ResolveTransfer(ctx, alice.ID, key, checking.Number, t0)
+			finished <- struct{}{}
+		}()
+		close(start)
+		<-finished
+		<-finished
+		if resErr != nil {
+			t.Fatalf("%s: resolve: %v", key, resErr)
+		}
+		switch {
+		case trErr == nil && made && res.ID == tr.ID:
+			outcomes["made"]++
+		case errors.Is(trErr, store.ErrKeyVoided) && !made:
+			outcomes["not made"]++
+		default:
+			t.Fatalf("%s: transfer %+v, %v; resolve made=%v %+v", key, tr, trErr, made, res)
+		}
+	}
+	t.Logf("outcomes of 60 races: %v", outcomes)
+	if want := 1_000_000 - 100*int64(outcomes["made"]); balance(t, s, checking.Number) != want {
+		t.Fatalf("balance %d, want %d", balance(t, s, checking.Number), want)
+	}
+}
