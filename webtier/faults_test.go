@@ -185,6 +185,43 @@ func TestFaultsNeverPayTwice(t *testing.T) {
 		}()
 	}
 
+	// A reader: pages other than the transfer must show only the page or
+	// the 503 "briefly unavailable" page, never a 500.
+	var pages, unavailable atomic.Int64
+	var pageErrs []string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		reader := customers[0].b
+		for n := 0; n < 2000; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			req, _ := http.NewRequest(http.MethodGet, s.baseURL+"/accounts", nil)
+			resp, err := reader.c.Do(req)
+			if err != nil {
+				mu.Lock()
+				pageErrs = append(pageErrs, err.Error())
+				mu.Unlock()
+				continue
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			pages.Add(1)
+			switch {
+			case resp.StatusCode == http.StatusOK:
+			case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "The bank is briefly unavailable"):
+				unavailable.Add(1)
+			default:
+				mu.Lock()
+				pageErrs = append(pageErrs, fmt.Sprintf("GET /accounts: %d %s", resp.StatusCode, snippet(string(body))))
+				mu.Unlock()
+			}
+		}
+	}()
+
 	terminate := func() {
 		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 			WHERE datname = current_database() AND application_name = 'bankwire-faults'`); err != nil {
@@ -242,6 +279,10 @@ func TestFaultsNeverPayTwice(t *testing.T) {
 	}
 	t.Logf("%d submits in %v: %d made, %d refused, %d outcome unknown, %d violations",
 		len(subs), runEnd.Sub(runStart).Round(time.Millisecond), counts[made], counts[refused], counts[unknown], counts[violation])
+	t.Logf("%d account pages read, %d of them the 503 page", pages.Load(), unavailable.Load())
+	for _, e := range pageErrs {
+		t.Errorf("account page during the faults: %s", e)
+	}
 
 	// Per fault: submits that started between its injection and the next
 	// fault's.
