@@ -385,7 +385,10 @@ func TestHistoryPagination(t *testing.T) {
 }
 
 func TestTransfers(t *testing.T) {
-	b := newBank(t, apptiertest.WithDailyLimit(50_000))
+	// A fixed clock: the demo history's transfers of "today" count
+	// against the daily limit, and what they are depends on the date.
+	clock := apptiertest.NewClock(time.Date(2025, 3, 10, 0, 30, 0, 0, time.UTC))
+	b := newBank(t, apptiertest.WithDailyLimit(50_000), apptiertest.WithClock(clock.Now))
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
 	aChk, aSav := b.account(alice, "checking"), b.account(alice, "savings")
