@@ -309,11 +309,11 @@ func (s *Server) transferOutcomeUnknown(w http.ResponseWriter, r *http.Request, 
 	if in.toName != "" {
 		d.ToLabel = in.toName + " (" + displayNumber(in.to) + ")"
 	}
-	status := http.StatusServiceUnavailable
-	if statusOf(proto.ErrorCode(err)) != http.StatusServiceUnavailable {
-		status = http.StatusInternalServerError
-	}
-	if status == http.StatusServiceUnavailable {
+	// 503 for an outage; a fault of ours (INTERNAL) stays a 500, but with
+	// this page too: its outcome is just as unknown.
+	status := http.StatusInternalServerError
+	if statusOf(proto.ErrorCode(err)) == http.StatusServiceUnavailable {
+		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
 	}
 	s.render(w, r, status, "transfer_confirm", view{Title: "Check your transfer", Nav: "transfer", Data: d})
@@ -324,20 +324,16 @@ func (s *Server) transferOutcomeUnknown(w http.ResponseWriter, r *http.Request, 
 // customer still gets the confirm-again page for the transfer they sent,
 // not a generic error page.
 func (s *Server) transferSession(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.lookupSession(r); err != nil && proto.ErrorCode(err) != proto.Unauthenticated {
-			in, f, ok := s.readTransfer(w, r)
-			if !ok {
-				return
-			}
-			if f.Invalid() {
-				s.fail(w, r, err)
-				return
-			}
-			s.transferOutcomeUnknown(w, r, in, err)
+	return s.sessionRequired(next, func(w http.ResponseWriter, r *http.Request, err error) {
+		in, f, ok := s.readTransfer(w, r)
+		if !ok {
 			return
 		}
-		s.requireSession(next).ServeHTTP(w, r)
+		if f.Invalid() {
+			s.fail(w, r, err)
+			return
+		}
+		s.transferOutcomeUnknown(w, r, in, err)
 	})
 }
 
