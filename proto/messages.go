@@ -29,6 +29,9 @@ const (
 
 	OpTransferCreate Op = 30 // TransferRequest -> TransferResponse
 	OpTransferGet    Op = 31 // TransferGetRequest -> TransferResponse
+	// OpTransferResolve settles a transfer whose outcome is unknown: made
+	// (the transfer) or not made (and then its key can never make one).
+	OpTransferResolve Op = 32 // TransferResolveRequest -> TransferResolveResponse
 
 	OpPayeesList  Op = 40 // SessionRequest -> PayeesResponse
 	OpPayeeAdd    Op = 41 // PayeeAddRequest -> PayeeResponse
@@ -53,27 +56,28 @@ var ops = map[Op]struct {
 	name      string
 	req, resp func() any
 }{
-	OpInfo:           {"info", newOf[InfoRequest], newOf[InfoResponse]},
-	OpSignUp:         {"signup", newOf[SignUpRequest], newOf[SignInResponse]},
-	OpSignIn:         {"signin", newOf[SignInRequest], newOf[SignInResponse]},
-	OpSessionCheck:   {"session.check", newOf[SessionRequest], newOf[SessionResponse]},
-	OpSignOut:        {"signout", newOf[SessionRequest], newOf[Empty]},
-	OpSignOutAll:     {"signout.all", newOf[SessionRequest], newOf[Empty]},
-	OpAccountsList:   {"accounts.list", newOf[SessionRequest], newOf[AccountsResponse]},
-	OpAccountOpen:    {"accounts.open", newOf[OpenAccountRequest], newOf[AccountResponse]},
-	OpAccountGet:     {"accounts.get", newOf[AccountRequest], newOf[AccountResponse]},
-	OpAccountHistory: {"accounts.history", newOf[HistoryRequest], newOf[HistoryResponse]},
-	OpTransferCreate: {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
-	OpTransferGet:    {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
-	OpPayeesList:     {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
-	OpPayeeAdd:       {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
-	OpPayeeRename:    {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
-	OpPayeeDelete:    {"payees.delete", newOf[PayeeDeleteRequest], newOf[Empty]},
-	OpChatOpen:       {"chat.open", newOf[ChatOpenRequest], newOf[ConversationResponse]},
-	OpChatList:       {"chat.list", newOf[SessionRequest], newOf[ConversationsResponse]},
-	OpChatSend:       {"chat.send", newOf[ChatSendRequest], newOf[MessageResponse]},
-	OpChatHistory:    {"chat.history", newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
-	OpSubscribe:      {"subscribe", newOf[SessionRequest], newOf[Empty]},
+	OpInfo:            {"info", newOf[InfoRequest], newOf[InfoResponse]},
+	OpSignUp:          {"signup", newOf[SignUpRequest], newOf[SignInResponse]},
+	OpSignIn:          {"signin", newOf[SignInRequest], newOf[SignInResponse]},
+	OpSessionCheck:    {"session.check", newOf[SessionRequest], newOf[SessionResponse]},
+	OpSignOut:         {"signout", newOf[SessionRequest], newOf[Empty]},
+	OpSignOutAll:      {"signout.all", newOf[SessionRequest], newOf[Empty]},
+	OpAccountsList:    {"accounts.list", newOf[SessionRequest], newOf[AccountsResponse]},
+	OpAccountOpen:     {"accounts.open", newOf[OpenAccountRequest], newOf[AccountResponse]},
+	OpAccountGet:      {"accounts.get", newOf[AccountRequest], newOf[AccountResponse]},
+	OpAccountHistory:  {"accounts.history", newOf[HistoryRequest], newOf[HistoryResponse]},
+	OpTransferCreate:  {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
+	OpTransferGet:     {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
+	OpTransferResolve: {"transfers.resolve", newOf[TransferResolveRequest], newOf[TransferResolveResponse]},
+	OpPayeesList:      {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
+	OpPayeeAdd:        {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
+	OpPayeeRename:     {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
+	OpPayeeDelete:     {"payees.delete", newOf[PayeeDeleteRequest], newOf[Empty]},
+	OpChatOpen:        {"chat.open", newOf[ChatOpenRequest], newOf[ConversationResponse]},
+	OpChatList:        {"chat.list", newOf[SessionRequest], newOf[ConversationsResponse]},
+	OpChatSend:        {"chat.send", newOf[ChatSendRequest], newOf[MessageResponse]},
+	OpChatHistory:     {"chat.history", newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
+	OpSubscribe:       {"subscribe", newOf[SessionRequest], newOf[Empty]},
 }
 
 func newOf[T any]() any { return new(T) }
@@ -269,6 +273,22 @@ type TransferResponse struct {
 type TransferGetRequest struct {
 	SessionRequest
 	ID int64 `json:"id"`
+}
+
+// TransferResolveRequest asks what became of the caller's transfer with
+// IdempotencyKey, paid from From, after an attempt whose answer was lost.
+type TransferResolveRequest struct {
+	SessionRequest
+	IdempotencyKey string `json:"idempotency_key"`
+	From           string `json:"from"`
+}
+
+// TransferResolveResponse is the final answer about a key: Made with the
+// transfer, or not made, in which case the key is closed and a later
+// transfers.create with it fails FAILED_PRECONDITION (idempotency_key).
+type TransferResolveResponse struct {
+	Made     bool     `json:"made"`
+	Transfer Transfer `json:"transfer"` // zero when not made
 }
 
 // Payee is a saved recipient.

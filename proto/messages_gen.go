@@ -341,6 +341,34 @@ func (t *TransferGetRequest) UnmarshalWire(d *Decoder) {
 	t.ID = d.Int()
 }
 
+// MarshalWire appends the wire encoding of t.
+func (t TransferResolveRequest) MarshalWire(dst []byte) []byte {
+	dst = t.SessionRequest.MarshalWire(dst)
+	dst = AppendString(dst, t.IdempotencyKey)
+	dst = AppendString(dst, t.From)
+	return dst
+}
+
+// UnmarshalWire reads t from d.
+func (t *TransferResolveRequest) UnmarshalWire(d *Decoder) {
+	t.SessionRequest.UnmarshalWire(d)
+	t.IdempotencyKey = d.Text()
+	t.From = d.Text()
+}
+
+// MarshalWire appends the wire encoding of t.
+func (t TransferResolveResponse) MarshalWire(dst []byte) []byte {
+	dst = AppendBool(dst, t.Made)
+	dst = t.Transfer.MarshalWire(dst)
+	return dst
+}
+
+// UnmarshalWire reads t from d.
+func (t *TransferResolveResponse) UnmarshalWire(d *Decoder) {
+	t.Made = d.Bool()
+	t.Transfer.UnmarshalWire(d)
+}
+
 // MarshalWire appends the wire encoding of p.
 func (p Payee) MarshalWire(dst []byte) []byte {
 	dst = AppendInt(dst, p.ID)

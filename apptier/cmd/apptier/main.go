@@ -229,7 +229,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		log.Info("migrations applied")
 	}
-	st := store.New(pool)
+	st := store.New(pool, store.WithLogger(log))
 	app, err := apptier.New(apptier.Config{DailyLimit: limit, IdleTimeout: cfg.idle, AbsoluteTimeout: cfg.absolute,
 		LockAfter: cfg.lockAfter, LockFor: cfg.lockFor, AuditRetention: cfg.auditRetention,
 		SessionRetention: cfg.sessionRetention, PurgeInterval: cfg.purgeInterval, DemoData: cfg.demoData, Logger: log}, st)
