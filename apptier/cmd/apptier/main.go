@@ -50,6 +50,10 @@ type config struct {
 	lockAfter, maxConns                     int
 	tlsCert, tlsKey, logLevel               string
 	shutdownTimeout                         time.Duration
+
+	// dbMaxConns is the PostgreSQL pool size; 0 derives it from the
+	// server's max_connections (store.MaxConnsFor).
+	dbMaxConns int
 }
 
 func env(name, def string) string {
@@ -110,6 +114,7 @@ func parseFlags(name string, args []string) (config, error) {
 	fs.DurationVar(&c.sessionRetention, "session-retention", envDuration("APPTIER_SESSION_RETENTION", 24*time.Hour), "how long ended sessions are kept (APPTIER_SESSION_RETENTION)")
 	fs.DurationVar(&c.purgeInterval, "purge-interval", envDuration("APPTIER_PURGE_INTERVAL", time.Hour), "how often old sessions and sign-in events are deleted (APPTIER_PURGE_INTERVAL)")
 	fs.IntVar(&c.maxConns, "max-conns", envInt("APPTIER_MAX_CONNS", 256), "maximum protocol connections (APPTIER_MAX_CONNS)")
+	fs.IntVar(&c.dbMaxConns, "db-max-conns", envInt("APPTIER_DB_MAX_CONNS", 0), "PostgreSQL pool size; 0 derives it from the server's max_connections (APPTIER_DB_MAX_CONNS)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("APPTIER_TLS_CERT", ""), "TLS certificate file; with -tls-key enables TLS (APPTIER_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("APPTIER_TLS_KEY", ""), "TLS key file (APPTIER_TLS_KEY)")
 	fs.StringVar(&c.logLevel, "log-level", env("APPTIER_LOG_LEVEL", "info"), "debug, info, warn or error (APPTIER_LOG_LEVEL)")
@@ -218,11 +223,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	pool, err := openWithRetry(ctx, cfg.databaseURL, log)
+	pool, err := openWithRetry(ctx, cfg.databaseURL, cfg.dbMaxConns, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	log.Info("database pool", "max_conns", pool.Config().MaxConns)
 	if cfg.migrate {
 		if err := store.Migrate(ctx, pool); err != nil {
 			return fmt.Errorf("migrate: %w", err)
@@ -296,10 +302,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 // openWithRetry connects to PostgreSQL, retrying for a while: in compose the
 // database may still be starting when the app tier does.
-func openWithRetry(ctx context.Context, url string, log *slog.Logger) (*pgxpool.Pool, error) {
+func openWithRetry(ctx context.Context, url string, maxConns int, log *slog.Logger) (*pgxpool.Pool, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		pool, err := store.Open(ctx, url)
+		pool, err := store.Open(ctx, url, store.WithMaxConns(maxConns))
 		if err == nil {
 			if err = pool.Ping(ctx); err == nil {
 				return pool, nil
