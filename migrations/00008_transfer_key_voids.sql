@@ -5,10 +5,12 @@
 -- network or queue must not make the transfer afterwards. So the key is
 -- closed here, and the trigger refuses any transfer that uses a closed key.
 --
--- The resolver takes the customer's row lock (and the from account's), the
--- same locks a transfer takes first, so a transfer in flight either
--- commits before the resolver looks (the answer is "made") or reaches its
--- INSERT after the key is closed (and is refused).
+-- A transfer's insert and the resolver take one transaction-scoped
+-- advisory lock per (customer, key) before they look at the other's table,
+-- so they cannot both miss each other's uncommitted row: a transfer that
+-- got the lock first commits (or fails) before the resolver looks, and the
+-- answer is "made"; one that gets it after the key is closed sees the
+-- closed key, and is refused.
 
 -- +goose Up
 CREATE TABLE transfer_key_voids (
@@ -19,10 +21,16 @@ CREATE TABLE transfer_key_voids (
     CONSTRAINT transfer_key_voids_key_length CHECK (char_length(idempotency_key) BETWEEN 1 AND 64)
 );
 
+-- The advisory lock key of a (customer, idempotency key) pair.
+CREATE FUNCTION transfer_key_lock(customer bigint, key text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN hashtextextended(customer::text || ':' || key, 0);
+
 -- +goose StatementBegin
 CREATE FUNCTION transfers_refuse_voided_key() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(transfer_key_lock(NEW.customer_id, NEW.idempotency_key));
     IF EXISTS (SELECT 1 FROM transfer_key_voids
                 WHERE customer_id = NEW.customer_id AND idempotency_key = NEW.idempotency_key) THEN
         RAISE EXCEPTION 'idempotency key was closed without a transfer'
@@ -39,4 +47,5 @@ CREATE TRIGGER transfers_refuse_voided_key BEFORE INSERT ON transfers
 -- +goose Down
 DROP TRIGGER transfers_refuse_voided_key ON transfers;
 DROP FUNCTION transfers_refuse_voided_key();
+DROP FUNCTION transfer_key_lock(bigint, text);
 DROP TABLE transfer_key_voids;

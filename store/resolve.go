@@ -10,7 +10,7 @@ import (
 )
 
 // transferKeyVoidedConstraint names the refusal of a transfer whose key was
-// closed by ResolveTransfer (migrations/00007_transfer_key_voids.sql).
+// closed by ResolveTransfer (migrations/00008_transfer_key_voids.sql).
 const transferKeyVoidedConstraint = "transfers_key_not_voided"
 
 // ResolveTransfer settles what happened to the transfer that customerID
@@ -24,10 +24,10 @@ const transferKeyVoidedConstraint = "transfers_key_not_voided"
 // the request is still on its way. The answer is final either way, and
 // asking again gives the same answer.
 //
-// It takes the customer's row lock and then the from account's, the locks
-// a transfer takes first and in that order, so a transfer in flight is
-// either committed before the key is looked up or refused after it is
-// closed. Errors: *InputError, ErrNotFound (fromNumber is not the
+// It takes the advisory lock of (customer, key) that a transfer's insert
+// also takes (migrations/00008_transfer_key_voids.sql) before it looks the
+// key up, so a transfer in flight is either committed before the key is
+// looked up or refused after it is closed. Errors: *InputError, ErrNotFound (fromNumber is not the
 // customer's), ErrUnavailable.
 func (s *Store) ResolveTransfer(ctx context.Context, customerID int64, key, fromNumber string, now time.Time) (t Transfer, made bool, err error) {
 	if err := checkText("idempotency_key", key, keyRules); err != nil {
@@ -41,11 +41,11 @@ func (s *Store) ResolveTransfer(ctx context.Context, customerID int64, key, from
 		return Transfer{}, false, inputError("from", "is not a valid account number")
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlLockCustomer, customerID); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(transfer_key_lock($1, $2))`, customerID, key); err != nil {
 			return err
 		}
 		var owner int64
-		err := tx.QueryRow(ctx, `SELECT customer_id FROM accounts WHERE number = $1 FOR NO KEY UPDATE`, fromNumber).Scan(&owner)
+		err := tx.QueryRow(ctx, `SELECT customer_id FROM accounts WHERE number = $1`, fromNumber).Scan(&owner)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && owner != customerID) {
 			return fmt.Errorf("store: resolve transfer: from account: %w", ErrNotFound)
 		}
