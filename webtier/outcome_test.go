@@ -125,47 +125,91 @@ func TestTransferOutcomeUnknownWithoutAppTier(t *testing.T) {
 	}
 }
 
-// commitKiller is a pgx tracer that, while armed, has PostgreSQL terminate
-// the session of a transfer transaction after its last statement, just as
-// its COMMIT is about to be sent.
-type commitKiller struct {
+// sessionKiller is a pgx tracer that, while armed, has PostgreSQL terminate
+// the session of a transfer's writes from inside their transaction. A
+// transfer's writes and their commit reach the server as one batch (one
+// implicit transaction), so there is no moment between its last statement
+// and COMMIT on the wire; instead the test holds a row lock that the batch
+// needs, and the session is terminated while it waits for it, its writes
+// begun and not committed.
+type sessionKiller struct {
 	t      testing.TB
 	admin  *pgxpool.Pool
-	armed  atomic.Int32 // COMMITs still to kill
+	armed  atomic.Int32 // write batches still to kill
 	killed atomic.Int32
-	mu     sync.Mutex
-	writes map[*pgx.Conn]bool // connections inside a transfer transaction
+	wg     sync.WaitGroup
 }
 
-func (k *commitKiller) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	sql := strings.TrimSpace(d.SQL)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	switch {
-	case strings.Contains(sql, "INSERT INTO transfers"):
-		k.writes[conn] = true
-	case strings.EqualFold(sql, "rollback"):
-		delete(k.writes, conn)
-	case strings.EqualFold(sql, "commit") && k.writes[conn]:
-		delete(k.writes, conn)
-		if n := k.armed.Load(); n > 0 && k.armed.CompareAndSwap(n, n-1) {
-			// pg_terminate_backend with a timeout waits until the session is gone.
-			kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			var ok bool
-			if err := k.admin.QueryRow(kctx, `SELECT pg_terminate_backend($1, 5000)`, conn.PgConn().PID()).Scan(&ok); err != nil || !ok {
-				k.t.Errorf("terminate the transfer's session: %v (ok=%v)", err, ok)
-			}
-			k.killed.Add(1)
-		}
+func (k *sessionKiller) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (k *sessionKiller) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData)     {}
+func (k *sessionKiller) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (k *sessionKiller) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+func (k *sessionKiller) TraceBatchStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	writes := false
+	for _, q := range d.Batch.QueuedQueries {
+		writes = writes || strings.Contains(q.SQL, "INSERT INTO transfers")
+	}
+	if n := k.armed.Load(); writes && n > 0 && k.armed.CompareAndSwap(n, n-1) {
+		pid := conn.PgConn().PID()
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			k.killWhenWaiting(pid)
+		}()
 	}
 	return ctx
 }
 
-func (k *commitKiller) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+// killWhenWaiting terminates session pid once it waits for a lock inside a
+// transaction; it gives up, failing the test, after 10 s.
+func (k *sessionKiller) killWhenWaiting(pid uint32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		var waiting bool
+		if err := k.admin.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			                WHERE pid = $1 AND wait_event_type = 'Lock' AND xact_start IS NOT NULL)`, int64(pid)).Scan(&waiting); err != nil {
+			k.t.Errorf("watch the transfer's session: %v", err)
+			return
+		}
+		if waiting {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			k.t.Errorf("the transfer's session never waited for the held lock")
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// pg_terminate_backend with a timeout waits until the session is gone.
+	var ok bool
+	if err := k.admin.QueryRow(ctx, `SELECT pg_terminate_backend($1, 5000)`, int64(pid)).Scan(&ok); err != nil || !ok {
+		k.t.Errorf("terminate the transfer's session: %v (ok=%v)", err, ok)
+		return
+	}
+	k.killed.Add(1)
+}
+
+// holdAccount locks an account's row until the returned function is called.
+func holdAccount(t testing.TB, ctx context.Context, admin *pgxpool.Pool, number string) (release func()) {
+	t.Helper()
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE number = $1 FOR UPDATE`, number); err != nil {
+		t.Fatal(err)
+	}
+	return func() { _ = tx.Rollback(ctx) }
+}
 
 // TestTransferSessionKilledBeforeCommit: PostgreSQL ends the transfer's
-// session between its last statement and COMMIT. The customer gets the
+// session inside its transaction, before it commits (see sessionKiller). The customer gets the
 // confirm-again page with the same key, the outcome resolves as "not made",
 // and pressing Confirm again instead makes the transfer exactly once.
 func TestTransferSessionKilledBeforeCommit(t *testing.T) {
@@ -176,7 +220,8 @@ func TestTransferSessionKilledBeforeCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(admin.Close)
-	killer := &commitKiller{t: t, admin: admin, writes: map[*pgx.Conn]bool{}}
+	killer := &sessionKiller{t: t, admin: admin}
+	t.Cleanup(killer.wg.Wait)
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +241,10 @@ func TestTransferSessionKilledBeforeCommit(t *testing.T) {
 	// Killed, then resolved: not made, and the key is closed.
 	fields := confirmed(t, alice, chk, sav, "10.00")
 	killer.armed.Store(1)
+	release := holdAccount(t, ctx, admin, chk)
 	p := alice.post("/transfers", fields)
+	release()
+	killer.wg.Wait()
 	if killer.killed.Load() != 1 {
 		t.Fatalf("%d sessions killed before COMMIT, want 1", killer.killed.Load())
 	}
@@ -212,7 +260,13 @@ func TestTransferSessionKilledBeforeCommit(t *testing.T) {
 	// Killed, then confirmed again: made once; resolving says so.
 	fields = confirmed(t, alice, chk, sav, "7.00")
 	killer.armed.Store(1)
+	release = holdAccount(t, ctx, admin, chk)
 	p = alice.post("/transfers", fields)
+	release()
+	killer.wg.Wait()
+	if killer.killed.Load() != 2 {
+		t.Fatalf("%d sessions killed before COMMIT, want 2", killer.killed.Load())
+	}
 	wantConfirmAgain(t, p, fields.Get("key"))
 	done := alice.post("/transfers", hiddenFields(t, p))
 	if done.Status != http.StatusSeeOther || !strings.HasPrefix(done.Location, "/transfers/") {
