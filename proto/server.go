@@ -536,6 +536,13 @@ type serverConn struct {
 	inlineStart time.Time // when run inlineGen started
 	handedOver  uint64    // the inline run whose goroutine lost the reading role
 
+	// Round-trip time, measured with the server's own PINGs (see
+	// networkBudget): the last sample in nanoseconds (0: none yet) and when
+	// the last PING went out (monoNanos; 0: none outstanding).
+	rtt      atomic.Int64
+	rttAt    atomic.Int64 // monoNanos of the last sample
+	pingSent atomic.Int64
+
 	// Request deadlines share one timer (see deadlinesFired); guarded by mu.
 	dlTimer *time.Timer
 	dlArmed time.Time // when dlTimer fires; zero when stopped
@@ -838,10 +845,8 @@ func (c *serverConn) handshake() (string, bool) {
 	}
 	a, err := ParseAuth(f.Payload)
 	if err != nil {
-		return c.fatal(ProtocolError, "undecodable AUTH"), false
-	}
-	if a.Version != Version {
-		return c.fatal(UnsupportedVersion, fmt.Sprintf("version %d not supported; server speaks %d", a.Version, Version)), false
+		e := err.(*Error)
+		return c.fatal(e.Code, e.Message), false
 	}
 	// Hash both sides so the comparison is constant-time in the secret's
 	// length too.
@@ -871,7 +876,7 @@ func (c *serverConn) handshake() (string, bool) {
 // the log.
 func (c *serverConn) fatal(code Code, reason string) string {
 	if c.closing.CompareAndSwap(false, true) {
-		_ = c.w.write(FrameFatal, 0, 0, AppendFatal(nil, code, reason))
+		c.w.writeLast(FrameFatal, AppendFatal(nil, code, reason))
 		c.halfClose()
 	}
 	c.linger()
@@ -915,6 +920,7 @@ func (c *serverConn) handleFrame(f Frame) (string, bool) {
 		}
 		return "", true
 	case FramePong:
+		c.pongReceived(f.Payload)
 		return "", true
 	case FrameFatal:
 		e, err := ParseFatal(f.Payload)
@@ -993,8 +999,22 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	isStream := rt.stream != nil
 	r.cancel, r.stream = cancel, isStream
 	if h.DeadlineMs > 0 {
-		// Relative to when the frame arrived (the reader's clock reading).
-		r.deadline = c.lastRecv.Add(time.Duration(h.DeadlineMs) * time.Millisecond)
+		// Relative to when the frame arrived (the reader's clock reading),
+		// less the connection's round-trip time: the time the REQUEST
+		// spent on its way here and its answer will spend on the way back
+		// is no time to work in (see networkBudget).
+		budget := time.Duration(h.DeadlineMs)*time.Millisecond - c.networkBudget()
+		if budget <= 0 {
+			c.mu.Unlock()
+			if s.cfg.Observe != nil {
+				s.cfg.Observe(h.Op, DeadlineExceeded, 0)
+			}
+			if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, &Error{Code: DeadlineExceeded, Message: "deadline exceeded"})); err != nil {
+				return j, "write: " + err.Error(), false
+			}
+			return j, "", true
+		}
+		r.deadline = c.lastRecv.Add(budget)
 		sr.dctx = deadlineCtx{Context: ctx, deadline: r.deadline}
 		ctx = &sr.dctx
 		if c.dlArmed.IsZero() || r.deadline.Before(c.dlArmed) {
@@ -1108,7 +1128,15 @@ func (c *serverConn) runInline(j job) bool {
 
 func (c *serverConn) runUnary(j job) {
 	start := monoNow()
-	resp, err := c.callUnary(j.ctx, j.req, j.rt.unary)
+	var resp any
+	var err error
+	if j.ctx.Err() != nil {
+		// The deadline passed or the caller canceled while the request
+		// waited for this goroutine: do not start work nobody waits for.
+		err = j.ctx.Err()
+	} else {
+		resp, err = c.callUnary(j.ctx, j.req, j.rt.unary)
+	}
 	c.answer(j, resp, err, start, flushBatched)
 }
 
@@ -1285,7 +1313,58 @@ func (c *serverConn) sendDrain() {
 
 func (c *serverConn) finishDrain() {
 	if c.closing.CompareAndSwap(false, true) {
-		_ = c.w.write(FrameFatal, 0, 0, AppendFatal(nil, ShuttingDown, "server shutting down"))
+		c.w.writeLast(FrameFatal, AppendFatal(nil, ShuttingDown, "server shutting down"))
 		c.halfClose()
 	}
+}
+
+// End-to-end deadlines (PROTOCOL.md §4.2). A REQUEST's deadline_ms is the
+// caller's remaining budget when it wrote the frame; the frame may then
+// wait in the network and in queues before the server reads it, and the
+// answer takes time to travel back. Clocks of the two sides are not
+// compared; instead the server measures the connection's round-trip time
+// with its own PINGs (the PONG echoes the send time the PING carried) and
+// gives a handler deadline_ms minus that round trip from the frame's
+// arrival. A request whose remaining budget is gone on arrival is answered
+// DEADLINE_EXCEEDED without starting, and one whose deadline passes while
+// it waits for a handler goroutine is answered without running.
+const (
+	// rttRefresh is how old the last sample may be before a REQUEST with a
+	// deadline triggers a new PING.
+	rttRefresh = time.Second
+	// pingLost is how long an unanswered PING blocks the next one.
+	pingLost = 10 * time.Second
+	// rttPingMagic starts the payload of the server's own PINGs, so a PONG
+	// is matched to them and not to anything else.
+	rttPingMagic = "bwrtt"
+)
+
+// networkBudget returns the round-trip time to subtract from a deadline,
+// and sends a PING if the last measurement is stale. Called by the reader.
+func (c *serverConn) networkBudget() time.Duration {
+	now := monoNanos()
+	if now-c.rttAt.Load() >= int64(rttRefresh) {
+		if sent := c.pingSent.Load(); sent == 0 || now-sent >= int64(pingLost) {
+			c.pingSent.Store(now)
+			p := binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now))
+			_ = c.w.write(FramePing, 0, 0, p)
+		}
+	}
+	return time.Duration(c.rtt.Load())
+}
+
+// pongReceived takes a round-trip sample from the PONG to one of the
+// server's own PINGs.
+func (c *serverConn) pongReceived(p []byte) {
+	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic {
+		return
+	}
+	sent := int64(binary.BigEndian.Uint64(p[len(rttPingMagic):]))
+	if sent != c.pingSent.Load() {
+		return // not the PING outstanding (a stale or forged PONG)
+	}
+	now := monoNanos()
+	c.rtt.Store(now - sent)
+	c.rttAt.Store(now)
+	c.pingSent.Store(0)
 }

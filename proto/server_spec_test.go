@@ -1,0 +1,310 @@
+package proto_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+)
+
+// opStreamNil accepts a stream and returns nil when its context ends, as
+// the app tier's subscribe does: the terminal code must come from why the
+// context ended, not from the handler's nil.
+const opStreamNil proto.Op = 1010
+
+func specMux(fx *fixture) *proto.Mux {
+	m := fx.mux()
+	m.HandleStream(opStreamNil, func(ctx context.Context, req *proto.Request, s *proto.Stream) error {
+		if err := s.Accept(nil); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	})
+	return m
+}
+
+// readUntilError reads frames until the terminal ERROR of id, skipping
+// EVENTs and the stream-opening RESPONSE.
+func (r *rawConn) readUntilError(id uint32) *proto.Error {
+	r.tb.Helper()
+	for {
+		f := r.read()
+		if f.ID != id || f.Type == proto.FrameEvent || f.Type == proto.FrameResponse || f.Type == proto.FrameDrain {
+			if f.Type == proto.FrameFatal {
+				r.tb.Fatalf("FATAL before the terminal ERROR of %d", id)
+			}
+			continue
+		}
+		if f.Type != proto.FrameError {
+			r.tb.Fatalf("got %s, want ERROR for %d", proto.DescribeFrame(f), id)
+		}
+		e, err := proto.ParseError(f.Payload)
+		if err != nil {
+			r.tb.Fatal(err)
+		}
+		return e
+	}
+}
+
+func TestStreamTerminalCodes(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, specMux(fx))
+
+	t.Run("cancel", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		r.request(1, opStreamNil, 0, "", nil)
+		if f := r.read(); f.Type != proto.FrameResponse || f.Flags != proto.FlagStream {
+			t.Fatalf("got %s, want RESPONSE STREAM", proto.DescribeFrame(f))
+		}
+		r.write(proto.Frame{Type: proto.FrameCancel, ID: 1})
+		if e := r.readUntilError(1); e.Code != proto.Canceled {
+			t.Fatalf("after CANCEL: %v, want CANCELED", e)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		r.request(1, opStreamNil, 200, "", nil)
+		if e := r.readUntilError(1); e.Code != proto.DeadlineExceeded {
+			t.Fatalf("after the deadline: %v, want DEADLINE_EXCEEDED", e)
+		}
+	})
+	t.Run("drain", func(t *testing.T) {
+		srv2 := startServer(t, proto.ServerConfig{}, specMux(fx))
+		r := dialRaw(t, srv2.Addr)
+		r.handshake()
+		r.request(1, opStreamNil, 0, "", nil)
+		if f := r.read(); f.Type != proto.FrameResponse {
+			t.Fatalf("got %s", proto.DescribeFrame(f))
+		}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done <- srv2.Shutdown(ctx)
+		}()
+		if e := r.readUntilError(1); e.Code != proto.Unavailable {
+			t.Fatalf("after drain: %v, want UNAVAILABLE", e)
+		}
+		r.expectFatal(proto.ShuttingDown)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestAuthUnsupportedNumericVersion: any JSON number but 1 in AUTH's
+// version is UNSUPPORTED_VERSION; a version that is not a number is a
+// malformed AUTH.
+func TestAuthUnsupportedNumericVersion(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	for auth, want := range map[string]proto.Code{
+		`{"version":256,"secret":"test-secret"}`:   proto.UnsupportedVersion,
+		`{"version":-1,"secret":"test-secret"}`:    proto.UnsupportedVersion,
+		`{"version":2,"secret":"test-secret"}`:     proto.UnsupportedVersion,
+		`{"version":1e400,"secret":"test-secret"}`: proto.UnsupportedVersion,
+		`{"version":1.5,"secret":"test-secret"}`:   proto.UnsupportedVersion,
+		`{"secret":"test-secret"}`:                 proto.UnsupportedVersion,
+		`{"version":"1","secret":"test-secret"}`:   proto.ProtocolError,
+		`{"version":null,"secret":"test-secret"}`:  proto.ProtocolError,
+	} {
+		r := dialRaw(t, srv.Addr)
+		r.read() // HELLO
+		r.write(proto.Frame{Type: proto.FrameAuth, Payload: []byte(auth)})
+		if e := r.expectFatal(want); e == nil {
+			t.Fatalf("%s: no FATAL", auth)
+		}
+	}
+}
+
+// TestFatalIsLastFrame: answers racing a connection-fatal error never follow
+// the FATAL on the wire (PROTOCOL.md §6.2). Many requests are in flight and
+// finishing when a duplicate id makes the connection fail; repeated, since
+// the race is one of timing.
+func TestFatalIsLastFrame(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	for round := 0; round < 200; round++ {
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		const n = 40
+		// Handlers blocked at a gate that opens while the duplicate id is
+		// on its way: their answers and the FATAL race for the socket.
+		open := fx.shutGate()
+		for id := uint32(1); id <= n; id++ {
+			r.request(id, opGate, 0, "", nil)
+		}
+		for range n {
+			<-fx.started
+		}
+		go open()
+		r.request(n, opEcho, 0, "", echoMsg{}) // duplicate or not-greater id: FATAL
+		var last proto.FrameType
+		frames := 0
+		for {
+			f, err := r.fr.ReadFrame()
+			if err != nil {
+				if errors.Is(err, io.EOF) || isReset(err) {
+					break
+				}
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if f.Type == proto.FramePing {
+				continue
+			}
+			frames++
+			if last == proto.FrameFatal {
+				t.Fatalf("round %d: %s after FATAL", round, proto.DescribeFrame(f))
+			}
+			last = f.Type
+		}
+		if last != proto.FrameFatal {
+			t.Fatalf("round %d: last frame %s, want FATAL", round, last)
+		}
+		r.nc.Close()
+		open()
+	}
+}
+
+// delayProxy forwards TCP connections to target, holding every chunk of
+// bytes for delay in each direction (a slow link: latency, not loss).
+type delayProxy struct {
+	ln     net.Listener
+	target string
+	delay  atomic.Int64
+	wg     sync.WaitGroup
+}
+
+func newDelayProxy(t *testing.T, target string) *delayProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &delayProxy{ln: ln, target: target}
+	var conns sync.Map
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			conns.Store(c, u)
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); p.pipe(u, c) }()
+			go func() { defer p.wg.Done(); p.pipe(c, u) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		conns.Range(func(k, v any) bool { k.(net.Conn).Close(); v.(net.Conn).Close(); return true })
+		p.wg.Wait()
+	})
+	return p
+}
+
+// pipe copies src to dst, each chunk leaving delay after it arrived, in
+// order.
+func (p *delayProxy) pipe(dst, src net.Conn) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	q := make(chan chunk, 1024)
+	go func() {
+		defer close(q)
+		br := bufio.NewReader(src)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := br.Read(buf)
+			if n > 0 {
+				q <- chunk{buf[:n], time.Now().Add(time.Duration(p.delay.Load()))}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.b); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	for range q {
+	}
+}
+
+// TestDeadlineSurvivesDelayedLink: over a link that holds every frame for
+// 250 ms each way, a request whose 300 ms budget is spent by the time it
+// could be answered is refused with DEADLINE_EXCEEDED and its handler never
+// starts (PROTOCOL.md §4.2), while a request with room to spare runs.
+func TestDeadlineSurvivesDelayedLink(t *testing.T) {
+	var ran sync.Map // trace ids whose handler started
+	m := proto.NewMux()
+	m.Handle(opEcho, func(ctx context.Context, req *proto.Request) (any, error) {
+		ran.Store(req.TraceID, true)
+		var in echoMsg
+		if err := req.Decode(&in); err != nil {
+			return nil, err
+		}
+		return in, nil
+	})
+	srv := startServer(t, proto.ServerConfig{}, m)
+	px := newDelayProxy(t, srv.Addr)
+	px.delay.Store(int64(250 * time.Millisecond))
+	c := newClient(t, proto.ClientConfig{Addrs: []string{px.ln.Addr().String()}, ConnsPerAddr: 1})
+
+	// A generous call: it runs, and its REQUEST makes the server measure
+	// the link's round trip.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Call(proto.WithTraceID(ctx, "warm"), opEcho, echoMsg{N: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ran.Load("warm"); !ok {
+		t.Fatal("generous call did not run")
+	}
+	// Calls that cannot be answered in time: once the server has its round
+	// trip sample (bounded number of tries), one is refused unstarted.
+	refused := ""
+	for i := 0; i < 10 && refused == ""; i++ {
+		trace := "tight-" + string(rune('a'+i))
+		cctx, ccancel := context.WithTimeout(proto.WithTraceID(context.Background(), trace), 300*time.Millisecond)
+		err := c.Call(cctx, opEcho, echoMsg{N: 2}, nil)
+		ccancel()
+		if proto.ErrorCode(err) != proto.DeadlineExceeded {
+			t.Fatalf("call with 300 ms over a 500 ms round trip: %v, want DEADLINE_EXCEEDED", err)
+		}
+		// Wait for the server's answer to have crossed back so the handler,
+		// if it ran, has recorded it.
+		time.Sleep(600 * time.Millisecond)
+		if _, ok := ran.Load(trace); !ok {
+			refused = trace
+		}
+	}
+	if refused == "" {
+		t.Fatal("every late request started its handler; the server never bounded the deadline by the round trip")
+	}
+	// The link stays usable for callers with time.
+	if err := c.Call(proto.WithTraceID(ctx, "after"), opEcho, echoMsg{N: 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
