@@ -191,6 +191,7 @@ type Server struct {
 	routes       map[Op]*route // filled once in NewServer; only route.cost changes
 	inlineBudget time.Duration // normally the inlineBudget constant; tests raise it, as -race slows every handler
 	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
+	idleWorkers  atomic.Int64  // handler goroutines waiting for work (see maxIdleWorkers)
 }
 
 // route is one operation's handler and, for a unary one, its recent
@@ -222,6 +223,18 @@ func (j job) run() {
 // workerIdle is how long a handler goroutine waits for more work before it
 // exits.
 const workerIdle = 10 * time.Second
+
+// maxIdleWorkers bounds the handler goroutines waiting for work. Without
+// it, a burst that started many goroutines would leave them all parked for
+// as long as any load continues: a channel hands its values to waiting
+// receivers in the order they began to wait, so steady load visits every
+// parked goroutine in turn, and at N parked goroutines and more than N
+// requests per workerIdle, none of them ever waits long enough to exit. With
+// the bound, a goroutine that finishes its request while maxIdleWorkers
+// others are already waiting exits at once; the pool shrinks to the bound as
+// soon as the burst is over, and to zero within workerIdle of the load
+// stopping.
+const maxIdleWorkers = 64
 
 // dispatch runs j on an idle handler goroutine if one is waiting, else on a
 // new one. Reusing goroutines keeps their grown stacks: a fresh goroutine
@@ -280,16 +293,27 @@ func observeCost(rt *route, d time.Duration) {
 
 func (s *Server) worker(j job) {
 	j.run()
+	if s.idleWorkers.Add(1) > maxIdleWorkers {
+		s.idleWorkers.Add(-1)
+		return
+	}
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
 		select {
 		case j = <-s.work:
+			s.idleWorkers.Add(-1)
 			j.run()
+			if s.idleWorkers.Add(1) > maxIdleWorkers {
+				s.idleWorkers.Add(-1)
+				return
+			}
 			t.Reset(workerIdle)
 		case <-t.C:
+			s.idleWorkers.Add(-1)
 			return
 		case <-s.ctx.Done():
+			s.idleWorkers.Add(-1)
 			return
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -306,5 +308,50 @@ func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 	// The link stays usable for callers with time.
 	if err := c.Call(proto.WithTraceID(ctx, "after"), opEcho, echoMsg{N: 3}, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// parkedWorkers counts the server's handler goroutines.
+func parkedWorkers() int {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "proto.(*Server).worker(")
+}
+
+// TestBurstLeavesBoundedParkedWorkers: a burst of slow requests starts a
+// goroutine per request; while light load continues afterwards, at most
+// maxIdleWorkers (64) of them stay parked.
+func TestBurstLeavesBoundedParkedWorkers(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	srv.SetInlineBudget(0) // every request on a handler goroutine
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const burst = 300
+	var wg sync.WaitGroup
+	for range burst {
+		wg.Go(func() {
+			if err := c.Call(ctx, opSlow, echoMsg{N: 200}, nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for range burst {
+		<-fx.started
+	}
+	wg.Wait()
+	// Light, steady load: it must not keep the burst's goroutines alive.
+	for i := range 200 {
+		if err := c.Call(ctx, opSlow, echoMsg{N: 0}, nil); err != nil {
+			t.Fatal(err)
+		}
+		<-fx.started
+		if i%50 == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n := parkedWorkers(); n > 64+2 {
+		t.Fatalf("%d handler goroutines parked under light load after a burst; want at most 64", n)
 	}
 }
