@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -108,11 +109,19 @@ type ServerConfig struct {
 	Secret string      // shared secret clients must present (APPTIER_SECRET)
 	TLS    *tls.Config // when set, connections are TLS
 
-	MaxConns    int // simultaneous connections; default 256
-	MaxInFlight int // requests in flight per connection; default 128
-	MaxPayload  int // bytes per frame payload; default 1 MiB
+	MaxConns int // simultaneous connections; default 256
 
-	HandshakeTimeout time.Duration // to receive AUTH after accept; default 10s
+	// Connections that have not completed the handshake have a budget of
+	// their own, so that strangers cannot take the room authenticated
+	// clients need (see admitLocked): at most MaxPreAuthConns in all
+	// (default a quarter of MaxConns, at least 8 or MaxConns if that is
+	// smaller) and MaxPreAuthPerIP from one address (default 8).
+	MaxPreAuthConns int
+	MaxPreAuthPerIP int
+	MaxInFlight     int // requests in flight per connection; default 128
+	MaxPayload      int // bytes per frame payload; default 1 MiB
+
+	HandshakeTimeout time.Duration // to receive AUTH after accept; default 5s
 	IdleTimeout      time.Duration // close a connection silent this long; default 60s
 	ReadTimeout      time.Duration // to receive the rest of a frame once it started; default 30s
 	WriteTimeout     time.Duration // for one write to the socket; default 30s
@@ -148,8 +157,14 @@ func (c *ServerConfig) setDefaults() {
 	if c.MaxPayload > 1<<30 {
 		c.MaxPayload = 1 << 30
 	}
+	if c.MaxPreAuthConns <= 0 {
+		c.MaxPreAuthConns = max(c.MaxConns/4, min(c.MaxConns, 8))
+	}
+	if c.MaxPreAuthPerIP <= 0 {
+		c.MaxPreAuthPerIP = 8
+	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = 5 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second
@@ -184,6 +199,14 @@ type Server struct {
 
 	nextConn atomic.Uint64
 	refusing atomic.Int32 // refusal writes in progress
+
+	// Admission (see admit), guarded by mu: connections in the handshake,
+	// oldest first, and per remote IP; authenticated connections.
+	preAuth      []*serverConn
+	preAuthPerIP map[string]int
+	authed       int
+
+	refusals *logLimiter // refused and unauthenticated connections are logged at a rate
 
 	// work hands requests to idle handler goroutines (see dispatch).
 	work chan job
@@ -331,8 +354,11 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		secretSum: sha256.Sum256([]byte(cfg.Secret)),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
-		work:      make(chan job),
-		routes:    make(map[Op]*route, len(h.unary)+len(h.stream)),
+
+		preAuthPerIP: map[string]int{},
+		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
+		work:         make(chan job),
+		routes:       make(map[Op]*route, len(h.unary)+len(h.stream)),
 
 		inlineBudget: inlineBudget,
 	}
@@ -424,12 +450,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
-		if len(s.conns) >= s.cfg.MaxConns {
+		c := s.newConn(nc)
+		if reason := s.admitLocked(c); reason != "" {
 			s.mu.Unlock()
-			s.refuse(nc)
+			s.refuse(nc, reason)
 			continue
 		}
-		c := s.newConn(nc)
 		s.conns[c] = struct{}{}
 		s.connWG.Add(1)
 		s.mu.Unlock()
@@ -449,8 +475,12 @@ const maxRefusing = 32
 
 // refuse tells a connection over the limit why it is being closed, without
 // blocking the accept loop. Each refusal is bounded by a one-second deadline.
-func (s *Server) refuse(nc net.Conn) {
-	s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", "too many connections", "max_conns", s.cfg.MaxConns)
+// Refusals are logged at a rate (logLimiter), not one line each.
+func (s *Server) refuse(nc net.Conn, reason string) {
+	if ok, suppressed := s.refusals.allow(); ok {
+		s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
+			"max_preauth_conns", s.cfg.MaxPreAuthConns, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP, "suppressed", suppressed)
+	}
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		nc.Close()
@@ -542,6 +572,11 @@ type serverConn struct {
 	reqCtx context.Context // ctx without its cancellation: the parent of request contexts (see cancelInflight)
 
 	closing    atomic.Bool // the last frame was sent; only discard reads now
+	evicted    atomic.Bool // made to leave the handshake for a newcomer (see admitLocked)
+	ip         string      // the remote address without its port
+	preAuth    bool        // counted in the server's handshake budget; guarded by srv.mu
+	authed     bool        // counted as authenticated; guarded by srv.mu
+	unlogged   bool        // an unauthenticated connection the log limiter skipped
 	requests   atomic.Uint64
 	handlersWG sync.WaitGroup
 	start      time.Time
@@ -635,6 +670,10 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		remote:   nc.RemoteAddr().String(),
 		inflight: map[uint32]*inflightReq{},
 	}
+	c.ip = c.remote
+	if host, _, err := net.SplitHostPort(c.remote); err == nil {
+		c.ip = host
+	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.reqCtx = context.WithoutCancel(c.ctx)
 	context.AfterFunc(c.ctx, c.cancelInflight)
@@ -654,12 +693,20 @@ func (c *serverConn) serve() {
 	c.start = time.Now()
 	reason, ok := c.handshake()
 	// Logged once the client is known (a connection that fails the
-	// handshake is logged too, just before it closes).
-	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
+	// handshake is logged too, just before it closes, but at a rate: a
+	// flood of strangers must not flood the log).
 	if !ok {
+		c.srv.leavePreAuth(c, false)
+		allowed, suppressed := c.srv.refusals.allow()
+		c.unlogged = !allowed
+		if allowed {
+			c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName(),
+				"suppressed", suppressed)
+		}
 		c.end(reason)
 		return
 	}
+	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
 	c.lastRecv = time.Now()
 	c.setReadDeadline(c.lastRecv.Add(c.srv.cfg.IdleTimeout))
 	c.readLoop()
@@ -690,7 +737,15 @@ func (c *serverConn) end(reason string) {
 	c.handlersWG.Wait()
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.authed {
+		c.authed = false
+		s.authed--
+	}
 	s.mu.Unlock()
+	if c.unlogged {
+		s.connWG.Done()
+		return
+	}
 	s.log.Log(context.Background(), c.logLevel(), "connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
 		"requests", c.requests.Load(), "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
 	s.connWG.Done()
@@ -844,6 +899,9 @@ func (c *serverConn) handshake() (string, bool) {
 	cfg := &c.srv.cfg
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	_ = c.nc.SetReadDeadline(deadline)
+	if c.evicted.Load() { // evicted before this goroutine set its deadline
+		return c.fatal(TooManyConnections, evictedReason), false
+	}
 	if err := c.w.write(FrameHello, 0, 0, c.srv.hello); err != nil {
 		return "write HELLO: " + err.Error(), false
 	}
@@ -857,6 +915,9 @@ func (c *serverConn) handshake() (string, bool) {
 			c.mu.Lock()
 			draining := c.draining
 			c.mu.Unlock()
+			if c.evicted.Load() {
+				return c.fatal(TooManyConnections, evictedReason), false
+			}
 			if draining {
 				return c.fatal(ShuttingDown, "server shutting down"), false
 			}
@@ -876,8 +937,10 @@ func (c *serverConn) handshake() (string, bool) {
 	// length too.
 	sum := sha256.Sum256([]byte(a.Secret))
 	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
-		c.srv.log.Warn("handshake rejected", "conn", c.id, "remote", c.remote, "client", a.Client, "reason", "bad secret")
 		return c.fatal(BadSecret, "bad secret"), false
+	}
+	if !c.srv.leavePreAuth(c, true) {
+		return c.fatal(TooManyConnections, evictedReason), false
 	}
 	ready, _ := json.Marshal(Ready{Version: Version, ConnID: c.id})
 	c.mu.Lock()
@@ -903,7 +966,9 @@ func (c *serverConn) fatal(code Code, reason string) string {
 		c.w.writeLast(FrameFatal, AppendFatal(nil, code, reason))
 		c.halfClose()
 	}
-	c.linger()
+	if !c.evicted.Load() { // an evicted connection makes room at once
+		c.linger()
+	}
 	return code.String() + ": " + reason
 }
 
@@ -1391,4 +1456,123 @@ func (c *serverConn) pongReceived(p []byte) {
 	c.rtt.Store(now - sent)
 	c.rttAt.Store(now)
 	c.pingSent.Store(0)
+}
+
+// Admission. Authenticated clients (the web tiers) must always be able to
+// connect, whatever strangers do to the port. A connection counts against
+// the handshake budget from accept until its AUTH is accepted, and against
+// MaxConns throughout. A new connection is refused (FATAL
+// TOO_MANY_CONNECTIONS instead of HELLO) when its address already has
+// MaxPreAuthPerIP connections in the handshake, or when MaxConns
+// authenticated connections are open. Otherwise, if the handshake budget
+// (MaxPreAuthConns) or MaxConns is full, a connection still in the
+// handshake is evicted (FATAL TOO_MANY_CONNECTIONS, closed at once) to make
+// room: the oldest one of the address with the most connections in the
+// handshake. A web tier has one or two in the handshake at a time, and
+// completes them within a round trip; a flood holds up to MaxPreAuthPerIP
+// per address, so its own connections are what gets evicted unless it
+// comes from more addresses than the budget has room for.
+const evictedReason = "too many connections in the handshake; evicted for a newer one"
+
+// admitLocked applies the rules above to the newly accepted c; it returns
+// why c is refused, or "" with c counted in the handshake budget.
+func (s *Server) admitLocked(c *serverConn) string {
+	if s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
+		return "too many unauthenticated connections from this address"
+	}
+	for len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns {
+		if len(s.preAuth) == 0 {
+			return "too many connections"
+		}
+		v := s.evictionVictimLocked()
+		s.removePreAuthLocked(v)
+		v.evicted.Store(true)
+		_ = v.nc.SetReadDeadline(time.Now()) // its handshake read ends; it answers FATAL and closes
+		if ok, suppressed := s.refusals.allow(); ok {
+			s.log.Warn("connection evicted from the handshake", "conn", v.id, "remote", v.remote, "max_preauth_conns", s.cfg.MaxPreAuthConns, "suppressed", suppressed)
+		}
+	}
+	s.preAuth = append(s.preAuth, c)
+	s.preAuthPerIP[c.ip]++
+	c.preAuth = true
+	return ""
+}
+
+// evictionVictimLocked picks the oldest connection in the handshake of
+// the address with the most of them.
+func (s *Server) evictionVictimLocked() *serverConn {
+	most := 0
+	for _, n := range s.preAuthPerIP {
+		most = max(most, n)
+	}
+	for _, c := range s.preAuth { // oldest first
+		if s.preAuthPerIP[c.ip] == most {
+			return c
+		}
+	}
+	return s.preAuth[0]
+}
+
+func (s *Server) removePreAuthLocked(c *serverConn) {
+	if i := slices.Index(s.preAuth, c); i >= 0 {
+		s.preAuth = slices.Delete(s.preAuth, i, i+1)
+	}
+	if s.preAuthPerIP[c.ip]--; s.preAuthPerIP[c.ip] <= 0 {
+		delete(s.preAuthPerIP, c.ip)
+	}
+	c.preAuth = false
+}
+
+// leavePreAuth takes c out of the handshake budget, counting it as
+// authenticated if authed. It reports false if c had been evicted.
+func (s *Server) leavePreAuth(c *serverConn, authed bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !c.preAuth {
+		return false
+	}
+	s.removePreAuthLocked(c)
+	if authed {
+		c.authed = true
+		s.authed++
+	}
+	return true
+}
+
+// Refused, evicted and unauthenticated connections are logged at most
+// refusalLogBurst lines per refusalLogEvery; each line that follows
+// suppressed ones says how many.
+const (
+	refusalLogEvery = 10 * time.Second
+	refusalLogBurst = 10
+)
+
+// logLimiter allows burst log lines per interval and counts the rest.
+type logLimiter struct {
+	every time.Duration
+	burst int
+
+	mu         sync.Mutex
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+// allow reports whether a line may be logged now and, if so, how many were
+// suppressed since the last one allowed.
+func (l *logLimiter) allow() (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.start) >= l.every {
+		l.start, l.n = now, 0
+	}
+	if l.n >= l.burst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	n := l.suppressed
+	l.suppressed = 0
+	return true, n
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -353,5 +354,105 @@ func TestBurstLeavesBoundedParkedWorkers(t *testing.T) {
 	}
 	if n := parkedWorkers(); n > 64+2 {
 		t.Fatalf("%d handler goroutines parked under light load after a burst; want at most 64", n)
+	}
+}
+
+// TestPreAuthFloodLeavesRoomForClients: strangers opening connections and
+// never authenticating, from several addresses, cannot keep an
+// authenticated client (a web tier) from connecting and calling; and the
+// refusals are logged at a rate, not one line each.
+func TestPreAuthFloodLeavesRoomForClients(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{MaxConns: 64, Logger: logs.logger()}, newFixture().mux())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	var refused, evicted atomic.Int64
+	flood := func(ip string, n int, wg *sync.WaitGroup) {
+		defer wg.Done()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 2 * time.Second}
+		var held []net.Conn
+		defer func() {
+			for _, nc := range held {
+				nc.Close()
+			}
+		}()
+		for i := 0; i < n && ctx.Err() == nil; i++ {
+			nc, err := d.DialContext(ctx, "tcp", srv.Addr)
+			if err != nil {
+				continue
+			}
+			held = append(held, nc)
+			// Read what the server says first: HELLO (admitted) or FATAL.
+			_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			f, err := proto.NewFramer(nc, nil).ReadFrame()
+			if err == nil && f.Type == proto.FrameFatal {
+				refused.Add(1)
+			}
+		}
+		// Check how the admitted ones ended: evicted with FATAL.
+		for _, nc := range held {
+			_ = nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			fr := proto.NewFramer(nc, nil)
+			for {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					break
+				}
+				if f.Type == proto.FrameFatal {
+					if e, _ := proto.ParseFatal(f.Payload); e != nil && e.Code == proto.TooManyConnections {
+						evicted.Add(1)
+					}
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	// Five addresses: each fills its own cap (8), together more than the
+	// handshake budget (64/4 = 16).
+	for i := 2; i < 7; i++ {
+		wg.Add(1)
+		go flood("127.0.0."+strconv.Itoa(i), 100, &wg)
+	}
+	// Meanwhile clients keep connecting and calling.
+	for i := 0; i < 10; i++ {
+		c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
+		var out echoMsg
+		if err := c.Call(ctx, opEcho, echoMsg{N: i}, &out); err != nil || out.N != i {
+			t.Fatalf("client %d during the flood: %v", i, err)
+		}
+		c.Close()
+	}
+	wg.Wait()
+	if refused.Load()+evicted.Load() < 100 {
+		t.Fatalf("the flood was hardly refused (%d refused, %d evicted): did it run?", refused.Load(), evicted.Load())
+	}
+	lines := logs.count("connection refused") + logs.count("connection evicted from the handshake") +
+		logs.count("connection opened", "client", "") + logs.count("connection closed", "client", "")
+	if lines > 4*10 {
+		t.Fatalf("%d log lines for %d refused and %d evicted connections; want them rate-limited", lines, refused.Load(), evicted.Load())
+	}
+	t.Logf("%d refused, %d evicted, %d log lines", refused.Load(), evicted.Load(), lines)
+}
+
+// TestPreAuthPerIPCap: one address may hold only MaxPreAuthPerIP
+// connections in the handshake; the next gets TOO_MANY_CONNECTIONS instead
+// of HELLO, and once one authenticates there is room again.
+func TestPreAuthPerIPCap(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{MaxPreAuthPerIP: 2}, newFixture().mux())
+	a, b := dialRaw(t, srv.Addr), dialRaw(t, srv.Addr)
+	a.read() // HELLO
+	b.read()
+	c := dialRaw(t, srv.Addr)
+	if e := c.expectFatal(proto.TooManyConnections); e.Message == "" {
+		t.Fatal("refusal without a reason")
+	}
+	a.write(authFrame(t, proto.Version, testSecret))
+	if f := a.read(); f.Type != proto.FrameReady {
+		t.Fatalf("got %s, want READY", proto.DescribeFrame(f))
+	}
+	d := dialRaw(t, srv.Addr)
+	if f := d.read(); f.Type != proto.FrameHello {
+		t.Fatalf("after one authenticated: %s, want HELLO", proto.DescribeFrame(f))
 	}
 }
