@@ -1,4 +1,4 @@
-package main
+package conform
 
 import (
 	"encoding/json"
@@ -79,7 +79,7 @@ func wantCode(err error, code proto.Code, field string) error {
 }
 
 func checkHello(k *checker) error {
-	c, err := dial(k.cfg.addr)
+	c, err := dial(k.cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func checkHello(k *checker) error {
 }
 
 func dialHello(k *checker) (*conn, error) {
-	c, err := dial(k.cfg.addr)
+	c, err := dial(k.cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -134,13 +134,13 @@ func authFatal(k *checker, payload []byte, code proto.Code) error {
 }
 
 func checkBadSecret(k *checker) error {
-	b, _ := json.Marshal(map[string]any{"version": 1, "client": "bankwire-conform/1.0", "secret": k.cfg.secret + "-wrong"})
+	b, _ := json.Marshal(map[string]any{"version": 1, "client": "bankwire-conform/1.0", "secret": k.cfg.Secret + "-wrong"})
 	return authFatal(k, b, proto.BadSecret)
 }
 
 func checkAuthVersions(k *checker) error {
 	for _, v := range []string{"2", "256", "-1", "1.5"} {
-		secret, _ := json.Marshal(k.cfg.secret)
+		secret, _ := json.Marshal(k.cfg.Secret)
 		p := []byte(`{"version":` + v + `,"client":"bankwire-conform/1.0","secret":` + string(secret) + `}`)
 		if err := authFatal(k, p, proto.UnsupportedVersion); err != nil {
 			return fmt.Errorf("version %s: %w", v, err)
@@ -150,7 +150,7 @@ func checkAuthVersions(k *checker) error {
 }
 
 func checkAuthMalformed(k *checker) error {
-	secret, _ := json.Marshal(k.cfg.secret)
+	secret, _ := json.Marshal(k.cfg.Secret)
 	for _, p := range []string{`not json`, `{"version":1,"secret":` + string(secret) + `,"secret":` + string(secret) + `}`} {
 		if err := authFatal(k, []byte(p), proto.ProtocolError); err != nil {
 			return fmt.Errorf("AUTH %q: %w", p, err)
@@ -160,7 +160,7 @@ func checkAuthMalformed(k *checker) error {
 }
 
 func checkAuthTooLong(k *checker) error {
-	b, _ := json.Marshal(map[string]any{"version": 1, "client": strings.Repeat("x", 4100), "secret": k.cfg.secret})
+	b, _ := json.Marshal(map[string]any{"version": 1, "client": strings.Repeat("x", 4100), "secret": k.cfg.Secret})
 	return authFatal(k, b, proto.ProtocolError)
 }
 
@@ -177,7 +177,7 @@ func checkFirstNotAuth(k *checker) error {
 }
 
 func checkHTTP(k *checker) error {
-	c, err := dial(k.cfg.addr)
+	c, err := dial(k.cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func checkHTTP(k *checker) error {
 	if err1 == nil {
 		return nil
 	}
-	c2, err := dial(k.cfg.addr)
+	c2, err := dial(k.cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func checkHTTP(k *checker) error {
 }
 
 func checkHandshakeTimeout(k *checker) error {
-	c, err := dial(k.cfg.addr)
+	c, err := dial(k.cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func checkHandshakeTimeout(k *checker) error {
 	var h hello
 	_ = json.Unmarshal(f.payload, &h)
 	d := time.Duration(h.HandshakeTimeoutMs) * time.Millisecond
-	if d > 15*time.Second && !k.cfg.slow {
+	if d > 15*time.Second && !k.cfg.Slow {
 		return skip(fmt.Sprintf("handshake_timeout_ms is %d; run with -slow", h.HandshakeTimeoutMs))
 	}
 	start := time.Now()
@@ -416,8 +416,8 @@ func checkIDNotIncreasing(k *checker) error {
 // signIn signs the demo customer in on c.
 func (k *checker) signIn(c *conn) (string, error) {
 	var r proto.SignInResponse
-	if err := c.call(proto.OpSignIn, proto.SignInRequest{Username: k.cfg.user, Password: k.cfg.password}, &r); err != nil {
-		return "", fmt.Errorf("sign in as %s: %w", k.cfg.user, err)
+	if err := c.call(proto.OpSignIn, proto.SignInRequest{Username: k.cfg.User, Password: k.cfg.Password}, &r); err != nil {
+		return "", fmt.Errorf("sign in as %s: %w", k.cfg.User, err)
 	}
 	return r.Token, nil
 }
@@ -735,8 +735,8 @@ func checkHistoryLimit(k *checker) error {
 
 func (k *checker) conversation(c *conn, tok string) (int64, error) {
 	var conv proto.ConversationResponse
-	if err := c.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: tok}, Username: k.cfg.peer}, &conv); err != nil {
-		return 0, fmt.Errorf("open a chat with %s: %w", k.cfg.peer, err)
+	if err := c.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: tok}, Username: k.cfg.Peer}, &conv); err != nil {
+		return 0, fmt.Errorf("open a chat with %s: %w", k.cfg.Peer, err)
 	}
 	return conv.Conversation.ID, nil
 }
@@ -807,7 +807,7 @@ func checkMessageLimit(k *checker) error {
 }
 
 func checkIdleTimeout(k *checker) error {
-	if !k.cfg.slow {
+	if !k.cfg.Slow {
 		return skip("waits idle_timeout_ms; run with -slow")
 	}
 	c, err := k.ready()
@@ -820,7 +820,7 @@ func checkIdleTimeout(k *checker) error {
 }
 
 func checkDrain(k *checker) error {
-	if k.cfg.drain == nil {
+	if k.cfg.Drain == nil {
 		return skip("no way to make the server drain (-drain-cmd)")
 	}
 	c, tok, err := k.streamConn()
@@ -832,7 +832,7 @@ func checkDrain(k *checker) error {
 	if err != nil {
 		return err
 	}
-	if err := k.cfg.drain(); err != nil {
+	if err := k.cfg.Drain(); err != nil {
 		return err
 	}
 	var drained bool

@@ -1,4 +1,4 @@
-package main
+package conform
 
 import (
 	"bytes"
@@ -24,21 +24,21 @@ func TestConformanceOfTheAppTier(t *testing.T) {
 	}
 	srv := apptiertest.Start(t)
 	var out bytes.Buffer
-	cfg := config{addr: srv.Addr, secret: srv.Secret, user: "alice", password: "alice-demo-pass", peer: "bob",
-		drain: func() error { go srv.Stop(); return nil }}
+	cfg := Config{Addr: srv.Addr, Secret: srv.Secret, User: "alice", Password: "alice-demo-pass", Peer: "bob",
+		Drain: func() error { go srv.Stop(); return nil }}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sum, err := run(ctx, cfg, &out)
+	sum, err := Run(ctx, cfg, &out)
 	t.Logf("\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.failed > 0 {
-		t.Fatalf("%d checks failed", sum.failed)
+	if sum.Failed > 0 {
+		t.Fatalf("%d checks failed", sum.Failed)
 	}
 	// Every check ran: only the slow one (idle timeout) may be skipped.
-	if sum.skipped > 1 || sum.passed < len(checks())-1 {
-		t.Fatalf("%d passed, %d skipped of %d checks", sum.passed, sum.skipped, len(checks()))
+	if sum.Skipped > 1 || sum.Passed < len(checks())-1 {
+		t.Fatalf("%d passed, %d skipped of %d checks", sum.Passed, sum.Skipped, len(checks()))
 	}
 	if !regexp.MustCompile(`(?m)^PASS  §7\.3 +drain`).MatchString(out.String()) {
 		t.Fatal("the drain check did not pass")
@@ -73,9 +73,9 @@ func TestCheckFailsOnANonConformingServer(t *testing.T) {
 		}
 	}()
 	var out bytes.Buffer
-	k := &checker{cfg: config{addr: ln.Addr().String(), secret: "s"}, out: &out}
+	k := &checker{cfg: Config{Addr: ln.Addr().String(), Secret: "s"}, out: &out}
 	k.run(check{"3", "a wrong secret gets FATAL BAD_SECRET, the last frame", checkBadSecret})
-	if k.sum.failed != 1 || !strings.HasPrefix(out.String(), "FAIL  §3    a wrong secret") || !strings.Contains(out.String(), "READY") {
+	if k.sum.Failed != 1 || !strings.HasPrefix(out.String(), "FAIL  §3    a wrong secret") || !strings.Contains(out.String(), "READY") {
 		t.Fatalf("report %q, want one FAIL naming READY", out.String())
 	}
 }
