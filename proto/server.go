@@ -118,8 +118,9 @@ type ServerConfig struct {
 	// smaller) and MaxPreAuthPerIP from one address (default 8).
 	MaxPreAuthConns int
 	MaxPreAuthPerIP int
-	MaxInFlight     int // requests in flight per connection; default 128
-	MaxPayload      int // bytes per frame payload; default 1 MiB
+
+	MaxInFlight int // requests in flight per connection; default 128
+	MaxPayload  int // bytes per frame payload; default 1 MiB
 
 	HandshakeTimeout time.Duration // to receive AUTH after accept; default 5s
 	IdleTimeout      time.Duration // close a connection silent this long; default 60s
