@@ -115,7 +115,8 @@ type ServerConfig struct {
 	// their own, so that strangers cannot take the room authenticated
 	// clients need (see admitLocked): at most MaxPreAuthConns in all
 	// (default a quarter of MaxConns, at least 8 or MaxConns if that is
-	// smaller) and MaxPreAuthPerIP from one address (default 8).
+	// smaller) and, once that budget is full, MaxPreAuthPerIP from one
+	// address (default 16).
 	MaxPreAuthConns int
 	MaxPreAuthPerIP int
 
@@ -162,7 +163,7 @@ func (c *ServerConfig) setDefaults() {
 		c.MaxPreAuthConns = max(c.MaxConns/4, min(c.MaxConns, 8))
 	}
 	if c.MaxPreAuthPerIP <= 0 {
-		c.MaxPreAuthPerIP = 8
+		c.MaxPreAuthPerIP = 16
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second
@@ -1046,6 +1047,10 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	if err != nil {
 		return j, c.fatal(ProtocolError, err.(*Error).Message), false
 	}
+	var rtt time.Duration
+	if h.DeadlineMs > 0 {
+		rtt = c.networkBudget() // before mu: it may write a PING
+	}
 	c.requests.Add(1)
 	c.mu.Lock()
 	if f.ID <= c.lastID {
@@ -1093,7 +1098,7 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		// less the connection's round-trip time: the time the REQUEST
 		// spent on its way here and its answer will spend on the way back
 		// is no time to work in (see networkBudget).
-		budget := time.Duration(h.DeadlineMs)*time.Millisecond - c.networkBudget()
+		budget := time.Duration(h.DeadlineMs)*time.Millisecond - rtt
 		if budget <= 0 {
 			c.mu.Unlock()
 			if s.cfg.Observe != nil {
@@ -1464,8 +1469,9 @@ func (c *serverConn) pongReceived(p []byte) {
 // the handshake budget from accept until its AUTH is accepted, and against
 // MaxConns throughout. A new connection is refused (FATAL
 // TOO_MANY_CONNECTIONS instead of HELLO) when its address already has
-// MaxPreAuthPerIP connections in the handshake, or when MaxConns
-// authenticated connections are open. Otherwise, if the handshake budget
+// MaxPreAuthPerIP connections in the handshake while the handshake budget
+// is full (a burst of handshakes from one busy client host is welcome while
+// there is room), or when MaxConns authenticated connections are open. Otherwise, if the handshake budget
 // (MaxPreAuthConns) or MaxConns is full, a connection still in the
 // handshake is evicted (FATAL TOO_MANY_CONNECTIONS, closed at once) to make
 // room: the oldest one of the address with the most connections in the
@@ -1478,7 +1484,8 @@ const evictedReason = "too many connections in the handshake; evicted for a newe
 // admitLocked applies the rules above to the newly accepted c; it returns
 // why c is refused, or "" with c counted in the handshake budget.
 func (s *Server) admitLocked(c *serverConn) string {
-	if s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
+	full := len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns
+	if full && s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
 		return "too many unauthenticated connections from this address"
 	}
 	for len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns {

@@ -408,8 +408,8 @@ func TestPreAuthFloodLeavesRoomForClients(t *testing.T) {
 		}
 	}
 	var wg sync.WaitGroup
-	// Five addresses: each fills its own cap (8), together more than the
-	// handshake budget (64/4 = 16).
+	// Five addresses, each flooding, together far more than the handshake
+	// budget (64/4 = 16).
 	for i := 2; i < 7; i++ {
 		wg.Add(1)
 		go flood("127.0.0."+strconv.Itoa(i), 100, &wg)
@@ -435,24 +435,50 @@ func TestPreAuthFloodLeavesRoomForClients(t *testing.T) {
 	t.Logf("%d refused, %d evicted, %d log lines", refused.Load(), evicted.Load(), lines)
 }
 
-// TestPreAuthPerIPCap: one address may hold only MaxPreAuthPerIP
-// connections in the handshake; the next gets TOO_MANY_CONNECTIONS instead
-// of HELLO, and once one authenticates there is room again.
+// TestPreAuthPerIPCap: once the handshake budget is full, an address that
+// holds MaxPreAuthPerIP connections in the handshake gets
+// TOO_MANY_CONNECTIONS instead of HELLO, while another address is still
+// admitted (evicting the heavy address's oldest); with room in the budget
+// again, the first address is admitted again.
 func TestPreAuthPerIPCap(t *testing.T) {
-	srv := startServer(t, proto.ServerConfig{MaxPreAuthPerIP: 2}, newFixture().mux())
-	a, b := dialRaw(t, srv.Addr), dialRaw(t, srv.Addr)
-	a.read() // HELLO
-	b.read()
-	c := dialRaw(t, srv.Addr)
-	if e := c.expectFatal(proto.TooManyConnections); e.Message == "" {
+	srv := startServer(t, proto.ServerConfig{MaxConns: 16, MaxPreAuthConns: 8, MaxPreAuthPerIP: 2}, newFixture().mux())
+	var held []*rawConn
+	for range 8 { // a burst from one address, admitted while there is room
+		r := dialRaw(t, srv.Addr)
+		if f := r.read(); f.Type != proto.FrameHello {
+			t.Fatalf("got %s, want HELLO", proto.DescribeFrame(f))
+		}
+		held = append(held, r)
+	}
+	over := dialRaw(t, srv.Addr)
+	if e := over.expectFatal(proto.TooManyConnections); e.Message == "" {
 		t.Fatal("refusal without a reason")
 	}
-	a.write(authFrame(t, proto.Version, testSecret))
-	if f := a.read(); f.Type != proto.FrameReady {
-		t.Fatalf("got %s, want READY", proto.DescribeFrame(f))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 2 * time.Second}
+	nc, err := d.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	d := dialRaw(t, srv.Addr)
-	if f := d.read(); f.Type != proto.FrameHello {
-		t.Fatalf("after one authenticated: %s, want HELLO", proto.DescribeFrame(f))
+	other := &rawConn{tb: t, nc: nc, fr: proto.NewFramer(nc, nc)}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if f := other.read(); f.Type != proto.FrameHello {
+		t.Fatalf("another address: %s, want HELLO", proto.DescribeFrame(f))
+	}
+	other.write(authFrame(t, proto.Version, testSecret))
+	if f := other.read(); f.Type != proto.FrameReady {
+		t.Fatalf("another address: %s, want READY", proto.DescribeFrame(f))
+	}
+	held[0].expectFatal(proto.TooManyConnections) // the heavy address's oldest made room
+	// Two more authenticate: the budget has room again.
+	for _, r := range held[1:3] {
+		r.write(authFrame(t, proto.Version, testSecret))
+		if f := r.read(); f.Type != proto.FrameReady {
+			t.Fatalf("got %s, want READY", proto.DescribeFrame(f))
+		}
+	}
+	again := dialRaw(t, srv.Addr)
+	if f := again.read(); f.Type != proto.FrameHello {
+		t.Fatalf("after two authenticated: %s, want HELLO", proto.DescribeFrame(f))
 	}
 }
