@@ -26,6 +26,7 @@ func checks() []check {
 		{"3", "a wrong secret gets FATAL BAD_SECRET, the last frame", checkBadSecret},
 		{"3", "AUTH versions 2, 256, -1 and 1.5 get FATAL UNSUPPORTED_VERSION", checkAuthVersions},
 		{"3", "AUTH that is not JSON, or has a key twice, gets FATAL PROTOCOL_ERROR", checkAuthMalformed},
+		{"3", "AUTH of exactly 4096 bytes gets READY", checkAuthAtMax},
 		{"3", "AUTH over 4096 bytes gets FATAL PROTOCOL_ERROR", checkAuthTooLong},
 		{"3", "a first frame other than AUTH gets FATAL PROTOCOL_ERROR", checkFirstNotAuth},
 		{"3", "an HTTP request instead of frames gets FATAL PROTOCOL_ERROR or UNSUPPORTED_VERSION", checkHTTP},
@@ -42,6 +43,7 @@ func checks() []check {
 		{"7.1", "PING with over 64 bytes gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tPing, payload: make([]byte, 65)}, proto.ProtocolError)},
 		{"4.1", "50 pipelined requests get exactly one terminal frame each", checkPipelined},
 		{"4.1", "an unknown op gets ERROR UNIMPLEMENTED; the connection stays open", checkUnknownOp},
+		{"2.2", "a trace id of 255 bytes is accepted", checkTraceAtMax},
 		{"4.1", "a malformed body gets ERROR INVALID_ARGUMENT \"malformed request body\"; the connection stays open", checkMalformedBody},
 		{"4.1", "a request id not greater than the previous gets FATAL PROTOCOL_ERROR", checkIDNotIncreasing},
 		{"4.1", "a duplicate id of a request in flight gets FATAL PROTOCOL_ERROR", checkDuplicateInFlight},
@@ -159,9 +161,67 @@ func checkAuthMalformed(k *checker) error {
 	return nil
 }
 
+// authOfSize returns an AUTH payload of exactly n bytes (padded in the
+// client name).
+func authOfSize(secret string, n int) []byte {
+	b, _ := json.Marshal(map[string]any{"version": 1, "client": "", "secret": secret})
+	pad := n - len(b)
+	if pad < 0 {
+		return b
+	}
+	b, _ = json.Marshal(map[string]any{"version": 1, "client": strings.Repeat("x", pad), "secret": secret})
+	return b
+}
+
+func checkAuthAtMax(k *checker) error {
+	c, err := dialHello(k)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	p := authOfSize(k.cfg.Secret, 4096)
+	if len(p) != 4096 {
+		return skip(fmt.Sprintf("the secret is too long to build a 4096-byte AUTH (%d bytes)", len(p)))
+	}
+	if err := c.send(tAuth, 0, 0, p); err != nil {
+		return err
+	}
+	f, err := c.read(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	if f.typ != tReady {
+		return fmt.Errorf("got %s, want READY", f)
+	}
+	return nil
+}
+
+func checkTraceAtMax(k *checker) error {
+	c, err := k.ready()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	c.nextID++
+	p := proto.AppendRequest(nil, proto.RequestHeader{Op: proto.OpInfo, DeadlineMs: 10000, TraceID: strings.Repeat("t", 255)}, nil)
+	if len(p) != 7+255 {
+		return fmt.Errorf("built a prefix of %d bytes", len(p))
+	}
+	if err := c.send(tRequest, 0, c.nextID, p); err != nil {
+		return err
+	}
+	r, err := c.await(c.nextID, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return nil
+}
+
 func checkAuthTooLong(k *checker) error {
-	b, _ := json.Marshal(map[string]any{"version": 1, "client": strings.Repeat("x", 4100), "secret": k.cfg.Secret})
-	return authFatal(k, b, proto.ProtocolError)
+	return authFatal(k, authOfSize(k.cfg.Secret, 4097), proto.ProtocolError)
 }
 
 func checkFirstNotAuth(k *checker) error {
