@@ -1488,10 +1488,10 @@ func (s *Server) admitLocked(c *serverConn) string {
 	if full && s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
 		return "too many unauthenticated connections from this address"
 	}
+	if s.authed >= s.cfg.MaxConns {
+		return "too many connections" // evicting would not make room
+	}
 	for len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns {
-		if len(s.preAuth) == 0 {
-			return "too many connections"
-		}
 		v := s.evictionVictimLocked()
 		s.removePreAuthLocked(v)
 		v.evicted.Store(true)
