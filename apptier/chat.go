@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 	"bankwire/store"
 )
 
@@ -116,7 +117,7 @@ func (a *App) chatSend(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := cleanText("body", in.Body, 1, 2000, true)
+	body, err := cleanText("body", in.Body, 1, limits.MaxMessageLen, true)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func (a *App) chatHistory(ctx context.Context, req *proto.Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	limit, err := pageLimit(in.Limit, 50, 200)
+	limit, err := pageLimit(in.Limit, limits.ChatDefaultPage, limits.ChatMaxPage)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 	"bankwire/store"
 )
 
@@ -14,7 +15,7 @@ func transferView(t store.Transfer) proto.Transfer {
 }
 
 func validKey(k string) error {
-	if len(k) == 0 || len(k) > 64 {
+	if len(k) == 0 || len(k) > limits.MaxIdempotencyKeyLen {
 		return proto.FieldError(proto.InvalidArgument, "idempotency_key", "The form is missing its submission key; reload the page.")
 	}
 	for i := 0; i < len(k); i++ {
@@ -49,7 +50,7 @@ func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	memo, err := cleanText("memo", in.Memo, 0, 140, false)
+	memo, err := cleanText("memo", in.Memo, 0, limits.MaxMemoLen, false)
 	if err != nil {
 		return nil, err
 	}

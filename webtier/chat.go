@@ -8,14 +8,15 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 
 	"github.com/go-chi/chi/v5"
 )
 
 const (
-	maxChatRunes    = 2000
+	maxChatRunes    = limits.MaxMessageLen
 	chatPageSize    = 50
-	maxChatUsername = 64
+	maxChatUsername = limits.MaxUsernameLen
 )
 
 type chatListData struct {
@@ -140,7 +141,7 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 	case body == "":
 		f.fail("body", "Write a message first.")
 	case utf8.RuneCountInString(body) > maxChatRunes:
-		f.fail("body", "Keep messages to 2000 characters or fewer.")
+		f.fail("body", "Keep messages to "+strconv.Itoa(maxChatRunes)+" characters or fewer.")
 	}
 	if !f.Invalid() {
 		var resp proto.MessageResponse

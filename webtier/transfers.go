@@ -8,13 +8,14 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 )
 
 // maxMemoRunes is the protocol's memo limit.
-const maxMemoRunes = 140
+const maxMemoRunes = limits.MaxMemoLen
 
 // transferFields maps the app tier's field names to the form's.
 var transferFields = map[string]string{"amount": "amount", "to": "to", "from": "from", "memo": "memo"}
@@ -132,7 +133,7 @@ func (s *Server) readTransfer(w http.ResponseWriter, r *http.Request) (transferI
 	if !ok {
 		f.fail("memo", "The note contains characters that are not allowed.")
 	} else if utf8.RuneCountInString(in.memo) > maxMemoRunes {
-		f.fail("memo", "Keep the note to 140 characters or fewer.")
+		f.fail("memo", "Keep the note to "+strconv.Itoa(maxMemoRunes)+" characters or fewer.")
 	}
 	if in.from == "" || !plausibleAccountNumber(in.from) {
 		f.fail("from", "Choose the account to pay from.")
