@@ -38,16 +38,17 @@ type Config struct {
 	DelayMax       time.Duration // cap of the growing delay
 
 	// Rate limits of operations that could be used to enumerate customers
-	// or fill the database, per RateWindow.
+	// or fill the database: about this many per RateWindow, counted in each
+	// app tier process.
 	RateWindow    time.Duration
 	SignUpIPLimit int // sign-ups per client IP
 	ChatOpenLimit int // chats opened by username per customer
 
 	// Retention (see Run): sessions are deleted SessionRetention after
-	// they expired, sign-in and rate-limit events AuditRetention after they
-	// were recorded, every PurgeInterval.
+	// they expired, sign-in events AuditRetention after they were
+	// recorded, every PurgeInterval.
 	SessionRetention time.Duration
-	AuditRetention   time.Duration // at least ThrottleWindow and RateWindow
+	AuditRetention   time.Duration // at least ThrottleWindow
 	PurgeInterval    time.Duration
 	DemoData         bool         // demo customers exist (reported to the web tier)
 	Argon2           Argon2Params // argon2id cost
@@ -149,10 +150,9 @@ func (c Config) Validate() error {
 	if c.HashConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("hash concurrency %d: must not be negative", c.HashConcurrency))
 	}
-	if c.AuditRetention < max(c.ThrottleWindow, c.RateWindow) {
-		// Throttling counts the events of the last window.
-		errs = append(errs, fmt.Errorf("audit retention %s is shorter than the throttle window %s or the rate window %s",
-			c.AuditRetention, c.ThrottleWindow, c.RateWindow))
+	if c.AuditRetention < c.ThrottleWindow {
+		// Sign-in throttling counts the events of the last window.
+		errs = append(errs, fmt.Errorf("audit retention %s is shorter than the throttle window %s", c.AuditRetention, c.ThrottleWindow))
 	}
 	return errors.Join(errs...)
 }
@@ -165,7 +165,13 @@ type App struct {
 	hasher *Hasher
 	hub    *hub
 	log    *slog.Logger
+
+	signUps   *keyedLimiter // per client IP
+	chatOpens *keyedLimiter // per customer
 }
+
+// rateLimitKeys bounds the keys each rate limiter remembers.
+const rateLimitKeys = 100_000
 
 // New returns an App over st.
 func New(cfg Config, st *store.Store) (*App, error) {
@@ -177,7 +183,10 @@ func New(cfg Config, st *store.Store) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{cfg: cfg, st: st, hasher: h, hub: newHub(), log: cfg.Logger}, nil
+	return &App{cfg: cfg, st: st, hasher: h, hub: newHub(), log: cfg.Logger,
+		signUps:   newKeyedLimiter(cfg.SignUpIPLimit, cfg.RateWindow, rateLimitKeys),
+		chatOpens: newKeyedLimiter(cfg.ChatOpenLimit, cfg.RateWindow, rateLimitKeys),
+	}, nil
 }
 
 // Hasher returns the app's password hasher (used to seed demo data).

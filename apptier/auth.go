@@ -28,6 +28,10 @@ var errLocked = proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins 
 // for any usernames.
 var errIPThrottled = proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins from your network. Try again later.")
 
+// errSignUpThrottled is the answer once a client IP has signed up
+// SignUpIPLimit times in RateWindow.
+var errSignUpThrottled = proto.Errorf(proto.ResourceExhausted, "Too many new accounts from your network. Try again later.")
+
 var errSession = proto.Errorf(proto.Unauthenticated, "Your session has ended. Please sign in again.")
 
 // Sign-in audit outcomes (the audit log may tell an unknown username from a
@@ -112,11 +116,19 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if strings.IndexFunc(display, store.HiddenChar) >= 0 {
+		return nil, proto.FieldError(proto.InvalidArgument, "display_name", "The name contains invisible or direction-changing characters.")
+	}
 	if err := a.hasher.CheckPolicy(in.Password); err != nil {
 		return nil, err
 	}
 	if strings.EqualFold(in.Password, in.Username) {
 		return nil, proto.FieldError(proto.InvalidArgument, "password", "The password must not be your username.")
+	}
+	// Every well-formed attempt counts, before the costly hash.
+	cl := cleanClient(in.ClientInfo)
+	if !a.signUps.allow(cl.IP, a.cfg.Now()) {
+		return nil, errSignUpThrottled
 	}
 	hash, err := a.hasher.Hash(ctx, in.Password)
 	if err != nil {
@@ -130,7 +142,7 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	return a.newSession(ctx, cust, cleanClient(in.ClientInfo), now)
+	return a.newSession(ctx, cust, cl, now)
 }
 
 // newToken returns a fresh session token (256 random bits, URL-safe) and

@@ -153,3 +153,87 @@ func TestSignInAnswersSameForKnownAndUnknownNames(t *testing.T) {
 		t.Fatalf("after the window: known %q, unknown %q", known, unknown)
 	}
 }
+
+// TestSignUpThrottledPerClientIP: the app tier itself limits sign-ups per
+// client IP (the web tier's limit is only one of its callers'); the
+// allowance comes back with time, and other addresses are not affected.
+func TestSignUpThrottledPerClientIP(t *testing.T) {
+	clock := apptiertest.NewClock(t0)
+	b := newBank(t, apptiertest.WithoutDemoData(), apptiertest.WithClock(clock.Now), apptiertest.WithConfig(func(c *apptier.Config) {
+		c.SignUpIPLimit = 2
+		c.RateWindow = time.Hour
+	}))
+	signUp := func(user, ip string) error {
+		return b.call(proto.OpSignUp, proto.SignUpRequest{Username: user, Password: "a long enough passphrase",
+			ClientInfo: proto.ClientInfo{IP: ip}}, &proto.SignInResponse{})
+	}
+	for i := 0; i < 2; i++ {
+		if err := signUp(fmt.Sprintf("user%d", i), "192.0.2.10"); err != nil {
+			t.Fatalf("sign-up %d: %v", i, err)
+		}
+	}
+	h := b.srv.App.Hasher()
+	before := h.Computations()
+	wantErr(t, signUp("user2", "192.0.2.10"), proto.ResourceExhausted, "")
+	if h.Computations() != before {
+		t.Error("a throttled sign-up still paid for a password hash")
+	}
+	if err := signUp("user3", "192.0.2.11"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	clock.Advance(31 * time.Minute) // half the window: one sign-up's worth
+	if err := signUp("user4", "192.0.2.10"); err != nil {
+		t.Fatalf("after half the window: %v", err)
+	}
+	wantErr(t, signUp("user5", "192.0.2.10"), proto.ResourceExhausted, "")
+}
+
+// TestChatOpenRateLimitedPerCustomer: opening chats by username answers
+// whether the username exists, so a customer gets only so many lookups per
+// window; another customer is not affected.
+func TestChatOpenRateLimitedPerCustomer(t *testing.T) {
+	clock := apptiertest.NewClock(t0)
+	b := newBank(t, apptiertest.WithClock(clock.Now), apptiertest.WithConfig(func(c *apptier.Config) {
+		c.ChatOpenLimit = 3
+		c.RateWindow = time.Hour
+	}))
+	alice, bob := b.signIn("alice", "alice-demo-pass"), b.signIn("bob", "bob-demo-pass")
+	open := func(tok, user string) error {
+		return b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: tok}, Username: user}, &proto.ConversationResponse{})
+	}
+	for _, user := range []string{"nobody1", "nobody2", "bob"} {
+		if err := open(alice, user); err != nil && proto.ErrorCode(err) != proto.NotFound {
+			t.Fatalf("open %s: %v", user, err)
+		}
+	}
+	// Existing or not, the fourth lookup is refused, with the same answer.
+	wantErr(t, open(alice, "nobody3"), proto.ResourceExhausted, "")
+	wantErr(t, open(alice, "bob"), proto.ResourceExhausted, "")
+	if err := open(bob, "alice"); err != nil {
+		t.Fatalf("bob is limited by alice's lookups: %v", err)
+	}
+	clock.Advance(time.Hour)
+	alice = b.signIn("alice", "alice-demo-pass") // the old session went idle
+	if err := open(alice, "bob"); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// TestDisplayNameRejectsHiddenCharacters: control, bidi-override and
+// zero-width characters make a name look like another; they are refused by
+// the app tier with a clear message (and by the store beneath it).
+func TestDisplayNameRejectsHiddenCharacters(t *testing.T) {
+	b := newBank(t, apptiertest.WithoutDemoData())
+	for i, name := range []string{"Bob\u202Eecila", "Al\u200Bice", "Ali\u200Dce", "\uFEFFAlice", "Alice\u2066x\u2069", "A\u00ADlice", "Bell\a", "Ne\u0085l"} {
+		err := b.call(proto.OpSignUp, proto.SignUpRequest{Username: fmt.Sprintf("hidden%d", i), DisplayName: name, Password: "a long enough passphrase"}, nil)
+		if err == nil {
+			t.Fatalf("display name %+q accepted", name)
+		}
+		wantErr(t, err, proto.InvalidArgument, "display_name")
+	}
+	var up proto.SignInResponse
+	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "zoe", DisplayName: "Zoë Ünal-Šimić 山田", Password: "a long enough passphrase"}, &up)
+	if up.Customer.DisplayName != "Zoë Ünal-Šimić 山田" {
+		t.Fatalf("display name %q", up.Customer.DisplayName)
+	}
+}

@@ -45,7 +45,7 @@ type querier interface {
 
 var (
 	usernameRules    = textRules{min: 1, max: MaxUsernameLen, noSpaces: true}
-	displayNameRules = textRules{min: 1, max: MaxDisplayNameLen, trimmed: true}
+	displayNameRules = textRules{min: 1, max: MaxDisplayNameLen, trimmed: true, noHidden: true}
 	hashRules        = textRules{min: 1, max: MaxPasswordHashLen, noSpaces: true}
 	outcomeWord      = regexp.MustCompile(`^[a-z_]{1,32}$`)
 )

@@ -65,6 +65,10 @@ func TestCreateCustomerRejectsBadInput(t *testing.T) {
 		{"ok", "Line\nBreak", phc, "display_name"},
 		{"ok", "Bell\a", phc, "display_name"},
 		{"ok", "Bad \xc3", phc, "display_name"},
+		{"ok", "Bob\u202Eecila", phc, "display_name"}, // right-to-left override
+		{"ok", "Al\u200Bice", phc, "display_name"},    // zero-width space
+		{"ok", "Ali\u200Dce", phc, "display_name"},    // zero-width joiner
+		{"ok", "Alice\u2067", phc, "display_name"},    // right-to-left isolate
 		{"ok", "Name", "", "password_hash"},
 		{"ok", "Name", "plaintext-password", "password_hash"},
 		{"ok", "Name", "$" + strings.Repeat("h", store.MaxPasswordHashLen), "password_hash"},
