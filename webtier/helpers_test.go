@@ -106,6 +106,10 @@ type browser struct {
 	site *site
 	c    *http.Client
 	jar  *cookiejar.Jar
+	// noOrigin makes it send POSTs without an Origin header, as old
+	// browsers and non-browser clients do; by default it sends this site's
+	// origin, as every current browser does.
+	noOrigin bool
 }
 
 func (s *site) browser() *browser {
@@ -128,6 +132,9 @@ type page struct {
 
 func (b *browser) do(req *http.Request) page {
 	b.t.Helper()
+	if req.Method != http.MethodGet && req.Method != http.MethodHead && !b.noOrigin && req.Header.Get("Origin") == "" {
+		req.Header.Set("Origin", b.site.baseURL)
+	}
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)

@@ -15,6 +15,8 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"bankwire/proto"
 
@@ -151,9 +153,26 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		return
 	}
 	if sess := sessionFrom(r.Context()); sess != nil {
-		c := sess.Customer
-		v.Customer = &c
-		v.Live = true
+		// The customer's name is shown only from a session the app tier
+		// accepted during this request (see the session cache).
+		err := s.confirmSession(r, sess)
+		switch {
+		case err == nil:
+			c := sess.Customer
+			v.Customer = &c
+			v.Live = true
+		case name == "error":
+			// An error page is shown signed out rather than not at all.
+			if proto.ErrorCode(err) == proto.Unauthenticated {
+				s.clearSessionCookie(w)
+			}
+		case proto.ErrorCode(err) == proto.Unauthenticated:
+			s.sessionEnded(w, r)
+			return
+		default:
+			s.fail(w, r, err)
+			return
+		}
 	}
 	v.FlashKind, v.Flash = s.takeFlash(w, r)
 	v.Status = status
@@ -229,6 +248,29 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, d
 
 func (s *Server) tooManyRequests(w http.ResponseWriter, r *http.Request) {
 	s.errorPage(w, r, http.StatusTooManyRequests, "")
+}
+
+// errBrieflyUnavailable replaces an answer that says the link to the app
+// tier is over its limit: for the customer that is an outage (503 "briefly
+// unavailable"), not something they did.
+var errBrieflyUnavailable = &proto.Error{Code: proto.Unavailable, Message: "The bank is briefly unavailable."}
+
+// overloaded reports whether err is the protocol's own refusal of a request
+// over a connection's in-flight limit (PROTOCOL.md §4.1) rather than a rule
+// of the bank. Only sign-in, sign-up and chat.open answer RESOURCE_EXHAUSTED
+// by rule, and their answers are sentences for the customer (capitalized);
+// the protocol's are lower-case technical notes that no page may show.
+func overloaded(op proto.Op, err error) bool {
+	var pe *proto.Error
+	if !errors.As(err, &pe) || pe.Code != proto.ResourceExhausted {
+		return false
+	}
+	switch op {
+	case proto.OpSignIn, proto.OpSignUp, proto.OpChatOpen:
+		r, _ := utf8.DecodeRuneInString(pe.Message)
+		return !unicode.IsUpper(r)
+	}
+	return true
 }
 
 // statusOf is the one table from app-tier error codes to HTTP statuses.
