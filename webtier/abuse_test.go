@@ -3,7 +3,9 @@ package webtier_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +189,55 @@ func TestPostWithoutOriginRefusedWithSession(t *testing.T) {
 	b := s.browser()
 	b.noOrigin = true
 	b.signIn("bob", "bob-demo-pass")
+}
+
+// sessionChecks returns how many session checks the web tier has made.
+func sessionChecks(t *testing.T, s *site) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.web.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	n := 0
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, `bankwire_webtier_apptier_calls_total{code=`) && strings.Contains(line, `op="`+proto.OpSessionCheck.String()+`"`) {
+			f := strings.Fields(line)
+			v, err := strconv.Atoi(f[len(f)-1])
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			n += v
+		}
+	}
+	return n
+}
+
+// TestPagesConfirmTheSessionOnce: a data page confirms the session with its
+// own call (no extra session check), a page without data asks once, and an
+// outage page asks no more than the call that failed.
+func TestPagesConfirmTheSessionOnce(t *testing.T) {
+	s := startSite(t)
+	alice := s.alice()
+	alice.get("/accounts") // the session is cached now
+	before := sessionChecks(t, s)
+	if p := alice.get("/accounts"); p.Status != http.StatusOK {
+		t.Fatalf("accounts: %d", p.Status)
+	}
+	if n := sessionChecks(t, s) - before; n != 0 {
+		t.Errorf("a data page made %d session checks, want 0", n)
+	}
+	p := alice.get("/accounts/new")
+	if n := sessionChecks(t, s) - before; p.Status != http.StatusOK || n != 1 {
+		t.Errorf("a page without data: status %d, %d session checks, want 200 and 1", p.Status, n)
+	}
+	mustContain(t, p, "Alice")
+
+	s.app.Stop()
+	before = sessionChecks(t, s)
+	p = alice.get("/accounts")
+	if p.Status != http.StatusServiceUnavailable {
+		t.Fatalf("accounts with the app tier down: %d", p.Status)
+	}
+	if n := sessionChecks(t, s) - before; n != 0 {
+		t.Errorf("the outage page made %d session checks after its call failed, want 0", n)
+	}
+	mustContain(t, p, "briefly unavailable")
 }

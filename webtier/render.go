@@ -155,23 +155,20 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	if sess := sessionFrom(r.Context()); sess != nil {
 		// The customer's name is shown only from a session the app tier
 		// accepted during this request (see the session cache).
-		err := s.confirmSession(r, sess)
-		switch {
+		switch err := s.confirmSession(r, sess); {
 		case err == nil:
 			c := sess.Customer
 			v.Customer = &c
 			v.Live = true
-		case name == "error":
-			// An error page is shown signed out rather than not at all.
-			if proto.ErrorCode(err) == proto.Unauthenticated {
-				s.clearSessionCookie(w)
-			}
-		case proto.ErrorCode(err) == proto.Unauthenticated:
+		case proto.ErrorCode(err) == proto.Unauthenticated && name != "error":
 			s.sessionEnded(w, r)
 			return
+		case proto.ErrorCode(err) == proto.Unauthenticated:
+			s.clearSessionCookie(w)
 		default:
-			s.fail(w, r, err)
-			return
+			// The app tier cannot say: the page (often the outage page or
+			// the confirm-again page of a transfer) is shown without the
+			// name rather than not at all, and without another call.
 		}
 	}
 	v.FlashKind, v.Flash = s.takeFlash(w, r)

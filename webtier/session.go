@@ -18,8 +18,9 @@ type session struct {
 	Customer proto.Customer
 
 	// confirmed is set once the app tier accepted Token during this
-	// request; checkErr remembers a failed confirmation so it is asked
-	// once.
+	// request. checkErr remembers a failed session check, or an outage met
+	// by any call with the session, so that rendering the page never asks
+	// again.
 	confirmed bool
 	checkErr  error
 }
@@ -128,7 +129,7 @@ func (s *Server) lookupSession(r *http.Request) (*session, error) {
 }
 
 // confirmSession makes sure the app tier accepted the session during this
-// request, asking it (once) if no call has yet.
+// request, asking it (once) if no call has yet and none met an outage.
 func (s *Server) confirmSession(r *http.Request, sess *session) error {
 	if sess.confirmed || sess.checkErr != nil {
 		return sess.checkErr
@@ -143,6 +144,21 @@ func (s *Server) confirmSession(r *http.Request, sess *session) error {
 	}
 	sess.Customer = resp.Customer
 	return nil
+}
+
+// noteCall records what a call made with the request's session says about
+// it: success proves it live; an outage means asking again is pointless.
+func noteCall(r *http.Request, op proto.Op, err error) {
+	sess := sessionFrom(r.Context())
+	if sess == nil || !callConfirms(op) {
+		return
+	}
+	switch {
+	case err == nil:
+		sess.confirmed = true
+	case sess.checkErr == nil && statusOf(proto.ErrorCode(err)) >= 500:
+		sess.checkErr = err
+	}
 }
 
 // callConfirms reports whether a successful op proves the session it

@@ -235,14 +235,12 @@ func (s *Server) call(r *http.Request, op proto.Op, req, resp any) error {
 	s.metrics.observeCall(op, err, time.Since(start))
 	if err != nil {
 		if overloaded(op, err) {
-			return fmt.Errorf("%s: %w (%w)", op, errBrieflyUnavailable, err)
+			err = fmt.Errorf("%w (%w)", errBrieflyUnavailable, err)
 		}
-		return fmt.Errorf("%s: %w", op, err)
+		err = fmt.Errorf("%s: %w", op, err)
 	}
-	if sess := sessionFrom(r.Context()); sess != nil && callConfirms(op) {
-		sess.confirmed = true
-	}
-	return nil
+	noteCall(r, op, err)
+	return err
 }
 
 // infoCache keeps the app tier's InfoResponse for a while: it changes only
