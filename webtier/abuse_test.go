@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
 	"bankwire/webtier"
@@ -240,4 +241,22 @@ func TestPagesConfirmTheSessionOnce(t *testing.T) {
 		t.Errorf("the outage page made %d session checks after its call failed, want 0", n)
 	}
 	mustContain(t, p, "briefly unavailable")
+}
+
+// TestChatOpenLimitShown: the app tier's limit on opening chats by
+// username reaches the page as 429 with its own sentence.
+func TestChatOpenLimitShown(t *testing.T) {
+	s := startSite(t, withApp(apptiertest.WithConfig(func(c *apptier.Config) { c.ChatOpenLimit = 2 })))
+	alice := s.alice()
+	for _, user := range []string{"bob", "nobody-here"} {
+		if p := alice.post("/chat", url.Values{"username": {user}}); p.Status != http.StatusSeeOther && p.Status != http.StatusNotFound && p.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("open %s: %d", user, p.Status)
+		}
+	}
+	p := alice.post("/chat", url.Values{"username": {"bob"}})
+	if p.Status != http.StatusTooManyRequests {
+		t.Fatalf("third chat open: %d %s", p.Status, snippet(p.Body))
+	}
+	mustContain(t, p, "You have opened many chats")
+	mustNotContain(t, p, protocolTexts...)
 }
