@@ -152,6 +152,17 @@ func TestSignInAnswersSameForKnownAndUnknownNames(t *testing.T) {
 	if known != unknown || !strings.HasPrefix(known, "UNAUTHENTICATED") {
 		t.Fatalf("after the window: known %q, unknown %q", known, unknown)
 	}
+	// Failures spread over more than the window: nothing outlives it for
+	// a customer either.
+	clock.Advance(time.Hour)
+	for i := 0; i < 6; i++ {
+		known, knownWork := attempt("bob", "192.0.2.3")
+		unknown, unknownWork := attempt("not-bob", "192.0.2.4")
+		if known != unknown || knownWork != unknownWork {
+			t.Fatalf("spread attempt %d: known %q (%d hashes), unknown %q (%d hashes)", i+1, known, knownWork, unknown, unknownWork)
+		}
+		clock.Advance(6 * time.Minute)
+	}
 }
 
 // TestSignUpThrottledPerClientIP: the app tier itself limits sign-ups per
