@@ -207,6 +207,7 @@ func (a *App) Mux() *proto.Mux {
 	m.Handle(proto.OpAccountHistory, a.accountHistory)
 	m.Handle(proto.OpTransferCreate, a.transferCreate)
 	m.Handle(proto.OpTransferGet, a.transferGet)
+	m.Handle(proto.OpTransferResolve, a.transferResolve)
 	m.Handle(proto.OpPayeesList, a.payeesList)
 	m.Handle(proto.OpPayeeAdd, a.payeeAdd)
 	m.Handle(proto.OpPayeeRename, a.payeeRename)
@@ -249,8 +250,10 @@ func (a *App) info(ctx context.Context, req *proto.Request) (any, error) {
 }
 
 // storeErr maps a store error to the protocol's codes: one table for the
-// store→protocol boundary. Errors it does not know are returned as they are;
-// the protocol server logs them and sends only "internal error".
+// store→protocol boundary. The store has already told outages
+// (ErrUnavailable, ErrAborted) from bugs (ErrInternal). Errors it does not
+// know are returned as they are; the protocol server logs them and sends
+// only "internal error".
 func storeErr(err error, notFound string) error {
 	var in *store.InputError
 	switch {
@@ -272,6 +275,12 @@ func storeErr(err error, notFound string) error {
 		return proto.FieldError(proto.InvalidArgument, "to", "Choose an account other than the one you pay from.")
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return proto.FieldError(proto.FailedPrecondition, "idempotency_key", "This form was already submitted with different details; start a new transfer.")
+	case errors.Is(err, store.ErrKeyVoided):
+		return proto.FieldError(proto.FailedPrecondition, "idempotency_key", "This transfer was already settled as not made; start a new transfer.")
+	case errors.Is(err, store.ErrUnavailable):
+		return proto.Errorf(proto.Unavailable, "The bank's systems are briefly unavailable. Please try again in a moment.")
+	case errors.Is(err, store.ErrAborted):
+		return proto.Errorf(proto.Aborted, "The bank was busy and nothing was changed. Please try again.")
 	case errors.Is(err, context.DeadlineExceeded):
 		return proto.Errorf(proto.DeadlineExceeded, "The request took too long.")
 	case errors.Is(err, context.Canceled):

@@ -22,6 +22,7 @@ type Settings struct {
 	Addr            string        // protocol listen address (APPTIER_ADDR)
 	AdminAddr       string        // /metrics and /healthz; "off" or empty disables (APPTIER_ADMIN_ADDR)
 	DatabaseURL     string        // APPTIER_DATABASE_URL or DATABASE_URL; never logged
+	DBMaxConns      int           // PostgreSQL pool size; 0 derives it from max_connections (APPTIER_DB_MAX_CONNS)
 	Secret          string        // shared protocol secret (APPTIER_SECRET); never logged
 	Migrate         bool          // apply migrations on start (APPTIER_MIGRATE)
 	MaxConns        int           // protocol connections (APPTIER_MAX_CONNS)
@@ -55,6 +56,9 @@ func (s Settings) Validate() error {
 	if s.Secret == "" {
 		errs = append(errs, errors.New("APPTIER_SECRET must not be empty"))
 	}
+	if s.DBMaxConns < 0 {
+		errs = append(errs, fmt.Errorf("database pool size %d: must not be negative (0 derives it)", s.DBMaxConns))
+	}
 	if s.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("max conns %d: must be at least 1", s.MaxConns))
 	}
@@ -80,6 +84,7 @@ func LoadConfig(args []string, getenv func(string) string) (Settings, error) {
 	env.str(&s.AdminAddr, "APPTIER_ADMIN_ADDR")
 	env.str(&s.DatabaseURL, "DATABASE_URL")
 	env.str(&s.DatabaseURL, "APPTIER_DATABASE_URL")
+	env.int(&s.DBMaxConns, "APPTIER_DB_MAX_CONNS")
 	env.str(&s.Secret, "APPTIER_SECRET")
 	env.bool(&s.Migrate, "APPTIER_MIGRATE")
 	env.bool(&a.DemoData, "APPTIER_DEMO_DATA")
@@ -107,6 +112,7 @@ func LoadConfig(args []string, getenv func(string) string) (Settings, error) {
 	fs.StringVar(&s.AdminAddr, "admin-addr", s.AdminAddr, "admin HTTP address for /metrics and /healthz; off or empty disables (APPTIER_ADMIN_ADDR)")
 	// Secrets have no printed default: -help must not show them.
 	fs.Func("database-url", "PostgreSQL URL (APPTIER_DATABASE_URL or DATABASE_URL); prefer the environment", setString(&s.DatabaseURL))
+	fs.IntVar(&s.DBMaxConns, "db-max-conns", s.DBMaxConns, "PostgreSQL pool size; 0 derives it from the server's max_connections (APPTIER_DB_MAX_CONNS)")
 	fs.Func("secret", "shared secret the web tier presents in the handshake (APPTIER_SECRET); prefer the environment", setString(&s.Secret))
 	fs.BoolVar(&s.Migrate, "migrate", s.Migrate, "apply database migrations on start (APPTIER_MIGRATE)")
 	fs.BoolVar(&a.DemoData, "demo-data", a.DemoData, "load the demo customers alice and bob on start (APPTIER_DEMO_DATA)")

@@ -35,6 +35,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		"DATABASE_URL":              "postgres://generic",
 		"APPTIER_DATABASE_URL":      "postgres://specific",
 		"APPTIER_DEMO_DATA":         "true",
+		"APPTIER_DB_MAX_CONNS":      "12",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +43,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 	a := s.App
 	if a.SessionRetention != 2*time.Hour || a.PurgeInterval != 5*time.Minute || a.AuditRetention != 720*time.Hour ||
 		a.IdleTimeout != 20*time.Minute || a.LockAfter != 7 || a.SignUpIPLimit != 3 || a.DailyLimit != 25050 ||
-		!a.DemoData || s.LogLevel != slog.LevelDebug || s.DatabaseURL != "postgres://specific" || s.AdminAddr != "" {
+		!a.DemoData || s.LogLevel != slog.LevelDebug || s.DatabaseURL != "postgres://specific" || s.AdminAddr != "" || s.DBMaxConns != 12 {
 		t.Fatalf("from env and flags: %+v", s)
 	}
 	if s, err := apptier.LoadConfig(nil, envMap(map[string]string{"APPTIER_ADMIN_ADDR": "off"})); err != nil || s.AdminAddr != "" {
@@ -73,7 +74,7 @@ func TestLoadConfigBadSettings(t *testing.T) {
 	}
 
 	// Well-formed values that cannot work are refused too, all at once.
-	_, err = apptier.LoadConfig([]string{"-max-conns", "0", "-secret="}, envMap(map[string]string{
+	_, err = apptier.LoadConfig([]string{"-max-conns", "0", "-secret=", "-db-max-conns", "-1"}, envMap(map[string]string{
 		"APPTIER_SESSION_IDLE":    "-1m",
 		"APPTIER_LOCK_AFTER":      "0",
 		"APPTIER_AUDIT_RETENTION": "1m",
@@ -83,7 +84,7 @@ func TestLoadConfigBadSettings(t *testing.T) {
 		t.Fatal("unusable settings were accepted")
 	}
 	for _, want := range []string{"session idle timeout -1m0s: must be positive", "lock after 0", "audit retention 1m0s is shorter",
-		"max conns 0", "TLS needs both", "APPTIER_SECRET must not be empty"} {
+		"max conns 0", "TLS needs both", "APPTIER_SECRET must not be empty", "database pool size -1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

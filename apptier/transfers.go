@@ -91,6 +91,38 @@ func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) 
 	return proto.TransferResponse{Transfer: transferView(t)}, nil
 }
 
+// transferResolve settles a transfer whose outcome the caller could not
+// learn: made (with the transfer) or not made, in which case the key is
+// closed so that a late copy of the request cannot make it afterwards.
+func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.TransferResolveRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	if err := validKey(in.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	from, err := normalizeNumber("from", in.From)
+	if err != nil {
+		return nil, err
+	}
+	t, made, err := a.st.ResolveTransfer(ctx, s.CustomerID, in.IdempotencyKey, from, a.cfg.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, proto.FieldError(proto.NotFound, "from", errNoAccount)
+	}
+	if err != nil {
+		return nil, storeErr(err, errNoAccount)
+	}
+	if !made {
+		return proto.TransferResolveResponse{}, nil
+	}
+	return proto.TransferResolveResponse{Made: true, Transfer: transferView(t)}, nil
+}
+
 func payeeView(p store.Payee) proto.Payee {
 	return proto.Payee{ID: p.ID, Nickname: p.Nickname, Number: p.Number, CreatedAt: p.CreatedAt}
 }

@@ -268,6 +268,8 @@ type rawConn struct {
 	tb testing.TB
 	nc net.Conn
 	fr *proto.Framer
+
+	cancels []uint32 // ids of the CANCELs readRequest passed over
 }
 
 func dialRaw(tb testing.TB, addr string) *rawConn {

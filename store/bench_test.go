@@ -57,53 +57,52 @@ func BenchmarkTransfer(b *testing.B) {
 // inlineTransfer is the baseline: the store's statements, in the store's
 // order and round trips, trusting its input.
 func inlineTransfer(ctx context.Context, pool *pgxpool.Pool, customerID int64, key, from, to string, amount int64, memo string, at time.Time) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx)
-
-	var (
-		id, cust, amt     int64
-		k, fn, tn, cur, m string
-		created           time.Time
-		fp                []byte
-	)
-	err = tx.QueryRow(ctx, store.SQLTransferByKey, customerID, key).Scan(&id, &cust, &k, &fn, &tn, &amt, &cur, &m, &created, &fp)
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("key lookup: %v", err)
-	}
-	rows, err := tx.Query(ctx, store.SQLLockAccounts, []string{from, to})
-	if err != nil {
-		return err
-	}
 	type acct struct {
-		id, customer, balance int64
-		number, kind, cur     string
+		id, customer      int64
+		number, kind, cur string
 	}
 	byNumber := map[string]acct{}
-	for rows.Next() {
-		var a acct
-		if err := rows.Scan(&a.id, &a.customer, &a.number, &a.kind, &a.cur, &a.balance); err != nil {
-			return err
+	read := &pgx.Batch{}
+	read.Queue(store.SQLTransferByKey, customerID, key).QueryRow(func(row pgx.Row) error {
+		var (
+			id, cust, amt     int64
+			k, fn, tn, cur, m string
+			created           time.Time
+			fp                []byte
+		)
+		if err := row.Scan(&id, &cust, &k, &fn, &tn, &amt, &cur, &m, &created, &fp); !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("key lookup: %v", err)
 		}
-		byNumber[a.number] = a
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	read.Queue(store.SQLTransferAccounts, []string{from, to}).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var a acct
+			if err := rows.Scan(&a.id, &a.customer, &a.number, &a.kind, &a.cur); err != nil {
+				return err
+			}
+			byNumber[a.number] = a
+		}
+		return rows.Err()
+	})
+	if err := pool.SendBatch(ctx, read).Close(); err != nil {
 		return err
 	}
 	f, t := byNumber[from], byNumber[to]
-	var transferID int64
-	if err := tx.QueryRow(ctx, store.SQLInsertTransfer, customerID, key, f.id, t.id, amount, f.cur, memo,
-		store.Fingerprint(from, to, amount, f.cur, memo), at).Scan(&transferID); err != nil {
-		return err
+	first, second := f, t
+	if second.id < first.id {
+		first, second = second, first
 	}
-	batch := &pgx.Batch{}
-	batch.Queue(store.SQLAddBalance, f.id, -amount)
-	batch.Queue(store.SQLAddBalance, t.id, amount)
-	batch.Queue(store.SQLInsertEntries, f.id, transferID, -amount, f.balance-amount, at, t.id, amount, t.balance+amount)
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return err
+	write := &pgx.Batch{}
+	write.Queue(store.SQLInsertTransfer, customerID, key, f.id, t.id, amount, f.cur, memo,
+		store.Fingerprint(from, to, amount, f.cur, memo), at)
+	for _, a := range []acct{first, second} {
+		delta := amount
+		if a.id == f.id {
+			delta = -amount
+		}
+		write.Queue(store.SQLAddBalance, a.id, delta)
 	}
-	return tx.Commit(ctx)
+	write.Queue(store.SQLInsertEntries, f.id, t.id, amount, at)
+	return pool.SendBatch(ctx, write).Close()
 }

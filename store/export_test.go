@@ -3,11 +3,11 @@ package store
 // The transfer SQL, exported to the benchmark's inline baseline so that it
 // runs exactly the statements the store runs.
 const (
-	SQLTransferByKey  = sqlTransferByKey
-	SQLLockAccounts   = sqlLockAccounts
-	SQLInsertTransfer = sqlInsertTransfer
-	SQLAddBalance     = sqlAddBalance
-	SQLInsertEntries  = sqlInsertEntries
+	SQLTransferByKey    = sqlTransferByKey
+	SQLTransferAccounts = sqlTransferAccounts
+	SQLInsertTransfer   = sqlInsertTransfer
+	SQLAddBalance       = sqlAddBalance
+	SQLInsertEntries    = sqlInsertEntries
 )
 
 // Fingerprint exposes the request fingerprint to the baseline.
@@ -20,3 +20,6 @@ func SetPurgeBatch(n int) (restore func()) {
 	purgeBatch = n
 	return func() { purgeBatch = old }
 }
+
+// Outage exposes the classification of database failures.
+var Outage = outage

@@ -40,6 +40,18 @@ type Notification struct {
 	CustomerIDs    []int64 `json:"customer_ids,omitempty"`
 }
 
+// payload is a notification as the schema's triggers send it. A balance
+// notification lists every account a statement changed (Entries), one
+// notification per transfer; Listen hands them to fn one account at a time.
+type payload struct {
+	Notification
+	Entries []struct {
+		CustomerID int64  `json:"customer_id"`
+		Account    string `json:"account"`
+		TransferID int64  `json:"transfer_id"`
+	} `json:"entries"`
+}
+
 // How Listen watches its connection: a read that sees nothing for
 // listenIdle is followed by a ping, so a silently dead connection (a
 // restarted server behind a NAT, say) is noticed within about a minute
@@ -51,7 +63,8 @@ const (
 	listenMaxBackoff  = 5 * time.Second
 )
 
-// Listen LISTENs on Channel and calls fn for every notification, in order,
+// Listen LISTENs on Channel and calls fn for every notification, in order
+// (a balance notification once per account whose balance changed),
 // from the calling goroutine, until ctx is done; it then returns ctx.Err().
 // fn must not block for long: notifications queue behind it.
 //
@@ -114,11 +127,17 @@ func (s *Store) listenOnce(ctx context.Context, fn func(Notification)) (listened
 			}
 			continue
 		}
-		var note Notification
-		if err := json.Unmarshal([]byte(n.Payload), &note); err != nil || note.Kind == "" {
+		var p payload
+		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil || p.Kind == "" {
 			s.log.WarnContext(ctx, "store: ignoring malformed notification", "channel", n.Channel)
 			continue
 		}
-		fn(note)
+		if len(p.Entries) == 0 {
+			fn(p.Notification)
+			continue
+		}
+		for _, e := range p.Entries {
+			fn(Notification{Kind: p.Kind, CustomerID: e.CustomerID, Account: e.Account, TransferID: e.TransferID})
+		}
 	}
 }

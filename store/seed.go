@@ -113,7 +113,7 @@ func (s *Store) seed(ctx context.Context, tx pgx.Tx, hashes DemoPasswords, now t
 			Amount:         e.amount,
 			Memo:           e.memo,
 		}
-		if _, _, err := s.transferTx(ctx, tx, p, e.at); err != nil {
+		if _, _, err := s.transferOnce(ctx, tx, p, e.at); err != nil {
 			return fmt.Errorf("demo transfer %d (%s): %w", i+1, e.memo, err)
 		}
 	}

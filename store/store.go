@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -63,6 +64,11 @@ const (
 type Store struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// writers bounds the transfers writing at once to fewer than the
+	// pool's connections, so reads that take no lock (sessions, accounts,
+	// history) always find a free connection instead of queueing behind
+	// transfers that wait on each other's row locks.
+	writers chan struct{}
 }
 
 // Option configures a Store.
@@ -78,32 +84,94 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithWriters sets how many transfers may hold a connection at once; the
+// rest of the pool stays free for reads. The default is WritersFor of the
+// pool's size. n < 1 means the default.
+func WithWriters(n int) Option {
+	return func(s *Store) {
+		if n >= 1 {
+			s.writers = make(chan struct{}, n)
+		}
+	}
+}
+
+// WritersFor is the default number of concurrent transfers for a pool of
+// maxConns connections: three quarters of it, keeping at least one
+// connection (and a quarter of the pool) for reads.
+func WritersFor(maxConns int) int {
+	return max(1, maxConns-max(1, maxConns/4))
+}
+
 // New returns a Store over pool. The caller owns the pool and closes it.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}
+	if s.writers == nil {
+		s.writers = make(chan struct{}, WritersFor(int(pool.Config().MaxConns)))
+	}
 	return s
+}
+
+// acquireWriter waits for a writer slot; release gives it back.
+func (s *Store) acquireWriter(ctx context.Context) (release func(), err error) {
+	select {
+	case s.writers <- struct{}{}:
+		return func() { <-s.writers }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Pool returns the pool the store uses, for callers that need to run
 // migrations or health checks on it.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
+// DefaultMaxConns bounds the pool size Open derives from the server's
+// capacity when neither the URL nor WithMaxConns sets one.
+const DefaultMaxConns = 20
+
+// OpenOption configures Open.
+type OpenOption func(*openConfig)
+
+type openConfig struct{ maxConns int }
+
+// WithMaxConns sets the pool size (the app tier's APPTIER_DB_MAX_CONNS).
+// pool_max_conns in the URL wins over it; n < 1 means derive the size.
+func WithMaxConns(n int) OpenOption {
+	return func(c *openConfig) { c.maxConns = n }
+}
+
+// MaxConnsFor is the pool size Open picks for a server that accepts
+// available connections (max_connections minus the reserved ones): a
+// quarter of them, so that four app tiers fit beside administrative
+// sessions, and at most DefaultMaxConns, which keeps one app tier from
+// running many more transactions at once than PostgreSQL has cores for.
+// With several app tiers sharing one server, give each
+// (max_connections - reserved - headroom) / N, and keep the sum near two
+// to four times the server's cores: more connections only queue on locks
+// and CPU inside the server instead of in the pool.
+func MaxConnsFor(available int) int {
+	return min(DefaultMaxConns, max(2, available/4))
+}
+
 // Open connects a pool to databaseURL (a postgres:// URL or key=value DSN)
 // and checks that the server answers. Settings given in the URL win; where
-// the URL is silent, Open picks values suited to an app tier: a bounded
-// connect timeout, a statement timeout so a stuck query cannot hold account
-// locks forever, and an idle-in-transaction timeout for the same reason.
-func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+// the URL is silent, Open picks values suited to an app tier: a pool size
+// from WithMaxConns or else from the server's capacity (MaxConnsFor), a
+// bounded connect timeout, a statement timeout so a stuck query cannot hold
+// account locks forever, and an idle-in-transaction timeout for the same
+// reason.
+func Open(ctx context.Context, databaseURL string, opts ...OpenOption) (*pgxpool.Pool, error) {
+	var oc openConfig
+	for _, o := range opts {
+		o(&oc)
+	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		// pgx redacts the password in its parse errors.
 		return nil, fmt.Errorf("store: parse database URL: %w", err)
-	}
-	if !strings.Contains(databaseURL, "pool_max_conns") {
-		cfg.MaxConns = 20
 	}
 	if !strings.Contains(databaseURL, "pool_max_conn_idle_time") {
 		cfg.MaxConnIdleTime = 5 * time.Minute
@@ -125,17 +193,43 @@ func Open(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 			cfg.ConnConfig.RuntimeParams[k] = v
 		}
 	}
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnConfig.ConnectTimeout+time.Second)
+	defer cancel()
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		if oc.maxConns >= 1 {
+			cfg.MaxConns = int32(min(oc.maxConns, 10_000))
+		} else {
+			available, err := availableConns(pingCtx, cfg.ConnConfig)
+			if err != nil {
+				return nil, fmt.Errorf("store: connect to database: %w", err)
+			}
+			cfg.MaxConns = int32(MaxConnsFor(available))
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: open pool: %w", err)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnConfig.ConnectTimeout+time.Second)
-	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: connect to database: %w", err)
 	}
 	return pool, nil
+}
+
+// availableConns asks the server how many connections it accepts from
+// ordinary roles.
+func availableConns(ctx context.Context, cc *pgx.ConnConfig) (int, error) {
+	conn, err := pgx.ConnectConfig(ctx, cc.Copy())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `
+		SELECT current_setting('max_connections')::int
+		     - current_setting('superuser_reserved_connections')::int`).Scan(&n)
+	return n, err
 }
 
 // dbTime returns t as the database will store it (UTC, microseconds), or

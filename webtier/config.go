@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -84,6 +85,11 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+
+	// LogLevel is the least severe level logged: debug, info (the default,
+	// which logs every request), warn or error (WEBTIER_LOG_LEVEL,
+	// -log-level).
+	LogLevel slog.Level
 }
 
 // DefaultConfig returns the settings for local use: the app tier on
@@ -192,6 +198,7 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	env.dur(&c.WriteTimeout, "WEBTIER_WRITE_TIMEOUT")
 	env.dur(&c.IdleTimeout, "WEBTIER_IDLE_TIMEOUT")
 	env.dur(&c.ShutdownTimeout, "WEBTIER_SHUTDOWN_TIMEOUT")
+	env.level(&c.LogLevel, "WEBTIER_LOG_LEVEL")
 	if err := errors.Join(env.errs...); err != nil {
 		return Config{}, err
 	}
@@ -221,6 +228,7 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "HTTP write timeout (WEBTIER_WRITE_TIMEOUT)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "HTTP keep-alive idle timeout (WEBTIER_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown limit (WEBTIER_SHUTDOWN_TIMEOUT)")
+	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (WEBTIER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -277,6 +285,14 @@ func (e *envReader) bool(dst *bool, name string) {
 			return
 		}
 		*dst = b
+	}
+}
+
+func (e *envReader) level(dst *slog.Level, name string) {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		if err := dst.UnmarshalText([]byte(v)); err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not one of debug, info, warn, error", name, v))
+		}
 	}
 }
 

@@ -178,16 +178,17 @@ func (s *Server) sessionToken(r *http.Request) string {
 // Flash messages travel in a short-lived cookie holding only a key into
 // flashMessages, so no text a client sends is ever shown back as a flash.
 var flashMessages = map[string]struct{ kind, text string }{
-	"signed_out":        {"info", "You have signed out. See you soon."},
-	"session_expired":   {"warn", "Your session has ended. Please sign in again."},
-	"signin_required":   {"info", "Please sign in to continue."},
-	"welcome":           {"success", "Welcome to bankwire! Your checking account is open."},
-	"account_opened":    {"success", "Your new account is open."},
-	"transfer_replayed": {"info", "This transfer had already been submitted. It was made only once."},
-	"transfer_done":     {"success", "Transfer complete."},
-	"payee_added":       {"success", "Payee saved."},
-	"payee_renamed":     {"success", "Payee renamed."},
-	"payee_deleted":     {"success", "Payee deleted."},
+	"signed_out":             {"info", "You have signed out. See you soon."},
+	"session_expired":        {"warn", "Your session has ended. Please sign in again."},
+	"signin_required":        {"info", "Please sign in to continue."},
+	"welcome":                {"success", "Welcome to bankwire! Your checking account is open."},
+	"account_opened":         {"success", "Your new account is open."},
+	"transfer_replayed":      {"info", "This transfer had already been submitted. It was made only once."},
+	"transfer_done":          {"success", "Transfer complete."},
+	"transfer_resolved_made": {"info", "Your transfer was made, once. There is nothing more to do."},
+	"payee_added":            {"success", "Payee saved."},
+	"payee_renamed":          {"success", "Payee renamed."},
+	"payee_deleted":          {"success", "Payee deleted."},
 }
 
 func (s *Server) setFlash(w http.ResponseWriter, key string) {

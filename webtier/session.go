@@ -188,11 +188,17 @@ func (s *Server) optionalSession(next http.Handler) http.Handler {
 // requireSession sends signed-out visitors to the sign-in page, remembering
 // where they were going (for GETs), and attaches the session otherwise.
 func (s *Server) requireSession(next http.Handler) http.Handler {
+	return s.sessionRequired(next, s.fail)
+}
+
+// sessionRequired is requireSession with onErr answering when the session
+// cannot be checked (the app tier did not answer).
+func (s *Server) sessionRequired(next http.Handler, onErr func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		had := s.sessionToken(r) != ""
 		sess, err := s.lookupSession(r)
 		if err != nil {
-			s.fail(w, r, err)
+			onErr(w, r, err)
 			return
 		}
 		if sess == nil {

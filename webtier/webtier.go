@@ -163,6 +163,10 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Post("/signout", s.signOut)
 	})
 
+	// A transfer submit whose session cannot be checked in an outage still
+	// gets the confirm-again page (transferSession).
+	r.With(s.transferSession).Post("/transfers", s.transferCreate)
+
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireSession)
 		r.Get("/accounts", s.accounts)
@@ -173,7 +177,7 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Get("/transfers/new", s.transferForm)
 		r.Post("/transfers/edit", s.transferEdit)
 		r.Post("/transfers/confirm", s.transferConfirm)
-		r.Post("/transfers", s.transferCreate)
+		r.Post("/transfers/resolve", s.transferResolve)
 		r.Get("/transfers/{id}", s.transferResult)
 
 		r.Get("/payees", s.payees)

@@ -119,18 +119,19 @@ func serve(ctx context.Context, cfg apptier.Settings, log *slog.Logger) error {
 		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	pool, err := openWithRetry(ctx, cfg.DatabaseURL, log)
+	pool, err := openWithRetry(ctx, cfg.DatabaseURL, cfg.DBMaxConns, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	log.Info("database pool", "max_conns", pool.Config().MaxConns)
 	if cfg.Migrate {
 		if err := store.Migrate(ctx, pool); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		log.Info("migrations applied")
 	}
-	st := store.New(pool)
+	st := store.New(pool, store.WithLogger(log))
 	appCfg := cfg.App
 	appCfg.Logger = log
 	app, err := apptier.New(appCfg, st)
@@ -197,10 +198,10 @@ func serve(ctx context.Context, cfg apptier.Settings, log *slog.Logger) error {
 
 // openWithRetry connects to PostgreSQL, retrying for a while: in compose the
 // database may still be starting when the app tier does.
-func openWithRetry(ctx context.Context, url string, log *slog.Logger) (*pgxpool.Pool, error) {
+func openWithRetry(ctx context.Context, url string, maxConns int, log *slog.Logger) (*pgxpool.Pool, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		pool, err := store.Open(ctx, url)
+		pool, err := store.Open(ctx, url, store.WithMaxConns(maxConns))
 		if err == nil {
 			if err = pool.Ping(ctx); err == nil {
 				return pool, nil

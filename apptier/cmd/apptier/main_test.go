@@ -3,15 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"bankwire/proto"
 	"bankwire/store/storetest"
@@ -50,9 +54,10 @@ func TestBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, admin := freeAddr(t), freeAddr(t)
+	dbURL := storetest.URL(t)
 	env := append(os.Environ(),
 		"APPTIER_TEST_RUN_MAIN=1",
-		"APPTIER_DATABASE_URL="+storetest.URL(t),
+		"APPTIER_DATABASE_URL="+dbURL,
 		"APPTIER_ADDR="+addr,
 		"APPTIER_ADMIN_ADDR="+admin,
 		"APPTIER_SECRET=binary-test-secret",
@@ -66,7 +71,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("apptier migrate: %v\n%s", err, b)
 	}
 
-	var logs bytes.Buffer
+	var logs syncBuffer
 	srv := exec.Command(bin)
 	srv.Env = env
 	srv.Stdout, srv.Stderr = &logs, &logs
@@ -117,6 +122,24 @@ func TestBinary(t *testing.T) {
 	}
 	bad.Close()
 
+	// The store logs through the app tier's JSON logger: cut the database
+	// sessions, and the store's LISTEN loop reports the lost connection.
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close(ctx)
+	for !strings.Contains(logs.String(), "store: listen connection lost") {
+		if ctx.Err() != nil {
+			t.Fatalf("no store log line after the database sessions were cut:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +187,32 @@ func TestBinary(t *testing.T) {
 	if health() == nil {
 		t.Fatal("healthcheck passes after the server stopped")
 	}
+	// Every line, the store's included, is a JSON record with a level.
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Level string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level == "" {
+			t.Errorf("log line is not a JSON record with a level: %q", line)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer that the child's output and the test can
+// use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestBadSettingsStopTheStart: a malformed setting is not ignored: the

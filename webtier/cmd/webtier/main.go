@@ -1,6 +1,7 @@
 // Command webtier serves bankwire's web pages and talks to the app tier over
 // the bankwire protocol. Configuration comes from WEBTIER_* environment
-// variables and flags of the same meaning (webtier -h lists them).
+// variables and flags of the same meaning (webtier -h lists them). Logs are
+// JSON on stdout, at WEBTIER_LOG_LEVEL (info, with every request, by default).
 //
 // "webtier healthcheck" asks a running web tier on this host whether it is
 // alive and exits 0 or 1: the container healthcheck of a shell-less image.
@@ -36,6 +37,7 @@ func run(args []string) int {
 		logger.Error("bad configuration", "err", err)
 		return 2
 	}
+	logger = slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := webtier.Run(ctx, cfg, logger); err != nil {

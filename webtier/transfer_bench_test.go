@@ -1,0 +1,378 @@
+package webtier_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"bankwire/apptier/apptiertest"
+	"bankwire/store"
+	"bankwire/store/storetest"
+)
+
+// BenchmarkTransfers drives transfers through all three tiers the way a
+// browser does (GET the transfer form for its idempotency key, POST it,
+// follow the 303 to the result page). Transfers run under a daily limit that
+// is never reached, so the limit's bookkeeping is part of every one.
+//
+// vs-pgbench runs them from 8 and then 64 concurrent customers beside
+// pgbench's tpcb-like script (scale 16) at the same client count against
+// the same PostgreSQL server, alternating bankwire and pgbench runs, and
+// reports transfers/s, pgbench's TPS and their ratio per client count
+// (target ≥ 0.5), with the POST latencies next to pgbench's average
+// latency (target: POST p99 at 64 ≤ 3× that average). pgbench is looked up
+// in BANKWIRE_PGBENCH, PostgreSQL 15's bin directory and PATH; without it
+// this part skips.
+//
+// history compares, alternating which goes first, 8 customers who already
+// made 10,000 transfers that day (inserted with SQL, then VACUUM ANALYZE,
+// as autovacuum would have done by then) with 8 who made none:
+// history-ratio is the first rate over the second (target ≥ 0.9).
+//
+//	go test -run '^$' -bench Transfers -benchtime 1x -timeout 30m ./webtier/
+//
+// BANKWIRE_BENCH_SECONDS sets the length of each run (default 5) and
+// BANKWIRE_BENCH_PAIRS the number of alternating pairs (default 3).
+func BenchmarkTransfers(b *testing.B) {
+	runFor := time.Duration(envInt(b, "BANKWIRE_BENCH_SECONDS", 5)) * time.Second
+	pairs := envInt(b, "BANKWIRE_BENCH_PAIRS", 3)
+	ctx := context.Background()
+
+	clock := apptiertest.NewClock(time.Date(2025, 3, 10, 9, 0, 0, 0, time.UTC))
+	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount)))
+	customers := make([]*benchCustomer, 32)
+	for i := range customers {
+		customers[i] = signUpCustomer(b, s, fmt.Sprintf("bench%02d", i))
+		if _, err := s.app.Store.Deposit(ctx, customers[i].checking, store.MaxAmount, "bench funds", clock.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	b.Run("vs-pgbench", func(b *testing.B) {
+		pgbench := findPgbench()
+		if pgbench == "" {
+			b.Skip("pgbench not found (set BANKWIRE_PGBENCH)")
+		}
+		pgURL := storetest.EmptyURL(b)
+		if out, err := exec.Command(pgbench, "-i", "-q", "-s", "16", pgURL).CombinedOutput(); err != nil {
+			b.Fatalf("pgbench -i: %v\n%s", err, out)
+		}
+		b.ResetTimer()
+		for _, clients := range []int{8, 64} {
+			var tiers transferLoad
+			var pg pgbenchResult
+			for range pairs {
+				tiers = tiers.merge(runTransfers(b, s, customers[:16], clients, runFor))
+				pg = pg.merge(runPgbench(b, pgbench, pgURL, clients, runFor))
+			}
+			tiers.finish()
+			n := strconv.Itoa(clients)
+			b.ReportMetric(tiers.rate, n+"-transfers/s")
+			b.ReportMetric(pg.tps(), n+"-pgbench-tps")
+			b.ReportMetric(tiers.rate/pg.tps(), n+"-ratio")
+			b.ReportMetric(ms(tiers.p50), n+"-post-p50-ms")
+			b.ReportMetric(ms(tiers.p99), n+"-post-p99-ms")
+			b.ReportMetric(pg.latency(), n+"-pgbench-latency-ms")
+		}
+	})
+
+	b.Run("history", func(b *testing.B) {
+		history, fresh := customers[16:24], customers[24:32]
+		for i, c := range history {
+			addTransferHistory(b, s.app.Store, c, history[(i+1)%len(history)], 10_000, clock.Now())
+		}
+		if _, err := s.app.Store.Pool().Exec(ctx, "VACUUM ANALYZE"); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		var withHistory, freshDay transferLoad
+		for p := range pairs {
+			if p%2 == 0 {
+				withHistory = withHistory.merge(runTransfers(b, s, history, 8, runFor))
+				freshDay = freshDay.merge(runTransfers(b, s, fresh, 8, runFor))
+			} else {
+				freshDay = freshDay.merge(runTransfers(b, s, fresh, 8, runFor))
+				withHistory = withHistory.merge(runTransfers(b, s, history, 8, runFor))
+			}
+		}
+		b.StopTimer()
+		withHistory.finish()
+		freshDay.finish()
+		b.ReportMetric(withHistory.rate, "history-transfers/s")
+		b.ReportMetric(freshDay.rate, "fresh-transfers/s")
+		b.ReportMetric(withHistory.rate/freshDay.rate, "history-ratio")
+	})
+}
+
+func findPgbench() string {
+	for _, p := range []string{os.Getenv("BANKWIRE_PGBENCH"), "/usr/lib/postgresql/15/bin/pgbench"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	p, _ := exec.LookPath("pgbench")
+	return p
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// benchCustomer is a signed-in browser of one customer.
+type benchCustomer struct {
+	client   *http.Client
+	checking string
+}
+
+func signUpCustomer(b *testing.B, s *site, username string) *benchCustomer {
+	b.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4}
+	b.Cleanup(tr.CloseIdleConnections)
+	c := &benchCustomer{client: &http.Client{Transport: tr, Jar: jar, Timeout: 15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	password := "bench-password-" + username
+	form := url.Values{"username": {username}, "display_name": {"Bench " + username},
+		"password": {password}, "password_confirm": {password}}
+	resp, err := c.client.PostForm(s.baseURL+"/signup", form)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		b.Fatalf("sign up %s: status %d", username, resp.StatusCode)
+	}
+	body, err := c.get(context.Background(), s.baseURL+"/accounts")
+	if err != nil {
+		b.Fatalf("accounts of %s: %v", username, err)
+	}
+	m := kindRe.FindStringSubmatch(body)
+	if m == nil || m[2] != "Checking" {
+		b.Fatalf("no checking account on the overview of %s", username)
+	}
+	c.checking = m[1]
+	return c
+}
+
+func (c *benchCustomer) get(ctx context.Context, target string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: status %d", target, resp.StatusCode)
+	}
+	return string(body), err
+}
+
+// transfer is one transfer as a browser makes it; it returns how long the
+// POST took.
+func (c *benchCustomer) transfer(ctx context.Context, base, to string) (time.Duration, error) {
+	form, err := c.get(ctx, base+"/transfers/new")
+	if err != nil {
+		return 0, err
+	}
+	m := keyRe.FindStringSubmatch(form)
+	if m == nil {
+		return 0, errors.New("no idempotency key on the transfer form")
+	}
+	values := url.Values{"key": {m[1]}, "from": {c.checking}, "to_number": {to}, "amount": {"0.01"}, "memo": {""}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/transfers", strings.NewReader(values.Encode()))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base) // as a browser does; a POST with a session and no Origin is refused
+	start := time.Now()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/transfers/") {
+		return took, fmt.Errorf("POST /transfers: status %d, location %q", resp.StatusCode, loc)
+	}
+	_, err = c.get(ctx, base+loc)
+	return took, err
+}
+
+type transferLoad struct {
+	lat      []time.Duration
+	elapsed  time.Duration
+	rate     float64
+	p50, p99 time.Duration
+}
+
+func (r transferLoad) merge(o transferLoad) transferLoad {
+	return transferLoad{lat: append(r.lat, o.lat...), elapsed: r.elapsed + o.elapsed}
+}
+
+func (r *transferLoad) finish() {
+	n := len(r.lat)
+	if n == 0 {
+		return
+	}
+	slices.Sort(r.lat)
+	r.rate = float64(n) / r.elapsed.Seconds()
+	r.p50 = r.lat[n/2]
+	r.p99 = r.lat[min(n-1, n*99/100)]
+}
+
+// runTransfers runs clients concurrent browsers for d, client i acting as
+// customer i mod len(customers) and paying the next customer.
+func runTransfers(b *testing.B, s *site, customers []*benchCustomer, clients int, d time.Duration) transferLoad {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(d)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := customers[i%len(customers)]
+			to := customers[(i+1)%len(customers)].checking
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				took, err := c.transfer(ctx, s.baseURL, to)
+				if err != nil {
+					mu.Lock()
+					firstErr = errors.Join(firstErr, err)
+					mu.Unlock()
+					cancel()
+					return
+				}
+				mine = append(mine, took)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		b.Fatalf("transfers: %v", firstErr)
+	}
+	return transferLoad{lat: lat, elapsed: elapsed}
+}
+
+type pgbenchResult struct {
+	transactions float64
+	seconds      float64
+	latencySum   float64 // ms, summed over runs
+	runs         int
+}
+
+func (r pgbenchResult) merge(o pgbenchResult) pgbenchResult {
+	return pgbenchResult{r.transactions + o.transactions, r.seconds + o.seconds, r.latencySum + o.latencySum, r.runs + o.runs}
+}
+
+func (r pgbenchResult) tps() float64     { return r.transactions / r.seconds }
+func (r pgbenchResult) latency() float64 { return r.latencySum / float64(r.runs) }
+
+var (
+	pgbenchTPS     = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	pgbenchLatency = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
+)
+
+func runPgbench(b *testing.B, pgbench, dbURL string, clients int, d time.Duration) pgbenchResult {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Minute)
+	defer cancel()
+	secs := int(d / time.Second)
+	out, err := exec.CommandContext(ctx, pgbench, "-b", "tpcb-like", "-c", strconv.Itoa(clients), "-j", "2",
+		"-T", strconv.Itoa(secs), dbURL).CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	tps, lat := pgbenchTPS.FindSubmatch(out), pgbenchLatency.FindSubmatch(out)
+	if tps == nil || lat == nil {
+		b.Fatalf("pgbench output without tps or latency:\n%s", out)
+	}
+	t, _ := strconv.ParseFloat(string(tps[1]), 64)
+	l, _ := strconv.ParseFloat(string(lat[1]), 64)
+	return pgbenchResult{transactions: t * float64(secs), seconds: float64(secs), latencySum: l, runs: 1}
+}
+
+// addTransferHistory gives from n transfers of one cent to to, at at, with
+// their ledger entries, balances and daily total, in one transaction.
+func addTransferHistory(b *testing.B, st *store.Store, from, to *benchCustomer, n int, at time.Time) {
+	b.Helper()
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			WITH f AS (SELECT id, customer_id, currency, balance FROM accounts WHERE number = $1 FOR UPDATE),
+			     o AS (SELECT id, balance FROM accounts WHERE number = $2 FOR UPDATE),
+			     t AS (INSERT INTO transfers (customer_id, idempotency_key, from_account, to_account, amount, currency, fingerprint, created_at)
+			           SELECT f.customer_id, 'history-' || g, f.id, o.id, 1, f.currency, sha256(('history-' || g)::bytea), $3
+			             FROM f, o, generate_series(1, $4::int) g
+			           RETURNING id, from_account, to_account),
+			     k AS (SELECT id, from_account, to_account, row_number() OVER (ORDER BY id) AS k FROM t)
+			INSERT INTO ledger_entries (account_id, transfer_id, amount, balance_after, created_at)
+			SELECT k.from_account, k.id, -1, f.balance - k.k, $3 FROM k, f
+			UNION ALL
+			SELECT k.to_account, k.id, 1, o.balance + k.k, $3 FROM k, o`,
+			from.checking, to.checking, at, n)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance - $2 WHERE number = $1`, from.checking, n); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE number = $1`, to.checking, n); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO daily_outgoing (customer_id, day, currency, total)
+			SELECT customer_id, ($2::timestamptz AT TIME ZONE 'UTC')::date, currency, $3 FROM accounts WHERE number = $1
+			ON CONFLICT (customer_id, day, currency) DO UPDATE SET total = daily_outgoing.total + EXCLUDED.total`,
+			from.checking, at, n)
+		return err
+	})
+	if err != nil {
+		b.Fatalf("add transfer history: %v", err)
+	}
+}
