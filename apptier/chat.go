@@ -3,6 +3,7 @@ package apptier
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 
 	"bankwire/proto"
@@ -58,6 +59,11 @@ func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
 	}
 	if err := validUsername(in.Username); err != nil {
 		return nil, err
+	}
+	// Every answer below tells whether a username exists, so lookups are
+	// limited per customer.
+	if !a.chatOpens.allow(strconv.FormatInt(s.CustomerID, 10), a.cfg.Now()) {
+		return nil, proto.Errorf(proto.ResourceExhausted, "You have opened many chats in a short time. Wait a while and try again.")
 	}
 	notFound := proto.FieldError(proto.NotFound, "username", "No customer with that username.")
 	if strings.EqualFold(in.Username, systemUsername) {

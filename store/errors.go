@@ -167,7 +167,16 @@ type textRules struct {
 	noSpaces  bool // no white space at all (usernames)
 	trimmed   bool // no leading or trailing white space
 	allowTabs bool
+	noHidden  bool // no HiddenChar (names shown to other customers)
 }
+
+// HiddenChar reports whether r is an invisible formatting character
+// (Unicode category Cf): bidirectional overrides, isolates and marks,
+// zero-width spaces and joiners, the byte-order mark, soft hyphens. In a
+// name that other customers see they only serve to make it look like
+// another name, so names may not contain them; this is the one definition
+// that the store and the app tier enforce.
+func HiddenChar(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // checkText validates s for field under r.
 func checkText(field, s string, r textRules) error {
@@ -201,6 +210,8 @@ func checkText(field, s string, r textRules) error {
 			return inputError(field, "contains a control character")
 		case r.noSpaces && unicode.IsSpace(c):
 			return inputError(field, "must not contain spaces")
+		case r.noHidden && HiddenChar(c):
+			return inputError(field, "contains an invisible or direction-changing character")
 		}
 	}
 	return nil

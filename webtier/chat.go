@@ -64,6 +64,7 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 	case strings.EqualFold(username, sess.Customer.Username):
 		f.fail("username", "You cannot open a chat with yourself.")
 	}
+	status := http.StatusUnprocessableEntity
 	if !f.Invalid() {
 		var resp proto.ConversationResponse
 		err := s.call(r, proto.OpChatOpen, proto.ChatOpenRequest{
@@ -77,8 +78,11 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if proto.ErrorCode(err) == proto.ResourceExhausted {
+			status = http.StatusTooManyRequests // too many lookups lately
+		}
 	}
-	s.renderChatList(w, r, http.StatusUnprocessableEntity, f)
+	s.renderChatList(w, r, status, f)
 }
 
 func conversationID(r *http.Request) (int64, bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -214,35 +215,40 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestParseFlags: every setting comes from its environment variable or its
-// flag (the flag wins); a malformed variable is ignored with a warning,
-// leaving the default.
-func TestParseFlags(t *testing.T) {
-	c, err := parseFlags("apptier", nil)
+// TestBadSettingsStopTheStart: a malformed setting is not ignored: the
+// binary exits with status 2 before touching the database, naming every bad
+// setting at once.
+func TestBadSettingsStopTheStart(t *testing.T) {
+	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.addr != ":12121" || c.auditRetention != 90*24*time.Hour || c.sessionRetention != 24*time.Hour || c.purgeInterval != time.Hour {
-		t.Fatalf("defaults: %+v", c)
-	}
-
-	t.Setenv("APPTIER_SESSION_RETENTION", "2h")
-	t.Setenv("APPTIER_PURGE_INTERVAL", "10m")
-	t.Setenv("APPTIER_AUDIT_RETENTION", "720h")
-	t.Setenv("APPTIER_LOCK_AFTER", "three")
-	c, err = parseFlags("apptier", []string{"-purge-interval", "5m"})
-	if err != nil {
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "APPTIER_TEST_RUN_MAIN=1", "APPTIER_SESSION_IDLE=15", "APPTIER_LOCK_AFTER=three",
+		"APPTIER_DATABASE_URL=postgres://nobody@127.0.0.1:1/none")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if c.sessionRetention != 2*time.Hour || c.purgeInterval != 5*time.Minute || c.auditRetention != 720*time.Hour || c.lockAfter != 5 {
-		t.Fatalf("from env and flags: session retention %s, purge interval %s, audit retention %s, lock after %d",
-			c.sessionRetention, c.purgeInterval, c.auditRetention, c.lockAfter)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("apptier with bad settings did not exit within 30 s")
 	}
-
-	if _, err := parseFlags("apptier", []string{"-purge-interval", "often"}); err == nil {
-		t.Fatal("a malformed flag was accepted")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2\n%s", err, out.String())
 	}
-	if _, err := parseFlags("apptier", []string{"stray"}); err == nil {
-		t.Fatal("a stray argument was accepted")
+	for _, want := range []string{`APPTIER_SESSION_IDLE="15": not a duration`, `APPTIER_LOCK_AFTER="three": not an integer`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "listening") || strings.Contains(out.String(), "database") {
+		t.Errorf("the server went on starting:\n%s", out.String())
 	}
 }
