@@ -99,8 +99,10 @@ func TestHAFailover(t *testing.T) {
 	st.kill(ctx, leader)
 	newLeader := st.waitLeaderOtherThan(ctx, leader, 30*time.Second)
 	run.waitAckAfter(ctx, t, time.Now(), 30*time.Second, "writes after the leader was killed")
+	restarted := time.Now()
 	st.start(ctx, leader)
-	ev.replicaAfter = st.waitReplica(ctx, leader, 120*time.Second).Sub(ev.start)
+	rejoined := st.waitReplica(ctx, leader, 120*time.Second)
+	ev.replicaAfter, ev.replicaAfterRestart = rejoined.Sub(ev.start), rejoined.Sub(restarted)
 	st.waitHealthy(ctx, 3, 60*time.Second)
 	time.Sleep(3 * time.Second)
 	ev.end = time.Now()
@@ -185,13 +187,25 @@ func TestHAFailover(t *testing.T) {
 		if ev.replicaAfter > 0 {
 			replica = ev.replicaAfter.Round(100 * time.Millisecond).String()
 		}
-		t.Logf("event %-28s outage %6s  failed requests %4d  acknowledged lost %d  old leader a replica after %s",
-			ev.name, outage.Round(100*time.Millisecond), failed, lost, replica)
+		if ev.replicaAfterRestart > 0 {
+			replica += " (" + ev.replicaAfterRestart.Round(100*time.Millisecond).String() + " after its restart)"
+		}
+		nFailed := 0
+		for _, n := range failed {
+			nFailed += n
+		}
+		t.Logf("event %-28s outage %6s  failed requests %4d %v  acknowledged lost %d  old leader a replica after %s",
+			ev.name, outage.Round(100*time.Millisecond), nFailed, failed, lost, replica)
 		if outage > 30*time.Second {
 			t.Errorf("%s: no acknowledged transfer for %v (limit 30s)", ev.name, outage)
 		}
-		if ev.webTier && failed > 0 {
-			t.Errorf("%s: %d failed requests; the load balancer must hide a dead web tier", ev.name, failed)
+		if ev.webTier && nFailed > 0 {
+			t.Errorf("%s: %d failed requests; the load balancer must hide a dead web tier", ev.name, nFailed)
+			// HAProxy logs only failed, retried and redispatched requests.
+			since := ev.start.Add(-time.Second).UTC().Format(time.RFC3339)
+			if out, err := st.tryDocker(ctx, "compose", "-f", st.file, "logs", "--no-color", "--since", since, "haproxy"); err == nil {
+				t.Logf("HAProxy's log since the web tier was killed:\n%s", out)
+			}
 		}
 	}
 }
@@ -200,7 +214,9 @@ type haEvent struct {
 	name         string
 	start, end   time.Time
 	replicaAfter time.Duration
-	webTier      bool
+	// replicaAfterRestart is counted from the killed node's restart.
+	replicaAfterRestart time.Duration
+	webTier             bool
 }
 
 // haWaitReady waits (bounded) until the load balancer serves a ready web tier.
@@ -273,7 +289,7 @@ type haRun struct {
 	mu       sync.Mutex
 	acks     map[string]time.Time // idempotency key -> first acknowledgement
 	ackTimes []time.Time
-	failures []time.Time // requests answered otherwise than 303, or not at all
+	failures []haFailure // requests answered otherwise than 303, or not at all
 	pending  int         // keys still without an answer when the load stopped
 	total    int
 }
@@ -324,18 +340,24 @@ func (r *haRun) post(c *haCustomer, key, form string) bool {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := c.client.Do(req)
-	ok := false
-	if err == nil {
+	ok, why := false, ""
+	if err != nil {
+		why = "no answer"
+	} else {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		ok = resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(resp.Header.Get("Location"), "/transfers/")
+		why = strconv.Itoa(resp.StatusCode)
+		if resp.Header.Get("Content-Security-Policy") == "" {
+			why += " from HAProxy" // every web tier answer has one
+		}
 	}
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.total++
 	if !ok {
-		r.failures = append(r.failures, now)
+		r.failures = append(r.failures, haFailure{at: now, why: why})
 		return false
 	}
 	if _, dup := r.acks[key]; !dup {
@@ -380,9 +402,14 @@ func (r *haRun) waitAckAfter(ctx context.Context, t *testing.T, since time.Time,
 	}
 }
 
+type haFailure struct {
+	at  time.Time
+	why string // HTTP status, or "no answer"
+}
+
 // window reports, for [start, end), the longest time without an
-// acknowledged transfer and the number of failed requests.
-func (r *haRun) window(start, end time.Time) (outage time.Duration, failed int) {
+// acknowledged transfer and the failed requests by reason.
+func (r *haRun) window(start, end time.Time) (outage time.Duration, failed map[string]int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	times := slices.Clone(r.ackTimes)
@@ -399,9 +426,10 @@ func (r *haRun) window(start, end time.Time) (outage time.Duration, failed int) 
 		prev = at
 	}
 	outage = max(outage, end.Sub(prev))
-	for _, at := range r.failures {
-		if !at.Before(start) && at.Before(end) {
-			failed++
+	failed = map[string]int{}
+	for _, f := range r.failures {
+		if !f.at.Before(start) && f.at.Before(end) {
+			failed[f.why]++
 		}
 	}
 	return outage, failed
