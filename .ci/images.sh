@@ -9,12 +9,20 @@
 #   bankwire-ci/static:nonroot CA certificates, tzdata and a nonroot user
 #                              (uid 65532), like distroless/static:nonroot
 #
+# and, for the high-availability stack (store/ha/compose.yml; target "ha",
+# not part of "all"):
+#
+#   bankwire-ci/patroni:15     PostgreSQL 15 + Debian's patroni and
+#                              python3-etcd, like store/ha/patroni/Dockerfile
+#   bankwire-ci/etcd:3.4       Debian's etcd-server
+#   bankwire-ci/haproxy:2.6    Debian's haproxy
+#
 # Root file systems come from Debian packages (mmdebstrap, using the machine's
 # own apt sources) and become images with `docker import`. Each image carries
 # a label with a hash of its inputs and is rebuilt only when that changes, so a
 # re-run costs a few `docker image inspect` calls.
 #
-# Usage: .ci/images.sh [postgres|golang|static|all]   (run as root)
+# Usage: .ci/images.sh [postgres|golang|static|all|ha]   (run as root)
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +32,9 @@ repo=$(cd "$here/.." && pwd)
 
 POSTGRES_CI_IMAGE=${POSTGRES_CI_IMAGE:-bankwire-ci/postgres:15}
 GO_CI_IMAGE=${GO_CI_IMAGE:-bankwire-ci/golang:1.26}
+PATRONI_CI_IMAGE=${PATRONI_CI_IMAGE:-bankwire-ci/patroni:15}
+ETCD_CI_IMAGE=${ETCD_CI_IMAGE:-bankwire-ci/etcd:3.4}
+HAPROXY_CI_IMAGE=${HAPROXY_CI_IMAGE:-bankwire-ci/haproxy:2.6}
 RUNTIME_CI_IMAGE=${RUNTIME_CI_IMAGE:-bankwire-ci/static:nonroot}
 LABEL=org.bankwire.ci.inputs
 
@@ -213,6 +224,62 @@ build_static() {
 		- "$RUNTIME_CI_IMAGE" >/dev/null
 }
 
+# build_debian_image NAME IMAGE PACKAGES IMPORT-CHANGES... builds IMAGE from
+# a minimal Debian root with PACKAGES (comma-separated) installed, applying
+# the given `docker import --change` instructions. Services are never
+# started inside the root file system; the image's command starts them.
+build_debian_image() {
+	local name=$1 image=$2 packages=$3 hash change changes=()
+	shift 3
+	hash=$(ci_hash "$debian_inputs" "$here/images.sh")
+	if [ "$(current_hash "$image")" = "$hash" ]; then
+		echo "$image is up to date ($hash)"
+		return
+	fi
+	echo "building $image ($hash) from Debian packages: $packages"
+	for change in "$@"; do changes+=(--change "$change"); done
+	mmdebstrap --quiet --variant=minbase --mode=root --format=tar \
+		--include="$packages,ca-certificates,tzdata" "${slim[@]}" \
+		--customize-hook='rm -rf "$1"/var/lib/postgresql/15 "$1"/etc/postgresql/15 "$1"/var/lib/etcd/*' \
+		--customize-hook='if [ -d "$1"/var/lib/postgresql ]; then mkdir -p "$1"/var/lib/postgresql/data && chroot "$1" chown -R postgres:postgres /var/lib/postgresql && chmod 0700 "$1"/var/lib/postgresql/data; fi' \
+		--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
+		bookworm "$work/$name.tar" "${mirrors[@]}"
+	docker import "${changes[@]}" --change 'ENV LANG=C.UTF-8' --change "LABEL $LABEL=$hash" \
+		--message "bankwire CI: $packages from Debian bookworm" \
+		"$work/$name.tar" "$image" >/dev/null
+	rm -f "$work/$name.tar"
+}
+
+# The Patroni image matches store/ha/patroni/Dockerfile (the official
+# postgres image plus patroni): Patroni runs as postgres and owns the cluster.
+build_patroni() {
+	build_debian_image patroni "$PATRONI_CI_IMAGE" postgresql-15,patroni,python3-etcd \
+		'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		'ENV PGDATA=/var/lib/postgresql/data' \
+		'VOLUME /var/lib/postgresql/data' \
+		'USER postgres' \
+		'ENTRYPOINT ["patroni"]' \
+		'CMD ["/etc/patroni/patroni.yml"]' \
+		'EXPOSE 5432 8008'
+}
+
+# etcd and HAProxy images answer to the same command lines as the official
+# ones (store/ha/compose.yml starts "etcd" and "haproxy -f ...").
+build_etcd() {
+	build_debian_image etcd "$ETCD_CI_IMAGE" etcd-server \
+		'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+		'ENV ETCD_DATA_DIR=/var/lib/etcd' \
+		'ENTRYPOINT ["etcd"]' \
+		'EXPOSE 2379 2380'
+}
+
+build_haproxy() {
+	build_debian_image haproxy "$HAPROXY_CI_IMAGE" haproxy \
+		'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		'USER haproxy' \
+		'CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]'
+}
+
 case "${1:-all}" in
 postgres) build_postgres ;;
 golang) build_golang ;;
@@ -229,5 +296,19 @@ all)
 	sed 's/^/[postgres] /' "$work/postgres.log"
 	[ "$pg_rc" -eq 0 ] || ci_die "building $POSTGRES_CI_IMAGE failed"
 	;;
-*) ci_die "usage: $0 [postgres|golang|static|all]" ;;
+ha)
+	# Three independent root file systems; they overlap network and disk.
+	build_etcd >"$work/etcd.log" 2>&1 &
+	etcd=$!
+	build_haproxy >"$work/haproxy.log" 2>&1 &
+	haproxy=$!
+	ha_rc=0
+	build_patroni || ha_rc=$?
+	wait "$etcd" || ha_rc=$?
+	wait "$haproxy" || ha_rc=$?
+	sed 's/^/[etcd] /' "$work/etcd.log"
+	sed 's/^/[haproxy] /' "$work/haproxy.log"
+	[ "$ha_rc" -eq 0 ] || ci_die "building the high-availability images failed"
+	;;
+*) ci_die "usage: $0 [postgres|golang|static|all|ha]" ;;
 esac

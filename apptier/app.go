@@ -233,9 +233,26 @@ func (a *App) SeedDemo(ctx context.Context) error {
 	return a.st.SeedDemo(ctx, store.DemoPasswords{Alice: alice, Bob: bob}, a.cfg.Now())
 }
 
+// Ready says whether the app tier can serve customers: nil while it reaches
+// a database that accepts writes, an UNAVAILABLE error otherwise (no
+// database, or only a replica during a failover). The admin /readyz and
+// the protocol's info answer with it.
+func (a *App) Ready(ctx context.Context) error {
+	if err := a.st.CheckWritable(ctx); err != nil {
+		a.log.DebugContext(ctx, "not ready", "err", err)
+		return proto.Errorf(proto.Unavailable, "The bank is briefly unavailable.")
+	}
+	return nil
+}
+
+// info answers only while the app tier is ready, so that a web tier's
+// readiness (which asks for info) follows the app tier's.
 func (a *App) info(ctx context.Context, req *proto.Request) (any, error) {
 	var in proto.InfoRequest
 	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	if err := a.Ready(ctx); err != nil {
 		return nil, err
 	}
 	return proto.InfoResponse{

@@ -16,6 +16,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -159,6 +160,25 @@ func WithMaxConns(n int) OpenOption {
 // and CPU inside the server instead of in the pool.
 func MaxConnsFor(available int) int {
 	return min(DefaultMaxConns, max(2, available/4))
+}
+
+// ErrReadOnly says the database answers but refuses writes: a replica, for
+// example an old primary during a failover.
+var ErrReadOnly = errors.New("database is read-only")
+
+// CheckWritable says whether the store can write now: nil when a pooled
+// connection reaches a PostgreSQL that accepts writes, ErrReadOnly when it
+// reaches one that does not, and otherwise the connection failure wrapped
+// (for logs; it carries no SQL and no values). Readiness probes call it.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	var readOnly string
+	if err := s.pool.QueryRow(ctx, "SHOW transaction_read_only").Scan(&readOnly); err != nil {
+		return fmt.Errorf("store: check writable: %w", err)
+	}
+	if readOnly != "off" {
+		return fmt.Errorf("store: check writable: %w", ErrReadOnly)
+	}
+	return nil
 }
 
 // Open connects a pool to databaseURL (a postgres:// URL or key=value DSN)

@@ -209,14 +209,16 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// readyz says whether this web tier can serve pages: the app tier answers a
-// ping within the call timeout.
+// readyz says whether this web tier can serve pages: an app tier answers
+// info within the call timeout, which it does only while it is ready itself
+// (it has a database that accepts writes). A ping would only prove that an
+// app tier is alive.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
 	defer cancel()
-	if err := s.client.Ping(ctx); err != nil {
+	if _, err := s.client.Info(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "app tier unavailable")
 		return
