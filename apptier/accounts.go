@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 	"bankwire/store"
 )
 
 const (
 	errNoAccount  = "No account with that number."
-	defaultPage   = 20
-	maxPage       = 100
 	maxCursorSize = 64
 )
 
@@ -177,7 +176,7 @@ func (a *App) accountHistory(ctx context.Context, req *proto.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	limit, err := pageLimit(in.Limit, defaultPage, maxPage)
+	limit, err := pageLimit(in.Limit, limits.HistoryDefaultPage, limits.HistoryMaxPage)
 	if err != nil {
 		return nil, err
 	}

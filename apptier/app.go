@@ -19,88 +19,142 @@ import (
 // Version is reported in the protocol greeting and in InfoResponse.
 const Version = "1.0"
 
-// Config holds the bank's rules and the app tier's knobs. Zero values take
-// the defaults listed beside each field (see Defaults).
+// Config holds the bank's rules and the app tier's knobs. DefaultConfig
+// holds every default; zero values in a Config given to New take them (see
+// Defaults).
 type Config struct {
-	Name            string        // server name in the greeting; "bankwire-apptier/1.0"
-	Currency        string        // the bank's currency; store.DefaultCurrency
-	DailyLimit      int64         // daily outgoing limit to other customers, minor units; 10,000.00
-	IdleTimeout     time.Duration // session idle timeout; 15 min
-	AbsoluteTimeout time.Duration // session absolute lifetime; 8 h
-	LockAfter       int           // failed sign-ins per username in ThrottleWindow before a lock; 5
-	LockFor         time.Duration // how long a lock lasts; 15 min
-	ThrottleWindow  time.Duration // window in which failures are counted; 15 min
-	IPLimit         int           // failed sign-ins per client IP in ThrottleWindow before refusing; 50
-	DelayBase       time.Duration // first throttling delay (after 2 failures); 250 ms
-	DelayMax        time.Duration // cap of the growing delay; 2 s
+	Name            string        // server name in the greeting
+	Currency        string        // the bank's currency
+	DailyLimit      int64         // daily outgoing limit to other customers, minor units
+	IdleTimeout     time.Duration // session idle timeout
+	AbsoluteTimeout time.Duration // session absolute lifetime
+
+	// Sign-in throttling (see the rule beside signIn). Failures count for
+	// ThrottleWindow.
+	ThrottleWindow time.Duration
+	LockAfter      int           // failures per (username, client IP) before that pair is refused
+	IPLimit        int           // failures per client IP before it is refused
+	DelayBase      time.Duration // first delay per username (after 2 failures)
+	DelayMax       time.Duration // cap of the growing delay
+
+	// Rate limits of operations that could be used to enumerate customers
+	// or fill the database: about this many per RateWindow, counted in each
+	// app tier process.
+	RateWindow    time.Duration
+	SignUpIPLimit int // sign-ups per client IP
+	ChatOpenLimit int // chats opened by username per customer
 
 	// Retention (see Run): sessions are deleted SessionRetention after
 	// they expired, sign-in events AuditRetention after they were
 	// recorded, every PurgeInterval.
-	SessionRetention time.Duration // 24 h
-	AuditRetention   time.Duration // 90 days; at least ThrottleWindow
-	PurgeInterval    time.Duration // 1 h
-	DemoData         bool          // demo customers exist (reported to the web tier)
-	Argon2           Argon2Params  // DefaultArgon2
-	HashConcurrency  int           // concurrent argon2id hashes; GOMAXPROCS
+	SessionRetention time.Duration
+	AuditRetention   time.Duration // at least ThrottleWindow
+	PurgeInterval    time.Duration
+	DemoData         bool         // demo customers exist (reported to the web tier)
+	Argon2           Argon2Params // argon2id cost
+	HashConcurrency  int          // concurrent argon2id hashes; 0 means GOMAXPROCS
 	Now              func() time.Time
 	Logger           *slog.Logger
 }
 
-// Defaults returns c with every zero field set to its default.
+// DefaultConfig returns the defaults: the one place they are written.
+func DefaultConfig() Config {
+	return Config{
+		Name:             "bankwire-apptier/" + Version,
+		Currency:         store.DefaultCurrency,
+		DailyLimit:       1_000_000, // 10,000.00
+		IdleTimeout:      15 * time.Minute,
+		AbsoluteTimeout:  8 * time.Hour,
+		ThrottleWindow:   15 * time.Minute,
+		LockAfter:        5,
+		IPLimit:          50,
+		DelayBase:        250 * time.Millisecond,
+		DelayMax:         2 * time.Second,
+		RateWindow:       time.Hour,
+		SignUpIPLimit:    20,
+		ChatOpenLimit:    30,
+		SessionRetention: 24 * time.Hour,
+		AuditRetention:   90 * 24 * time.Hour,
+		PurgeInterval:    time.Hour,
+		Argon2:           DefaultArgon2,
+		Now:              time.Now,
+		Logger:           slog.Default(),
+	}
+}
+
+// Defaults returns c with every zero field set to its DefaultConfig value.
 func (c Config) Defaults() Config {
-	if c.Name == "" {
-		c.Name = "bankwire-apptier/" + Version
-	}
-	if c.Currency == "" {
-		c.Currency = store.DefaultCurrency
-	}
-	if c.DailyLimit == 0 {
-		c.DailyLimit = 1_000_000
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 15 * time.Minute
-	}
-	if c.AbsoluteTimeout == 0 {
-		c.AbsoluteTimeout = 8 * time.Hour
-	}
-	if c.LockAfter == 0 {
-		c.LockAfter = 5
-	}
-	if c.LockFor == 0 {
-		c.LockFor = 15 * time.Minute
-	}
-	if c.ThrottleWindow == 0 {
-		c.ThrottleWindow = 15 * time.Minute
-	}
-	if c.IPLimit == 0 {
-		c.IPLimit = 50
-	}
-	if c.DelayBase == 0 {
-		c.DelayBase = 250 * time.Millisecond
-	}
-	if c.DelayMax == 0 {
-		c.DelayMax = 2 * time.Second
-	}
-	if c.SessionRetention == 0 {
-		c.SessionRetention = 24 * time.Hour
-	}
-	if c.AuditRetention == 0 {
-		c.AuditRetention = 90 * 24 * time.Hour
-	}
-	if c.PurgeInterval == 0 {
-		c.PurgeInterval = time.Hour
-	}
-	if c.Argon2 == (Argon2Params{}) {
-		c.Argon2 = DefaultArgon2
-	}
+	d := DefaultConfig()
+	orDefault(&c.Name, d.Name)
+	orDefault(&c.Currency, d.Currency)
+	orDefault(&c.DailyLimit, d.DailyLimit)
+	orDefault(&c.IdleTimeout, d.IdleTimeout)
+	orDefault(&c.AbsoluteTimeout, d.AbsoluteTimeout)
+	orDefault(&c.ThrottleWindow, d.ThrottleWindow)
+	orDefault(&c.LockAfter, d.LockAfter)
+	orDefault(&c.IPLimit, d.IPLimit)
+	orDefault(&c.DelayBase, d.DelayBase)
+	orDefault(&c.DelayMax, d.DelayMax)
+	orDefault(&c.RateWindow, d.RateWindow)
+	orDefault(&c.SignUpIPLimit, d.SignUpIPLimit)
+	orDefault(&c.ChatOpenLimit, d.ChatOpenLimit)
+	orDefault(&c.SessionRetention, d.SessionRetention)
+	orDefault(&c.AuditRetention, d.AuditRetention)
+	orDefault(&c.PurgeInterval, d.PurgeInterval)
+	orDefault(&c.Argon2, d.Argon2)
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = d.Now
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = d.Logger
 	}
 	return c
+}
+
+func orDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
+// Validate reports every setting that cannot work, all at once.
+func (c Config) Validate() error {
+	var errs []error
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s: must be positive", name, d))
+		}
+	}
+	positive("session idle timeout", c.IdleTimeout)
+	positive("session lifetime", c.AbsoluteTimeout)
+	positive("throttle window", c.ThrottleWindow)
+	positive("rate window", c.RateWindow)
+	positive("session retention", c.SessionRetention)
+	positive("audit retention", c.AuditRetention)
+	positive("purge interval", c.PurgeInterval)
+	if c.DelayBase < 0 || c.DelayMax < c.DelayBase {
+		errs = append(errs, fmt.Errorf("sign-in delays %s up to %s: want 0 <= base <= max", c.DelayBase, c.DelayMax))
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"lock after", c.LockAfter}, {"sign-in IP limit", c.IPLimit}, {"sign-up IP limit", c.SignUpIPLimit}, {"chat open limit", c.ChatOpenLimit}} {
+		if n.v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", n.name, n.v))
+		}
+	}
+	if c.DailyLimit < 0 || c.DailyLimit > store.MaxAmount {
+		errs = append(errs, fmt.Errorf("daily limit %s: want 0 to %s", FormatAmount(c.DailyLimit), FormatAmount(store.MaxAmount)))
+	}
+	if c.HashConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("hash concurrency %d: must not be negative", c.HashConcurrency))
+	}
+	if c.AuditRetention < c.ThrottleWindow {
+		// Sign-in throttling counts the events of the last window.
+		errs = append(errs, fmt.Errorf("audit retention %s is shorter than the throttle window %s", c.AuditRetention, c.ThrottleWindow))
+	}
+	return errors.Join(errs...)
 }
 
 // App serves the bank's operations. Create it with New, register its
@@ -111,23 +165,28 @@ type App struct {
 	hasher *Hasher
 	hub    *hub
 	log    *slog.Logger
+
+	signUps   *keyedLimiter // per client IP
+	chatOpens *keyedLimiter // per customer
 }
+
+// rateLimitKeys bounds the keys each rate limiter remembers.
+const rateLimitKeys = 100_000
 
 // New returns an App over st.
 func New(cfg Config, st *store.Store) (*App, error) {
 	cfg = cfg.Defaults()
-	if cfg.SessionRetention < 0 || cfg.PurgeInterval < 0 {
-		return nil, fmt.Errorf("apptier: session retention and purge interval must not be negative")
-	}
-	if cfg.AuditRetention < cfg.ThrottleWindow {
-		// Sign-in throttling counts the events of the last ThrottleWindow.
-		return nil, fmt.Errorf("apptier: audit retention %s is shorter than the throttle window %s", cfg.AuditRetention, cfg.ThrottleWindow)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("apptier: %w", err)
 	}
 	h, err := NewHasher(cfg.Argon2, cfg.HashConcurrency)
 	if err != nil {
 		return nil, err
 	}
-	return &App{cfg: cfg, st: st, hasher: h, hub: newHub(), log: cfg.Logger}, nil
+	return &App{cfg: cfg, st: st, hasher: h, hub: newHub(), log: cfg.Logger,
+		signUps:   newKeyedLimiter(cfg.SignUpIPLimit, cfg.RateWindow, rateLimitKeys),
+		chatOpens: newKeyedLimiter(cfg.ChatOpenLimit, cfg.RateWindow, rateLimitKeys),
+	}, nil
 }
 
 // Hasher returns the app's password hasher (used to seed demo data).
@@ -148,6 +207,7 @@ func (a *App) Mux() *proto.Mux {
 	m.Handle(proto.OpAccountHistory, a.accountHistory)
 	m.Handle(proto.OpTransferCreate, a.transferCreate)
 	m.Handle(proto.OpTransferGet, a.transferGet)
+	m.Handle(proto.OpTransferResolve, a.transferResolve)
 	m.Handle(proto.OpPayeesList, a.payeesList)
 	m.Handle(proto.OpPayeeAdd, a.payeeAdd)
 	m.Handle(proto.OpPayeeRename, a.payeeRename)
@@ -190,8 +250,10 @@ func (a *App) info(ctx context.Context, req *proto.Request) (any, error) {
 }
 
 // storeErr maps a store error to the protocol's codes: one table for the
-// store→protocol boundary. Errors it does not know are returned as they are;
-// the protocol server logs them and sends only "internal error".
+// store→protocol boundary. The store has already told outages
+// (ErrUnavailable, ErrAborted) from bugs (ErrInternal). Errors it does not
+// know are returned as they are; the protocol server logs them and sends
+// only "internal error".
 func storeErr(err error, notFound string) error {
 	var in *store.InputError
 	switch {
@@ -213,6 +275,12 @@ func storeErr(err error, notFound string) error {
 		return proto.FieldError(proto.InvalidArgument, "to", "Choose an account other than the one you pay from.")
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return proto.FieldError(proto.FailedPrecondition, "idempotency_key", "This form was already submitted with different details; start a new transfer.")
+	case errors.Is(err, store.ErrKeyVoided):
+		return proto.FieldError(proto.FailedPrecondition, "idempotency_key", "This transfer was already settled as not made; start a new transfer.")
+	case errors.Is(err, store.ErrUnavailable):
+		return proto.Errorf(proto.Unavailable, "The bank's systems are briefly unavailable. Please try again in a moment.")
+	case errors.Is(err, store.ErrAborted):
+		return proto.Errorf(proto.Aborted, "The bank was busy and nothing was changed. Please try again.")
 	case errors.Is(err, context.DeadlineExceeded):
 		return proto.Errorf(proto.DeadlineExceeded, "The request took too long.")
 	case errors.Is(err, context.Canceled):

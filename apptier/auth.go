@@ -19,10 +19,18 @@ import (
 // username alike, so that sign-in reveals nothing about who is a customer.
 var errBadCredentials = proto.Errorf(proto.Unauthenticated, "The username or password is incorrect.")
 
-// errLocked is the answer once a username has had too many failures. It is
-// given for unknown usernames too (the count is kept per username text), so
-// it reveals nothing either.
-var errLocked = proto.Errorf(proto.PermissionDenied, "Too many failed sign-ins. Sign-in for this username is locked for a while; try again later.")
+// errLocked is the answer to a (username, client IP) pair that has had too
+// many recent failures. The count is kept per username text, so an unknown
+// username gets it at the same count as a customer's.
+var errLocked = proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins for this username from your network. Wait a few minutes and try again.")
+
+// errIPThrottled is the answer to a client IP with too many recent failures
+// for any usernames.
+var errIPThrottled = proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins from your network. Try again later.")
+
+// errSignUpThrottled is the answer once a client IP has signed up
+// SignUpIPLimit times in RateWindow.
+var errSignUpThrottled = proto.Errorf(proto.ResourceExhausted, "Too many new accounts from your network. Try again later.")
 
 var errSession = proto.Errorf(proto.Unauthenticated, "Your session has ended. Please sign in again.")
 
@@ -108,11 +116,19 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if strings.IndexFunc(display, store.HiddenChar) >= 0 {
+		return nil, proto.FieldError(proto.InvalidArgument, "display_name", "The name contains invisible or direction-changing characters.")
+	}
 	if err := a.hasher.CheckPolicy(in.Password); err != nil {
 		return nil, err
 	}
 	if strings.EqualFold(in.Password, in.Username) {
 		return nil, proto.FieldError(proto.InvalidArgument, "password", "The password must not be your username.")
+	}
+	// Every well-formed attempt counts, before the costly hash.
+	cl := cleanClient(in.ClientInfo)
+	if !a.signUps.allow(cl.IP, a.cfg.Now()) {
+		return nil, errSignUpThrottled
 	}
 	hash, err := a.hasher.Hash(ctx, in.Password)
 	if err != nil {
@@ -126,7 +142,7 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	return a.newSession(ctx, cust, cleanClient(in.ClientInfo), now)
+	return a.newSession(ctx, cust, cl, now)
 }
 
 // newToken returns a fresh session token (256 random bits, URL-safe) and
@@ -156,9 +172,28 @@ func customerView(c store.Customer) proto.Customer {
 	return proto.Customer{ID: c.ID, Username: c.Username, DisplayName: c.DisplayName}
 }
 
-// throttleDelay is the growing delay before a sign-in is checked, after
-// `failures` recent failures for the username or client IP: none for the
-// first two, then DelayBase doubling up to DelayMax.
+// Sign-in throttling. Failures (every outcome but success) count only
+// inside the last ThrottleWindow, from the audit trail, and nothing else is
+// stored against a customer, so:
+//
+//   - a (username, client IP) pair with LockAfter failures since that pair's
+//     last success is refused until its failures age out of the window;
+//     the owner elsewhere is not affected, and an owner's success elsewhere
+//     gives the guesser no fresh allowance;
+//   - a client IP with IPLimit failures for any usernames is refused;
+//   - every attempt for a username waits a progressive delay before the
+//     password is checked: none for the first two failures since the
+//     username's last success (from anywhere) or the client IP's, then
+//     DelayBase doubling up to DelayMax. Guesses from elsewhere can slow
+//     the owner by at most DelayMax, never keep them out.
+//
+// All counts are kept per username text, known or not, and an unknown
+// username costs the same hash as a wrong password: the answers (code,
+// text and timing) for a customer's username and an unknown one are the
+// same at every count.
+
+// throttleDelay is the delay before a sign-in is checked after `failures`
+// recent failures.
 func (a *App) throttleDelay(failures int) time.Duration {
 	if failures < 2 {
 		return 0
@@ -203,7 +238,7 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 	}
 
 	// The customer and the recent failures come in one round trip.
-	cust, known, byUser, byIP, err := a.st.SignInLookup(ctx, username, cl.IP, now.Add(-a.cfg.ThrottleWindow))
+	cust, known, failed, err := a.st.SignInLookup(ctx, username, cl.IP, now.Add(-a.cfg.ThrottleWindow))
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
@@ -211,15 +246,15 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 	if known {
 		custID = &cust.ID
 	}
-	if byUser >= a.cfg.LockAfter || known && cust.LockedUntil != nil && cust.LockedUntil.After(now) {
+	if cl.IP != "" && failed.ClientIP >= a.cfg.IPLimit {
+		audit(custID, outcomeThrottled)
+		return nil, errIPThrottled
+	}
+	if failed.Pair >= a.cfg.LockAfter {
 		audit(custID, outcomeLocked)
 		return nil, errLocked
 	}
-	if cl.IP != "" && byIP >= a.cfg.IPLimit {
-		audit(custID, outcomeThrottled)
-		return nil, proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins from your network. Try again later.")
-	}
-	if d := a.throttleDelay(max(byUser, byIP)); d > 0 {
+	if d := a.throttleDelay(max(failed.Username, failed.ClientIP)); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -250,15 +285,9 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		} else {
 			audit(custID, store.OutcomeUnknownUser)
 		}
-		if known {
-			if _, _, err := a.st.RecordSignInFailure(ctx, cust.ID, now, a.cfg.LockAfter, a.cfg.LockFor); err != nil {
-				return nil, storeErr(err, "")
-			}
-		}
 		return nil, errBadCredentials
 	}
-	// Success: reset the failure count, audit and create the session in one
-	// round trip.
+	// Success: audit and create the session in one round trip.
 	token, hash, err := newToken()
 	if err != nil {
 		return nil, err

@@ -3,9 +3,11 @@ package apptier
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 	"bankwire/store"
 )
 
@@ -57,6 +59,11 @@ func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
 	}
 	if err := validUsername(in.Username); err != nil {
 		return nil, err
+	}
+	// Every answer below tells whether a username exists, so lookups are
+	// limited per customer.
+	if !a.chatOpens.allow(strconv.FormatInt(s.CustomerID, 10), a.cfg.Now()) {
+		return nil, proto.Errorf(proto.ResourceExhausted, "You have opened many chats in a short time. Wait a while and try again.")
 	}
 	notFound := proto.FieldError(proto.NotFound, "username", "No customer with that username.")
 	if strings.EqualFold(in.Username, systemUsername) {
@@ -116,7 +123,7 @@ func (a *App) chatSend(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := cleanText("body", in.Body, 1, 2000, true)
+	body, err := cleanText("body", in.Body, 1, limits.MaxMessageLen, true)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +150,7 @@ func (a *App) chatHistory(ctx context.Context, req *proto.Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	limit, err := pageLimit(in.Limit, 50, 200)
+	limit, err := pageLimit(in.Limit, limits.ChatDefaultPage, limits.ChatMaxPage)
 	if err != nil {
 		return nil, err
 	}

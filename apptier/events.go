@@ -3,6 +3,7 @@ package apptier
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,9 +17,13 @@ const subscriberBuffer = 64
 
 type subscriber struct {
 	customerID int64
+	sessionID  int64
 	ch         chan proto.Event
 	gone       chan struct{} // closed when the subscriber fell too far behind
 	once       sync.Once
+	ended      chan struct{} // closed when its session was revoked
+	endOnce    sync.Once
+	recheck    chan struct{} // signalled to re-check the session now (buffer 1)
 }
 
 // hub fans events out to the subscriptions open on this app-tier process.
@@ -31,8 +36,9 @@ type hub struct {
 
 func newHub() *hub { return &hub{subs: make(map[int64]map[*subscriber]struct{})} }
 
-func (h *hub) add(customerID int64) *subscriber {
-	s := &subscriber{customerID: customerID, ch: make(chan proto.Event, subscriberBuffer), gone: make(chan struct{})}
+func (h *hub) add(customerID, sessionID int64) *subscriber {
+	s := &subscriber{customerID: customerID, sessionID: sessionID, ch: make(chan proto.Event, subscriberBuffer), gone: make(chan struct{}),
+		ended: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.subs[customerID]
@@ -69,6 +75,32 @@ func (h *hub) publish(customerID int64, ev proto.Event) {
 		case s.ch <- ev:
 		default:
 			s.once.Do(func() { close(s.gone) })
+		}
+	}
+}
+
+// endSessions ends the subscriptions of the given sessions of customerID.
+func (h *hub) endSessions(customerID int64, sessionIDs []int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[customerID] {
+		if slices.Contains(sessionIDs, s.sessionID) {
+			s.endOnce.Do(func() { close(s.ended) })
+		}
+	}
+}
+
+// recheckAll asks every subscription to re-check its session at once: after
+// the listener reconnected, a revocation may have been missed.
+func (h *hub) recheckAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.subs {
+		for s := range m {
+			select {
+			case s.recheck <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -135,6 +167,9 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 		// listener was down are not replayed; live pages catch up on their
 		// next load, and balances are always read fresh.
 		a.log.InfoContext(ctx, "listening for database notifications")
+		a.hub.recheckAll()
+	case store.NotifySession:
+		a.hub.endSessions(n.CustomerID, n.SessionIDs)
 	case store.NotifyBalance:
 		if !a.hub.has(n.CustomerID) {
 			return
@@ -169,7 +204,11 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 	}
 }
 
-// sessionRecheck is how often an open subscription re-checks its session.
+// sessionRecheck is how often an open subscription re-checks its session,
+// for the ends that send no notification (the idle timeout, expiry). A
+// sign-out or "sign out everywhere" ends it at once: the store announces the
+// revocation (store.NotifySession) and every replica's hub ends the
+// session's streams with UNAUTHENTICATED.
 const sessionRecheck = 30 * time.Second
 
 func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Stream) error {
@@ -181,7 +220,7 @@ func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Strea
 	if err != nil {
 		return err
 	}
-	sub := a.hub.add(s.CustomerID)
+	sub := a.hub.add(s.CustomerID, s.ID)
 	defer a.hub.remove(sub)
 	if err := st.Accept(proto.Empty{}); err != nil {
 		return err
@@ -194,8 +233,14 @@ func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Strea
 			return nil
 		case <-sub.gone:
 			return proto.Errorf(proto.ResourceExhausted, "Too many events were waiting; subscribe again.")
+		case <-sub.ended:
+			return errSession
 		case ev := <-sub.ch:
 			if err := st.Send(ev); err != nil {
+				return err
+			}
+		case <-sub.recheck:
+			if _, err := a.liveSession(ctx, in.Session); err != nil {
 				return err
 			}
 		case <-tick.C:

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 	"bankwire/store"
 )
 
@@ -14,7 +15,7 @@ func transferView(t store.Transfer) proto.Transfer {
 }
 
 func validKey(k string) error {
-	if len(k) == 0 || len(k) > 64 {
+	if len(k) == 0 || len(k) > limits.MaxIdempotencyKeyLen {
 		return proto.FieldError(proto.InvalidArgument, "idempotency_key", "The form is missing its submission key; reload the page.")
 	}
 	for i := 0; i < len(k); i++ {
@@ -49,7 +50,7 @@ func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	memo, err := cleanText("memo", in.Memo, 0, 140, false)
+	memo, err := cleanText("memo", in.Memo, 0, limits.MaxMemoLen, false)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +90,38 @@ func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) 
 		return nil, storeErr(err, "No such transfer.")
 	}
 	return proto.TransferResponse{Transfer: transferView(t)}, nil
+}
+
+// transferResolve settles a transfer whose outcome the caller could not
+// learn: made (with the transfer) or not made, in which case the key is
+// closed so that a late copy of the request cannot make it afterwards.
+func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, error) {
+	var in proto.TransferResolveRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	if err := validKey(in.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	from, err := normalizeNumber("from", in.From)
+	if err != nil {
+		return nil, err
+	}
+	t, made, err := a.st.ResolveTransfer(ctx, s.CustomerID, in.IdempotencyKey, from, a.cfg.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, proto.FieldError(proto.NotFound, "from", errNoAccount)
+	}
+	if err != nil {
+		return nil, storeErr(err, errNoAccount)
+	}
+	if !made {
+		return proto.TransferResolveResponse{}, nil
+	}
+	return proto.TransferResolveResponse{Made: true, Transfer: transferView(t)}, nil
 }
 
 func payeeView(p store.Payee) proto.Payee {

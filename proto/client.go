@@ -23,12 +23,13 @@ type ClientConfig struct {
 	Name   string      // client name and version sent in AUTH, e.g. "bankwire-webtier/1.0"
 	TLS    *tls.Config // when set, connections use TLS; ServerName defaults to the host name
 
-	ConnsPerAddr    int           // multiplexed connections per endpoint; default 2
-	DialTimeout     time.Duration // TCP connect plus handshake; default 3s
-	DefaultTimeout  time.Duration // deadline of a Call whose ctx has none; default 10s
-	ResolveInterval time.Duration // how often host names are resolved again; default 5s
-	WriteTimeout    time.Duration // for one write to the socket; default 10s
-	Logger          *slog.Logger  // default slog.Default()
+	ConnsPerAddr       int           // multiplexed connections per endpoint for unary calls; default 2
+	StreamConnsPerAddr int           // most connections per endpoint for streams, dialed as needed; default 8
+	DialTimeout        time.Duration // TCP connect plus handshake; default 3s
+	DefaultTimeout     time.Duration // deadline of a Call whose ctx has none; default 10s
+	ResolveInterval    time.Duration // how often host names are resolved again; default 5s
+	WriteTimeout       time.Duration // for one write to the socket; default 10s
+	Logger             *slog.Logger  // default slog.Default()
 
 	// LookupHost resolves a host name to addresses; default
 	// net.DefaultResolver.LookupHost. Tests and custom discovery set it.
@@ -45,6 +46,9 @@ type ClientConfig struct {
 func (c *ClientConfig) setDefaults() {
 	if c.ConnsPerAddr <= 0 {
 		c.ConnsPerAddr = 2
+	}
+	if c.StreamConnsPerAddr <= 0 {
+		c.StreamConnsPerAddr = 8
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 3 * time.Second
@@ -89,6 +93,11 @@ type Client struct {
 	closed    bool
 
 	rr atomic.Uint64
+
+	// reresolve asks resolveLoop for an early lookup: every endpoint is
+	// down, and an app tier may have come back at a new address. nil when
+	// every address is an IP literal.
+	reresolve chan struct{}
 }
 
 type target struct {
@@ -119,6 +128,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if needResolve {
+		c.reresolve = make(chan struct{}, 1)
 		c.wg.Add(1)
 		go c.resolveLoop()
 	}
@@ -221,13 +231,18 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 			cancel()
 		}
 	}()
+	var spare *clientConn // a connection with room, after one was full
+	full := 0
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return Frame{}, ctxError(err)
 		}
 		var cc *clientConn
 		next := pickNext{slot: -1}
-		if attempt == 0 {
+		switch {
+		case spare != nil:
+			cc, spare = spare, nil
+		case attempt == 0 && sub == nil:
 			cc, next = c.pickReady()
 		}
 		if cc == nil {
@@ -237,7 +252,12 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 				ctx, cancel = withDeadline(ctx, dl)
 			}
 			var err error
-			if cc, err = c.pickFrom(ctx, next); err != nil {
+			if sub != nil {
+				cc, err = c.pickFrom(ctx, next, (*endpoint).streamConn)
+			} else {
+				cc, err = c.pickFrom(ctx, next, (*endpoint).conn)
+			}
+			if err != nil {
 				// Only a request bounced by a drain waits for a server to
 				// come back (a rolling restart); a fresh one fails fast.
 				if drained && ctx.Err() == nil && attempt < 50 {
@@ -252,6 +272,21 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 			}
 		}
 		f, err := cc.roundTrip(ctx, op, trace, body, sub, dl)
+		if errors.Is(err, errConnFull) {
+			// Not sent: the app tier announced it would refuse it there.
+			if full++; full > 8 {
+				return Frame{}, errBusy
+			}
+			if sub == nil {
+				if cancel == nil {
+					ctx, cancel = withDeadline(ctx, dl)
+				}
+				if spare = c.connWithRoom(ctx); spare == nil {
+					return Frame{}, errBusy
+				}
+			}
+			continue // a stream: pickFrom finds or dials a stream connection with room
+		}
 		if errors.Is(err, errNotStarted) {
 			drained = true
 			if attempt >= 2 && sleepCtx(ctx, retryDelay(attempt)) != nil {
@@ -272,6 +307,43 @@ func withDeadline(ctx context.Context, dl time.Time) (context.Context, context.C
 }
 
 func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
+
+// errBusy: every connection already has the max_in_flight requests its
+// server announced. UNAVAILABLE, not RESOURCE_EXHAUSTED: it is the link's
+// capacity, not the caller's throttle.
+var errBusy = &Error{Code: Unavailable, Message: "app tier busy: every connection is at its max_in_flight"}
+
+// connWithRoom returns a unary connection of an up endpoint that may take
+// another request: a ready one, else one dialed into an empty slot (the
+// pool's size is ConnsPerAddr). nil when there is none.
+func (c *Client) connWithRoom(ctx context.Context) *clientConn {
+	p := c.snap.Load()
+	if p == nil {
+		return nil
+	}
+	eps := *p
+	start := c.rr.Add(1)
+	for i := range eps {
+		ep := eps[(start+uint64(i))%uint64(len(eps))]
+		if !ep.up.Load() {
+			continue
+		}
+		for j := range ep.fast {
+			if cc := ep.fast[j].Load(); cc != nil && cc.hasRoom() {
+				return cc
+			}
+		}
+	}
+	for i := range eps {
+		ep := eps[(start+uint64(i))%uint64(len(eps))]
+		if ep.up.Load() {
+			if cc := ep.fillSlot(ctx); cc != nil && cc.hasRoom() {
+				return cc
+			}
+		}
+	}
+	return nil
+}
 
 func retryDelay(attempt int) time.Duration {
 	d := 10 * time.Millisecond << min(attempt, 4)
@@ -306,7 +378,7 @@ func (c *Client) Ping(ctx context.Context) error {
 		defer cancel()
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		cc, err := c.pick(ctx)
+		cc, err := c.pickFrom(ctx, pickNext{slot: -1}, (*endpoint).conn)
 		if err != nil {
 			return err
 		}
@@ -321,7 +393,7 @@ func (c *Client) Ping(ctx context.Context) error {
 // Hello returns the greeting of the server behind a pooled connection
 // (dialing one if needed).
 func (c *Client) Hello(ctx context.Context) (Hello, error) {
-	cc, err := c.pick(ctx)
+	cc, err := c.pickFrom(ctx, pickNext{slot: -1}, (*endpoint).conn)
 	if err != nil {
 		return Hello{}, err
 	}
@@ -332,6 +404,10 @@ func (c *Client) Hello(ctx context.Context) (Hello, error) {
 // EVENT frames that Next returns, until Close, the server ends it, or the
 // connection is lost. The subscription has no deadline; ctx bounds only
 // opening it.
+//
+// Streams run on connections of their own (up to StreamConnsPerAddr per
+// endpoint, each holding the max_in_flight its server announced), so open
+// streams never take the request slots that unary calls need.
 func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, error) {
 	body, err := marshalBody(nil, req)
 	if err != nil {
@@ -383,14 +459,11 @@ func (c *Client) pickReady() (*clientConn, pickNext) {
 	return ep.fast[next.slot].Load(), next
 }
 
-// pick returns a ready connection, dialing lazily. Endpoints marked down are
-// skipped while others are up; when all are down, those whose back-off has
-// passed are tried.
-func (c *Client) pick(ctx context.Context) (*clientConn, error) {
-	return c.pickFrom(ctx, pickNext{slot: -1})
-}
-
-func (c *Client) pickFrom(ctx context.Context, next pickNext) (*clientConn, error) {
+// pickFrom returns a ready connection got from an endpoint by get (conn for
+// unary calls, streamConn for streams), dialing lazily. Endpoints marked
+// down are skipped while others are up; when all are down, each is dialed
+// on demand (at most every onDemandRedial), whatever its back-off.
+func (c *Client) pickFrom(ctx context.Context, next pickNext, get func(ep *endpoint, ctx context.Context, slot int) (*clientConn, error)) (*clientConn, error) {
 	eps, err := c.endpoints(ctx)
 	if err != nil {
 		return nil, err
@@ -413,7 +486,7 @@ func (c *Client) pickFrom(ctx context.Context, next pickNext) (*clientConn, erro
 			if pass == 0 && i == 0 {
 				slot = next.slot
 			}
-			cc, err := ep.conn(ctx, slot)
+			cc, err := get(ep, ctx, slot)
 			if err == nil {
 				return cc, nil
 			}
@@ -421,6 +494,12 @@ func (c *Client) pickFrom(ctx context.Context, next pickNext) (*clientConn, erro
 			if ctx.Err() != nil {
 				return nil, ctxError(ctx.Err())
 			}
+		}
+	}
+	if c.reresolve != nil {
+		select {
+		case c.reresolve <- struct{}{}:
+		default:
 		}
 	}
 	if lastErr != nil {
@@ -487,15 +566,27 @@ func (c *Client) resolveLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.ResolveInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-			c.resolve(c.ctx)
+		case <-c.reresolve:
+			// Every endpoint is down: look again early, but at most
+			// every reresolveMin.
+			if wait := reresolveMin - time.Since(last); wait > 0 && sleepCtx(c.ctx, wait) != nil {
+				return
+			}
 		}
+		c.resolve(c.ctx)
+		last = time.Now()
 	}
 }
+
+// reresolveMin is the shortest time between two lookups asked for because
+// every endpoint is down.
+const reresolveMin = 500 * time.Millisecond
 
 // resolve looks every target up again and updates the endpoint set: new
 // addresses become endpoints, vanished ones are retired (closed once idle).
@@ -590,10 +681,20 @@ type endpoint struct {
 	dialing   []chan struct{} // non-nil while that slot dials
 	dialErr   error
 	failures  int
+	failedAt  time.Time // when it was last marked down
 	downUntil time.Time
 	probing   bool
 	retired   bool
+
+	streams       []*clientConn // connections for streams, dialed as needed
+	streamDialing chan struct{} // non-nil while a stream connection dials
+	streamDialErr error
 }
+
+// onDemandRedial is how often a request dials a down endpoint when every
+// endpoint is down: recovery then follows an app tier coming back within
+// about this long, whatever the background probe's back-off.
+const onDemandRedial = 100 * time.Millisecond
 
 func newEndpoint(c *Client, addr, host string) *endpoint {
 	ep := &endpoint{
@@ -623,7 +724,7 @@ func (ep *endpoint) state(now time.Time) (up, probeDue bool) {
 	if ep.failures == 0 {
 		return true, false
 	}
-	return false, !now.Before(ep.downUntil)
+	return false, !now.Before(ep.downUntil) || now.Sub(ep.failedAt) >= onDemandRedial
 }
 
 // conn returns a ready connection of this endpoint, dialing slot i (-1:
@@ -684,7 +785,7 @@ func (ep *endpoint) startDialLocked(i int) chan struct{} {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		cc, err := c.dial(ep)
+		cc, err := c.dial(ep, false)
 		ep.mu.Lock()
 		ep.dialing[i] = nil
 		if err != nil {
@@ -698,12 +799,11 @@ func (ep *endpoint) startDialLocked(i int) chan struct{} {
 		} else {
 			ep.dialErr = nil
 			cc.slot = i
-			ep.setSlotLocked(i, cc)
-			if ep.failures > 0 {
-				c.log.Info("app tier endpoint up", "addr", ep.addr)
+			if old := ep.conns[i]; old != nil {
+				old.retireWhenIdle() // a probe dialed an occupied slot
 			}
-			ep.failures = 0
-			ep.up.Store(true)
+			ep.setSlotLocked(i, cc)
+			ep.markUpLocked()
 		}
 		ep.mu.Unlock()
 		close(ch)
@@ -711,15 +811,113 @@ func (ep *endpoint) startDialLocked(i int) chan struct{} {
 	return ch
 }
 
-// markDownLocked records a failed dial: the endpoint is skipped until its
-// back-off (exponential with jitter) passes, and a background probe dials
-// it until it answers again.
+// fillSlot dials an empty connection slot (or joins its dial) and returns
+// the new connection; nil if every slot is taken or the dial failed.
+func (ep *endpoint) fillSlot(ctx context.Context) *clientConn {
+	ep.mu.Lock()
+	i := slices.Index(ep.conns, nil)
+	if i < 0 || ep.retired {
+		ep.mu.Unlock()
+		return nil
+	}
+	wait := ep.startDialLocked(i)
+	ep.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.conns[i]
+}
+
+func (ep *endpoint) markUpLocked() {
+	if ep.failures > 0 {
+		ep.c.log.Info("app tier endpoint up", "addr", ep.addr)
+	}
+	ep.failures = 0
+	ep.up.Store(true)
+}
+
+// streamConn returns a stream connection of this endpoint with room for
+// another stream, dialing one if every one is full (up to
+// StreamConnsPerAddr). slot is unused: stream connections are not slots.
+func (ep *endpoint) streamConn(ctx context.Context, _ int) (*clientConn, error) {
+	for {
+		ep.mu.Lock()
+		if ep.retired {
+			ep.mu.Unlock()
+			return nil, &Error{Code: Unavailable, Message: "endpoint retired"}
+		}
+		for _, cc := range ep.streams {
+			if cc.hasRoom() {
+				ep.mu.Unlock()
+				return cc, nil
+			}
+		}
+		if len(ep.streams) >= ep.c.cfg.StreamConnsPerAddr {
+			ep.mu.Unlock()
+			return nil, &Error{Code: Unavailable, Message: "app tier busy: too many open streams"}
+		}
+		wait := ep.streamDialing
+		if wait == nil {
+			wait = make(chan struct{})
+			ep.streamDialing = wait
+			ep.c.wg.Add(1)
+			go ep.dialStream(wait)
+		}
+		ep.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctxError(ctx.Err())
+		}
+		ep.mu.Lock()
+		err := ep.streamDialErr
+		ep.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// dialStream dials one stream connection and closes done when it is in
+// ep.streams or has failed (streamDialErr).
+func (ep *endpoint) dialStream(done chan struct{}) {
+	c := ep.c
+	defer c.wg.Done()
+	cc, err := c.dial(ep, true)
+	ep.mu.Lock()
+	ep.streamDialing = nil
+	ep.streamDialErr = err
+	switch {
+	case err != nil:
+		ep.markDownLocked(err)
+	case ep.retired:
+		ep.mu.Unlock()
+		cc.close(errClientClosed)
+		close(done)
+		return
+	default:
+		ep.streams = append(ep.streams, cc)
+		ep.markUpLocked()
+	}
+	ep.mu.Unlock()
+	close(done)
+}
+
+// markDownLocked records a failed dial (or an ejection): the endpoint is
+// skipped while others are up, and a background probe dials it after each
+// back-off (exponential with jitter) until it answers again. When every
+// endpoint is down, requests dial it on demand too (see state).
 func (ep *endpoint) markDownLocked(err error) {
 	ep.failures++
 	ep.up.Store(false)
 	back := min(100*time.Millisecond<<min(ep.failures-1, 8), 10*time.Second)
 	back = back/2 + rand.N(back/2+1)
-	ep.downUntil = time.Now().Add(back)
+	ep.failedAt = time.Now()
+	ep.downUntil = ep.failedAt.Add(back)
 	if ep.failures == 1 {
 		ep.c.log.Warn("app tier endpoint down", "addr", ep.addr, "err", err)
 	}
@@ -755,7 +953,9 @@ func (ep *endpoint) probe() {
 		ep.mu.Lock()
 		var ch chan struct{}
 		if ep.failures > 0 && !ep.retired {
-			ch = ep.startDialLocked(0)
+			// An empty slot if there is one: a connection that still
+			// works keeps serving its calls.
+			ch = ep.startDialLocked(max(slices.Index(ep.conns, nil), 0))
 		}
 		ep.mu.Unlock()
 		if ch != nil {
@@ -767,24 +967,62 @@ func (ep *endpoint) probe() {
 	}
 }
 
-// detach removes cc from its slot so the next request dials afresh.
+// detach removes cc from its slot (or the stream connections) so the next
+// request dials afresh.
 func (ep *endpoint) detach(cc *clientConn) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
+	if cc.forStreams {
+		ep.streams = slices.DeleteFunc(ep.streams, func(s *clientConn) bool { return s == cc })
+		return
+	}
 	if cc.slot >= 0 && cc.slot < len(ep.conns) && ep.conns[cc.slot] == cc {
 		ep.setSlotLocked(cc.slot, nil)
 	}
 }
+
+// eject takes an endpoint whose server stopped answering out of rotation
+// as if a dial had failed: calls go to other endpoints, and the
+// background probe dials it until it answers again. Its stream
+// connections go to the same server, so each is probed at once rather
+// than at the keepalive's pace; a dead one is closed, which ends its
+// streams with UNAVAILABLE so their subscribers can open them elsewhere.
+func (ep *endpoint) eject(err error) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.retired {
+		return
+	}
+	ep.markDownLocked(err)
+	c := ep.c
+	for _, cc := range ep.streams {
+		c.wg.Add(1) // under mu, after the retired check: Client.Close waits for it
+		go func() {
+			defer c.wg.Done()
+			ctx, cancel := context.WithTimeout(c.ctx, probeTimeout)
+			defer cancel()
+			if cc.ping(ctx) != nil && ctx.Err() != nil && c.ctx.Err() == nil {
+				cc.close(errStreamConnSilent)
+			}
+		}()
+	}
+}
+
+// errStreamConnSilent closes a stream connection that did not answer the
+// PING sent when its endpoint was ejected (not errNotResponding: the
+// endpoint is ejected already).
+var errStreamConnSilent = &Error{Code: Unavailable, Message: "app tier not responding"}
 
 // retire takes the endpoint out of service: its connections stop taking
 // requests and close once idle (or at once when now is set).
 func (ep *endpoint) retire(now bool) {
 	ep.mu.Lock()
 	ep.retired = true
-	conns := slices.Clone(ep.conns)
+	conns := append(slices.Clone(ep.conns), ep.streams...)
 	for i := range ep.conns {
 		ep.setSlotLocked(i, nil)
 	}
+	ep.streams = nil
 	ep.mu.Unlock()
 	for _, cc := range conns {
 		if cc == nil {
@@ -799,7 +1037,8 @@ func (ep *endpoint) retire(now bool) {
 }
 
 // dial connects to ep and performs the client side of the handshake.
-func (c *Client) dial(ep *endpoint) (*clientConn, error) {
+// forStreams marks a connection for streams only.
+func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -835,6 +1074,7 @@ func (c *Client) dial(ep *endpoint) (*clientConn, error) {
 	_ = nc.SetDeadline(time.Time{})
 	cc := newClientConn(c, ep, nc, fr, hello, ready)
 	cc.trace = trace
+	cc.forStreams = forStreams
 	cc.mu.Lock()
 	cc.releaseLocked() // a reader starts once the connection has been idle a moment
 	cc.mu.Unlock()

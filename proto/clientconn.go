@@ -52,8 +52,11 @@ type clientConn struct {
 	ready Ready
 	trace func(sent bool, f Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
+	forStreams   bool // a connection for streams only (see Client.Subscribe)
+	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
 	pingInterval time.Duration
 	lastRecv     atomic.Int64 // monoNanos
+	awaitSince   atomic.Int64 // monoNanos when pending last became non-empty
 
 	mu        sync.Mutex
 	nextID    uint32
@@ -77,8 +80,9 @@ type clientConn struct {
 	idleArmed bool
 
 	// Owned by whoever holds the reading role (handed over under mu).
-	pinged bool      // a keepalive PING is unanswered
-	dl     time.Time // the read deadline armed on nc; zero: must be re-armed
+	pinged   bool      // a PING is unanswered
+	pingDead time.Time // when pinged: without a frame by then, the server is dead
+	dl       time.Time // the read deadline armed on nc; zero: must be re-armed
 
 	// Waking a leading caller whose context ends (see kick).
 	kmu     sync.Mutex
@@ -99,6 +103,25 @@ const (
 // at once, long enough that back-to-back calls on an idle connection keep
 // reading for themselves.
 const idleReaderDelay = 2 * time.Millisecond
+
+// Fast failure detection (§11): a unary connection on which an answer is
+// awaited and nothing has been heard for probeAfter sends PING; if nothing
+// at all arrives within probeTimeout after it, the server is declared dead:
+// the connection is closed (its calls fail UNAVAILABLE) and its endpoint
+// ejected like one that refused a dial. A slow handler is not a dead
+// server: the server answers PING while handlers run.
+const (
+	probeAfter   = 300 * time.Millisecond
+	probeTimeout = 500 * time.Millisecond
+)
+
+// errNotResponding is why a connection whose server stopped answering is
+// closed; its endpoint is ejected.
+var errNotResponding = &Error{Code: Unavailable, Message: "app tier not responding"}
+
+// errConnFull marks a request not sent because its connection already has
+// max_in_flight requests in flight; it goes to another connection.
+var errConnFull = errors.New("proto: connection at max_in_flight")
 
 // Reasons readStep returns without a frame.
 var (
@@ -131,10 +154,11 @@ var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResul
 func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *Framer, hello Hello, ready Ready) *clientConn {
 	cc := &clientConn{
 		c: c, ep: ep, slot: -1, nc: nc, fr: fr, hello: hello, ready: ready,
-		pending: map[uint32]*call{},
-		bounced: map[uint32]struct{}{},
-		pings:   map[uint32]chan struct{}{},
-		done:    make(chan struct{}),
+		maxInFlight: hello.MaxInFlight,
+		pending:     map[uint32]*call{},
+		bounced:     map[uint32]struct{}{},
+		pings:       map[uint32]chan struct{}{},
+		done:        make(chan struct{}),
 	}
 	// Ping well inside the server's idle timeout so a healthy idle
 	// connection is never cut, and so a dead server is noticed.
@@ -172,6 +196,15 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		return Frame{}, errNotStarted
 	}
 	cc.mu.Lock()
+	if len(cc.pending) >= cc.maxInFlight && !cc.closed {
+		// The server would refuse it (§4.1): the server counts an id
+		// from reading it to its terminal frame, this side from writing
+		// it to reading that frame, so this count is never the lower.
+		cc.mu.Unlock()
+		cc.w.unlock()
+		callPool.Put(cl)
+		return Frame{}, errConnFull
+	}
 	if cc.closed || cc.draining || cc.retiring || cc.nextID == math.MaxUint32 {
 		if cc.nextID == math.MaxUint32 && !cc.closed {
 			cc.retiring = true // ids are exhausted: new requests go elsewhere
@@ -184,6 +217,9 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	}
 	cc.nextID++
 	cl.id = cc.nextID
+	if len(cc.pending) == 0 {
+		cc.awaitSince.Store(monoNanos())
+	}
 	cc.pending[cl.id] = cl
 	cc.live++
 	if sub != nil {
@@ -244,10 +280,11 @@ func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (Frame
 }
 
 // giveUp abandons cl because of err, a context error, and returns the
-// caller's error. On a deadline the server's own timer (same relative
-// deadline) ends the handler; CANCEL is only needed for cancellation.
+// caller's error. CANCEL goes out on a deadline too (§4.2): the server's
+// timer counts from when it read the request, so a request held up on the
+// way would otherwise run after its caller gave up.
 func (cc *clientConn) giveUp(cl *call, err error) error {
-	if cc.abandon(cl) && !errors.Is(err, context.DeadlineExceeded) {
+	if cc.abandon(cl) {
 		_ = cc.writeTraced(FrameCancel, cl.id, nil)
 	}
 	return ctxError(err)
@@ -488,15 +525,26 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 		return errStopRead
 	}
 	for br.Buffered() == 0 {
+		// act is when to send PING, or, once one is unanswered, when to
+		// declare the server dead.
+		awaiting := cc.awaiting(lead)
 		last := monoTime(cc.lastRecv.Load())
-		wait := cc.pingInterval
+		act := last.Add(cc.pingInterval)
 		if cc.pinged {
-			// Give the PONG at least a couple of seconds: a busy server
-			// is not a dead one.
-			wait = cc.pingInterval + max(cc.pingInterval, 2*time.Second)
+			act = cc.pingDead
 		}
-		pingAt := last.Add(wait)
-		target := pingAt
+		if awaiting {
+			// An answer is due: silence is suspect much sooner.
+			quiet := monoTime(max(cc.lastRecv.Load(), cc.awaitSince.Load()))
+			wait := probeAfter
+			if cc.pinged {
+				wait += probeTimeout
+			}
+			if at := quiet.Add(wait); at.Before(act) {
+				act = at
+			}
+		}
+		target := act
 		if !want.IsZero() && want.Before(target) {
 			target = want
 		}
@@ -524,12 +572,20 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 		switch {
 		case !want.IsZero() && !now.Before(want):
 			return errCallDeadline
-		case now.Before(pingAt):
+		case now.Before(act):
 			// Early: a kick, or a deadline armed for an earlier wish.
 		case cc.pinged:
-			return &Error{Code: Unavailable, Message: "app tier not responding"}
+			return errNotResponding
 		default:
 			cc.pinged = true
+			// An idle connection's keepalive PING gets at least a couple
+			// of seconds (a busy server is not a dead one); a probe for
+			// an overdue answer gets probeTimeout.
+			grace := max(cc.pingInterval, 2*time.Second)
+			if awaiting {
+				grace = probeTimeout
+			}
+			cc.pingDead = now.Add(grace)
 			if err := cc.writeTraced(FramePing, 0, nil); err != nil {
 				return connLost(err)
 			}
@@ -554,6 +610,29 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 		t(false, f)
 	}
 	return cc.handle(f)
+}
+
+// awaiting reports whether this connection waits for an answer to a unary
+// call, given up or not: that is when it probes a silent server quickly.
+// Stream connections keep the keepalive pace: a stream may be quiet for
+// hours.
+func (cc *clientConn) awaiting(lead bool) bool {
+	if cc.forStreams {
+		return false
+	}
+	if lead {
+		return true
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.pending) > 0
+}
+
+// hasRoom reports whether a new request may be sent on cc now.
+func (cc *clientConn) hasRoom() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return !cc.closed && !cc.draining && !cc.retiring && len(cc.pending) < cc.maxInFlight
 }
 
 func (cc *clientConn) setReadDeadline(t time.Time) {
@@ -768,6 +847,9 @@ func (cc *clientConn) close(reason error) {
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.ep.detach(cc)
+	if reason == errNotResponding {
+		cc.ep.eject(reason)
+	}
 	for id, cl := range pending {
 		if cl.abandoned {
 			continue

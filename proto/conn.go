@@ -32,6 +32,7 @@ type frameWriter struct {
 	buf      []byte    // frames waiting to be written
 	spare    []byte    // the previous write's buffer, reused
 	flushing bool
+	sealed   bool // the last frame was appended (writeLast); lock fails from then on
 	err      error
 	wdl      time.Time // write deadline armed on nc (only the flusher touches it)
 }
@@ -74,7 +75,31 @@ func (w *frameWriter) lock() error {
 		w.mu.Unlock()
 		return err
 	}
+	if w.sealed {
+		w.mu.Unlock()
+		return errWriterSealed
+	}
 	return nil
+}
+
+// errWriterSealed is what lock returns after writeLast: nothing may follow
+// a connection's last frame (FATAL, PROTOCOL.md §6.2).
+var errWriterSealed = errors.New("proto: connection's last frame already sent")
+
+// writeLast sends the connection's last frame: under the same lock that
+// appends it, the writer is sealed, so a frame another goroutine tries to
+// append afterwards (a handler's answer racing a FATAL) is refused instead
+// of following it on the wire. Frames appended before it still go out,
+// before it. It reports false if the writer was already sealed or failed.
+func (w *frameWriter) writeLast(t FrameType, payload []byte) bool {
+	if err := w.lock(); err != nil {
+		return false
+	}
+	off := w.beginFrame()
+	w.buf = append(w.buf, payload...)
+	w.endFrame(off, t, 0, 0)
+	w.sealed = true
+	return w.unlockMode(flushNow) == nil
 }
 
 // flushMode says what unlockMode does with the buffer.

@@ -73,7 +73,7 @@ func mustJSON(t *testing.T, v any) []byte {
 
 func exampleSession(t *testing.T) string {
 	expires := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
-	hello := mustJSON(t, proto.Hello{Versions: []int{1}, Server: "bankwire-apptier/1.0", MaxPayload: 1 << 20, MaxInFlight: 128, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 10000})
+	hello := mustJSON(t, proto.Hello{Versions: []int{1}, Server: "bankwire-apptier/1.0", MaxPayload: 1 << 20, MaxInFlight: 128, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 5000})
 	auth := mustJSON(t, proto.Auth{Version: 1, Client: "bankwire-cli/1.0", Secret: "s3cret"})
 	ready := mustJSON(t, proto.Ready{Version: 1, ConnID: "c1"})
 	signIn := proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"}

@@ -14,3 +14,23 @@ func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }
 
 // SetInlineBudget changes the inline budget; call it before serving.
 func (s *Server) SetInlineBudget(d time.Duration) { s.inlineBudget = d }
+
+// DownUntil reports when the background probe may next dial the endpoint
+// addr (zero: the endpoint is up or unknown).
+func (c *Client) DownUntil(addr string) time.Time {
+	p := c.snap.Load()
+	if p == nil {
+		return time.Time{}
+	}
+	for _, ep := range *p {
+		if ep.addr == addr {
+			ep.mu.Lock()
+			defer ep.mu.Unlock()
+			if ep.failures == 0 {
+				return time.Time{}
+			}
+			return ep.downUntil
+		}
+	}
+	return time.Time{}
+}

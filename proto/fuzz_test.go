@@ -130,7 +130,7 @@ func FuzzHandshake(f *testing.F) {
 				if _, err := proto.ParseFatal(fm.Payload); err != nil {
 					t.Fatalf("undecodable FATAL: %v", err)
 				}
-			case proto.FrameResponse, proto.FrameError, proto.FramePong, proto.FrameEvent, proto.FrameDrain:
+			case proto.FrameResponse, proto.FrameError, proto.FramePong, proto.FramePing, proto.FrameEvent, proto.FrameDrain:
 				if !sawReady {
 					t.Fatalf("%s before READY", fm.Type)
 				}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Hello is the JSON payload of the server's greeting, the first frame on
@@ -51,11 +53,32 @@ func ParseHello(p []byte) (Hello, error) {
 
 // ParseAuth decodes an AUTH payload. Unknown fields are ignored so that a
 // later version can add some.
+//
+// A version that is a JSON number but not one this package speaks (0, 2,
+// 256, -1, 1.5) is an UNSUPPORTED_VERSION error, with the other fields
+// decoded; a version that is not a number is a PROTOCOL_ERROR like any
+// other undecodable AUTH.
 func ParseAuth(p []byte) (Auth, error) {
-	var a Auth
-	if err := unmarshalHandshake(p, &a); err != nil {
+	var w struct {
+		Version jsontext.Value `json:"version"`
+		Client  string         `json:"client"`
+		Secret  string         `json:"secret"`
+	}
+	if err := unmarshalHandshake(p, &w); err != nil {
 		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
 	}
+	a := Auth{Client: w.Client, Secret: w.Secret}
+	if len(w.Version) == 0 {
+		return a, &Error{Code: UnsupportedVersion, Message: "AUTH names no version"}
+	}
+	if w.Version.Kind() != '0' {
+		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
+	}
+	n, err := strconv.ParseInt(string(w.Version), 10, 64)
+	if err != nil || n != int64(Version) {
+		return a, &Error{Code: UnsupportedVersion, Message: fmt.Sprintf("version %s not supported; server speaks %d", w.Version, Version)}
+	}
+	a.Version = uint8(n)
 	return a, nil
 }
 

@@ -268,6 +268,8 @@ type rawConn struct {
 	tb testing.TB
 	nc net.Conn
 	fr *proto.Framer
+
+	cancels []uint32 // ids of the CANCELs readRequest passed over
 }
 
 func dialRaw(tb testing.TB, addr string) *rawConn {
@@ -281,13 +283,21 @@ func dialRaw(tb testing.TB, addr string) *rawConn {
 	return &rawConn{tb: tb, nc: nc, fr: proto.NewFramer(nc, nc)}
 }
 
+// read returns the next frame, answering (and skipping) the server's own
+// PINGs, which measure the round-trip time (PROTOCOL.md §4.2).
 func (r *rawConn) read() proto.Frame {
 	r.tb.Helper()
-	f, err := r.fr.ReadFrame()
-	if err != nil {
-		r.tb.Fatalf("read frame: %v", err)
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			r.tb.Fatalf("read frame: %v", err)
+		}
+		if f.Type == proto.FramePing {
+			r.write(proto.Frame{Type: proto.FramePong, ID: f.ID, Payload: f.Payload})
+			continue
+		}
+		return f
 	}
-	return f
 }
 
 func (r *rawConn) write(f proto.Frame) {
@@ -360,7 +370,7 @@ func (r *rawConn) expectFatal(code proto.Code) *proto.Error {
 		if err != nil {
 			r.tb.Fatalf("waiting for FATAL %s: %v", code, err)
 		}
-		if f.Type == proto.FrameHello || f.Type == proto.FrameDrain {
+		if f.Type == proto.FrameHello || f.Type == proto.FrameDrain || f.Type == proto.FramePing {
 			continue
 		}
 		if f.Type != proto.FrameFatal {

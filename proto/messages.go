@@ -1,5 +1,7 @@
 package proto
 
+//go:generate go run ./cmd/wiregen
+
 import (
 	"maps"
 	"slices"
@@ -27,6 +29,9 @@ const (
 
 	OpTransferCreate Op = 30 // TransferRequest -> TransferResponse
 	OpTransferGet    Op = 31 // TransferGetRequest -> TransferResponse
+	// OpTransferResolve settles a transfer whose outcome is unknown: made
+	// (the transfer) or not made (and then its key can never make one).
+	OpTransferResolve Op = 32 // TransferResolveRequest -> TransferResolveResponse
 
 	OpPayeesList  Op = 40 // SessionRequest -> PayeesResponse
 	OpPayeeAdd    Op = 41 // PayeeAddRequest -> PayeeResponse
@@ -51,27 +56,28 @@ var ops = map[Op]struct {
 	name      string
 	req, resp func() any
 }{
-	OpInfo:           {"info", newOf[InfoRequest], newOf[InfoResponse]},
-	OpSignUp:         {"signup", newOf[SignUpRequest], newOf[SignInResponse]},
-	OpSignIn:         {"signin", newOf[SignInRequest], newOf[SignInResponse]},
-	OpSessionCheck:   {"session.check", newOf[SessionRequest], newOf[SessionResponse]},
-	OpSignOut:        {"signout", newOf[SessionRequest], newOf[Empty]},
-	OpSignOutAll:     {"signout.all", newOf[SessionRequest], newOf[Empty]},
-	OpAccountsList:   {"accounts.list", newOf[SessionRequest], newOf[AccountsResponse]},
-	OpAccountOpen:    {"accounts.open", newOf[OpenAccountRequest], newOf[AccountResponse]},
-	OpAccountGet:     {"accounts.get", newOf[AccountRequest], newOf[AccountResponse]},
-	OpAccountHistory: {"accounts.history", newOf[HistoryRequest], newOf[HistoryResponse]},
-	OpTransferCreate: {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
-	OpTransferGet:    {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
-	OpPayeesList:     {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
-	OpPayeeAdd:       {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
-	OpPayeeRename:    {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
-	OpPayeeDelete:    {"payees.delete", newOf[PayeeDeleteRequest], newOf[Empty]},
-	OpChatOpen:       {"chat.open", newOf[ChatOpenRequest], newOf[ConversationResponse]},
-	OpChatList:       {"chat.list", newOf[SessionRequest], newOf[ConversationsResponse]},
-	OpChatSend:       {"chat.send", newOf[ChatSendRequest], newOf[MessageResponse]},
-	OpChatHistory:    {"chat.history", newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
-	OpSubscribe:      {"subscribe", newOf[SessionRequest], newOf[Empty]},
+	OpInfo:            {"info", newOf[InfoRequest], newOf[InfoResponse]},
+	OpSignUp:          {"signup", newOf[SignUpRequest], newOf[SignInResponse]},
+	OpSignIn:          {"signin", newOf[SignInRequest], newOf[SignInResponse]},
+	OpSessionCheck:    {"session.check", newOf[SessionRequest], newOf[SessionResponse]},
+	OpSignOut:         {"signout", newOf[SessionRequest], newOf[Empty]},
+	OpSignOutAll:      {"signout.all", newOf[SessionRequest], newOf[Empty]},
+	OpAccountsList:    {"accounts.list", newOf[SessionRequest], newOf[AccountsResponse]},
+	OpAccountOpen:     {"accounts.open", newOf[OpenAccountRequest], newOf[AccountResponse]},
+	OpAccountGet:      {"accounts.get", newOf[AccountRequest], newOf[AccountResponse]},
+	OpAccountHistory:  {"accounts.history", newOf[HistoryRequest], newOf[HistoryResponse]},
+	OpTransferCreate:  {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
+	OpTransferGet:     {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
+	OpTransferResolve: {"transfers.resolve", newOf[TransferResolveRequest], newOf[TransferResolveResponse]},
+	OpPayeesList:      {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
+	OpPayeeAdd:        {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
+	OpPayeeRename:     {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
+	OpPayeeDelete:     {"payees.delete", newOf[PayeeDeleteRequest], newOf[Empty]},
+	OpChatOpen:        {"chat.open", newOf[ChatOpenRequest], newOf[ConversationResponse]},
+	OpChatList:        {"chat.list", newOf[SessionRequest], newOf[ConversationsResponse]},
+	OpChatSend:        {"chat.send", newOf[ChatSendRequest], newOf[MessageResponse]},
+	OpChatHistory:     {"chat.history", newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
+	OpSubscribe:       {"subscribe", newOf[SessionRequest], newOf[Empty]},
 }
 
 func newOf[T any]() any { return new(T) }
@@ -96,9 +102,12 @@ func BodyTypes(op Op) (req, resp any, ok bool) {
 	return t.req(), t.resp(), true
 }
 
-// Bodies of REQUEST, RESPONSE and EVENT frames are the types below, in the
-// wire encoding of messages_wire.go (PROTOCOL.md §10); the json tags name
-// the fields in PROTOCOL.md and in the terminal client's trace. Money is always an integer count of minor units (int64) plus
+// Bodies of REQUEST, RESPONSE and EVENT frames are the types below. Their
+// wire encoding (messages_gen.go) and the table of their fields in
+// PROTOCOL.md §10 are generated from this file by cmd/wiregen: after
+// changing a type, run go generate ./proto. The json tags name the fields
+// in PROTOCOL.md and in the terminal client's trace; a field's line comment
+// is its note in the table. Money is always an integer count of minor units (int64) plus
 // an ISO 4217 currency code, except in TransferRequest.Amount, which is the
 // decimal string the customer typed ("12.34"), parsed by the app tier.
 
@@ -115,8 +124,8 @@ type InfoResponse struct {
 	MinPassword    int    `json:"min_password"`   // minimum password length
 	MaxPassword    int    `json:"max_password"`   // maximum password length
 	DailyLimit     int64  `json:"daily_limit"`    // daily outgoing transfer limit, minor units
-	LimitCurrency  string `json:"limit_currency"` // currency of DailyLimit
-	IdleTimeoutSec int    `json:"idle_timeout_s"` // session idle timeout
+	LimitCurrency  string `json:"limit_currency"` // currency of `daily_limit`
+	IdleTimeoutSec int    `json:"idle_timeout_s"` // session idle timeout, seconds
 }
 
 // ClientInfo describes the browser behind a sign-in or sign-up, as seen by
@@ -124,8 +133,8 @@ type InfoResponse struct {
 // because proto.Client is the protocol client. Its fields are inline in the
 // requests that embed it.)
 type ClientInfo struct {
-	IP        string `json:"client_ip,omitempty"`
-	UserAgent string `json:"user_agent,omitempty"`
+	IP        string `json:"client_ip,omitempty"`  // the browser's address; may be empty; the server throttles on it
+	UserAgent string `json:"user_agent,omitempty"` // may be empty
 }
 
 // SignUpRequest creates a customer, a checking account and a session.
@@ -153,14 +162,14 @@ type Customer struct {
 // SignInResponse carries a new session token. The token is secret: the web
 // tier puts it in an HttpOnly cookie and never logs it.
 type SignInResponse struct {
-	Token     string    `json:"token"`
+	Token     string    `json:"token"`      // secret: the session token
 	ExpiresAt time.Time `json:"expires_at"` // absolute expiry
 	Customer  Customer  `json:"customer"`
 }
 
 // SessionRequest carries a session token; every authenticated request embeds it.
 type SessionRequest struct {
-	Session string `json:"session"`
+	Session string `json:"session"` // the token
 }
 
 // SessionResponse is the answer to a valid session check.
@@ -171,9 +180,9 @@ type SessionResponse struct {
 
 // Account is one of a customer's accounts.
 type Account struct {
-	Number    string    `json:"number"`   // human-friendly, with check digit
-	Kind      string    `json:"kind"`     // "checking" or "savings"
-	Currency  string    `json:"currency"` // ISO 4217, e.g. "EUR"
+	Number    string    `json:"number"`   // with check digit
+	Kind      string    `json:"kind"`     // `checking` or `savings`
+	Currency  string    `json:"currency"` // ISO 4217
 	Balance   int64     `json:"balance"`  // minor units
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -186,8 +195,8 @@ type AccountsResponse struct {
 // OpenAccountRequest opens another account for the caller.
 type OpenAccountRequest struct {
 	SessionRequest
-	Kind     string `json:"kind"`               // "checking" or "savings"
-	Currency string `json:"currency,omitempty"` // default the bank's currency
+	Kind     string `json:"kind"`               // `checking` or `savings`
+	Currency string `json:"currency,omitempty"` // empty: the bank's currency
 }
 
 // AccountRequest names one of the caller's accounts.
@@ -206,8 +215,8 @@ type AccountResponse struct {
 type HistoryRequest struct {
 	SessionRequest
 	Number string `json:"number"`
-	Cursor string `json:"cursor,omitempty"`
-	Limit  int    `json:"limit,omitempty"` // default 20, max 100
+	Cursor string `json:"cursor,omitempty"` // empty, or from the previous page
+	Limit  int    `json:"limit,omitempty"`  // 0: default 20; max 100
 }
 
 // Entry is one ledger entry as a customer sees it.
@@ -225,8 +234,8 @@ type Entry struct {
 // HistoryResponse is one page of history. NextCursor is empty on the last page.
 type HistoryResponse struct {
 	Account    Account `json:"account"`
-	Entries    []Entry `json:"entries"`
-	NextCursor string  `json:"next_cursor,omitempty"`
+	Entries    []Entry `json:"entries"`               // newest first
+	NextCursor string  `json:"next_cursor,omitempty"` // empty on the last page
 }
 
 // TransferRequest moves money from one of the caller's accounts to any
@@ -235,11 +244,11 @@ type HistoryResponse struct {
 // fields fails with FAILED_PRECONDITION, field "idempotency_key".
 type TransferRequest struct {
 	SessionRequest
-	IdempotencyKey string `json:"idempotency_key"` // 1..64 printable ASCII
+	IdempotencyKey string `json:"idempotency_key"` // 1–64 printable ASCII
 	From           string `json:"from"`            // account number
 	To             string `json:"to"`              // account number
 	Amount         string `json:"amount"`          // decimal, at most 2 places: "12.34"
-	Memo           string `json:"memo,omitempty"`  // at most 140 characters
+	Memo           string `json:"memo,omitempty"`  // may be empty; at most 140 characters
 }
 
 // Transfer is a completed transfer.
@@ -264,6 +273,22 @@ type TransferResponse struct {
 type TransferGetRequest struct {
 	SessionRequest
 	ID int64 `json:"id"`
+}
+
+// TransferResolveRequest asks what became of the caller's transfer with
+// IdempotencyKey, paid from From, after an attempt whose answer was lost.
+type TransferResolveRequest struct {
+	SessionRequest
+	IdempotencyKey string `json:"idempotency_key"`
+	From           string `json:"from"`
+}
+
+// TransferResolveResponse is the final answer about a key: Made with the
+// transfer, or not made, in which case the key is closed and a later
+// transfers.create with it fails FAILED_PRECONDITION (idempotency_key).
+type TransferResolveResponse struct {
+	Made     bool     `json:"made"`
+	Transfer Transfer `json:"transfer"` // zero when not made
 }
 
 // Payee is a saved recipient.
@@ -309,7 +334,7 @@ type Conversation struct {
 	ID        int64     `json:"id"`
 	With      Customer  `json:"with"` // the other member
 	CreatedAt time.Time `json:"created_at"`
-	LastAt    time.Time `json:"last_at,omitempty"` // time of the newest message
+	LastAt    time.Time `json:"last_at,omitempty"` // newest message; no time if none
 }
 
 // ChatOpenRequest opens (or returns the existing) conversation with a customer.
@@ -325,14 +350,14 @@ type ConversationResponse struct {
 
 // ConversationsResponse lists the caller's conversations, newest activity first.
 type ConversationsResponse struct {
-	Conversations []Conversation `json:"conversations"`
+	Conversations []Conversation `json:"conversations"` // newest activity first
 }
 
 // ChatSendRequest posts a message to a conversation.
 type ChatSendRequest struct {
 	SessionRequest
 	ConversationID int64  `json:"conversation_id"`
-	Body           string `json:"body"` // 1..2000 characters
+	Body           string `json:"body"` // 1–2000 characters
 }
 
 // Message is one chat message.
@@ -353,15 +378,15 @@ type MessageResponse struct {
 type ChatHistoryRequest struct {
 	SessionRequest
 	ConversationID int64  `json:"conversation_id"`
-	Cursor         string `json:"cursor,omitempty"`
-	Limit          int    `json:"limit,omitempty"` // default 50, max 200
+	Cursor         string `json:"cursor,omitempty"` // empty, or from the previous page
+	Limit          int    `json:"limit,omitempty"`  // 0: default 50; max 200
 }
 
 // ChatHistoryResponse is one page of messages, newest first.
 type ChatHistoryResponse struct {
 	Conversation Conversation `json:"conversation"`
-	Messages     []Message    `json:"messages"`
-	NextCursor   string       `json:"next_cursor,omitempty"`
+	Messages     []Message    `json:"messages"`              // newest first
+	NextCursor   string       `json:"next_cursor,omitempty"` // empty on the last page
 }
 
 // Event kinds carried by EVENT frames of a subscription.
@@ -372,7 +397,7 @@ const (
 
 // Event is the payload of an EVENT frame.
 type Event struct {
-	Kind    string   `json:"kind"`
-	Message *Message `json:"message,omitempty"`
-	Account *Account `json:"account,omitempty"`
+	Kind    string   `json:"kind"`              // `chat.message` or `balance`
+	Message *Message `json:"message,omitempty"` // present when kind is `chat.message`
+	Account *Account `json:"account,omitempty"` // present when kind is `balance`
 }

@@ -18,9 +18,20 @@ func (r *rawConn) respond(id uint32, v proto.WireMarshaler) {
 	r.write(proto.Frame{Type: proto.FrameResponse, ID: id, Payload: wire(v)})
 }
 
+// readRequest reads the next REQUEST as a server would: it answers PINGs
+// (the client probes a connection whose answers are overdue) and notes
+// CANCELs in r.cancels.
 func (r *rawConn) readRequest() (proto.Frame, echoMsg) {
 	r.tb.Helper()
 	f := r.read()
+	for f.Type == proto.FramePing || f.Type == proto.FrameCancel {
+		if f.Type == proto.FramePing {
+			r.write(proto.Frame{Type: proto.FramePong, ID: f.ID, Payload: f.Payload})
+		} else {
+			r.cancels = append(r.cancels, f.ID)
+		}
+		f = r.read()
+	}
 	if f.Type != proto.FrameRequest {
 		r.tb.Fatalf("got %s, want REQUEST", proto.DescribeFrame(f))
 	}
@@ -135,9 +146,9 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 	fs.next(t).echoBack(t, done, 2)
 }
 
-// While a call reads the connection for itself, a stream opens: its events
-// reach the subscription both while that call reads and after it has
-// returned and given up the reading role.
+// Streams run on connections of their own: a stream opened while a call
+// reads its connection for itself goes to a second connection, and its
+// events arrive both while that call waits and after it has returned.
 func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 	fs := startFake(t, proto.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
@@ -154,8 +165,9 @@ func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 		}
 		subc <- sub
 	}()
-	fs2, _ := r.readRequest()
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: fs2.ID, Flags: proto.FlagStream})
+	rs := fs.next(t)
+	fs2, _ := rs.readRequest()
+	rs.write(proto.Frame{Type: proto.FrameResponse, ID: fs2.ID, Flags: proto.FlagStream})
 	sub := <-subc
 	if sub == nil {
 		t.FailNow()
@@ -163,7 +175,7 @@ func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 	defer sub.Close()
 	event := func(id int64) {
 		b := wire(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: id, Body: "hi"}})
-		r.write(proto.Frame{Type: proto.FrameEvent, ID: fs2.ID, Payload: b})
+		rs.write(proto.Frame{Type: proto.FrameEvent, ID: fs2.ID, Payload: b})
 	}
 	next := func(id int64) {
 		t.Helper()
@@ -200,7 +212,7 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	// A second call waits behind the first, with no deadline of its own
 	// either.
 	second := callEcho(c, context.Background(), 2)
-	r.read()
+	f2, _ := r.readRequest()
 	for _, ch := range []<-chan echoResult{done, second} {
 		select {
 		case res := <-ch:
@@ -214,7 +226,13 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	}
 	// The connection is still usable: late answers are dropped quietly.
 	r.respond(f.ID, echoMsg{N: 1})
+	r.respond(f2.ID, echoMsg{N: 2})
 	r.echoBack(t, callEcho(c, context.Background(), 3), 3)
+	// Both calls that gave up told the server so (§4.2): a request held
+	// up on the way must not start after its caller left.
+	if len(r.cancels) != 2 || r.cancels[0]+r.cancels[1] != f.ID+f2.ID {
+		t.Fatalf("CANCEL for ids %v, want %d and %d", r.cancels, f.ID, f2.ID)
+	}
 }
 
 // A call reading for itself does not wait out a frame that has only partly

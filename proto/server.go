@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -108,11 +109,21 @@ type ServerConfig struct {
 	Secret string      // shared secret clients must present (APPTIER_SECRET)
 	TLS    *tls.Config // when set, connections are TLS
 
-	MaxConns    int // simultaneous connections; default 256
+	MaxConns int // simultaneous connections; default 256
+
+	// Connections that have not completed the handshake have a budget of
+	// their own, so that strangers cannot take the room authenticated
+	// clients need (see admitLocked): at most MaxPreAuthConns in all
+	// (default a quarter of MaxConns, at least 8 or MaxConns if that is
+	// smaller) and, once that budget is full, MaxPreAuthPerIP from one
+	// address (default 16).
+	MaxPreAuthConns int
+	MaxPreAuthPerIP int
+
 	MaxInFlight int // requests in flight per connection; default 128
 	MaxPayload  int // bytes per frame payload; default 1 MiB
 
-	HandshakeTimeout time.Duration // to receive AUTH after accept; default 10s
+	HandshakeTimeout time.Duration // to receive AUTH after accept; default 5s
 	IdleTimeout      time.Duration // close a connection silent this long; default 60s
 	ReadTimeout      time.Duration // to receive the rest of a frame once it started; default 30s
 	WriteTimeout     time.Duration // for one write to the socket; default 30s
@@ -148,8 +159,14 @@ func (c *ServerConfig) setDefaults() {
 	if c.MaxPayload > 1<<30 {
 		c.MaxPayload = 1 << 30
 	}
+	if c.MaxPreAuthConns <= 0 {
+		c.MaxPreAuthConns = max(c.MaxConns/4, min(c.MaxConns, 8))
+	}
+	if c.MaxPreAuthPerIP <= 0 {
+		c.MaxPreAuthPerIP = 16
+	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = 5 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second
@@ -185,12 +202,21 @@ type Server struct {
 	nextConn atomic.Uint64
 	refusing atomic.Int32 // refusal writes in progress
 
+	// Admission (see admit), guarded by mu: connections in the handshake,
+	// oldest first, and per remote IP; authenticated connections.
+	preAuth      []*serverConn
+	preAuthPerIP map[string]int
+	authed       int
+
+	refusals *logLimiter // refused and unauthenticated connections are logged at a rate
+
 	// work hands requests to idle handler goroutines (see dispatch).
 	work chan job
 
 	routes       map[Op]*route // filled once in NewServer; only route.cost changes
 	inlineBudget time.Duration // normally the inlineBudget constant; tests raise it, as -race slows every handler
 	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
+	idleWorkers  atomic.Int64  // handler goroutines waiting for work (see maxIdleWorkers)
 }
 
 // route is one operation's handler and, for a unary one, its recent
@@ -222,6 +248,18 @@ func (j job) run() {
 // workerIdle is how long a handler goroutine waits for more work before it
 // exits.
 const workerIdle = 10 * time.Second
+
+// maxIdleWorkers bounds the handler goroutines waiting for work. Without
+// it, a burst that started many goroutines would leave them all parked for
+// as long as any load continues: a channel hands its values to waiting
+// receivers in the order they began to wait, so steady load visits every
+// parked goroutine in turn, and at N parked goroutines and more than N
+// requests per workerIdle, none of them ever waits long enough to exit. With
+// the bound, a goroutine that finishes its request while maxIdleWorkers
+// others are already waiting exits at once; the pool shrinks to the bound as
+// soon as the burst is over, and to zero within workerIdle of the load
+// stopping.
+const maxIdleWorkers = 64
 
 // dispatch runs j on an idle handler goroutine if one is waiting, else on a
 // new one. Reusing goroutines keeps their grown stacks: a fresh goroutine
@@ -280,16 +318,27 @@ func observeCost(rt *route, d time.Duration) {
 
 func (s *Server) worker(j job) {
 	j.run()
+	if s.idleWorkers.Add(1) > maxIdleWorkers {
+		s.idleWorkers.Add(-1)
+		return
+	}
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
 		select {
 		case j = <-s.work:
+			s.idleWorkers.Add(-1)
 			j.run()
+			if s.idleWorkers.Add(1) > maxIdleWorkers {
+				s.idleWorkers.Add(-1)
+				return
+			}
 			t.Reset(workerIdle)
 		case <-t.C:
+			s.idleWorkers.Add(-1)
 			return
 		case <-s.ctx.Done():
+			s.idleWorkers.Add(-1)
 			return
 		}
 	}
@@ -307,8 +356,11 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		secretSum: sha256.Sum256([]byte(cfg.Secret)),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
-		work:      make(chan job),
-		routes:    make(map[Op]*route, len(h.unary)+len(h.stream)),
+
+		preAuthPerIP: map[string]int{},
+		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
+		work:         make(chan job),
+		routes:       make(map[Op]*route, len(h.unary)+len(h.stream)),
 
 		inlineBudget: inlineBudget,
 	}
@@ -400,12 +452,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
-		if len(s.conns) >= s.cfg.MaxConns {
+		c := s.newConn(nc)
+		if reason := s.admitLocked(c); reason != "" {
 			s.mu.Unlock()
-			s.refuse(nc)
+			s.refuse(nc, reason)
 			continue
 		}
-		c := s.newConn(nc)
 		s.conns[c] = struct{}{}
 		s.connWG.Add(1)
 		s.mu.Unlock()
@@ -425,8 +477,12 @@ const maxRefusing = 32
 
 // refuse tells a connection over the limit why it is being closed, without
 // blocking the accept loop. Each refusal is bounded by a one-second deadline.
-func (s *Server) refuse(nc net.Conn) {
-	s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", "too many connections", "max_conns", s.cfg.MaxConns)
+// Refusals are logged at a rate (logLimiter), not one line each.
+func (s *Server) refuse(nc net.Conn, reason string) {
+	if ok, suppressed := s.refusals.allow(); ok {
+		s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
+			"max_preauth_conns", s.cfg.MaxPreAuthConns, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP, "suppressed", suppressed)
+	}
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		nc.Close()
@@ -518,6 +574,11 @@ type serverConn struct {
 	reqCtx context.Context // ctx without its cancellation: the parent of request contexts (see cancelInflight)
 
 	closing    atomic.Bool // the last frame was sent; only discard reads now
+	evicted    atomic.Bool // made to leave the handshake for a newcomer (see admitLocked)
+	ip         string      // the remote address without its port
+	preAuth    bool        // counted in the server's handshake budget; guarded by srv.mu
+	authed     bool        // counted as authenticated; guarded by srv.mu
+	unlogged   bool        // an unauthenticated connection the log limiter skipped
 	requests   atomic.Uint64
 	handlersWG sync.WaitGroup
 	start      time.Time
@@ -535,6 +596,13 @@ type serverConn struct {
 	inlineRun   bool      // the reader is running handler inlineGen
 	inlineStart time.Time // when run inlineGen started
 	handedOver  uint64    // the inline run whose goroutine lost the reading role
+
+	// Round-trip time, measured with the server's own PINGs (see
+	// networkBudget): the last sample in nanoseconds (0: none yet) and when
+	// the last PING went out (monoNanos; 0: none outstanding).
+	rtt      atomic.Int64
+	rttAt    atomic.Int64 // monoNanos of the last sample
+	pingSent atomic.Int64
 
 	// Request deadlines share one timer (see deadlinesFired); guarded by mu.
 	dlTimer *time.Timer
@@ -604,6 +672,10 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		remote:   nc.RemoteAddr().String(),
 		inflight: map[uint32]*inflightReq{},
 	}
+	c.ip = c.remote
+	if host, _, err := net.SplitHostPort(c.remote); err == nil {
+		c.ip = host
+	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.reqCtx = context.WithoutCancel(c.ctx)
 	context.AfterFunc(c.ctx, c.cancelInflight)
@@ -623,12 +695,20 @@ func (c *serverConn) serve() {
 	c.start = time.Now()
 	reason, ok := c.handshake()
 	// Logged once the client is known (a connection that fails the
-	// handshake is logged too, just before it closes).
-	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
+	// handshake is logged too, just before it closes, but at a rate: a
+	// flood of strangers must not flood the log).
 	if !ok {
+		c.srv.leavePreAuth(c, false)
+		allowed, suppressed := c.srv.refusals.allow()
+		c.unlogged = !allowed
+		if allowed {
+			c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName(),
+				"suppressed", suppressed)
+		}
 		c.end(reason)
 		return
 	}
+	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
 	c.lastRecv = time.Now()
 	c.setReadDeadline(c.lastRecv.Add(c.srv.cfg.IdleTimeout))
 	c.readLoop()
@@ -659,7 +739,15 @@ func (c *serverConn) end(reason string) {
 	c.handlersWG.Wait()
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.authed {
+		c.authed = false
+		s.authed--
+	}
 	s.mu.Unlock()
+	if c.unlogged {
+		s.connWG.Done()
+		return
+	}
 	s.log.Log(context.Background(), c.logLevel(), "connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
 		"requests", c.requests.Load(), "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
 	s.connWG.Done()
@@ -813,6 +901,9 @@ func (c *serverConn) handshake() (string, bool) {
 	cfg := &c.srv.cfg
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	_ = c.nc.SetReadDeadline(deadline)
+	if c.evicted.Load() { // evicted before this goroutine set its deadline
+		return c.fatal(TooManyConnections, evictedReason), false
+	}
 	if err := c.w.write(FrameHello, 0, 0, c.srv.hello); err != nil {
 		return "write HELLO: " + err.Error(), false
 	}
@@ -826,6 +917,9 @@ func (c *serverConn) handshake() (string, bool) {
 			c.mu.Lock()
 			draining := c.draining
 			c.mu.Unlock()
+			if c.evicted.Load() {
+				return c.fatal(TooManyConnections, evictedReason), false
+			}
 			if draining {
 				return c.fatal(ShuttingDown, "server shutting down"), false
 			}
@@ -838,17 +932,17 @@ func (c *serverConn) handshake() (string, bool) {
 	}
 	a, err := ParseAuth(f.Payload)
 	if err != nil {
-		return c.fatal(ProtocolError, "undecodable AUTH"), false
-	}
-	if a.Version != Version {
-		return c.fatal(UnsupportedVersion, fmt.Sprintf("version %d not supported; server speaks %d", a.Version, Version)), false
+		e := err.(*Error)
+		return c.fatal(e.Code, e.Message), false
 	}
 	// Hash both sides so the comparison is constant-time in the secret's
 	// length too.
 	sum := sha256.Sum256([]byte(a.Secret))
 	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
-		c.srv.log.Warn("handshake rejected", "conn", c.id, "remote", c.remote, "client", a.Client, "reason", "bad secret")
 		return c.fatal(BadSecret, "bad secret"), false
+	}
+	if !c.srv.leavePreAuth(c, true) {
+		return c.fatal(TooManyConnections, evictedReason), false
 	}
 	ready, _ := json.Marshal(Ready{Version: Version, ConnID: c.id})
 	c.mu.Lock()
@@ -871,10 +965,12 @@ func (c *serverConn) handshake() (string, bool) {
 // the log.
 func (c *serverConn) fatal(code Code, reason string) string {
 	if c.closing.CompareAndSwap(false, true) {
-		_ = c.w.write(FrameFatal, 0, 0, AppendFatal(nil, code, reason))
+		c.w.writeLast(FrameFatal, AppendFatal(nil, code, reason))
 		c.halfClose()
 	}
-	c.linger()
+	if !c.evicted.Load() { // an evicted connection makes room at once
+		c.linger()
+	}
 	return code.String() + ": " + reason
 }
 
@@ -915,6 +1011,7 @@ func (c *serverConn) handleFrame(f Frame) (string, bool) {
 		}
 		return "", true
 	case FramePong:
+		c.pongReceived(f.Payload)
 		return "", true
 	case FrameFatal:
 		e, err := ParseFatal(f.Payload)
@@ -949,6 +1046,10 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	h, body, err := ParseRequest(f.Payload)
 	if err != nil {
 		return j, c.fatal(ProtocolError, err.(*Error).Message), false
+	}
+	var rtt time.Duration
+	if h.DeadlineMs > 0 {
+		rtt = c.networkBudget() // before mu: it may write a PING
 	}
 	c.requests.Add(1)
 	c.mu.Lock()
@@ -993,8 +1094,22 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 	isStream := rt.stream != nil
 	r.cancel, r.stream = cancel, isStream
 	if h.DeadlineMs > 0 {
-		// Relative to when the frame arrived (the reader's clock reading).
-		r.deadline = c.lastRecv.Add(time.Duration(h.DeadlineMs) * time.Millisecond)
+		// Relative to when the frame arrived (the reader's clock reading),
+		// less the connection's round-trip time: the time the REQUEST
+		// spent on its way here and its answer will spend on the way back
+		// is no time to work in (see networkBudget).
+		budget := time.Duration(h.DeadlineMs)*time.Millisecond - rtt
+		if budget <= 0 {
+			c.mu.Unlock()
+			if s.cfg.Observe != nil {
+				s.cfg.Observe(h.Op, DeadlineExceeded, 0)
+			}
+			if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, &Error{Code: DeadlineExceeded, Message: "deadline exceeded"})); err != nil {
+				return j, "write: " + err.Error(), false
+			}
+			return j, "", true
+		}
+		r.deadline = c.lastRecv.Add(budget)
 		sr.dctx = deadlineCtx{Context: ctx, deadline: r.deadline}
 		ctx = &sr.dctx
 		if c.dlArmed.IsZero() || r.deadline.Before(c.dlArmed) {
@@ -1108,7 +1223,15 @@ func (c *serverConn) runInline(j job) bool {
 
 func (c *serverConn) runUnary(j job) {
 	start := monoNow()
-	resp, err := c.callUnary(j.ctx, j.req, j.rt.unary)
+	var resp any
+	var err error
+	if j.ctx.Err() != nil {
+		// The deadline passed or the caller canceled while the request
+		// waited for this goroutine: do not start work nobody waits for.
+		err = j.ctx.Err()
+	} else {
+		resp, err = c.callUnary(j.ctx, j.req, j.rt.unary)
+	}
 	c.answer(j, resp, err, start, flushBatched)
 }
 
@@ -1285,7 +1408,179 @@ func (c *serverConn) sendDrain() {
 
 func (c *serverConn) finishDrain() {
 	if c.closing.CompareAndSwap(false, true) {
-		_ = c.w.write(FrameFatal, 0, 0, AppendFatal(nil, ShuttingDown, "server shutting down"))
+		c.w.writeLast(FrameFatal, AppendFatal(nil, ShuttingDown, "server shutting down"))
 		c.halfClose()
 	}
+}
+
+// End-to-end deadlines (PROTOCOL.md §4.2). A REQUEST's deadline_ms is the
+// caller's remaining budget when it wrote the frame; the frame may then
+// wait in the network and in queues before the server reads it, and the
+// answer takes time to travel back. Clocks of the two sides are not
+// compared; instead the server measures the connection's round-trip time
+// with its own PINGs (the PONG echoes the send time the PING carried) and
+// gives a handler deadline_ms minus that round trip from the frame's
+// arrival. A request whose remaining budget is gone on arrival is answered
+// DEADLINE_EXCEEDED without starting, and one whose deadline passes while
+// it waits for a handler goroutine is answered without running.
+const (
+	// rttRefresh is how old the last sample may be before a REQUEST with a
+	// deadline triggers a new PING.
+	rttRefresh = time.Second
+	// pingLost is how long an unanswered PING blocks the next one.
+	pingLost = 10 * time.Second
+	// rttPingMagic starts the payload of the server's own PINGs, so a PONG
+	// is matched to them and not to anything else.
+	rttPingMagic = "bwrtt"
+)
+
+// networkBudget returns the round-trip time to subtract from a deadline,
+// and sends a PING if the last measurement is stale. Called by the reader.
+func (c *serverConn) networkBudget() time.Duration {
+	now := monoNanos()
+	if now-c.rttAt.Load() >= int64(rttRefresh) {
+		if sent := c.pingSent.Load(); sent == 0 || now-sent >= int64(pingLost) {
+			c.pingSent.Store(now)
+			p := binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now))
+			_ = c.w.write(FramePing, 0, 0, p)
+		}
+	}
+	return time.Duration(c.rtt.Load())
+}
+
+// pongReceived takes a round-trip sample from the PONG to one of the
+// server's own PINGs.
+func (c *serverConn) pongReceived(p []byte) {
+	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic {
+		return
+	}
+	sent := int64(binary.BigEndian.Uint64(p[len(rttPingMagic):]))
+	if sent != c.pingSent.Load() {
+		return // not the PING outstanding (a stale or forged PONG)
+	}
+	now := monoNanos()
+	c.rtt.Store(now - sent)
+	c.rttAt.Store(now)
+	c.pingSent.Store(0)
+}
+
+// Admission. Authenticated clients (the web tiers) must always be able to
+// connect, whatever strangers do to the port. A connection counts against
+// the handshake budget from accept until its AUTH is accepted, and against
+// MaxConns throughout. A new connection is refused (FATAL
+// TOO_MANY_CONNECTIONS instead of HELLO) when its address already has
+// MaxPreAuthPerIP connections in the handshake while the handshake budget
+// is full (a burst of handshakes from one busy client host is welcome while
+// there is room), or when MaxConns authenticated connections are open. Otherwise, if the handshake budget
+// (MaxPreAuthConns) or MaxConns is full, a connection still in the
+// handshake is evicted (FATAL TOO_MANY_CONNECTIONS, closed at once) to make
+// room: the oldest one of the address with the most connections in the
+// handshake. A web tier has one or two in the handshake at a time, and
+// completes them within a round trip; a flood holds up to MaxPreAuthPerIP
+// per address, so its own connections are what gets evicted unless it
+// comes from more addresses than the budget has room for.
+const evictedReason = "too many connections in the handshake; evicted for a newer one"
+
+// admitLocked applies the rules above to the newly accepted c; it returns
+// why c is refused, or "" with c counted in the handshake budget.
+func (s *Server) admitLocked(c *serverConn) string {
+	full := len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns
+	if full && s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
+		return "too many unauthenticated connections from this address"
+	}
+	if s.authed >= s.cfg.MaxConns {
+		return "too many connections" // evicting would not make room
+	}
+	for len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns {
+		v := s.evictionVictimLocked()
+		s.removePreAuthLocked(v)
+		v.evicted.Store(true)
+		_ = v.nc.SetReadDeadline(time.Now()) // its handshake read ends; it answers FATAL and closes
+		if ok, suppressed := s.refusals.allow(); ok {
+			s.log.Warn("connection evicted from the handshake", "conn", v.id, "remote", v.remote, "max_preauth_conns", s.cfg.MaxPreAuthConns, "suppressed", suppressed)
+		}
+	}
+	s.preAuth = append(s.preAuth, c)
+	s.preAuthPerIP[c.ip]++
+	c.preAuth = true
+	return ""
+}
+
+// evictionVictimLocked picks the oldest connection in the handshake of
+// the address with the most of them.
+func (s *Server) evictionVictimLocked() *serverConn {
+	most := 0
+	for _, n := range s.preAuthPerIP {
+		most = max(most, n)
+	}
+	for _, c := range s.preAuth { // oldest first
+		if s.preAuthPerIP[c.ip] == most {
+			return c
+		}
+	}
+	return s.preAuth[0]
+}
+
+func (s *Server) removePreAuthLocked(c *serverConn) {
+	if i := slices.Index(s.preAuth, c); i >= 0 {
+		s.preAuth = slices.Delete(s.preAuth, i, i+1)
+	}
+	if s.preAuthPerIP[c.ip]--; s.preAuthPerIP[c.ip] <= 0 {
+		delete(s.preAuthPerIP, c.ip)
+	}
+	c.preAuth = false
+}
+
+// leavePreAuth takes c out of the handshake budget, counting it as
+// authenticated if authed. It reports false if c had been evicted.
+func (s *Server) leavePreAuth(c *serverConn, authed bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !c.preAuth {
+		return false
+	}
+	s.removePreAuthLocked(c)
+	if authed {
+		c.authed = true
+		s.authed++
+	}
+	return true
+}
+
+// Refused, evicted and unauthenticated connections are logged at most
+// refusalLogBurst lines per refusalLogEvery; each line that follows
+// suppressed ones says how many.
+const (
+	refusalLogEvery = 10 * time.Second
+	refusalLogBurst = 10
+)
+
+// logLimiter allows burst log lines per interval and counts the rest.
+type logLimiter struct {
+	every time.Duration
+	burst int
+
+	mu         sync.Mutex
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+// allow reports whether a line may be logged now and, if so, how many were
+// suppressed since the last one allowed.
+func (l *logLimiter) allow() (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.start) >= l.every {
+		l.start, l.n = now, 0
+	}
+	if l.n >= l.burst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	n := l.suppressed
+	l.suppressed = 0
+	return true, n
 }

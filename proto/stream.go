@@ -79,6 +79,11 @@ func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFu
 	c.release(req.ID)
 	var code Code
 	switch {
+	case ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// The stream's context ended: why it ended decides the terminal
+		// code (PROTOCOL.md §5), whatever the handler returned on the way
+		// out (a handler typically returns nil on ctx.Done()).
+		code = c.writeError(ctx, req, endedError(ctx))
 	case !accepted && err == nil:
 		// The handler finished without opening the stream: an empty,
 		// already-ended result.
@@ -87,9 +92,6 @@ func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFu
 		code = OK
 		_ = c.w.write(FrameError, 0, req.ID, AppendError(nil, &Error{Code: OK, Message: "stream ended"}))
 	default:
-		if accepted && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errClientCancel) && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = &Error{Code: Unavailable, Message: "server shutting down"}
-		}
 		code = c.writeError(ctx, req, err)
 	}
 	cancel(nil)
@@ -104,4 +106,19 @@ func (c *serverConn) callStream(ctx context.Context, req *Request, st *Stream, h
 		}
 	}()
 	return h(ctx, req, st)
+}
+
+// endedError is the terminal error of a request whose context ended, by
+// the cause: the client's CANCEL, the request's deadline, or the server
+// draining or closing (the connection closing ends it the same way, but
+// then nothing can be written anyway).
+func endedError(ctx context.Context) *Error {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errClientCancel):
+		return &Error{Code: Canceled, Message: "canceled"}
+	case cause == context.DeadlineExceeded:
+		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+	default:
+		return &Error{Code: Unavailable, Message: "server shutting down"}
+	}
 }

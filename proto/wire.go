@@ -279,3 +279,27 @@ func (d *Decoder) uvarint(what string) uint64 {
 	d.off += n
 	return v
 }
+
+// decodeList reads a count and that many elements. The slice grows as
+// elements arrive rather than being made at the announced count, so a
+// count that lies costs memory in proportion to the elements actually
+// there, not to the count. (A decoded element is bigger than its smallest
+// encoding: a 7-byte Message is a 96-byte struct, so a body of n bytes can
+// become up to about 30n bytes of slices. Only responses carry lists, and
+// the payload limit bounds n.)
+func decodeList[T any, PT interface {
+	*T
+	WireUnmarshaler
+}](d *Decoder) []T {
+	n := d.Count()
+	list := make([]T, 0, min(n, 64))
+	var zero T
+	for range n {
+		list = append(list, zero)
+		PT(&list[len(list)-1]).UnmarshalWire(d) // in place: a local would escape through PT
+		if d.err != nil {
+			return nil
+		}
+	}
+	return list
+}

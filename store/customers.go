@@ -45,7 +45,7 @@ type querier interface {
 
 var (
 	usernameRules    = textRules{min: 1, max: MaxUsernameLen, noSpaces: true}
-	displayNameRules = textRules{min: 1, max: MaxDisplayNameLen, trimmed: true}
+	displayNameRules = textRules{min: 1, max: MaxDisplayNameLen, trimmed: true, noHidden: true}
 	hashRules        = textRules{min: 1, max: MaxPasswordHashLen, noSpaces: true}
 	outcomeWord      = regexp.MustCompile(`^[a-z_]{1,32}$`)
 )
@@ -194,54 +194,76 @@ func (s *Store) AddSignInEvent(ctx context.Context, e SignInEvent) error {
 	return nil
 }
 
-// recentFailuresSQL counts failures per username and per client IP since $3,
-// forgetting a username's failures before its latest success.
+// SignInFailures are the recent failed sign-ins (any outcome but
+// OutcomeSuccess) that sign-in throttling weighs.
+type SignInFailures struct {
+	// Username counts failures for the username from anywhere, since its
+	// latest success.
+	Username int
+	// Pair counts failures for the username from this client IP, since the
+	// latest success from this client IP: a success elsewhere (the owner)
+	// does not give a guesser a fresh allowance.
+	Pair int
+	// ClientIP counts failures from the client IP for any username.
+	ClientIP int
+}
+
+// recentFailuresSQL counts failures since $3 per username, per (username,
+// client IP) pair and per client IP. greatest ignores NULL, so a username
+// with no success in the window counts the whole window.
 const recentFailuresSQL = `
+		WITH ok AS (
+		    SELECT max(created_at) AS any_ip,
+		           max(created_at) FILTER (WHERE client_ip = $2) AS this_ip
+		      FROM signin_events
+		     WHERE lower(username) = lower($1) AND outcome = 'success' AND created_at >= $3)
 		SELECT (SELECT count(*) FROM signin_events e
 		         WHERE lower(e.username) = lower($1) AND e.outcome <> 'success'
-		           AND e.created_at >= greatest($3, (
-		               -- a successful sign-in wipes the slate for its username
-		               SELECT max(s.created_at) FROM signin_events s
-		                WHERE lower(s.username) = lower($1) AND s.outcome = 'success' AND s.created_at >= $3))),
+		           AND e.created_at >= greatest($3, ok.any_ip)),
+		       (SELECT count(*) FROM signin_events e
+		         WHERE lower(e.username) = lower($1) AND e.outcome <> 'success' AND e.client_ip = $2
+		           AND e.created_at >= greatest($3, ok.this_ip)),
 		       (SELECT count(*) FROM signin_events
-		         WHERE client_ip = $2 AND created_at >= $3 AND outcome <> 'success')`
+		         WHERE client_ip = $2 AND created_at >= $3 AND outcome <> 'success')
+		  FROM ok`
 
-// RecentFailures counts failed sign-ins (any outcome but OutcomeSuccess)
-// since the given time, for one username (any letter case) and for one
-// client IP, so the app tier can throttle both guessing one password from
+// RecentFailures counts failed sign-ins since the given time for one
+// username (any letter case), for that username from one client IP, and for
+// the client IP, so the app tier can throttle guessing one password from
 // many places and many passwords from one place.
-func (s *Store) RecentFailures(ctx context.Context, username, clientIP string, since time.Time) (byUser, byIP int, err error) {
-	err = s.pool.QueryRow(ctx, recentFailuresSQL,
-		auditText(username, 256), auditText(clientIP, MaxClientIPLen), since.UTC()).Scan(&byUser, &byIP)
+func (s *Store) RecentFailures(ctx context.Context, username, clientIP string, since time.Time) (SignInFailures, error) {
+	var f SignInFailures
+	err := s.pool.QueryRow(ctx, recentFailuresSQL,
+		auditText(username, 256), auditText(clientIP, MaxClientIPLen), since.UTC()).Scan(&f.Username, &f.Pair, &f.ClientIP)
 	if err != nil {
-		return 0, 0, s.dbError(ctx, "recent failures", err)
+		return SignInFailures{}, s.dbError(ctx, "recent failures", err)
 	}
-	return byUser, byIP, nil
+	return f, nil
 }
 
 // SignInLookup fetches what a sign-in attempt needs in one round trip: the
 // customer with that username (found is false when there is none) and the
 // recent failures, as RecentFailures counts them.
-func (s *Store) SignInLookup(ctx context.Context, username, clientIP string, since time.Time) (c Customer, found bool, byUser, byIP int, err error) {
+func (s *Store) SignInLookup(ctx context.Context, username, clientIP string, since time.Time) (c Customer, found bool, f SignInFailures, err error) {
 	if checkEncoding("username", username) != nil || len(username) > 4*MaxUsernameLen {
 		// No customer can have such a name; the failures still count.
-		byUser, byIP, err = s.RecentFailures(ctx, username, clientIP, since)
-		return Customer{}, false, byUser, byIP, err
+		f, err = s.RecentFailures(ctx, username, clientIP, since)
+		return Customer{}, false, f, err
 	}
 	b := &pgx.Batch{}
 	b.Queue(recentFailuresSQL, auditText(username, 256), auditText(clientIP, MaxClientIPLen), since.UTC())
 	b.Queue(`SELECT `+customerColumns+` FROM customers WHERE lower(username) = lower($1) AND NOT is_system`, username)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
-	if err := br.QueryRow().Scan(&byUser, &byIP); err != nil {
-		return Customer{}, false, 0, 0, s.dbError(ctx, "sign-in lookup", err)
+	if err := br.QueryRow().Scan(&f.Username, &f.Pair, &f.ClientIP); err != nil {
+		return Customer{}, false, SignInFailures{}, s.dbError(ctx, "sign-in lookup", err)
 	}
 	c, err = scanCustomer(br.QueryRow())
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return Customer{}, false, byUser, byIP, nil
+		return Customer{}, false, f, nil
 	case err != nil:
-		return Customer{}, false, 0, 0, s.dbError(ctx, "sign-in lookup", err)
+		return Customer{}, false, SignInFailures{}, s.dbError(ctx, "sign-in lookup", err)
 	}
-	return c, true, byUser, byIP, nil
+	return c, true, f, nil
 }

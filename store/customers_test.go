@@ -65,6 +65,10 @@ func TestCreateCustomerRejectsBadInput(t *testing.T) {
 		{"ok", "Line\nBreak", phc, "display_name"},
 		{"ok", "Bell\a", phc, "display_name"},
 		{"ok", "Bad \xc3", phc, "display_name"},
+		{"ok", "Bob\u202Eecila", phc, "display_name"}, // right-to-left override
+		{"ok", "Al\u200Bice", phc, "display_name"},    // zero-width space
+		{"ok", "Ali\u200Dce", phc, "display_name"},    // zero-width joiner
+		{"ok", "Alice\u2067", phc, "display_name"},    // right-to-left isolate
 		{"ok", "Name", "", "password_hash"},
 		{"ok", "Name", "plaintext-password", "password_hash"},
 		{"ok", "Name", "$" + strings.Repeat("h", store.MaxPasswordHashLen), "password_hash"},
@@ -165,18 +169,20 @@ func TestSignInEvents(t *testing.T) {
 			t.Fatalf("AddSignInEvent(%.40q): %v", e.Username, err)
 		}
 	}
-	byUser, byIP, err := s.RecentFailures(ctx, "Alice", "10.0.0.1", t0.Add(-time.Hour))
+	// Failures before the window, or before alice's success, do not count;
+	// mallory's count for the address but not for alice.
+	f, err := s.RecentFailures(ctx, "Alice", "10.0.0.1", t0.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if byUser != 2 || byIP != 2 {
-		t.Fatalf("RecentFailures = (%d by user, %d by IP), want (2, 2)", byUser, byIP)
+	if want := (store.SignInFailures{Username: 2, Pair: 1, ClientIP: 2}); f != want {
+		t.Fatalf("RecentFailures = %+v, want %+v", f, want)
 	}
 	for _, outcome := range []string{"", "Bad Password", "x\x00", strings.Repeat("a", 33)} {
 		err := s.AddSignInEvent(ctx, store.SignInEvent{Username: "a", Outcome: outcome})
 		wantInputError(t, err, "outcome")
 	}
-	if _, _, err := s.RecentFailures(ctx, "\xff\x00", "\x00", t0); err != nil {
+	if _, err := s.RecentFailures(ctx, "\xff\x00", "\x00", t0); err != nil {
 		t.Fatalf("RecentFailures with hostile input: %v", err)
 	}
 }
@@ -282,9 +288,9 @@ func TestCompleteSignIn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	byUser, byIP, err := s.RecentFailures(ctx, "alice", "192.0.2.9", t0.Add(-time.Minute))
-	if err != nil || byUser != 3 || byIP != 3 {
-		t.Fatalf("before success: byUser=%d byIP=%d err=%v", byUser, byIP, err)
+	f, err := s.RecentFailures(ctx, "alice", "192.0.2.9", t0.Add(-time.Minute))
+	if want := (store.SignInFailures{Username: 3, Pair: 3, ClientIP: 3}); err != nil || f != want {
+		t.Fatalf("before success: %+v, %v; want %+v", f, err, want)
 	}
 	hash := sha256.Sum256([]byte("token"))
 	at := t0.Add(time.Second)
@@ -303,9 +309,9 @@ func TestCompleteSignIn(t *testing.T) {
 	if cust.FailedSignIns != 0 || cust.LockedUntil != nil || cust.LastSignInAt == nil || !cust.LastSignInAt.Equal(at) {
 		t.Fatalf("customer after success = %+v", cust)
 	}
-	byUser, _, err = s.RecentFailures(ctx, "ALICE", "192.0.2.9", t0.Add(-time.Minute))
-	if err != nil || byUser != 0 {
-		t.Fatalf("failures before the success still count for the username: %d, %v", byUser, err)
+	f, err = s.RecentFailures(ctx, "ALICE", "192.0.2.9", t0.Add(-time.Minute))
+	if err != nil || f.Username != 0 || f.Pair != 0 {
+		t.Fatalf("failures before the success still count for the username: %+v, %v", f, err)
 	}
 
 	other := sha256.Sum256([]byte("other"))
@@ -333,17 +339,17 @@ func TestSignInLookup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, found, byUser, byIP, err := s.SignInLookup(ctx, "ALICE", "192.0.2.7", t0.Add(-time.Minute))
-	if err != nil || !found || got.ID != c.ID || got.PasswordHash == "" || byUser != 1 || byIP != 2 {
-		t.Fatalf("lookup alice: %+v found=%v byUser=%d byIP=%d err=%v", got, found, byUser, byIP, err)
+	got, found, f, err := s.SignInLookup(ctx, "ALICE", "192.0.2.7", t0.Add(-time.Minute))
+	if want := (store.SignInFailures{Username: 1, Pair: 1, ClientIP: 2}); err != nil || !found || got.ID != c.ID || got.PasswordHash == "" || f != want {
+		t.Fatalf("lookup alice: %+v found=%v failures=%+v err=%v", got, found, f, err)
 	}
-	_, found, byUser, byIP, err = s.SignInLookup(ctx, "nobody", "192.0.2.8", t0.Add(-time.Minute))
-	if err != nil || found || byUser != 1 || byIP != 0 {
-		t.Fatalf("lookup nobody: found=%v byUser=%d byIP=%d err=%v", found, byUser, byIP, err)
+	_, found, f, err = s.SignInLookup(ctx, "nobody", "192.0.2.8", t0.Add(-time.Minute))
+	if want := (store.SignInFailures{Username: 1}); err != nil || found || f != want {
+		t.Fatalf("lookup nobody: found=%v failures=%+v err=%v", found, f, err)
 	}
 	// The system customer and hostile names are never found, and never an error.
 	for _, u := range []string{"bankwire-system", "nul\x00name", string([]byte{0xff, 0xfe}), strings.Repeat("x", 1000)} {
-		if _, found, _, _, err := s.SignInLookup(ctx, u, "", t0); found || err != nil {
+		if _, found, _, err := s.SignInLookup(ctx, u, "", t0); found || err != nil {
 			t.Fatalf("lookup %q: found=%v err=%v", u, found, err)
 		}
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -23,7 +26,18 @@ var (
 	ErrSameAccount         = errors.New("cannot transfer to the same account")
 	ErrIdempotencyConflict = errors.New("idempotency key already used for a different transfer")
 	ErrInvalidInput        = errors.New("invalid input")
+	ErrKeyVoided           = errors.New("idempotency key was closed without a transfer")
 	ErrInternal            = errors.New("internal error")
+
+	// ErrUnavailable: the database could not be reached or lost the
+	// connection (refused, reset, shut down, read-only after a failover,
+	// or no answer to COMMIT). For a write the outcome is unknown; a retry
+	// of an idempotent request (a transfer with the same key) is the answer.
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrAborted: the database aborted the transaction as a serialization
+	// failure or deadlock more times than the store retries. Nothing was
+	// written; a retry with the same idempotency key is safe.
+	ErrAborted = errors.New("transaction aborted by the database")
 )
 
 // InputError says which input field was rejected and why. It unwraps to
@@ -41,10 +55,12 @@ func (e *InputError) Unwrap() error { return ErrInvalidInput }
 
 func inputError(field, reason string) error { return &InputError{Field: field, Reason: reason} }
 
-// dbError translates an error from pgx into a domain error for operation op.
-// Anything it does not recognise is logged with its cause and returned as
-// ErrInternal, so PostgreSQL's text (which can quote SQL and values) never
-// reaches a caller.
+// dbError translates an error from pgx into a domain error for operation op:
+// the one place where database failures are classified. Outages become
+// ErrUnavailable, exhausted serialization/deadlock retries ErrAborted (both
+// logged at WARN with their cause); anything else it does not recognise is
+// logged at ERROR and returned as ErrInternal, which is kept for bugs.
+// PostgreSQL's text (which can quote SQL and values) never reaches a caller.
 func (s *Store) dbError(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
@@ -59,6 +75,15 @@ func (s *Store) dbError(ctx context.Context, op string, err error) error {
 		// A deadline inside pgx (for example a connect timeout).
 		return fmt.Errorf("store: %s: %w", op, context.DeadlineExceeded)
 	}
+	if kind := outage(err); kind != nil {
+		attrs := []any{"op", op, "err", err.Error()}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			attrs = []any{"op", op, "code", pgErr.Code, "message", pgErr.Message}
+		}
+		s.log.WarnContext(ctx, "store: database unavailable", attrs...)
+		return fmt.Errorf("store: %s: %w", op, kind)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -67,8 +92,11 @@ func (s *Store) dbError(ctx context.Context, op string, err error) error {
 		case "23503": // foreign_key_violation: a referenced row does not exist
 			return fmt.Errorf("store: %s: %w", op, ErrNotFound)
 		case "23514": // check_violation
-			if pgErr.ConstraintName == "accounts_balance_nonnegative" {
+			switch pgErr.ConstraintName {
+			case "accounts_balance_nonnegative":
 				return fmt.Errorf("store: %s: %w", op, ErrInsufficientFunds)
+			case transferKeyVoidedConstraint:
+				return fmt.Errorf("store: %s: %w", op, ErrKeyVoided)
 			}
 			return fmt.Errorf("store: %s: %w", op, ErrInvalidInput)
 		case "22001", // string_data_right_truncation
@@ -86,6 +114,44 @@ func (s *Store) dbError(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("store: %s: %w", op, ErrInternal)
 }
 
+// outage classifies err as ErrUnavailable or ErrAborted, or returns nil for
+// anything else. A *pgconn.PgError is classified by its SQLSTATE; any other
+// error from pgx that is about the connection (dial, read, write, closed
+// connection, closed pool) is an outage.
+func outage(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch c := pgErr.Code; {
+		case c == "40001" || c == "40P01": // serialization_failure, deadlock_detected
+			return ErrAborted
+		case strings.HasPrefix(c, "08"), // connection_exception
+			strings.HasPrefix(c, "57P"), // admin/crash shutdown, cannot connect now, database dropped
+			c == "25006",                // read_only_sql_transaction: a standby after a failover
+			c == "53300",                // too_many_connections
+			c == "57014":                // query_canceled: statement_timeout on a stuck server
+			return ErrUnavailable
+		}
+		return nil
+	}
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	switch {
+	case errors.As(err, &connectErr), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE),
+		pgconn.SafeToRetry(err), pgconn.Timeout(err):
+		return ErrUnavailable
+	}
+	// pgconn reports the use of a connection that already died as "conn
+	// closed", and the pool's puddle a closed pool as "closed pool", with
+	// no exported type.
+	if msg := err.Error(); strings.Contains(msg, "conn closed") || strings.Contains(msg, "closed pool") {
+		return ErrUnavailable
+	}
+	return nil
+}
+
 // retryable reports whether err is a serialization failure or deadlock that
 // a fresh attempt of the whole transaction will not hit again.
 func retryable(err error) bool {
@@ -101,7 +167,16 @@ type textRules struct {
 	noSpaces  bool // no white space at all (usernames)
 	trimmed   bool // no leading or trailing white space
 	allowTabs bool
+	noHidden  bool // no HiddenChar (names shown to other customers)
 }
+
+// HiddenChar reports whether r is an invisible formatting character
+// (Unicode category Cf): bidirectional overrides, isolates and marks,
+// zero-width spaces and joiners, the byte-order mark, soft hyphens. In a
+// name that other customers see they only serve to make it look like
+// another name, so names may not contain them; this is the one definition
+// that the store and the app tier enforce.
+func HiddenChar(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // checkText validates s for field under r.
 func checkText(field, s string, r textRules) error {
@@ -135,6 +210,8 @@ func checkText(field, s string, r textRules) error {
 			return inputError(field, "contains a control character")
 		case r.noSpaces && unicode.IsSpace(c):
 			return inputError(field, "must not contain spaces")
+		case r.noHidden && HiddenChar(c):
+			return inputError(field, "contains an invisible or direction-changing character")
 		}
 	}
 	return nil

@@ -20,3 +20,6 @@ func SetPurgeBatch(n int) (restore func()) {
 	purgeBatch = n
 	return func() { purgeBatch = old }
 }
+
+// Outage exposes the classification of database failures.
+var Outage = outage

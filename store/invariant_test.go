@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"bankwire/store"
 	"bankwire/store/storetest"
@@ -33,7 +35,10 @@ import (
 //     original transfer, and a reused key with other fields is refused;
 //   - afterwards every account's ledger sums to its balance, every
 //     transfer has exactly two entries summing to zero, and the number of
-//     transfers equals the number of non-replayed successes.
+//     transfers equals the number of non-replayed successes;
+//   - PostgreSQL detected no deadlock (pg_stat_database.deadlocks did not
+//     change): the store retries deadlocks invisibly, so without this a
+//     lock-order bug would pass.
 func TestBankInvariant(t *testing.T) {
 	const (
 		customers   = 5
@@ -64,6 +69,7 @@ func TestBankInvariant(t *testing.T) {
 		custIDs = append(custIDs, c.ID)
 	}
 	const total = int64(2 * customers * initial)
+	deadlocksBefore := deadlockCount(t, pool)
 
 	// requestFor derives the canonical request of a key, so that any
 	// goroutine repeating the key sends identical fields.
@@ -188,6 +194,10 @@ func TestBankInvariant(t *testing.T) {
 		t.Fatal("no snapshot was taken while the writers ran")
 	}
 
+	if n := deadlockCount(t, pool) - deadlocksBefore; n != 0 {
+		t.Errorf("PostgreSQL detected %d deadlocks during the run: the lock order has a bug that retries hid", n)
+	}
+
 	// Afterwards: ledger and balances agree everywhere.
 	var mismatched, unbalanced, transfers, entrySum int64
 	err := pool.QueryRow(ctx, `
@@ -235,5 +245,108 @@ func TestBankInvariant(t *testing.T) {
 	}
 	if deadlocks != 0 {
 		t.Fatalf("the server detected %d deadlocks among the transfers", deadlocks)
+	}
+}
+
+// deadlockCount returns pg_stat_database.deadlocks of pool's database. A
+// backend reports its statistics when idle or when it exits, not at once,
+// so the pool's connections are closed first and the count is read after
+// their backends are gone (a bounded wait).
+func deadlockCount(t *testing.T, pool *pgxpool.Pool) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	pool.Reset()
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatalf("connect for statistics: %v", err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var others int
+		if err := conn.QueryRow(ctx, `
+			SELECT count(*) FROM pg_stat_activity
+			 WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&others); err != nil {
+			t.Fatalf("count backends: %v", err)
+		}
+		if others == 0 {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("%d backends of the pool still alive after Reset: %v", others, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var n int64
+	if _, err := conn.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+		t.Fatalf("clear statistics snapshot: %v", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+		t.Fatalf("read deadlocks: %v", err)
+	}
+	return n
+}
+
+// TestDeadlockCountSeesADeadlock checks the instrument of TestBankInvariant:
+// two transactions that lock two accounts in opposite orders deadlock, and
+// deadlockCount reports it.
+func TestDeadlockCountSeesADeadlock(t *testing.T) {
+	ctx := context.Background()
+	pool := storetest.NewDatabase(t)
+	s := store.New(pool)
+	_, a := newCustomer(t, s, "dl1")
+	_, b := newCustomer(t, s, "dl2")
+	before := deadlockCount(t, pool)
+
+	lock := `SELECT 1 FROM accounts WHERE number = $1 FOR UPDATE`
+	txs := make([]pgx.Tx, 2)
+	for i := range txs {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // cleanup
+		txs[i] = tx
+	}
+	if _, err := txs[0].Exec(ctx, lock, a.Number); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := txs[1].Exec(ctx, lock, b.Number); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		tx  int
+		err error
+	}
+	results := make(chan result, 2)
+	go func() { _, err := txs[0].Exec(ctx, lock, b.Number); results <- result{0, err} }()
+	go func() { _, err := txs[1].Exec(ctx, lock, a.Number); results <- result{1, err} }()
+	// One of the two is chosen as the victim (after deadlock_timeout, 1 s);
+	// once it rolls back, the other gets its lock.
+	var victims int
+	for range 2 {
+		select {
+		case r := <-results:
+			if r.err == nil {
+				continue
+			}
+			victims++
+			var pgErr *pgconn.PgError
+			if !errors.As(r.err, &pgErr) || pgErr.Code != "40P01" {
+				t.Fatalf("error %v, want a deadlock (40P01)", r.err)
+			}
+			_ = txs[r.tx].Rollback(ctx)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the deadlock was not detected within 10 s")
+		}
+	}
+	if victims != 1 {
+		t.Fatalf("%d victims, want 1", victims)
+	}
+	for _, tx := range txs {
+		_ = tx.Rollback(ctx) // returns the connections, so deadlockCount can close them
+	}
+	if n := deadlockCount(t, pool) - before; n != 1 {
+		t.Fatalf("deadlockCount grew by %d, want 1", n)
 	}
 }

@@ -20,6 +20,10 @@ const (
 	// NotifyChat: message MessageID was posted in ConversationID, whose
 	// members are CustomerIDs.
 	NotifyChat = "chat"
+	// NotifySession: sessions SessionIDs of CustomerID were revoked
+	// (sign-out, sign-out everywhere). Sent by the store in the statement
+	// that revokes them, so every replica learns of it at commit.
+	NotifySession = "session"
 	// NotifyReady is not from the database: Listen delivers it each time
 	// LISTEN is in place, first and after every reconnection. Events that
 	// happened while disconnected are lost, so on a ready that follows a
@@ -38,6 +42,7 @@ type Notification struct {
 	ConversationID int64   `json:"conversation_id,omitempty"`
 	SenderID       int64   `json:"sender_id,omitempty"`
 	CustomerIDs    []int64 `json:"customer_ids,omitempty"`
+	SessionIDs     []int64 `json:"session_ids,omitempty"`
 }
 
 // payload is a notification as the schema's triggers send it. A balance

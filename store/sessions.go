@@ -90,6 +90,16 @@ func (s *Store) TouchSession(ctx context.Context, sessionID int64, now time.Time
 	return nil
 }
 
+// notifyRevoked follows a CTE named revoked (id, customer_id of the
+// sessions just revoked): it announces them on Channel (NotifySession), one
+// row per customer, so the statement's row count is that of customers.
+// NOTIFY is sent at commit, so nobody hears of a revocation that did not
+// happen.
+const notifyRevoked = `
+		SELECT pg_notify('` + Channel + `', json_build_object(
+		           'kind', '` + NotifySession + `', 'customer_id', customer_id, 'session_ids', array_agg(id))::text)
+		  FROM revoked GROUP BY customer_id`
+
 // RevokeSession ends a session (sign-out). Revoking an already revoked
 // session succeeds and keeps the first revocation time; an unknown token
 // gives ErrNotFound.
@@ -98,8 +108,10 @@ func (s *Store) RevokeSession(ctx context.Context, tokenHash []byte, now time.Ti
 		return fmt.Errorf("store: revoke session: %w", ErrNotFound)
 	}
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE sessions SET revoked_at = coalesce(revoked_at, $2) WHERE token_hash = $1`,
-		tokenHash, dbTime(now))
+		WITH revoked AS (
+		    UPDATE sessions SET revoked_at = coalesce(revoked_at, $2) WHERE token_hash = $1
+		    RETURNING id, customer_id
+		)`+notifyRevoked, tokenHash, dbTime(now))
 	if err != nil {
 		return s.dbError(ctx, "revoke session", err)
 	}
@@ -113,8 +125,10 @@ func (s *Store) RevokeSession(ctx context.Context, tokenHash []byte, now time.Ti
 // everywhere", or after a password change).
 func (s *Store) RevokeAllSessions(ctx context.Context, customerID int64, now time.Time) error {
 	_, err := s.pool.Exec(ctx, `
-		UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL`,
-		customerID, dbTime(now))
+		WITH revoked AS (
+		    UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL
+		    RETURNING id, customer_id
+		)`+notifyRevoked, customerID, dbTime(now))
 	if err != nil {
 		return s.dbError(ctx, "revoke all sessions", err)
 	}

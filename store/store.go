@@ -23,6 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"bankwire/proto/limits"
 )
 
 // DefaultCurrency is the currency of accounts opened without one.
@@ -32,19 +34,22 @@ const DefaultCurrency = "USD"
 // schema; they are exported so that the tiers above can validate early and
 // show the same numbers to people.
 const (
-	MaxUsernameLen       = 64   // characters
-	MaxDisplayNameLen    = 100  // characters
-	MaxPasswordHashLen   = 512  // bytes of a PHC string
-	MaxMemoLen           = 140  // characters
-	MaxNicknameLen       = 64   // characters
-	MaxMessageLen        = 2000 // characters
-	MaxIdempotencyKeyLen = 64   // characters
-	MaxUserAgentLen      = 512  // characters kept; longer values are cut
-	MaxClientIPLen       = 64   // characters kept; longer values are cut
-	MaxPageSize          = 100  // rows per History or Messages page
-	DefaultPageSize      = 25   // rows when the caller asks for 0
-	MaxAccounts          = 10   // accounts per customer
-	MaxPayees            = 100  // payees per customer
+	MaxUsernameLen       = limits.MaxUsernameLen       // characters
+	MaxDisplayNameLen    = 100                         // characters
+	MaxPasswordHashLen   = 512                         // bytes of a PHC string
+	MaxMemoLen           = limits.MaxMemoLen           // characters
+	MaxNicknameLen       = 64                          // characters
+	MaxMessageLen        = limits.MaxMessageLen        // characters
+	MaxIdempotencyKeyLen = limits.MaxIdempotencyKeyLen // characters
+	MaxUserAgentLen      = 512                         // characters kept; longer values are cut
+	MaxClientIPLen       = 64                          // characters kept; longer values are cut
+	// MaxPageSize is the most rows per History or Messages page: one more
+	// than the largest page on the wire, because the app tier asks for a
+	// page and one row to learn whether a next page exists.
+	MaxPageSize     = limits.MaxPage + 1
+	DefaultPageSize = 25  // rows when the caller asks for 0
+	MaxAccounts     = 10  // accounts per customer
+	MaxPayees       = 100 // payees per customer
 	// MaxAmount bounds a single transfer (10 billion in major units) so that
 	// no sequence of valid transfers can overflow a bigint balance.
 	MaxAmount int64 = 1_000_000_000_000

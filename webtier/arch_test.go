@@ -34,3 +34,17 @@ func TestWebTierImportsNeitherStoreNorPgx(t *testing.T) {
 		t.Error("bankwire/proto is not among the dependencies: is go list looking at the right packages?")
 	}
 }
+
+// bankwire/proto/limits is shared by every tier, the store included, so it
+// must stay a leaf: constants only, importing nothing at all. Otherwise it
+// could become the path by which the web tier reaches what it must not.
+func TestLimitsPackageIsALeaf(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "bankwire/proto/limits").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) != 1 || deps[0] != "bankwire/proto/limits" {
+		t.Fatalf("bankwire/proto/limits depends on %q; it must import nothing", deps)
+	}
+}

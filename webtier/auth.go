@@ -7,12 +7,13 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 )
 
 // Generous front-door bounds: the app tier applies the real policy, these
 // only keep absurd input from travelling further.
 const (
-	maxUsernameLen    = 64
+	maxUsernameLen    = limits.MaxUsernameLen
 	maxDisplayNameLen = 100
 	maxPasswordBytes  = 1024
 	maxUserAgentLen   = 256

@@ -8,14 +8,15 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 
 	"github.com/go-chi/chi/v5"
 )
 
 const (
-	maxChatRunes    = 2000
+	maxChatRunes    = limits.MaxMessageLen
 	chatPageSize    = 50
-	maxChatUsername = 64
+	maxChatUsername = limits.MaxUsernameLen
 )
 
 type chatListData struct {
@@ -63,6 +64,7 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 	case strings.EqualFold(username, sess.Customer.Username):
 		f.fail("username", "You cannot open a chat with yourself.")
 	}
+	status := http.StatusUnprocessableEntity
 	if !f.Invalid() {
 		var resp proto.ConversationResponse
 		err := s.call(r, proto.OpChatOpen, proto.ChatOpenRequest{
@@ -76,8 +78,11 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if proto.ErrorCode(err) == proto.ResourceExhausted {
+			status = http.StatusTooManyRequests // too many lookups lately
+		}
 	}
-	s.renderChatList(w, r, http.StatusUnprocessableEntity, f)
+	s.renderChatList(w, r, status, f)
 }
 
 func conversationID(r *http.Request) (int64, bool) {
@@ -140,7 +145,7 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 	case body == "":
 		f.fail("body", "Write a message first.")
 	case utf8.RuneCountInString(body) > maxChatRunes:
-		f.fail("body", "Keep messages to 2000 characters or fewer.")
+		f.fail("body", "Keep messages to "+strconv.Itoa(maxChatRunes)+" characters or fewer.")
 	}
 	if !f.Invalid() {
 		var resp proto.MessageResponse

@@ -66,6 +66,13 @@ type Config struct {
 	// MaxStreams bounds concurrent live-update (SSE) streams; each holds one
 	// app-tier subscription (WEBTIER_MAX_STREAMS).
 	MaxStreams int
+	// MaxStreamsPerSession and MaxStreamsPerIP cap the streams one
+	// signed-in session and one client IP may hold at once, so one customer
+	// cannot take the streams (and their app-tier budget) of everyone else
+	// (WEBTIER_MAX_STREAMS_PER_SESSION, WEBTIER_MAX_STREAMS_PER_IP). A
+	// stream over a cap gets 429.
+	MaxStreamsPerSession int
+	MaxStreamsPerIP      int
 	// StreamKeepAlive is how often an idle SSE stream gets a comment line so
 	// proxies do not cut it (WEBTIER_STREAM_KEEPALIVE).
 	StreamKeepAlive time.Duration
@@ -89,25 +96,27 @@ type Config struct {
 // localhost:12121, plain HTTP on :8080.
 func DefaultConfig() Config {
 	return Config{
-		Addr:              ":8080",
-		AdminAddr:         ":9091",
-		AppTierAddrs:      []string{"localhost:12121"},
-		AppTierSecret:     "bankwire-dev-secret", // the app tier's local default; set APPTIER_SECRET in production
-		ConnsPerAddr:      2,
-		CallTimeout:       time.Second,
-		AuthCallTimeout:   5 * time.Second,
-		DialTimeout:       500 * time.Millisecond,
-		SignInLimit:       10,
-		SignInWindow:      time.Minute,
-		SignUpLimit:       5,
-		SignUpWindow:      time.Minute,
-		MaxStreams:        1000,
-		StreamKeepAlive:   25 * time.Second,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ShutdownTimeout:   10 * time.Second,
+		Addr:                 ":8080",
+		AdminAddr:            ":9091",
+		AppTierAddrs:         []string{"localhost:12121"},
+		AppTierSecret:        "bankwire-dev-secret", // the app tier's local default; set APPTIER_SECRET in production
+		ConnsPerAddr:         2,
+		CallTimeout:          time.Second,
+		AuthCallTimeout:      5 * time.Second,
+		DialTimeout:          500 * time.Millisecond,
+		SignInLimit:          10,
+		SignInWindow:         time.Minute,
+		SignUpLimit:          5,
+		SignUpWindow:         time.Minute,
+		MaxStreams:           1000,
+		MaxStreamsPerSession: 4,
+		MaxStreamsPerIP:      10,
+		StreamKeepAlive:      25 * time.Second,
+		ReadHeaderTimeout:    5 * time.Second,
+		ReadTimeout:          15 * time.Second,
+		WriteTimeout:         30 * time.Second,
+		IdleTimeout:          120 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
 	}
 }
 
@@ -129,8 +138,8 @@ func (c Config) Validate() error {
 	if c.SignInLimit < 1 || c.SignUpLimit < 1 || c.SignInWindow <= 0 || c.SignUpWindow <= 0 {
 		errs = append(errs, errors.New("sign-in and sign-up limits and windows must be positive"))
 	}
-	if c.MaxStreams < 1 {
-		errs = append(errs, errors.New("max streams must be positive"))
+	if c.MaxStreams < 1 || c.MaxStreamsPerSession < 1 || c.MaxStreamsPerIP < 1 {
+		errs = append(errs, errors.New("stream limits must be positive"))
 	}
 	if c.StreamKeepAlive <= 0 {
 		errs = append(errs, errors.New("stream keep-alive must be positive"))
@@ -181,6 +190,8 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	env.int(&c.SignUpLimit, "WEBTIER_SIGNUP_LIMIT")
 	env.dur(&c.SignUpWindow, "WEBTIER_SIGNUP_WINDOW")
 	env.int(&c.MaxStreams, "WEBTIER_MAX_STREAMS")
+	env.int(&c.MaxStreamsPerSession, "WEBTIER_MAX_STREAMS_PER_SESSION")
+	env.int(&c.MaxStreamsPerIP, "WEBTIER_MAX_STREAMS_PER_IP")
 	env.dur(&c.StreamKeepAlive, "WEBTIER_STREAM_KEEPALIVE")
 	env.dur(&c.ReadHeaderTimeout, "WEBTIER_READ_HEADER_TIMEOUT")
 	env.dur(&c.ReadTimeout, "WEBTIER_READ_TIMEOUT")
@@ -209,6 +220,8 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.SignUpLimit, "signup-limit", c.SignUpLimit, "sign-ups per client IP per window (WEBTIER_SIGNUP_LIMIT)")
 	fs.DurationVar(&c.SignUpWindow, "signup-window", c.SignUpWindow, "sign-up rate window (WEBTIER_SIGNUP_WINDOW)")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "maximum concurrent live-update streams (WEBTIER_MAX_STREAMS)")
+	fs.IntVar(&c.MaxStreamsPerSession, "max-streams-per-session", c.MaxStreamsPerSession, "live-update streams per signed-in session (WEBTIER_MAX_STREAMS_PER_SESSION)")
+	fs.IntVar(&c.MaxStreamsPerIP, "max-streams-per-ip", c.MaxStreamsPerIP, "live-update streams per client IP (WEBTIER_MAX_STREAMS_PER_IP)")
 	fs.DurationVar(&c.StreamKeepAlive, "stream-keepalive", c.StreamKeepAlive, "keep-alive interval of live-update streams (WEBTIER_STREAM_KEEPALIVE)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "HTTP read header timeout (WEBTIER_READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "HTTP read timeout (WEBTIER_READ_TIMEOUT)")

@@ -20,6 +20,10 @@ const streamWriteTimeout = 10 * time.Second
 // stream ends (app tier restarted, web tier shutting down).
 const streamRetry = 3 * time.Second
 
+// tooManyStreamsText answers a stream over the per-session or per-IP cap.
+const tooManyStreamsText = "Live updates are already open in several tabs or windows. " +
+	"Close some of them and reload this page to get live updates here; everything else works as usual."
+
 // balanceEvent and chatEvent are what the browser script receives: already
 // formatted for display, so the script never does money arithmetic.
 type balanceEvent struct {
@@ -50,6 +54,20 @@ type chatEvent struct {
 // the server shuts down; EventSource then reconnects by itself.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
+	ip, _ := clientIPKey(r)
+	release, ok := s.streamCaps.acquire(sess.Token, ip)
+	if !ok {
+		// Over the cap of this session or this client IP. EventSource
+		// does not retry after a 429, so the tab stops asking; its page
+		// still works by reload.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprintln(w, tooManyStreamsText)
+		return
+	}
+	defer release()
 	select {
 	case s.streamSlots <- struct{}{}:
 		defer func() { <-s.streamSlots }()

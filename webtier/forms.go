@@ -17,6 +17,7 @@ type form struct {
 	Values map[string]string
 	Errors map[string]string
 	Error  string
+	Notice string // information that is not an error, shown above the form
 }
 
 func newForm() *form {

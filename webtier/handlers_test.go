@@ -442,7 +442,7 @@ func TestClientIPFromTrustedProxyOnly(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
-	clock := apptiertest.NewClock(time.Now())
+	clock := apptiertest.NewClock(apptiertest.Now())
 	s := startSite(t, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithIdleTimeout(10*time.Minute)))
 	b := s.alice()
 	if p := b.get("/accounts"); p.Status != http.StatusOK {

@@ -106,6 +106,10 @@ type browser struct {
 	site *site
 	c    *http.Client
 	jar  *cookiejar.Jar
+	// noOrigin makes it send POSTs without an Origin header, as old
+	// browsers and non-browser clients do; by default it sends this site's
+	// origin, as every current browser does.
+	noOrigin bool
 }
 
 func (s *site) browser() *browser {
@@ -113,10 +117,26 @@ func (s *site) browser() *browser {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	c := s.srv.Client()
-	c = &http.Client{Transport: c.Transport, Jar: jar, Timeout: 15 * time.Second,
+	b := &browser{t: s.t, site: s, jar: jar}
+	b.c = &http.Client{Transport: originTransport{b: b, next: s.srv.Client().Transport}, Jar: jar, Timeout: 15 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &browser{t: s.t, site: s, c: c, jar: jar}
+	return b
+}
+
+// originTransport sends the site's origin in an Origin header on every
+// request but GET and HEAD, as every current browser does, unless the
+// browser is set to noOrigin.
+type originTransport struct {
+	b    *browser
+	next http.RoundTripper
+}
+
+func (t originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead && !t.b.noOrigin && req.Header.Get("Origin") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Origin", t.b.site.baseURL)
+	}
+	return t.next.RoundTrip(req)
 }
 
 type page struct {

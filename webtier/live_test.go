@@ -302,13 +302,16 @@ func TestLoadConfig(t *testing.T) {
 		"WEBTIER_TRUSTED_PROXIES": "10.0.0.0/8,192.168.1.1",
 		"WEBTIER_SECURE_COOKIES":  "true",
 		"WEBTIER_CALL_TIMEOUT":    "750ms",
+
+		"WEBTIER_MAX_STREAMS_PER_SESSION": "2",
 	}
-	cfg, err := webtier.LoadConfig([]string{"-conns-per-addr", "4"}, func(k string) string { return env[k] })
+	cfg, err := webtier.LoadConfig([]string{"-conns-per-addr", "4", "-max-streams-per-ip", "3"}, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Addr != ":9999" || len(cfg.AppTierAddrs) != 2 || cfg.AppTierAddrs[1] != "b:2" || cfg.AppTierSecret != "s3cret" ||
-		!cfg.SecureCookies || cfg.CallTimeout != 750*time.Millisecond || cfg.ConnsPerAddr != 4 || len(cfg.TrustedProxies) != 2 {
+		!cfg.SecureCookies || cfg.CallTimeout != 750*time.Millisecond || cfg.ConnsPerAddr != 4 || len(cfg.TrustedProxies) != 2 ||
+		cfg.MaxStreamsPerSession != 2 || cfg.MaxStreamsPerIP != 3 {
 		t.Errorf("config: %+v", cfg)
 	}
 	// Flags win over the environment.
@@ -322,6 +325,7 @@ func TestLoadConfig(t *testing.T) {
 		"bad int":      {"WEBTIER_CONNS_PER_ADDR": "many"},
 		"bad cidr":     {"WEBTIER_TRUSTED_PROXIES": "10.0.0.0/99"},
 		"zero conns":   {"WEBTIER_CONNS_PER_ADDR": "0"},
+		"zero streams": {"WEBTIER_MAX_STREAMS_PER_IP": "0"},
 	} {
 		if _, err := webtier.LoadConfig(nil, func(k string) string { return bad[k] }); err == nil {
 			t.Errorf("%s: accepted", name)

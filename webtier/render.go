@@ -15,6 +15,8 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"bankwire/proto"
 
@@ -151,9 +153,23 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		return
 	}
 	if sess := sessionFrom(r.Context()); sess != nil {
-		c := sess.Customer
-		v.Customer = &c
-		v.Live = true
+		// The customer's name is shown only from a session the app tier
+		// accepted during this request (see the session cache).
+		switch err := s.confirmSession(r, sess); {
+		case err == nil:
+			c := sess.Customer
+			v.Customer = &c
+			v.Live = true
+		case proto.ErrorCode(err) == proto.Unauthenticated && name != "error":
+			s.sessionEnded(w, r)
+			return
+		case proto.ErrorCode(err) == proto.Unauthenticated:
+			s.clearSessionCookie(w)
+		default:
+			// The app tier cannot say: the page (often the outage page or
+			// the confirm-again page of a transfer) is shown without the
+			// name rather than not at all, and without another call.
+		}
 	}
 	v.FlashKind, v.Flash = s.takeFlash(w, r)
 	v.Status = status
@@ -229,6 +245,29 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, d
 
 func (s *Server) tooManyRequests(w http.ResponseWriter, r *http.Request) {
 	s.errorPage(w, r, http.StatusTooManyRequests, "")
+}
+
+// errBrieflyUnavailable replaces an answer that says the link to the app
+// tier is over its limit: for the customer that is an outage (503 "briefly
+// unavailable"), not something they did.
+var errBrieflyUnavailable = &proto.Error{Code: proto.Unavailable, Message: "The bank is briefly unavailable."}
+
+// overloaded reports whether err is the protocol's own refusal of a request
+// over a connection's in-flight limit (PROTOCOL.md §4.1) rather than a rule
+// of the bank. Only sign-in, sign-up and chat.open answer RESOURCE_EXHAUSTED
+// by rule, and their answers are sentences for the customer (capitalized);
+// the protocol's are lower-case technical notes that no page may show.
+func overloaded(op proto.Op, err error) bool {
+	var pe *proto.Error
+	if !errors.As(err, &pe) || pe.Code != proto.ResourceExhausted {
+		return false
+	}
+	switch op {
+	case proto.OpSignIn, proto.OpSignUp, proto.OpChatOpen:
+		r, _ := utf8.DecodeRuneInString(pe.Message)
+		return !unicode.IsUpper(r)
+	}
+	return true
 }
 
 // statusOf is the one table from app-tier error codes to HTTP statuses.

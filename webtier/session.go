@@ -11,10 +11,18 @@ import (
 	"bankwire/proto"
 )
 
-// session is the signed-in customer of a request.
+// session is the signed-in customer of a request. It belongs to one
+// request (one goroutine).
 type session struct {
 	Token    string
 	Customer proto.Customer
+
+	// confirmed is set once the app tier accepted Token during this
+	// request. checkErr remembers a failed session check, or an outage met
+	// by any call with the session, so that rendering the page never asks
+	// again.
+	confirmed bool
+	checkErr  error
 }
 
 type sessionKey struct{}
@@ -31,9 +39,14 @@ func sessionFrom(ctx context.Context) *session {
 
 // The session cache remembers who a token belongs to for a few seconds, so a
 // page that needs the customer's name and one piece of data costs one
-// app-tier round trip, not two. It never decides access: every data call
-// sends the token and the app tier checks it, so a revoked or expired
-// session is noticed on the next call whatever the cache says.
+// app-tier round trip, not two. It never decides access, and never alone
+// decides what a page shows: every data call sends the token and the app
+// tier checks it, and a page is rendered with the customer's name only
+// once the app tier has accepted the token during that request (a page
+// that made no call asks with a session check; see confirmSession). So a
+// session revoked by "sign out on all devices" on any web tier shows on no
+// page of any web tier afterwards, without the web tiers telling each other
+// anything.
 const (
 	sessionCacheTTL = 15 * time.Second
 	sessionCacheMax = 10000
@@ -112,7 +125,51 @@ func (s *Server) lookupSession(r *http.Request) (*session, error) {
 		return nil, err
 	}
 	s.sessions.put(tok, resp.Customer, time.Now())
-	return &session{Token: tok, Customer: resp.Customer}, nil
+	return &session{Token: tok, Customer: resp.Customer, confirmed: true}, nil
+}
+
+// confirmSession makes sure the app tier accepted the session during this
+// request, asking it (once) if no call has yet and none met an outage.
+func (s *Server) confirmSession(r *http.Request, sess *session) error {
+	if sess.confirmed || sess.checkErr != nil {
+		return sess.checkErr
+	}
+	var resp proto.SessionResponse
+	if err := s.call(r, proto.OpSessionCheck, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
+		sess.checkErr = err
+		if proto.ErrorCode(err) == proto.Unauthenticated {
+			s.sessions.drop(sess.Token)
+		}
+		return err
+	}
+	sess.Customer = resp.Customer
+	return nil
+}
+
+// noteCall records what a call made with the request's session says about
+// it: success proves it live; an outage means asking again is pointless.
+func noteCall(r *http.Request, op proto.Op, err error) {
+	sess := sessionFrom(r.Context())
+	if sess == nil || !callConfirms(op) {
+		return
+	}
+	switch {
+	case err == nil:
+		sess.confirmed = true
+	case sess.checkErr == nil && statusOf(proto.ErrorCode(err)) >= 500:
+		sess.checkErr = err
+	}
+}
+
+// callConfirms reports whether a successful op proves the session it
+// carried is live: every op that takes a session authenticates it first,
+// except sign-out, which succeeds for ended sessions too.
+func callConfirms(op proto.Op) bool {
+	switch op {
+	case proto.OpInfo, proto.OpSignIn, proto.OpSignUp, proto.OpSignOut:
+		return false
+	}
+	return true
 }
 
 // optionalSession attaches the session when there is one (sign-in and
@@ -131,11 +188,17 @@ func (s *Server) optionalSession(next http.Handler) http.Handler {
 // requireSession sends signed-out visitors to the sign-in page, remembering
 // where they were going (for GETs), and attaches the session otherwise.
 func (s *Server) requireSession(next http.Handler) http.Handler {
+	return s.sessionRequired(next, s.fail)
+}
+
+// sessionRequired is requireSession with onErr answering when the session
+// cannot be checked (the app tier did not answer).
+func (s *Server) sessionRequired(next http.Handler, onErr func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		had := s.sessionToken(r) != ""
 		sess, err := s.lookupSession(r)
 		if err != nil {
-			s.fail(w, r, err)
+			onErr(w, r, err)
 			return
 		}
 		if sess == nil {

@@ -256,6 +256,7 @@ func (c *benchCustomer) transfer(ctx context.Context, base, to string) (time.Dur
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base) // as a browser does; a POST with a session and no Origin is refused
 	start := time.Now()
 	resp, err := c.client.Do(req)
 	if err != nil {

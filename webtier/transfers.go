@@ -8,12 +8,14 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 // maxMemoRunes is the protocol's memo limit.
-const maxMemoRunes = 140
+const maxMemoRunes = limits.MaxMemoLen
 
 // transferFields maps the app tier's field names to the form's.
 var transferFields = map[string]string{"amount": "amount", "to": "to", "from": "from", "memo": "memo"}
@@ -29,6 +31,7 @@ type transferConfirmData struct {
 	Key      string
 	From     proto.Account
 	To       string
+	ToName   string // payee nickname or "Your savings account"; may be empty
 	ToLabel  string
 	Amount   string // as typed, sent on unchanged
 	Minor    int64
@@ -36,6 +39,10 @@ type transferConfirmData struct {
 	Memo     string
 	After    int64  // the From balance once the transfer is made
 	Error    string // why the last submit did not go through
+	// Unknown: the last submit's outcome is unknown. The page was built
+	// from the form alone (no app-tier call), shows no balance, and offers
+	// to ask the bank what happened.
+	Unknown bool
 }
 
 type transferResultData struct {
@@ -46,10 +53,18 @@ type transferResultData struct {
 }
 
 // transferInput is a posted transfer form after the web tier's own checks.
+// The display fields (fromKind, currency, toName) only describe the transfer
+// on a confirm-again page; they never decide anything, and the app tier
+// checks the transfer itself again when it is submitted.
 type transferInput struct {
 	key, from, to, amount, memo string
 	minor                       int64
+	fromKind, currency, toName  string
 }
+
+// maxToNameRunes bounds the carried recipient name (a payee nickname or an
+// own account's description).
+const maxToNameRunes = 100
 
 // loadPayeesAndAccounts fetches what a transfer form offers.
 func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]proto.Account, []proto.Payee, error) {
@@ -118,7 +133,7 @@ func (s *Server) readTransfer(w http.ResponseWriter, r *http.Request) (transferI
 	if !ok {
 		f.fail("memo", "The note contains characters that are not allowed.")
 	} else if utf8.RuneCountInString(in.memo) > maxMemoRunes {
-		f.fail("memo", "Keep the note to 140 characters or fewer.")
+		f.fail("memo", "Keep the note to "+strconv.Itoa(maxMemoRunes)+" characters or fewer.")
 	}
 	if in.from == "" || !plausibleAccountNumber(in.from) {
 		f.fail("from", "Choose the account to pay from.")
@@ -136,7 +151,28 @@ func (s *Server) readTransfer(w http.ResponseWriter, r *http.Request) (transferI
 		f.fail("amount", problem)
 	}
 	in.minor = minor
+	if k := r.PostFormValue("from_kind"); k == "checking" || k == "savings" {
+		in.fromKind = k
+	}
+	if c := r.PostFormValue("currency"); validCurrency(c) {
+		in.currency = c
+	}
+	if n, ok := field(r, "to_name"); ok && utf8.RuneCountInString(n) <= maxToNameRunes {
+		in.toName = n
+	}
 	return in, f, true
+}
+
+func validCurrency(c string) bool {
+	if len(c) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if c[i] < 'A' || c[i] > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeNumber compares account numbers the way a person reads them:
@@ -171,11 +207,13 @@ func (s *Server) confirmData(w http.ResponseWriter, r *http.Request, in transfer
 			d.From, found = a, true
 		}
 		if normalizeNumber(a.Number) == normalizeNumber(in.to) {
-			d.ToLabel = "Your " + strings.ToLower(kindName(a.Kind)) + " account " + displayNumber(a.Number)
+			d.ToName = "Your " + strings.ToLower(kindName(a.Kind)) + " account"
+			d.ToLabel = d.ToName + " " + displayNumber(a.Number)
 		}
 	}
 	for _, p := range payees {
 		if normalizeNumber(p.Number) == normalizeNumber(in.to) {
+			d.ToName = p.Nickname
 			d.ToLabel = p.Nickname + " (" + displayNumber(p.Number) + ")"
 		}
 	}
@@ -236,30 +274,108 @@ func (s *Server) transferCreate(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/transfers/"+strconv.FormatInt(resp.Transfer.ID, 10), http.StatusSeeOther)
 		return
 	}
-	switch proto.ErrorCode(err) {
-	case proto.Unauthenticated:
+	if proto.ErrorCode(err) == proto.Unauthenticated {
+		// The app tier checks the session before anything else: nothing moved.
 		s.sessionEnded(w, r)
 		return
-	case proto.Unavailable, proto.DeadlineExceeded, proto.Canceled, proto.Aborted:
-		// The outcome is unknown. Offer the same confirmation again with the
-		// same key: submitting it again can only make the transfer once.
-		s.log.WarnContext(r.Context(), "transfer outcome unknown", "err", err)
-		d, ok := s.confirmData(w, r, in, newForm())
+	}
+	if f.userError(err, transferFields) {
+		// Refused, so nothing moved and the corrected form gets a new key;
+		// reusing the old one with different details would be refused.
+		s.renderTransferForm(w, r, http.StatusUnprocessableEntity, f, newIdempotencyKey())
+		return
+	}
+	s.transferOutcomeUnknown(w, r, in, err)
+}
+
+// outcomeUnknownText is what the confirm-again page says.
+const outcomeUnknownText = "We couldn’t confirm your transfer because our banking systems didn’t answer. " +
+	"It is safe to press Confirm again: this transfer will be made only once. " +
+	"Or press “Check whether it was made” to find out first."
+
+// transferOutcomeUnknown answers a transfer submit whose outcome is unknown
+// (no answer, a deadline, an outage, or an error that is not a refusal)
+// with the confirmation page again, with the same key: confirming again
+// can only make the transfer once. It makes no app-tier call, since the
+// outage that lost the answer would most likely fail those too: everything
+// the page shows comes from the posted form.
+func (s *Server) transferOutcomeUnknown(w http.ResponseWriter, r *http.Request, in transferInput, err error) {
+	s.log.WarnContext(r.Context(), "transfer outcome unknown", "request_id", middleware.GetReqID(r.Context()),
+		"code", proto.ErrorCode(err).String(), "err", err)
+	d := transferConfirmData{
+		Key: in.key, From: proto.Account{Number: in.from, Kind: in.fromKind, Currency: in.currency},
+		To: in.to, ToName: in.toName, ToLabel: displayNumber(in.to), Amount: in.amount, Minor: in.minor,
+		Currency: in.currency, Memo: in.memo, Error: outcomeUnknownText, Unknown: true,
+	}
+	if in.toName != "" {
+		d.ToLabel = in.toName + " (" + displayNumber(in.to) + ")"
+	}
+	// 503 for an outage; a fault of ours (INTERNAL) stays a 500, but with
+	// this page too: its outcome is just as unknown.
+	status := http.StatusInternalServerError
+	if statusOf(proto.ErrorCode(err)) == http.StatusServiceUnavailable {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
+	}
+	s.render(w, r, status, "transfer_confirm", view{Title: "Check your transfer", Nav: "transfer", Data: d})
+}
+
+// transferSession is requireSession for the transfer submit: when the
+// session cannot be checked because the app tier does not answer, the
+// customer still gets the confirm-again page for the transfer they sent,
+// not a generic error page.
+func (s *Server) transferSession(next http.Handler) http.Handler {
+	return s.sessionRequired(next, func(w http.ResponseWriter, r *http.Request, err error) {
+		in, f, ok := s.readTransfer(w, r)
 		if !ok {
 			return
 		}
-		d.Error = "We couldn’t confirm your transfer because our banking systems didn’t answer in time. " +
-			"It is safe to press Confirm again: this transfer will be made only once. You can also check your account history first."
-		s.render(w, r, http.StatusServiceUnavailable, "transfer_confirm", view{Title: "Check your transfer", Nav: "transfer", Data: d})
+		if f.Invalid() {
+			s.fail(w, r, err)
+			return
+		}
+		s.transferOutcomeUnknown(w, r, in, err)
+	})
+}
+
+// transferResolve asks the bank what became of a transfer whose outcome
+// was unknown. The answer is final: made (the result page), or not made,
+// and then the key is closed so the lost request can never make it later;
+// the form comes back filled in, with a new key, to send it again.
+func (s *Server) transferResolve(w http.ResponseWriter, r *http.Request) {
+	in, f, ok := s.readTransfer(w, r)
+	if !ok {
 		return
 	}
-	if !f.userError(err, transferFields) {
+	if in.from == "" || !plausibleAccountNumber(in.from) {
+		s.errorPage(w, r, http.StatusBadRequest, "")
+		return
+	}
+	sess := sessionFrom(r.Context())
+	var resp proto.TransferResolveResponse
+	err := s.call(r, proto.OpTransferResolve, proto.TransferResolveRequest{
+		SessionRequest: proto.SessionRequest{Session: sess.Token}, IdempotencyKey: in.key, From: in.from,
+	}, &resp)
+	switch code := proto.ErrorCode(err); {
+	case err == nil:
+	case code == proto.Unauthenticated:
+		s.sessionEnded(w, r)
+		return
+	case statusOf(code) == http.StatusServiceUnavailable:
+		s.transferOutcomeUnknown(w, r, in, err)
+		return
+	default:
 		s.fail(w, r, err)
 		return
 	}
-	// Nothing moved, so the corrected form gets a new key; reusing the old
-	// one with different details would be refused.
-	s.renderTransferForm(w, r, http.StatusUnprocessableEntity, f, newIdempotencyKey())
+	if resp.Made {
+		s.setFlash(w, "transfer_resolved_made")
+		http.Redirect(w, r, "/transfers/"+strconv.FormatInt(resp.Transfer.ID, 10), http.StatusSeeOther)
+		return
+	}
+	f.Errors = map[string]string{}
+	f.Notice = "This transfer was not made, and it will not be made: nothing left your account. You can send it again below."
+	s.renderTransferForm(w, r, http.StatusOK, f, newIdempotencyKey())
 }
 
 func (s *Server) transferResult(w http.ResponseWriter, r *http.Request) {

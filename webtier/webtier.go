@@ -47,6 +47,7 @@ type Server struct {
 	streams      context.Context
 	closeStreams context.CancelFunc
 	streamSlots  chan struct{}
+	streamCaps   *streamCaps
 }
 
 // New builds the web tier's handler around an app-tier client. The client is
@@ -76,6 +77,7 @@ func New(cfg Config, client *proto.Client, logger *slog.Logger) (*Server, error)
 		streams:      streams,
 		closeStreams: closeStreams,
 		streamSlots:  make(chan struct{}, cfg.MaxStreams),
+		streamCaps:   newStreamCaps(cfg.MaxStreamsPerSession, cfg.MaxStreamsPerIP),
 	}
 	router, err := s.routes()
 	if err != nil {
@@ -128,6 +130,7 @@ func (s *Server) routes() (http.Handler, error) {
 		s.recoverer,
 		s.securityHeaders,
 		cop.Handler,
+		s.requireOrigin,
 		middleware.RequestSize(maxFormBytes),
 		middleware.GetHead,
 	)
@@ -160,6 +163,10 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Post("/signout", s.signOut)
 	})
 
+	// A transfer submit whose session cannot be checked in an outage still
+	// gets the confirm-again page (transferSession).
+	r.With(s.transferSession).Post("/transfers", s.transferCreate)
+
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireSession)
 		r.Get("/accounts", s.accounts)
@@ -170,7 +177,7 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Get("/transfers/new", s.transferForm)
 		r.Post("/transfers/edit", s.transferEdit)
 		r.Post("/transfers/confirm", s.transferConfirm)
-		r.Post("/transfers", s.transferCreate)
+		r.Post("/transfers/resolve", s.transferResolve)
 		r.Get("/transfers/{id}", s.transferResult)
 
 		r.Get("/payees", s.payees)
@@ -231,9 +238,13 @@ func (s *Server) call(r *http.Request, op proto.Op, req, resp any) error {
 	err := s.client.Call(ctx, op, req, resp)
 	s.metrics.observeCall(op, err, time.Since(start))
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		if overloaded(op, err) {
+			err = fmt.Errorf("%w (%w)", errBrieflyUnavailable, err)
+		}
+		err = fmt.Errorf("%s: %w", op, err)
 	}
-	return nil
+	noteCall(r, op, err)
+	return err
 }
 
 // infoCache keeps the app tier's InfoResponse for a while: it changes only

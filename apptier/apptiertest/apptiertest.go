@@ -7,6 +7,7 @@ package apptiertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +24,37 @@ import (
 
 // Secret is the shared secret of test servers.
 const Secret = "apptiertest-secret"
+
+// EnvNow names the variable that pins the tests' present: an RFC 3339
+// instant (for example 2026-12-01T09:00:00Z) that Now and, through it, every
+// app tier Start makes, demo data included, treat as the time the test binary
+// started. CI runs the date-sensitive suites with it set to awkward instants
+// (the 1st of a month after the demo rent is booked, a few seconds before
+// New Year) so that no test passes only on quiet days.
+const EnvNow = "BANKWIRE_TEST_NOW"
+
+// pinned reads EnvNow once: the instant it names and the wall-clock moment
+// it was read, so that the pinned clock runs on from there.
+var pinned = sync.OnceValues(func() (at, readAt time.Time) {
+	readAt = time.Now()
+	v := os.Getenv(EnvNow)
+	if v == "" {
+		return readAt, readAt
+	}
+	at, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		panic(fmt.Sprintf("apptiertest: %s=%q is not an RFC 3339 time: %v", EnvNow, v, err))
+	}
+	return at, readAt
+})
+
+// Now is the tests' clock: the wall clock, or, when BANKWIRE_TEST_NOW is
+// set, that instant plus the time elapsed since it was first read. Tests
+// that need a clock of their own start it here: NewClock(Now()).
+func Now() time.Time {
+	at, readAt := pinned()
+	return at.Add(time.Since(readAt))
+}
 
 // Clock is a settable clock for tests of time-based rules (session expiry,
 // daily limits). Its zero value is not usable; make one with NewClock.
@@ -48,6 +80,17 @@ func (c *Clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// AdvanceToNextDay moves the clock to one minute past the next UTC midnight
+// (the bank's day boundary). The demo data books bills, rent and pay up to
+// the moment it is loaded, so a test that counts a day's transfers (the
+// daily limit) starts on the next day, which the demo history leaves empty,
+// and sees only its own transfers whatever the date it runs on.
+func (c *Clock) AdvanceToNextDay() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.UTC().Truncate(24 * time.Hour).Add(24*time.Hour + time.Minute)
+}
+
 // Option changes how Start configures the app tier.
 type Option func(*options)
 
@@ -58,7 +101,7 @@ type options struct {
 	store  *store.Store
 }
 
-// WithClock makes the app tier read time from now.
+// WithClock makes the app tier read time from now (by default it reads Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.cfg.Now = now } }
 
 // WithIdleTimeout sets the session idle timeout.
@@ -110,6 +153,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	o := options{demo: true}
 	o.cfg.Logger = Logger()
+	o.cfg.Now = Now
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,117 +35,21 @@ import (
 	"bankwire/store"
 )
 
-// devSecret is the development default of APPTIER_SECRET, shared with the
-// web tier's default so that a local start needs no setup. Production sets
-// its own; the server warns when it runs with this one.
-const devSecret = "bankwire-dev-secret"
-
-type config struct {
-	addr, adminAddr, databaseURL, secret    string
-	migrate, demoData                       bool
-	dailyLimit                              string
-	idle, absolute, lockFor, auditRetention time.Duration
-	sessionRetention, purgeInterval         time.Duration
-	lockAfter, maxConns                     int
-	tlsCert, tlsKey, logLevel               string
-	shutdownTimeout                         time.Duration
-
-	// dbMaxConns is the PostgreSQL pool size; 0 derives it from the
-	// server's max_connections (store.MaxConnsFor).
-	dbMaxConns int
-}
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
-
-func envBool(name string, def bool) bool {
-	if v, ok := os.LookupEnv(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err == nil {
-			return b
-		}
-		fmt.Fprintf(os.Stderr, "ignoring %s=%q: not a boolean\n", name, v)
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		d, err := time.ParseDuration(v)
-		if err == nil {
-			return d
-		}
-		fmt.Fprintf(os.Stderr, "ignoring %s=%q: not a duration\n", name, v)
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	if v, ok := os.LookupEnv(name); ok {
-		n, err := strconv.Atoi(v)
-		if err == nil {
-			return n
-		}
-		fmt.Fprintf(os.Stderr, "ignoring %s=%q: not an integer\n", name, v)
-	}
-	return def
-}
-
-func parseFlags(name string, args []string) (config, error) {
-	var c config
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&c.addr, "addr", env("APPTIER_ADDR", ":12121"), "protocol listen address (APPTIER_ADDR)")
-	fs.StringVar(&c.adminAddr, "admin-addr", env("APPTIER_ADMIN_ADDR", ":9090"), "admin HTTP address for /metrics and /healthz; empty disables (APPTIER_ADMIN_ADDR)")
-	fs.StringVar(&c.databaseURL, "database-url", env("APPTIER_DATABASE_URL", env("DATABASE_URL", "postgres://bankwire:bankwire-dev-password@localhost:5432/bankwire?sslmode=disable")), "PostgreSQL URL (APPTIER_DATABASE_URL or DATABASE_URL)")
-	fs.StringVar(&c.secret, "secret", env("APPTIER_SECRET", devSecret), "shared secret the web tier presents in the handshake (APPTIER_SECRET)")
-	fs.BoolVar(&c.migrate, "migrate", envBool("APPTIER_MIGRATE", false), "apply database migrations on start (APPTIER_MIGRATE)")
-	fs.BoolVar(&c.demoData, "demo-data", envBool("APPTIER_DEMO_DATA", false), "load the demo customers alice and bob on start (APPTIER_DEMO_DATA)")
-	fs.StringVar(&c.dailyLimit, "daily-limit", env("APPTIER_DAILY_LIMIT", "10000.00"), "daily outgoing transfer limit to other customers (APPTIER_DAILY_LIMIT)")
-	fs.DurationVar(&c.idle, "session-idle", envDuration("APPTIER_SESSION_IDLE", 15*time.Minute), "session idle timeout (APPTIER_SESSION_IDLE)")
-	fs.DurationVar(&c.absolute, "session-max", envDuration("APPTIER_SESSION_MAX", 8*time.Hour), "session absolute lifetime (APPTIER_SESSION_MAX)")
-	fs.IntVar(&c.lockAfter, "lock-after", envInt("APPTIER_LOCK_AFTER", 5), "failed sign-ins per username before a temporary lock (APPTIER_LOCK_AFTER)")
-	fs.DurationVar(&c.lockFor, "lock-for", envDuration("APPTIER_LOCK_FOR", 15*time.Minute), "how long a sign-in lock lasts (APPTIER_LOCK_FOR)")
-	fs.DurationVar(&c.auditRetention, "audit-retention", envDuration("APPTIER_AUDIT_RETENTION", 90*24*time.Hour), "how long sign-in events are kept (APPTIER_AUDIT_RETENTION)")
-	fs.DurationVar(&c.sessionRetention, "session-retention", envDuration("APPTIER_SESSION_RETENTION", 24*time.Hour), "how long ended sessions are kept (APPTIER_SESSION_RETENTION)")
-	fs.DurationVar(&c.purgeInterval, "purge-interval", envDuration("APPTIER_PURGE_INTERVAL", time.Hour), "how often old sessions and sign-in events are deleted (APPTIER_PURGE_INTERVAL)")
-	fs.IntVar(&c.maxConns, "max-conns", envInt("APPTIER_MAX_CONNS", 256), "maximum protocol connections (APPTIER_MAX_CONNS)")
-	fs.IntVar(&c.dbMaxConns, "db-max-conns", envInt("APPTIER_DB_MAX_CONNS", 0), "PostgreSQL pool size; 0 derives it from the server's max_connections (APPTIER_DB_MAX_CONNS)")
-	fs.StringVar(&c.tlsCert, "tls-cert", env("APPTIER_TLS_CERT", ""), "TLS certificate file; with -tls-key enables TLS (APPTIER_TLS_CERT)")
-	fs.StringVar(&c.tlsKey, "tls-key", env("APPTIER_TLS_KEY", ""), "TLS key file (APPTIER_TLS_KEY)")
-	fs.StringVar(&c.logLevel, "log-level", env("APPTIER_LOG_LEVEL", "info"), "debug, info, warn or error (APPTIER_LOG_LEVEL)")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("APPTIER_SHUTDOWN_TIMEOUT", 20*time.Second), "how long a drain may take (APPTIER_SHUTDOWN_TIMEOUT)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	return c, nil
-}
-
 func main() {
 	args := os.Args[1:]
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
-	cfg, err := parseFlags("apptier "+cmd, args)
+	cfg, err := apptier.LoadConfig(args, os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "apptier:", err)
+		fmt.Fprintf(os.Stderr, "apptier %s: bad settings:\n%v\n", cmd, err)
 		os.Exit(2)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch cmd {
@@ -165,8 +68,8 @@ func main() {
 	}
 }
 
-func migrate(ctx context.Context, cfg config) error {
-	pool, err := store.Open(ctx, cfg.databaseURL)
+func migrate(ctx context.Context, cfg apptier.Settings) error {
+	pool, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
@@ -180,8 +83,8 @@ const healthcheckClient = "bankwire-healthcheck/"
 
 // healthcheck dials the app tier's own address and pings it: the container
 // healthcheck of an image that has no shell.
-func healthcheck(ctx context.Context, cfg config) error {
-	host, port, err := net.SplitHostPort(cfg.addr)
+func healthcheck(ctx context.Context, cfg apptier.Settings) error {
+	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -189,10 +92,10 @@ func healthcheck(ctx context.Context, cfg config) error {
 		host = "127.0.0.1"
 	}
 	var tc *tls.Config
-	if cfg.tlsCert != "" {
+	if cfg.TLSCert != "" {
 		tc = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // a local liveness probe of our own process
 	}
-	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{net.JoinHostPort(host, port)}, Secret: cfg.secret,
+	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{net.JoinHostPort(host, port)}, Secret: cfg.Secret,
 		Name: healthcheckClient + apptier.Version, ConnsPerAddr: 1, DialTimeout: 2 * time.Second, TLS: tc})
 	if err != nil {
 		return err
@@ -203,46 +106,39 @@ func healthcheck(ctx context.Context, cfg config) error {
 	return c.Ping(ctx)
 }
 
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	if cfg.secret == "" {
-		return errors.New("APPTIER_SECRET must not be empty")
-	}
-	if cfg.secret == devSecret {
+func serve(ctx context.Context, cfg apptier.Settings, log *slog.Logger) error {
+	if cfg.Secret == apptier.DevSecret {
 		log.Warn("running with the development shared secret; set APPTIER_SECRET in production")
 	}
-	limit, err := apptier.ParseAmount(cfg.dailyLimit)
-	if err != nil {
-		return fmt.Errorf("daily limit %q: %w", cfg.dailyLimit, err)
-	}
 	var tc *tls.Config
-	if cfg.tlsCert != "" || cfg.tlsKey != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return fmt.Errorf("load TLS key pair: %w", err)
 		}
 		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	pool, err := openWithRetry(ctx, cfg.databaseURL, cfg.dbMaxConns, log)
+	pool, err := openWithRetry(ctx, cfg.DatabaseURL, cfg.DBMaxConns, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	log.Info("database pool", "max_conns", pool.Config().MaxConns)
-	if cfg.migrate {
+	if cfg.Migrate {
 		if err := store.Migrate(ctx, pool); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		log.Info("migrations applied")
 	}
-	st := store.New(pool)
-	app, err := apptier.New(apptier.Config{DailyLimit: limit, IdleTimeout: cfg.idle, AbsoluteTimeout: cfg.absolute,
-		LockAfter: cfg.lockAfter, LockFor: cfg.lockFor, AuditRetention: cfg.auditRetention,
-		SessionRetention: cfg.sessionRetention, PurgeInterval: cfg.purgeInterval, DemoData: cfg.demoData, Logger: log}, st)
+	st := store.New(pool, store.WithLogger(log))
+	appCfg := cfg.App
+	appCfg.Logger = log
+	app, err := apptier.New(appCfg, st)
 	if err != nil {
 		return err
 	}
-	if cfg.demoData {
+	if appCfg.DemoData {
 		if err := app.SeedDemo(ctx); err != nil {
 			return fmt.Errorf("demo data: %w", err)
 		}
@@ -251,8 +147,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	metrics := apptier.NewMetrics(reg, st)
-	srv := proto.NewServer(proto.ServerConfig{Name: "bankwire-apptier/" + apptier.Version, Secret: cfg.secret, TLS: tc,
-		MaxConns: cfg.maxConns, Logger: log, Observe: metrics.Observe,
+	srv := proto.NewServer(proto.ServerConfig{Name: "bankwire-apptier/" + apptier.Version, Secret: cfg.Secret, TLS: tc,
+		MaxConns: cfg.MaxConns, Logger: log, Observe: metrics.Observe,
 		Quiet: func(client string) bool { return strings.HasPrefix(client, healthcheckClient) }}, app.Mux())
 
 	runCtx, cancelRun := context.WithCancel(context.Background())
@@ -261,11 +157,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() { runDone <- app.Run(runCtx) }()
 
 	var admin *http.Server
-	if cfg.adminAddr != "" {
+	if cfg.AdminAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-		admin = &http.Server{Addr: cfg.adminAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Addr: cfg.AdminAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", "err", err)
@@ -274,8 +170,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 
 	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.ListenAndServe(cfg.addr) }()
-	log.Info("apptier listening", "addr", cfg.addr, "admin_addr", cfg.adminAddr, "tls", tc != nil)
+	go func() { serveDone <- srv.ListenAndServe(cfg.Addr) }()
+	log.Info("apptier listening", "addr", cfg.Addr, "admin_addr", cfg.AdminAddr, "tls", tc != nil)
 
 	select {
 	case err := <-serveDone:
@@ -287,7 +183,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: draining protocol connections")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if admin != nil {

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"bankwire/proto"
 	"bankwire/store/storetest"
@@ -49,9 +54,10 @@ func TestBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, admin := freeAddr(t), freeAddr(t)
+	dbURL := storetest.URL(t)
 	env := append(os.Environ(),
 		"APPTIER_TEST_RUN_MAIN=1",
-		"APPTIER_DATABASE_URL="+storetest.URL(t),
+		"APPTIER_DATABASE_URL="+dbURL,
 		"APPTIER_ADDR="+addr,
 		"APPTIER_ADMIN_ADDR="+admin,
 		"APPTIER_SECRET=binary-test-secret",
@@ -65,7 +71,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("apptier migrate: %v\n%s", err, b)
 	}
 
-	var logs bytes.Buffer
+	var logs syncBuffer
 	srv := exec.Command(bin)
 	srv.Env = env
 	srv.Stdout, srv.Stderr = &logs, &logs
@@ -116,6 +122,24 @@ func TestBinary(t *testing.T) {
 	}
 	bad.Close()
 
+	// The store logs through the app tier's JSON logger: cut the database
+	// sessions, and the store's LISTEN loop reports the lost connection.
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close(ctx)
+	for !strings.Contains(logs.String(), "store: listen connection lost") {
+		if ctx.Err() != nil {
+			t.Fatalf("no store log line after the database sessions were cut:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -163,37 +187,68 @@ func TestBinary(t *testing.T) {
 	if health() == nil {
 		t.Fatal("healthcheck passes after the server stopped")
 	}
+	// Every line, the store's included, is a JSON record with a level.
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Level string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level == "" {
+			t.Errorf("log line is not a JSON record with a level: %q", line)
+		}
+	}
 }
 
-// TestParseFlags: every setting comes from its environment variable or its
-// flag (the flag wins); a malformed variable is ignored with a warning,
-// leaving the default.
-func TestParseFlags(t *testing.T) {
-	c, err := parseFlags("apptier", nil)
+// syncBuffer is a bytes.Buffer that the child's output and the test can
+// use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestBadSettingsStopTheStart: a malformed setting is not ignored: the
+// binary exits with status 2 before touching the database, naming every bad
+// setting at once.
+func TestBadSettingsStopTheStart(t *testing.T) {
+	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.addr != ":12121" || c.auditRetention != 90*24*time.Hour || c.sessionRetention != 24*time.Hour || c.purgeInterval != time.Hour {
-		t.Fatalf("defaults: %+v", c)
-	}
-
-	t.Setenv("APPTIER_SESSION_RETENTION", "2h")
-	t.Setenv("APPTIER_PURGE_INTERVAL", "10m")
-	t.Setenv("APPTIER_AUDIT_RETENTION", "720h")
-	t.Setenv("APPTIER_LOCK_AFTER", "three")
-	c, err = parseFlags("apptier", []string{"-purge-interval", "5m"})
-	if err != nil {
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "APPTIER_TEST_RUN_MAIN=1", "APPTIER_SESSION_IDLE=15", "APPTIER_LOCK_AFTER=three",
+		"APPTIER_DATABASE_URL=postgres://nobody@127.0.0.1:1/none")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if c.sessionRetention != 2*time.Hour || c.purgeInterval != 5*time.Minute || c.auditRetention != 720*time.Hour || c.lockAfter != 5 {
-		t.Fatalf("from env and flags: session retention %s, purge interval %s, audit retention %s, lock after %d",
-			c.sessionRetention, c.purgeInterval, c.auditRetention, c.lockAfter)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("apptier with bad settings did not exit within 30 s")
 	}
-
-	if _, err := parseFlags("apptier", []string{"-purge-interval", "often"}); err == nil {
-		t.Fatal("a malformed flag was accepted")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2\n%s", err, out.String())
 	}
-	if _, err := parseFlags("apptier", []string{"stray"}); err == nil {
-		t.Fatal("a stray argument was accepted")
+	for _, want := range []string{`APPTIER_SESSION_IDLE="15": not a duration`, `APPTIER_LOCK_AFTER="three": not an integer`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "listening") || strings.Contains(out.String(), "database") {
+		t.Errorf("the server went on starting:\n%s", out.String())
 	}
 }

@@ -1,0 +1,116 @@
+package apptier_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"bankwire/apptier/apptiertest"
+	"bankwire/proto"
+	"bankwire/proto/limits"
+)
+
+// waitStreamEnd reads a subscription until its terminal error, failing if
+// none comes within bound.
+func waitStreamEnd(t *testing.T, sub *proto.Subscription, bound time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	for {
+		var ev proto.Event
+		err := sub.Next(ctx, &ev)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stream still open %s later: %v", bound, err)
+		}
+		return err
+	}
+}
+
+// TestSignOutEndsStreams: signing out ends that session's open streams, and
+// "sign out everywhere" ends every session's, on every replica, with
+// UNAUTHENTICATED, through the database's notification and not the
+// periodic re-check (which comes only after 30 s; the bound is 10 s).
+func TestSignOutEndsStreams(t *testing.T) {
+	b := newBank(t)
+	replica := apptiertest.Start(t, apptiertest.WithStore(b.srv.Store), apptiertest.WithoutDemoData())
+	rc := replica.Client(t)
+	ctx := ctxT(t)
+	subscribe := func(c *proto.Client, tok string) *proto.Subscription {
+		t.Helper()
+		sub, err := c.Subscribe(ctx, proto.OpSubscribe, proto.SessionRequest{Session: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Close() })
+		return sub
+	}
+
+	t.Run("signout", func(t *testing.T) {
+		tok, other := b.signIn("alice", "alice-demo-pass"), b.signIn("alice", "alice-demo-pass")
+		mine, theirs := subscribe(rc, tok), subscribe(rc, other)
+		b.must(proto.OpSignOut, proto.SessionRequest{Session: tok}, nil)
+		if code := proto.ErrorCode(waitStreamEnd(t, mine, 10*time.Second)); code != proto.Unauthenticated {
+			t.Fatalf("stream of the signed-out session ended with %s, want UNAUTHENTICATED", code)
+		}
+		// The other session's stream stays open.
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if err := theirs.Next(short, &proto.Event{}); proto.ErrorCode(err) != proto.DeadlineExceeded {
+			t.Fatalf("the other session's stream: %v, want still open", err)
+		}
+	})
+	t.Run("signout.all", func(t *testing.T) {
+		t1, t2 := b.signIn("bob", "bob-demo-pass"), b.signIn("bob", "bob-demo-pass")
+		s1, s2 := subscribe(b.c, t1), subscribe(rc, t2)
+		b.must(proto.OpSignOutAll, proto.SessionRequest{Session: t1}, nil)
+		for i, s := range []*proto.Subscription{s1, s2} {
+			if code := proto.ErrorCode(waitStreamEnd(t, s, 10*time.Second)); code != proto.Unauthenticated {
+				t.Fatalf("stream %d ended with %s, want UNAUTHENTICATED", i+1, code)
+			}
+		}
+	})
+}
+
+// TestStreamEndsWithUnavailableOnDrain: a rolling restart ends open streams
+// with UNAVAILABLE (subscribe again elsewhere), not OK.
+func TestStreamEndsWithUnavailableOnDrain(t *testing.T) {
+	b := newBank(t)
+	tok := b.signIn("alice", "alice-demo-pass")
+	sub, err := b.c.Subscribe(ctxT(t), proto.OpSubscribe, proto.SessionRequest{Session: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	go b.srv.Stop()
+	if code := proto.ErrorCode(waitStreamEnd(t, sub, 10*time.Second)); code != proto.Unavailable {
+		t.Fatalf("stream ended with %s on drain, want UNAVAILABLE", code)
+	}
+}
+
+// TestPageLimitsAtTheirMaxima: every limit PROTOCOL.md §10 allows is
+// served, and one past it is INVALID_ARGUMENT on "limit".
+func TestPageLimitsAtTheirMaxima(t *testing.T) {
+	b := newBank(t)
+	tok := b.signIn("alice", "alice-demo-pass")
+	as := proto.SessionRequest{Session: tok}
+	acc := b.account(tok, "checking")
+	for _, n := range []int{1, limits.HistoryDefaultPage, limits.HistoryMaxPage} {
+		var h proto.HistoryResponse
+		b.must(proto.OpAccountHistory, proto.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: n}, &h)
+		if len(h.Entries) > n {
+			t.Fatalf("history limit %d returned %d entries", n, len(h.Entries))
+		}
+	}
+	wantErr(t, b.call(proto.OpAccountHistory, proto.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: limits.HistoryMaxPage + 1}, nil), proto.InvalidArgument, "limit")
+
+	var conv proto.ConversationResponse
+	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &conv)
+	for _, n := range []int{limits.ChatDefaultPage, limits.HistoryMaxPage, limits.HistoryMaxPage + 1, limits.ChatMaxPage} {
+		var h proto.ChatHistoryResponse
+		b.must(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: n}, &h)
+	}
+	wantErr(t, b.call(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage + 1}, nil), proto.InvalidArgument, "limit")
+}
