@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/store"
 	"bankwire/store/storetest"
@@ -59,7 +60,9 @@ func BenchmarkTransfers(b *testing.B) {
 	ctx := context.Background()
 
 	clock := apptiertest.NewClock(time.Date(2025, 3, 10, 9, 0, 0, 0, time.UTC))
-	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount)))
+	// 32 customers sign up from one address.
+	signUps := apptiertest.WithConfig(func(c *apptier.Config) { c.SignUpIPLimit = 100 })
+	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount), signUps))
 	customers := make([]*benchCustomer, 32)
 	for i := range customers {
 		customers[i] = signUpCustomer(b, s, fmt.Sprintf("bench%02d", i))
