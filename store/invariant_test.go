@@ -22,12 +22,15 @@ import (
 // 16 writers do 500 random transfers each over 10 accounts of 5 customers —
 // some overdrawing, some repeating an idempotency key (also from other
 // goroutines, concurrently), some reusing a key with a different amount,
-// half of them under a daily limit (which adds a customer lock) — while
+// half of them under a daily limit (which adds the customer's running daily
+// total to the rows each transfer locks) — while
 // readers take REPEATABLE READ snapshots of all balances. It checks:
 //   - every snapshot sums to zero (the outside world included) and to the
 //     funded total (customers only), and no customer balance is negative;
 //   - no caller ever sees an error other than the expected domain errors
-//     (no deadlock, serialization failure or internal error);
+//     (no deadlock, serialization failure or internal error), and the
+//     server detected no deadlock at all (the store retries one, so only
+//     pg_stat_database shows it);
 //   - each (customer, key) is applied at most once, replays return the
 //     original transfer, and a reused key with other fields is refused;
 //   - afterwards every account's ledger sums to its balance, every
@@ -141,7 +144,7 @@ func TestBankInvariant(t *testing.T) {
 					p.Amount++ // same key, different request
 				}
 				if w%2 == 1 {
-					p.DailyLimit = 1 << 40 // never reached, but takes the customer lock
+					p.DailyLimit = 1 << 40 // never reached, but checked on the day's total row
 				}
 				p.Now = t0
 				tr, replayed, err := s.Transfer(ctx, p)
@@ -225,6 +228,23 @@ func TestBankInvariant(t *testing.T) {
 	}
 	if badRunning != 0 {
 		t.Fatalf("%d ledger entries have a balance_after that is not the running sum", badRunning)
+	}
+
+	// A backend reports its statistics when it exits at the latest: close
+	// the pool, then read the counter from a new session.
+	cc := pool.Config().ConnConfig.Copy()
+	pool.Close()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var deadlocks int64
+	if err := conn.QueryRow(ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&deadlocks); err != nil {
+		t.Fatal(err)
+	}
+	if deadlocks != 0 {
+		t.Fatalf("the server detected %d deadlocks among the transfers", deadlocks)
 	}
 }
 

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -120,4 +121,61 @@ func TestListenReconnects(t *testing.T) {
 	wait(store.NotifyReady)
 	fund(t, s, a.Number, 1)
 	wait(store.NotifyBalance)
+}
+
+// TestListenManyEntriesInOneStatement: a statement that inserts more ledger
+// entries than one notification carries is announced in several, and
+// Listen hands every entry on, once.
+func TestListenManyEntriesInOneStatement(t *testing.T) {
+	pool := storetest.NewDatabase(t)
+	s := store.New(pool)
+	alice, a := newCustomer(t, s, "alice")
+	_, b := newCustomer(t, s, "bob")
+	fund(t, s, a.Number, 10_000)
+	if _, _, err := s.Transfer(context.Background(), store.TransferParams{CustomerID: alice.ID, IdempotencyKey: "first",
+		FromNumber: a.Number, ToNumber: b.Number, Amount: 1, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	from, err := s.AccountByNumber(context.Background(), a.Number)
+	must(t, err)
+	to, err := s.AccountByNumber(context.Background(), b.Number)
+	must(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan store.Notification, 1000)
+	go func() { _ = s.Listen(ctx, func(n store.Notification) { events <- n }) }()
+	deadline := time.After(15 * time.Second)
+	next := func() store.Notification {
+		t.Helper()
+		select {
+		case n := <-events:
+			return n
+		case <-deadline:
+			t.Fatal("notifications missing after 15s")
+			return store.Notification{}
+		}
+	}
+	if n := next(); n.Kind != store.NotifyReady {
+		t.Fatalf("first notification = %+v, want ready", n)
+	}
+	const transfers = 60 // 120 entries: more than two notifications' worth
+	addHistory(t, pool, alice.ID, from, to, transfers, t0)
+	seen := map[string]bool{}
+	for range 2 * transfers {
+		n := next()
+		key := fmt.Sprint(n.Account, "/", n.TransferID)
+		if n.Kind != store.NotifyBalance || n.TransferID == 0 || seen[key] {
+			t.Fatalf("notification %+v (seen before: %v)", n, seen[key])
+		}
+		if (n.Account == a.Number) != (n.CustomerID == alice.ID) || (n.Account != a.Number && n.Account != b.Number) {
+			t.Fatalf("notification %+v names the wrong owner", n)
+		}
+		seen[key] = true
+	}
+	select {
+	case n := <-events:
+		t.Fatalf("extra notification %+v", n)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/store"
 	"bankwire/store/storetest"
@@ -39,6 +40,11 @@ import (
 // in BANKWIRE_PGBENCH, PostgreSQL 15's bin directory and PATH; without it
 // this part skips.
 //
+// second-apptier runs 64 clients through a web tier spread over two app
+// tiers (each with its own pool) on the same machine and database, beside
+// the one-app-tier site, alternating: apptiers-ratio is the first rate over
+// the second (target ≥ 0.95).
+//
 // history compares, alternating which goes first, 8 customers who already
 // made 10,000 transfers that day (inserted with SQL, then VACUUM ANALYZE,
 // as autovacuum would have done by then) with 8 who made none:
@@ -54,7 +60,9 @@ func BenchmarkTransfers(b *testing.B) {
 	ctx := context.Background()
 
 	clock := apptiertest.NewClock(time.Date(2025, 3, 10, 9, 0, 0, 0, time.UTC))
-	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount)))
+	// 32 customers sign up from one address.
+	signUps := apptiertest.WithConfig(func(c *apptier.Config) { c.SignUpIPLimit = 100 })
+	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount), signUps))
 	customers := make([]*benchCustomer, 32)
 	for i := range customers {
 		customers[i] = signUpCustomer(b, s, fmt.Sprintf("bench%02d", i))
@@ -89,6 +97,40 @@ func BenchmarkTransfers(b *testing.B) {
 			b.ReportMetric(ms(tiers.p99), n+"-post-p99-ms")
 			b.ReportMetric(pg.latency(), n+"-pgbench-latency-ms")
 		}
+	})
+
+	b.Run("second-apptier", func(b *testing.B) {
+		pool, err := store.Open(ctx, s.app.Store.Pool().Config().ConnString())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		second := apptiertest.Start(b, apptiertest.WithStore(store.New(pool)), apptiertest.WithoutDemoData(),
+			apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount))
+		cfg := s.cfg
+		cfg.AppTierAddrs = []string{s.app.Addr, second.Addr}
+		both := startWeb(b, s.app, cfg)
+		b.ResetTimer()
+		var one, two transferLoad
+		for p := range pairs {
+			if p%2 == 0 {
+				one = one.merge(runTransfers(b, s, customers[:16], 64, runFor))
+				two = two.merge(runTransfers(b, both, customers[:16], 64, runFor))
+			} else {
+				two = two.merge(runTransfers(b, both, customers[:16], 64, runFor))
+				one = one.merge(runTransfers(b, s, customers[:16], 64, runFor))
+			}
+		}
+		b.StopTimer()
+		if pool.Stat().AcquireCount() == 0 {
+			b.Fatal("the second app tier never used its database pool: the web tier did not spread over both")
+		}
+		one.finish()
+		two.finish()
+		b.ReportMetric(one.rate, "1apptier-transfers/s")
+		b.ReportMetric(two.rate, "2apptiers-transfers/s")
+		b.ReportMetric(two.rate/one.rate, "apptiers-ratio")
+		b.ReportMetric(ms(two.p99), "2apptiers-post-p99-ms")
 	})
 
 	b.Run("history", func(b *testing.B) {
