@@ -364,9 +364,8 @@ func (r *runner) transfer(ctx context.Context, b *browser, from, to string, amou
 	for attempt := 0; ; attempt++ {
 		p, err = b.do(ctx, http.MethodPost, "/transfers", form, http.StatusSeeOther, http.StatusUnprocessableEntity, http.StatusServiceUnavailable)
 		if err != nil {
-			if attempt > 0 {
-				r.markUnknown()
-			}
+			// The request may have reached the bank: the outcome is unknown.
+			r.markUnknown()
 			return transferUnknown, err
 		}
 		if p.status != http.StatusServiceUnavailable || attempt == 2 {

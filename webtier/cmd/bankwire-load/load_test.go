@@ -301,6 +301,61 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	}
 }
 
+// TestHistoryPaging walks alice's demo history (many pages) through the
+// site as the money check does, and compares it with the app tier's own
+// pages.
+func TestHistoryPaging(t *testing.T) {
+	app, url := startStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := newRunner(testConfig(url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := &customer{username: "alice", password: "alice-demo-pass", b: r.newBrowser()}
+	if err := r.signIn(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	c := app.Client(t)
+	token := app.SignIn(t, c, "alice", "alice-demo-pass")
+	var accts proto.AccountsResponse
+	if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: token}, &accts); err != nil {
+		t.Fatal(err)
+	}
+	number := accts.Accounts[0].Number
+	want := map[int64]int{}
+	cursor := ""
+	for range 1000 {
+		var h proto.HistoryResponse
+		if err := c.Call(ctx, proto.OpAccountHistory, proto.HistoryRequest{
+			SessionRequest: proto.SessionRequest{Session: token}, Number: number, Cursor: cursor, Limit: 50,
+		}, &h); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range h.Entries {
+			want[e.TransferID]++
+		}
+		if cursor = h.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(want) <= 20 {
+		t.Fatalf("alice's history has %d transfers; the test needs more than one page", len(want))
+	}
+	got, err := r.history(ctx, alice.b, number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("walked %d transfers through the site, the app tier has %d", len(got), len(want))
+	}
+	for id, n := range want {
+		if got[id] != n {
+			t.Errorf("transfer %d: %d times through the site, %d at the app tier", id, got[id], n)
+		}
+	}
+}
+
 func TestParseMoney(t *testing.T) {
 	for in, want := range map[string]int64{"$1,234.56": 123456, "−$12.00": -1200, "$0.07": 7, "10.00": 1000} {
 		if got, err := parseMoney(in); err != nil || got != want {
