@@ -320,8 +320,9 @@ const (
 )
 
 // transfer walks the transfer pages as a customer does: the form (with its
-// idempotency key), the confirmation, the submit, the result. amount < 0
-// asks for |amount| more than the balance (an overdraft). After an
+// idempotency key), the confirmation, the submit, the result. amount 0
+// sends up to a fifth of the balance the form shows; amount < 0 asks for
+// |amount| more than it (an overdraft). After an
 // unknown outcome (503 with the confirm-again page) it presses Confirm
 // again, with the same key, up to twice.
 func (r *runner) transfer(ctx context.Context, b *browser, from, to string, amount int64, funding bool) (transferResult, error) {
@@ -333,7 +334,7 @@ func (r *runner) transfer(ctx context.Context, b *browser, from, to string, amou
 	if key == nil {
 		return 0, fmt.Errorf("transfer form without a key: %w", errBadPage)
 	}
-	if amount < 0 {
+	if amount <= 0 {
 		bal := int64(-1)
 		for _, m := range optionRe.FindAllStringSubmatch(p.body, -1) {
 			if m[1] == from {
@@ -345,7 +346,11 @@ func (r *runner) transfer(ctx context.Context, b *browser, from, to string, amou
 		if bal < 0 {
 			return 0, fmt.Errorf("transfer form without the balance of %s: %w", from, errBadPage)
 		}
-		amount = bal - amount
+		if amount < 0 {
+			amount = bal - amount
+		} else {
+			amount = 1 + mrand.Int64N(max(1, bal/5))
+		}
 	}
 	form := url.Values{
 		"key": {key[1]}, "from": {from}, "to_number": {to}, "amount": {formatMinor(amount)},
@@ -571,7 +576,7 @@ func (r *runner) customerScenario(ctx context.Context, op string, c *customer) (
 		if !ok {
 			return outcomeRejected, nil
 		}
-		amount := int64(1 + mrand.IntN(200))
+		amount := int64(0) // a part of the balance
 		if mrand.Float64() < r.cfg.Overdraft {
 			amount = -int64(1 + mrand.IntN(10_000))
 		}
