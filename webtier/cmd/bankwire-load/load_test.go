@@ -32,6 +32,10 @@ func startStack(t *testing.T) (*apptiertest.Server, string) {
 	cfg.AppTierSecret = app.Secret
 	cfg.TrustedProxies = []string{"127.0.0.1"}
 	cfg.StreamKeepAlive = time.Second
+	// A busy test machine (and -race) must not turn into 503s on a healthy
+	// stack; a stopped app tier still fails fast (connection refused).
+	cfg.CallTimeout = 10 * time.Second
+	cfg.AuthCallTimeout = 30 * time.Second
 	logger := slog.New(slog.DiscardHandler)
 	client, err := webtier.NewClient(cfg, logger)
 	if err != nil {
@@ -57,9 +61,9 @@ func testConfig(target string) Config {
 	cfg.Target = target
 	cfg.Rate = 20
 	cfg.Duration = 3 * time.Second
-	cfg.Customers = 6
+	cfg.Customers = 10
 	cfg.Listeners = 1
-	cfg.Timeout = 5 * time.Second
+	cfg.Timeout = 30 * time.Second
 	// Every operation equally likely, so a short run sees each of them.
 	cfg.Mix, _ = parseMix("signup=1,signin=1,overview=1,history=1,transfer=1,payee=1,chat=1,signout=1")
 	return cfg
@@ -111,6 +115,15 @@ func opCount(rep *Report, name string) int64 {
 	return 0
 }
 
+func opOK(rep *Report, name string) int64 {
+	for _, o := range rep.Ops {
+		if o.Name == name {
+			return o.OK
+		}
+	}
+	return 0
+}
+
 func TestRunAgainstInProcessStack(t *testing.T) {
 	_, url := startStack(t)
 	cfg := testConfig(url)
@@ -142,8 +155,8 @@ func TestRunAgainstInProcessStack(t *testing.T) {
 		t.Errorf("money check saw %s sent and %d acknowledged transfers; want %s and more than the %d fundings",
 			formatMinor(rep.Money.Expected), rep.Money.Acknowledged, formatMinor(int64(cfg.Customers)*cfg.Fund), cfg.Customers)
 	}
-	if n := opCount(rep, opChatSend); n == 0 || opCount(rep, opChatDelivery) != n {
-		t.Errorf("chat: %d sent, %d delivered on the live stream", n, opCount(rep, opChatDelivery))
+	if sent, got := opOK(rep, opChatSend), opOK(rep, opChatDelivery); sent == 0 || got < sent {
+		t.Errorf("chat: %d sent, %d delivered on the live stream", sent, got)
 	}
 	if rep.Achieved <= 0 || rep.RequestRate <= rep.Achieved {
 		t.Errorf("achieved %.1f/s with %.1f requests/s", rep.Achieved, rep.RequestRate)
