@@ -475,19 +475,23 @@ func (r *runner) fund(ctx context.Context, cs []*customer) error {
 		}
 	}
 	for _, c := range cs {
-		sort.Slice(sources, func(i, j int) bool { return sources[i].balance > sources[j].balance })
-		if len(sources) == 0 || sources[0].balance < r.cfg.Fund {
-			return fmt.Errorf("the funders have less than %s left in any account", formatMinor(r.cfg.Fund))
+		for {
+			sort.Slice(sources, func(i, j int) bool { return sources[i].balance > sources[j].balance })
+			if len(sources) == 0 || sources[0].balance < r.cfg.Fund {
+				return fmt.Errorf("no funder account has %s left that it may still send today", formatMinor(r.cfg.Fund))
+			}
+			s := sources[0]
+			res, err := r.transfer(ctx, s.b, s.number, c.checking, r.cfg.Fund, true)
+			if err != nil {
+				return err
+			}
+			if res == transferDone {
+				s.balance -= r.cfg.Fund
+				break
+			}
+			// Refused: most likely the customer's daily limit. Next account.
+			sources = sources[1:]
 		}
-		s := sources[0]
-		res, err := r.transfer(ctx, s.b, s.number, c.checking, r.cfg.Fund, true)
-		if err != nil {
-			return err
-		}
-		if res != transferDone {
-			return fmt.Errorf("funding %s from %s was refused (daily limit?)", c.checking, s.number)
-		}
-		s.balance -= r.cfg.Fund
 	}
 	return nil
 }
