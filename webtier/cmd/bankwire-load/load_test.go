@@ -137,8 +137,8 @@ func TestRunAgainstInProcessStack(t *testing.T) {
 	checkCounts(t, rep)
 	// The schedule starts exactly rate × duration operations; every one of
 	// them ends in the report (chat deliveries come on top).
-	if rep.Started != 60 {
-		t.Errorf("started %d operations, want 60", rep.Started)
+	if rep.Started != 60 || rep.StartedRate != 20 {
+		t.Errorf("started %d operations (%.2f/s), want 60 (20/s)", rep.Started, rep.StartedRate)
 	}
 	if got := rep.Overall.Count - opCount(rep, opChatDelivery); got != rep.Started {
 		t.Errorf("%d operations finished, %d started", got, rep.Started)

@@ -87,6 +87,10 @@ func run(ctx context.Context, cfg Config, transport http.RoundTripper, tick func
 	close(stopTick)
 	<-tickDone
 	elapsed := time.Since(start)
+	window := cfg.Duration // operations were started over the whole schedule
+	if ctx.Err() != nil {
+		window = min(elapsed, cfg.Duration)
+	}
 
 	deadline := time.Now().Add(deliveryGrace)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
@@ -105,7 +109,7 @@ func run(ctx context.Context, cfg Config, transport http.RoundTripper, tick func
 		l.giveUp()
 	}
 
-	rep := r.report(elapsed)
+	rep := r.report(elapsed, window)
 	if cfg.Check {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		mc := r.check(cctx)
@@ -115,7 +119,9 @@ func run(ctx context.Context, cfg Config, transport http.RoundTripper, tick func
 	return r, rep, ctx.Err()
 }
 
-func (r *runner) report(elapsed time.Duration) *Report {
+// report summarizes the run: elapsed runs until the last operation ended,
+// window is how long operations were being started.
+func (r *runner) report(elapsed, window time.Duration) *Report {
 	ops, overall, timeline, started, requests := r.rec.snapshot()
 	rep := &Report{
 		Target: r.cfg.Target, Model: "open", TargetRate: r.cfg.Rate, RampTo: r.cfg.RampTo,
@@ -126,7 +132,7 @@ func (r *runner) report(elapsed time.Duration) *Report {
 	if r.cfg.Users > 0 {
 		rep.Model, rep.TargetRate, rep.RampTo, rep.Users = "closed", 0, 0, r.cfg.Users
 	}
-	if d := min(elapsed, r.cfg.Duration).Seconds(); d > 0 {
+	if d := window.Seconds(); d > 0 {
 		rep.StartedRate = float64(started) / d
 	}
 	if s := elapsed.Seconds(); s > 0 {
