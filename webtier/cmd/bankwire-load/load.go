@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -430,8 +431,15 @@ func (r *runner) setup(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("setup: sign up: %w", err)
+	failed, first := 0, error(nil)
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("setup: %d of %d sign-ups failed, the first: %w", failed, total, first)
 	}
 	if r.cfg.Fund > 0 {
 		if err := r.fund(ctx, made[:r.cfg.Customers]); err != nil {

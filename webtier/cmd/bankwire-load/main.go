@@ -152,7 +152,11 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 		tick = prog.update
 	}
 	_, rep, err := run(ctx, cfg, nil, tick)
-	if prog != nil && rep != nil {
+	switch {
+	case prog == nil:
+	case rep == nil:
+		prog.abort()
+	default:
 		prog.done()
 	}
 	if rep == nil {

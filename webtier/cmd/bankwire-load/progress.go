@@ -15,6 +15,7 @@ import (
 type progress interface {
 	update(l live)
 	done()
+	abort() // the run failed before its end
 }
 
 type barProgress struct {
@@ -59,6 +60,11 @@ func (bp *barProgress) done() {
 	bp.p.Wait()
 }
 
+func (bp *barProgress) abort() {
+	bp.bar.Abort(false)
+	bp.p.Wait()
+}
+
 type lineProgress struct {
 	w     io.Writer
 	total time.Duration
@@ -73,4 +79,5 @@ func (lp *lineProgress) update(l live) {
 	}
 }
 
-func (lp *lineProgress) done() {}
+func (lp *lineProgress) done()  {}
+func (lp *lineProgress) abort() {}
