@@ -194,6 +194,27 @@ func TestRunAgainstInProcessStack(t *testing.T) {
 	}
 }
 
+func TestClosedModel(t *testing.T) {
+	_, url := startStack(t)
+	cfg := testConfig(url)
+	cfg.Users, cfg.Think, cfg.Duration = 3, 50*time.Millisecond, 2*time.Second
+	cfg.Mix, _ = parseMix("overview=2,history=1,transfer=2,payee=1")
+	cfg.Listeners = 0
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, rep, err := run(ctx, cfg, nil, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	checkCounts(t, rep)
+	if rep.Model != "closed" || rep.Users != 3 || rep.Started == 0 || rep.Started != rep.Overall.Count {
+		t.Errorf("closed model: %s, %d users, %d started, %d finished", rep.Model, rep.Users, rep.Started, rep.Overall.Count)
+	}
+	if rep.Overall.Errors != 0 || rep.Money == nil || !rep.Money.Passed {
+		t.Errorf("closed model on a healthy stack: %d errors, money %+v", rep.Overall.Errors, rep.Money)
+	}
+}
+
 // waitTick waits (bounded) until the live numbers satisfy ok.
 func waitTick(t *testing.T, ticks <-chan live, what string, ok func(live) bool) {
 	t.Helper()
