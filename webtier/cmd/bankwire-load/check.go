@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// MoneyCheck is the end-of-run audit, done through the site only.
+type MoneyCheck struct {
+	Passed    bool  `json:"passed"`
+	Customers int   `json:"customers"`
+	Expected  int64 `json:"expected_total_minor"` // what the funders sent them
+	Actual    int64 `json:"actual_total_minor"`   // what their accounts hold
+	// Acknowledged transfers, and how many of them were not found exactly
+	// once on each side's history.
+	Acknowledged   int      `json:"acknowledged_transfers"`
+	NotInHistory   int      `json:"not_in_history"`
+	Duplicated     int      `json:"duplicated_in_history"`
+	UnknownOutcome int      `json:"unknown_outcome_transfers"`
+	Problems       []string `json:"problems,omitempty"`
+}
+
+// maxHistoryPages bounds the walk of one account's history.
+const maxHistoryPages = 10_000
+
+// check audits money: the generator's customers together hold exactly what
+// the funders sent them (transfers among them move money, never make or
+// lose it), and every acknowledged transfer is in the history of the
+// account it left and of the one it reached, once each.
+func (r *runner) check(ctx context.Context) MoneyCheck {
+	r.mu.Lock()
+	customers := append([]*customer(nil), r.customers...)
+	transfers := append([]ackTransfer(nil), r.transfers...)
+	mc := MoneyCheck{Customers: len(customers), Expected: r.funded, Acknowledged: len(transfers), UnknownOutcome: r.unknown}
+	r.mu.Unlock()
+	problem := func(format string, args ...any) {
+		if len(mc.Problems) < 20 {
+			mc.Problems = append(mc.Problems, fmt.Sprintf(format, args...))
+		}
+	}
+
+	seen := map[string]map[int64]int{} // account → transfer id → times in its history
+	for _, c := range customers {
+		p, err := c.b.do(ctx, http.MethodGet, "/accounts", nil, http.StatusOK, http.StatusSeeOther)
+		if err == nil && p.status == http.StatusSeeOther {
+			// The session ended (idle, or revoked in an outage): sign in again.
+			if err = r.signIn(ctx, c); err == nil {
+				p, err = c.b.get(ctx, "/accounts")
+			}
+		}
+		if err != nil {
+			problem("%s: overview: %v", c.username, err)
+			continue
+		}
+		bal, err := balancesOf(p.body)
+		if err != nil || len(bal) == 0 {
+			problem("%s: overview without balances (%v)", c.username, err)
+			continue
+		}
+		for number, v := range bal {
+			mc.Actual += v
+			ids, err := r.history(ctx, c.b, number)
+			if err != nil {
+				problem("%s: history of %s: %v", c.username, number, err)
+				continue
+			}
+			seen[number] = ids
+		}
+	}
+	if mc.Actual != mc.Expected {
+		problem("the customers hold %s, but were sent %s: %s went missing",
+			formatMinor(mc.Actual), formatMinor(mc.Expected), formatMinor(mc.Expected-mc.Actual))
+	}
+	for _, t := range transfers {
+		sides := []string{t.to}
+		if !t.funding {
+			sides = append(sides, t.from)
+		}
+		for _, acct := range sides {
+			ids, ok := seen[acct]
+			if !ok {
+				continue // reported above
+			}
+			switch n := ids[t.id]; {
+			case n == 0:
+				mc.NotInHistory++
+				problem("transfer %d (%s from %s to %s) is not in the history of %s", t.id, formatMinor(t.amount), t.from, t.to, acct)
+			case n > 1:
+				mc.Duplicated++
+				problem("transfer %d is %d times in the history of %s", t.id, n, acct)
+			}
+		}
+	}
+	mc.Passed = len(mc.Problems) == 0
+	return mc
+}
+
+// history walks an account's history pages and counts each transfer id.
+func (r *runner) history(ctx context.Context, b *browser, number string) (map[int64]int, error) {
+	ids := map[int64]int{}
+	path := "/accounts/" + number
+	for range maxHistoryPages {
+		p, err := b.get(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range entryRe.FindAllStringSubmatch(p.body, -1) {
+			id, _ := strconv.ParseInt(m[1], 10, 64)
+			ids[id]++
+		}
+		m := nextRe.FindStringSubmatch(p.body)
+		if m == nil {
+			return ids, nil
+		}
+		path = strings.ReplaceAll(m[1], "&amp;", "&")
+	}
+	return nil, fmt.Errorf("more than %d pages", maxHistoryPages)
+}
