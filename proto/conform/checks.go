@@ -665,30 +665,44 @@ func checkStreamEvent(k *checker) error {
 	if err != nil {
 		return err
 	}
+	// The transfer's EVENT may arrive before its RESPONSE (the server
+	// learns of the commit and answers on different paths), so both are
+	// read from one loop rather than through call, which skips events.
 	key := fmt.Sprintf("conform-%d", time.Now().UnixNano())
-	if err := c.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok}, IdempotencyKey: key,
-		From: from.Number, To: to.Number, Amount: "0.01", Memo: "bankwire-conform"}, &proto.TransferResponse{}); err != nil {
+	tid, err := c.request(proto.OpTransferCreate, 10000, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
+		IdempotencyKey: key, From: from.Number, To: to.Number, Amount: "0.01", Memo: "bankwire-conform"})
+	if err != nil {
 		return fmt.Errorf("transfer: %w", err)
 	}
+	answered, evented := false, false
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for !answered || !evented {
 		f, err := c.read(time.Until(deadline))
 		if err != nil {
+			if !answered {
+				return fmt.Errorf("no answer to the transfer within 10 s: %w", err)
+			}
 			return fmt.Errorf("no EVENT within 10 s: %w", err)
 		}
-		if f.typ != tEvent || f.id != id {
-			continue
-		}
-		var ev proto.Event
-		d := proto.NewDecoder(f.payload)
-		ev.UnmarshalWire(d)
-		if err := d.End(); err != nil {
-			return fmt.Errorf("undecodable EVENT: %w", err)
-		}
-		if ev.Kind == proto.EventBalance && ev.Account != nil {
-			return nil
+		switch {
+		case f.id == tid && f.typ == tError:
+			e, _ := proto.ParseError(f.payload)
+			return fmt.Errorf("transfer: ERROR %v", e)
+		case f.id == tid && f.typ == tResponse:
+			answered = true
+		case f.id == id && f.typ == tEvent:
+			var ev proto.Event
+			d := proto.NewDecoder(f.payload)
+			ev.UnmarshalWire(d)
+			if err := d.End(); err != nil {
+				return fmt.Errorf("undecodable EVENT: %w", err)
+			}
+			evented = evented || (ev.Kind == proto.EventBalance && ev.Account != nil)
+		case f.id == id:
+			return fmt.Errorf("the stream ended with %s before its EVENT", f)
 		}
 	}
+	return nil
 }
 
 // streamEnd waits for the terminal ERROR of stream id.
