@@ -59,7 +59,7 @@ func TestReadsDoNotWaitBehindTransfers(t *testing.T) {
 		}()
 	}
 	// Wait (bounded) until as many transfers as may write are stuck. A
-	// third session watches: pg_stat_activity keeps one snapshot per
+	// third connection watches: pg_stat_activity keeps one snapshot per
 	// transaction, so the blocker's would never change.
 	observer, err := pgx.Connect(ctx, url)
 	must(t, err)

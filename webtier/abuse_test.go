@@ -47,7 +47,7 @@ func TestStreamCapsKeepPagesWorking(t *testing.T) {
 		}
 		mustNotContain(t, p, protocolTexts...)
 	}
-	// A third session from the same address is over the per-IP cap.
+	// One more session from the same address is over the per-IP cap.
 	alice3 := s.alice()
 	if p := alice3.get("/events"); p.Status != http.StatusTooManyRequests {
 		t.Fatalf("stream over the IP cap: %d %q", p.Status, p.Body)
