@@ -179,3 +179,53 @@ func TestListenManyEntriesInOneStatement(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// "Sign out everywhere" for a customer with more sessions than one
+// notification can name (PostgreSQL refuses payloads of 8000 bytes or
+// more) succeeds, and every revoked session is announced once.
+func TestRevokeManySessionsIsAnnounced(t *testing.T) {
+	pool := storetest.NewDatabase(t)
+	s := store.New(pool)
+	alice, _ := newCustomer(t, s, "alice")
+	const sessions = 1000
+	if _, err := pool.Exec(context.Background(), `
+		INSERT INTO sessions (token_hash, customer_id, created_at, last_seen_at, expires_at)
+		SELECT sha256(i::text::bytea), $1, $2, $2, $2::timestamptz + interval '1 hour'
+		  FROM generate_series(1, $3) i`, alice.ID, t0, sessions); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan store.Notification, 100)
+	go func() { _ = s.Listen(ctx, func(n store.Notification) { events <- n }) }()
+	deadline := time.After(15 * time.Second)
+	next := func() store.Notification {
+		t.Helper()
+		select {
+		case n := <-events:
+			return n
+		case <-deadline:
+			t.Fatal("notifications missing after 15s")
+			return store.Notification{}
+		}
+	}
+	if n := next(); n.Kind != store.NotifyReady {
+		t.Fatalf("first notification = %+v, want ready", n)
+	}
+	if err := s.RevokeAllSessions(context.Background(), alice.ID, t0); err != nil {
+		t.Fatalf("revoke %d sessions: %v", sessions, err)
+	}
+	seen := map[int64]bool{}
+	for len(seen) < sessions {
+		n := next()
+		if n.Kind != store.NotifySession || n.CustomerID != alice.ID || len(n.SessionIDs) == 0 {
+			t.Fatalf("notification %+v", n)
+		}
+		for _, id := range n.SessionIDs {
+			if seen[id] {
+				t.Fatalf("session %d announced twice", id)
+			}
+			seen[id] = true
+		}
+	}
+}

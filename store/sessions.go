@@ -92,13 +92,18 @@ func (s *Store) TouchSession(ctx context.Context, sessionID int64, now time.Time
 
 // notifyRevoked follows a CTE named revoked (id, customer_id of the
 // sessions just revoked): it announces them on Channel (NotifySession), one
-// row per customer, so the statement's row count is that of customers.
-// NOTIFY is sent at commit, so nobody hears of a revocation that did not
-// happen.
+// row per customer and batch of 200 ids, so the statement's row count is 0
+// exactly when nothing was revoked. The batches keep each payload well
+// under PostgreSQL's 8000-byte NOTIFY limit: a customer may have many
+// sessions (sign-in is not limited per customer). NOTIFY is sent at
+// commit, so nobody hears of a revocation that did not happen.
 const notifyRevoked = `
 		SELECT pg_notify('` + Channel + `', json_build_object(
-		           'kind', '` + NotifySession + `', 'customer_id', customer_id, 'session_ids', array_agg(id))::text)
-		  FROM revoked GROUP BY customer_id`
+		           'kind', '` + NotifySession + `', 'customer_id', customer_id, 'session_ids', array_agg(id ORDER BY id))::text)
+		  FROM (SELECT id, customer_id,
+		               (row_number() OVER (PARTITION BY customer_id ORDER BY id) - 1) / 200 AS batch
+		          FROM revoked) r
+		 GROUP BY customer_id, batch`
 
 // RevokeSession ends a session (sign-out). Revoking an already revoked
 // session succeeds and keeps the first revocation time; an unknown token
