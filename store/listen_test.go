@@ -187,7 +187,7 @@ func TestRevokeManySessionsIsAnnounced(t *testing.T) {
 	pool := storetest.NewDatabase(t)
 	s := store.New(pool)
 	alice, _ := newCustomer(t, s, "alice")
-	const sessions = 1000
+	const sessions = 2000 // about 10,000 bytes of ids
 	if _, err := pool.Exec(context.Background(), `
 		INSERT INTO sessions (token_hash, customer_id, created_at, last_seen_at, expires_at)
 		SELECT sha256(i::text::bytea), $1, $2, $2, $2::timestamptz + interval '1 hour'
