@@ -222,6 +222,11 @@ func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Strea
 	}
 	sub := a.hub.add(s.CustomerID, s.ID)
 	defer a.hub.remove(sub)
+	// A revocation announced between authenticate and add found no
+	// subscriber to end: look once more now that one is registered.
+	if _, err := a.liveSession(ctx, in.Session); err != nil {
+		return err
+	}
 	if err := st.Accept(proto.Empty{}); err != nil {
 		return err
 	}

@@ -4,8 +4,9 @@
 -- total of the customer's transfers to accounts of other customers. The
 -- transfer transaction adds to it in the same transaction as the transfer
 -- (store.Transfer), so the daily limit is one row read and written instead
--- of a sum over the day's history, and the row lock is the only thing two
--- transfers of one customer wait for each other on. The limit the transfer
+-- of a sum over the day's history, and no customer-wide lock is needed:
+-- two transfers of one customer wait for each other only on the rows both
+-- write (a shared account, then this row). The limit the transfer
 -- ran under is stored beside the total, and a CHECK refuses any total above
 -- it: the limit is enforced by the database, under any concurrency.
 -- Transfers from the outside world (external accounts, owned by the system

@@ -598,11 +598,15 @@ type serverConn struct {
 	handedOver  uint64    // the inline run whose goroutine lost the reading role
 
 	// Round-trip time, measured with the server's own PINGs (see
-	// networkBudget): the last sample in nanoseconds (0: none yet) and when
-	// the last PING went out (monoNanos; 0: none outstanding).
+	// networkBudget): the estimate in nanoseconds (the smallest of the
+	// last rttSamples samples; 0: none yet), when the last sample came, and
+	// when the last PING went out (monoNanos; 0: none outstanding).
 	rtt      atomic.Int64
 	rttAt    atomic.Int64 // monoNanos of the last sample
 	pingSent atomic.Int64
+	rttMu    sync.Mutex        // protects samples and sampled (taken once a second at most)
+	samples  [rttSamples]int64 // the last samples, oldest overwritten first
+	sampled  int               // samples taken so far
 
 	// Request deadlines share one timer (see deadlinesFired); guarded by mu.
 	dlTimer *time.Timer
@@ -1429,6 +1433,11 @@ const (
 	rttRefresh = time.Second
 	// pingLost is how long an unanswered PING blocks the next one.
 	pingLost = 10 * time.Second
+	// rttSamples is how many samples the estimate is the minimum of. A
+	// PING's round trip can only overstate the link's delay (it may wait
+	// behind other frames, or for a busy peer to read it), so one slow
+	// sample must not make every request on the connection look late.
+	rttSamples = 4
 	// rttPingMagic starts the payload of the server's own PINGs, so a PONG
 	// is matched to them and not to anything else.
 	rttPingMagic = "bwrtt"
@@ -1449,7 +1458,7 @@ func (c *serverConn) networkBudget() time.Duration {
 }
 
 // pongReceived takes a round-trip sample from the PONG to one of the
-// server's own PINGs.
+// server's own PINGs. Called by the reader.
 func (c *serverConn) pongReceived(p []byte) {
 	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic {
 		return
@@ -1459,7 +1468,15 @@ func (c *serverConn) pongReceived(p []byte) {
 		return // not the PING outstanding (a stale or forged PONG)
 	}
 	now := monoNanos()
-	c.rtt.Store(now - sent)
+	c.rttMu.Lock()
+	c.samples[c.sampled%rttSamples] = now - sent
+	c.sampled++
+	est := c.samples[0]
+	for _, v := range c.samples[1:min(c.sampled, rttSamples)] {
+		est = min(est, v)
+	}
+	c.rttMu.Unlock()
+	c.rtt.Store(est)
 	c.rttAt.Store(now)
 	c.pingSent.Store(0)
 }
