@@ -595,7 +595,7 @@ type serverConn struct {
 	inlineGen   uint64    // numbers inline runs
 	inlineRun   bool      // the reader is running handler inlineGen
 	inlineStart time.Time // when run inlineGen started
-	handedOver  uint64    // the inline run whose goroutine lost the reading role
+	handedOver  uint64    // the latest inline run whose goroutine lost the reading role
 
 	// Round-trip time, measured with the server's own PINGs (see
 	// networkBudget): the estimate in nanoseconds (the smallest of the
@@ -1210,7 +1210,10 @@ func (c *serverConn) runInline(j job) bool {
 	resp, err := c.callUnary(j.ctx, j.req, j.rt.unary)
 
 	c.rmu.Lock()
-	reader := c.handedOver != gen
+	// handedOver only grows, and a younger run than this one exists only
+	// if another goroutine became the reader, so this goroutine lost the
+	// role if this run or any later one was handed over.
+	reader := c.handedOver < gen
 	c.inlineRun = false
 	c.rmu.Unlock()
 	// Still the reader with the next frame already here: leave this
