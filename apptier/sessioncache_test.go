@@ -92,3 +92,23 @@ func TestSignOutReachesOtherAppTiers(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionCacheKeepsIdleRule: with every call answered from the cache,
+// a session in use is still extended (last-seen written at least once a
+// minute), and one left idle for the idle timeout still ends.
+func TestSessionCacheKeepsIdleRule(t *testing.T) {
+	clock := apptiertest.NewClock(apptiertest.Now())
+	b := newBank(t, apptiertest.WithClock(clock.Now), apptiertest.WithIdleTimeout(10*time.Minute))
+	apptier.SetSessionCacheTTL(b.srv.App, time.Hour)
+	tok := b.signIn("alice", "alice-demo-pass")
+	for range 15 { // 12.5 minutes of use, a call every 50 s
+		clock.Advance(50 * time.Second)
+		b.accounts(tok)
+	}
+	// Last-seen is written at most once a minute, so a session is live for
+	// at least the idle timeout less a minute after its last use.
+	clock.Advance(9*time.Minute - time.Second)
+	b.accounts(tok)
+	clock.Advance(10*time.Minute + time.Second)
+	wantErr(t, b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil), proto.Unauthenticated, "")
+}
