@@ -166,6 +166,8 @@ type App struct {
 	hub    *hub
 	log    *slog.Logger
 
+	sessions *sessionCache
+
 	signUps   *keyedLimiter // per client IP
 	chatOpens *keyedLimiter // per customer
 }
@@ -184,6 +186,7 @@ func New(cfg Config, st *store.Store) (*App, error) {
 		return nil, err
 	}
 	return &App{cfg: cfg, st: st, hasher: h, hub: newHub(), log: cfg.Logger,
+		sessions:  newSessionCache(sessionCacheTTL, sessionCacheMax),
 		signUps:   newKeyedLimiter(cfg.SignUpIPLimit, cfg.RateWindow, rateLimitKeys),
 		chatOpens: newKeyedLimiter(cfg.ChatOpenLimit, cfg.RateWindow, rateLimitKeys),
 	}, nil

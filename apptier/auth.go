@@ -304,42 +304,77 @@ func tokenHash(token string) []byte {
 	return sum[:]
 }
 
-// liveSession looks a session token up and enforces the absolute and idle
-// timeouts, without extending anything.
+// liveSession looks a session token up in the database (never the cache)
+// and enforces the absolute and idle timeouts, without extending anything.
 func (a *App) liveSession(ctx context.Context, token string) (store.Session, error) {
 	if token == "" || len(token) > 128 {
 		return store.Session{}, errSession
 	}
-	s, err := a.st.SessionByTokenHash(ctx, tokenHash(token))
+	return a.readSession(ctx, tokenHash(token), a.cfg.Now())
+}
+
+// readSession reads the session with the given token hash from the
+// database and checks it is usable at now.
+func (a *App) readSession(ctx context.Context, hash []byte, now time.Time) (store.Session, error) {
+	s, err := a.st.SessionByTokenHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Session{}, errSession
 	}
 	if err != nil {
 		return store.Session{}, storeErr(err, "")
 	}
-	now := a.cfg.Now()
-	if !s.Active(now) || !now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout)) {
+	if !a.usable(s, now) {
 		return store.Session{}, errSession
 	}
 	return s, nil
 }
 
+// usable reports whether s may serve a call at now: not revoked, not past
+// its absolute expiry, not idle for the idle timeout.
+func (a *App) usable(s store.Session, now time.Time) bool {
+	return s.Active(now) && now.Before(s.LastSeenAt.Add(a.cfg.IdleTimeout))
+}
+
 // authenticate resolves a session token to its live session and extends the
-// idle window. To keep reads cheap, last-seen is written at most once a
-// minute (well inside any idle timeout).
+// idle window (writing last-seen at most every touchEvery). It answers from
+// the session cache when it can; see sessionCache for why that is exact.
 func (a *App) authenticate(ctx context.Context, token string) (store.Session, error) {
-	s, err := a.liveSession(ctx, token)
-	if err != nil {
-		return store.Session{}, err
+	e, _, _, err := a.authenticateEntry(ctx, token)
+	return e.session, err
+}
+
+// authenticateEntry is authenticate returning the cache entry, the token's
+// hash and the cache generation it was read under.
+func (a *App) authenticateEntry(ctx context.Context, token string) (cachedSession, []byte, uint64, error) {
+	if token == "" || len(token) > 128 {
+		return cachedSession{}, nil, 0, errSession
 	}
+	hash := tokenHash(token)
 	now := a.cfg.Now()
-	if now.Sub(s.LastSeenAt) >= min(time.Minute, a.cfg.IdleTimeout/4) {
-		if err := a.st.TouchSession(ctx, s.ID, now); err != nil {
-			return store.Session{}, storeErr(err, "")
+	gen := a.sessions.generation()
+	if e, ok := a.sessions.get(hash); ok && a.usable(e.session, now) && now.Sub(e.session.LastSeenAt) < a.touchEvery() {
+		return e, hash, gen, nil
+	}
+	// Not cached, looks ended (the cached last-seen may be older than the
+	// database's), or due for a touch: ask the database.
+	read := time.Now()
+	s, err := a.readSession(ctx, hash, now)
+	if err != nil {
+		return cachedSession{}, nil, 0, err
+	}
+	if now.Sub(s.LastSeenAt) >= a.touchEvery() {
+		err := a.st.TouchSession(ctx, s.ID, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return cachedSession{}, nil, 0, errSession // revoked since the read
+		}
+		if err != nil {
+			return cachedSession{}, nil, 0, storeErr(err, "")
 		}
 		s.LastSeenAt = now
 	}
-	return s, nil
+	e := cachedSession{session: s, read: read}
+	a.sessions.put(hash, e, gen)
+	return e, hash, gen, nil
 }
 
 func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error) {
@@ -347,15 +382,22 @@ func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error)
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
-	s, err := a.authenticate(ctx, in.Session)
+	e, hash, gen, err := a.authenticateEntry(ctx, in.Session)
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.st.CustomerByID(ctx, s.CustomerID)
-	if err != nil {
-		return nil, storeErr(err, "Customer not found.")
+	if e.customer == nil {
+		// Usernames and display names never change, so the customer can
+		// live as long as the session's entry.
+		c, err := a.st.CustomerByID(ctx, e.session.CustomerID)
+		if err != nil {
+			return nil, storeErr(err, "Customer not found.")
+		}
+		v := customerView(c)
+		e.customer = &v
+		a.sessions.update(hash, gen, func(ce *cachedSession) { ce.customer = &v })
 	}
-	return proto.SessionResponse{Customer: customerView(c), ExpiresAt: s.ExpiresAt}, nil
+	return proto.SessionResponse{Customer: *e.customer, ExpiresAt: e.session.ExpiresAt}, nil
 }
 
 func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
@@ -367,8 +409,12 @@ func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
 		return proto.Empty{}, nil
 	}
 	// Signing out an unknown or already-ended session succeeds: the outcome
-	// the customer wants (no valid session) holds either way.
-	if err := a.st.RevokeSession(ctx, tokenHash(in.Session), a.cfg.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+	// the customer wants (no valid session) holds either way. This app
+	// tier forgets the session before it answers; the others hear of it
+	// from the store's notification.
+	hash := tokenHash(in.Session)
+	defer a.sessions.drop(hash)
+	if err := a.st.RevokeSession(ctx, hash, a.cfg.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, storeErr(err, "")
 	}
 	return proto.Empty{}, nil
@@ -383,6 +429,7 @@ func (a *App) signOutAll(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer a.sessions.dropCustomer(s.CustomerID, nil)
 	if err := a.st.RevokeAllSessions(ctx, s.CustomerID, a.cfg.Now()); err != nil {
 		return nil, storeErr(err, "")
 	}

@@ -167,8 +167,10 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 		// listener was down are not replayed; live pages catch up on their
 		// next load, and balances are always read fresh.
 		a.log.InfoContext(ctx, "listening for database notifications")
+		a.sessions.reset()
 		a.hub.recheckAll()
 	case store.NotifySession:
+		a.sessions.dropCustomer(n.CustomerID, n.SessionIDs)
 		a.hub.endSessions(n.CustomerID, n.SessionIDs)
 	case store.NotifyBalance:
 		if !a.hub.has(n.CustomerID) {

@@ -89,7 +89,8 @@ func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) 
 	if err != nil {
 		return nil, storeErr(err, "No such transfer.")
 	}
-	return proto.TransferResponse{Transfer: transferView(t)}, nil
+	return proto.TransferResponse{Transfer: transferView(t.Transfer),
+		Labels: proto.TransferLabels{FromKind: t.FromKind, ToKind: t.ToKind, ToNickname: t.ToNickname}}, nil
 }
 
 // transferResolve settles a transfer whose outcome the caller could not

@@ -265,8 +265,17 @@ type Transfer struct {
 // TransferResponse carries a transfer. Replayed is true when the idempotency
 // key had already been used with the same fields.
 type TransferResponse struct {
-	Transfer Transfer `json:"transfer"`
-	Replayed bool     `json:"replayed,omitempty"`
+	Transfer Transfer       `json:"transfer"`
+	Replayed bool           `json:"replayed,omitempty"`
+	Labels   TransferLabels `json:"labels"` // set by transfers.get only
+}
+
+// TransferLabels describes a transfer's two accounts as the caller knows
+// them, so a page about one transfer needs no other call.
+type TransferLabels struct {
+	FromKind   string `json:"from_kind,omitempty"`   // the from account's kind when it is the caller's own
+	ToKind     string `json:"to_kind,omitempty"`     // the to account's kind when it is the caller's own
+	ToNickname string `json:"to_nickname,omitempty"` // the caller's payee nickname for the to account
 }
 
 // TransferGetRequest fetches one of the caller's transfers (sent or received).

@@ -319,6 +319,7 @@ func (t *Transfer) UnmarshalWire(d *Decoder) {
 func (t TransferResponse) MarshalWire(dst []byte) []byte {
 	dst = t.Transfer.MarshalWire(dst)
 	dst = AppendBool(dst, t.Replayed)
+	dst = t.Labels.MarshalWire(dst)
 	return dst
 }
 
@@ -326,6 +327,22 @@ func (t TransferResponse) MarshalWire(dst []byte) []byte {
 func (t *TransferResponse) UnmarshalWire(d *Decoder) {
 	t.Transfer.UnmarshalWire(d)
 	t.Replayed = d.Bool()
+	t.Labels.UnmarshalWire(d)
+}
+
+// MarshalWire appends the wire encoding of t.
+func (t TransferLabels) MarshalWire(dst []byte) []byte {
+	dst = AppendString(dst, t.FromKind)
+	dst = AppendString(dst, t.ToKind)
+	dst = AppendString(dst, t.ToNickname)
+	return dst
+}
+
+// UnmarshalWire reads t from d.
+func (t *TransferLabels) UnmarshalWire(d *Decoder) {
+	t.FromKind = d.Text()
+	t.ToKind = d.Text()
+	t.ToNickname = d.Text()
 }
 
 // MarshalWire appends the wire encoding of t.

@@ -371,20 +371,32 @@ func utcDay(t time.Time) pgtype.Date {
 	return pgtype.Date{Time: time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC), Valid: true}
 }
 
+// TransferView is a transfer as one of its two customers sees it.
+type TransferView struct {
+	Transfer
+	FromKind   string // the kind of the from account when it is the viewer's, else ""
+	ToKind     string // the kind of the to account when it is the viewer's, else ""
+	ToNickname string // the viewer's payee nickname for the to account, if any
+}
+
 // TransferByID returns a transfer if customerID owns its from or its to
-// account; otherwise ErrNotFound, so ids reveal nothing about other
-// customers' transfers.
-func (s *Store) TransferByID(ctx context.Context, customerID, transferID int64) (Transfer, error) {
-	var t Transfer
+// account, described as that customer sees it; otherwise ErrNotFound, so
+// ids reveal nothing about other customers' transfers.
+func (s *Store) TransferByID(ctx context.Context, customerID, transferID int64) (TransferView, error) {
+	var t TransferView
 	err := s.pool.QueryRow(ctx, `
-		SELECT t.id, t.customer_id, t.idempotency_key, f.number, o.number, t.amount, t.currency, t.memo, t.created_at
+		SELECT t.id, t.customer_id, t.idempotency_key, f.number, o.number, t.amount, t.currency, t.memo, t.created_at,
+		       CASE WHEN f.customer_id = $2 THEN f.kind::text ELSE '' END,
+		       CASE WHEN o.customer_id = $2 THEN o.kind::text ELSE '' END,
+		       coalesce((SELECT p.nickname FROM payees p WHERE p.customer_id = $2 AND p.account_id = o.id), '')
 		  FROM transfers t
 		  JOIN accounts f ON f.id = t.from_account
 		  JOIN accounts o ON o.id = t.to_account
 		 WHERE t.id = $1 AND $2 IN (f.customer_id, o.customer_id)`, transferID, customerID).Scan(
-		&t.ID, &t.CustomerID, &t.IdempotencyKey, &t.FromNumber, &t.ToNumber, &t.Amount, &t.Currency, &t.Memo, &t.CreatedAt)
+		&t.ID, &t.CustomerID, &t.IdempotencyKey, &t.FromNumber, &t.ToNumber, &t.Amount, &t.Currency, &t.Memo, &t.CreatedAt,
+		&t.FromKind, &t.ToKind, &t.ToNickname)
 	if err != nil {
-		return Transfer{}, s.dbError(ctx, "transfer by id", err)
+		return TransferView{}, s.dbError(ctx, "transfer by id", err)
 	}
 	return t, nil
 }

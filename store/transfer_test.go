@@ -69,6 +69,19 @@ func TestTransferMovesMoneyAndWritesLedger(t *testing.T) {
 			t.Fatalf("TransferByID(%d) = %+v, %v", id, got, err)
 		}
 	}
+	// Each sees the accounts as they know them: their own by kind, the
+	// other's by their payee nickname, if any.
+	if _, err := s.AddPayee(ctx, alice.ID, "Bob", bobChecking.Number, t0); err != nil {
+		t.Fatal(err)
+	}
+	got2, err := s.TransferByID(ctx, alice.ID, tr.ID)
+	if err != nil || got2.FromKind != store.KindChecking || got2.ToKind != "" || got2.ToNickname != "Bob" {
+		t.Fatalf("alice's view = %+v, %v", got2, err)
+	}
+	got2, err = s.TransferByID(ctx, bobChecking.CustomerID, tr.ID)
+	if err != nil || got2.FromKind != "" || got2.ToKind != store.KindChecking || got2.ToNickname != "" {
+		t.Fatalf("bob's view = %+v, %v", got2, err)
+	}
 	carol, _ := newCustomer(t, s, "carol")
 	_, err = s.TransferByID(ctx, carol.ID, tr.ID)
 	wantErr(t, err, store.ErrNotFound)

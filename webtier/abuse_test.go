@@ -13,6 +13,7 @@ import (
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
+	"bankwire/store"
 	"bankwire/webtier"
 )
 
@@ -159,6 +160,54 @@ func TestSignOutEverywhereEndsEveryPageAtOnce(t *testing.T) {
 		}
 		mustNotContain(t, p, "Alice", "Sign out")
 	}
+}
+
+// TestSignOutEverywhereReachesEveryAppTier: two web tiers, each in front of
+// its own app tier on one database, and both app tiers have just accepted
+// the customer's sessions (their session caches hold them). "Sign out on
+// all devices" through one ends the sessions on every page served through
+// the other too, within about a second (the store's revocation
+// notification; the app tier's cache would give up the session after 1 s
+// anyway).
+func TestSignOutEverywhereReachesEveryAppTier(t *testing.T) {
+	s := startSite(t)
+	second := apptiertest.Start(t, apptiertest.WithStore(store.New(s.app.Store.Pool())), apptiertest.WithoutDemoData())
+	cfg := s.cfg
+	cfg.AppTierAddrs = []string{second.Addr}
+	other := startWeb(t, second, cfg)
+	here, there, leaving := s.alice(), other.alice(), s.alice()
+	for _, b := range []*browser{here, there, leaving} {
+		if p := b.get("/accounts"); p.Status != http.StatusOK {
+			t.Fatalf("accounts: %d", p.Status)
+		}
+	}
+	if p := leaving.post("/signout", url.Values{"everywhere": {"1"}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("sign out everywhere: %d", p.Status)
+	}
+	// Through this web tier and app tier: at once.
+	if p := here.get("/accounts/new"); p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/signin") {
+		t.Errorf("this app tier: /accounts/new after sign-out everywhere: %d %q", p.Status, p.Location)
+	}
+	// Through the other: within a bounded wait.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		p := there.get("/accounts/new")
+		if p.Status == http.StatusSeeOther && strings.HasPrefix(p.Location, "/signin") {
+			break
+		}
+		if p.Status != http.StatusOK {
+			t.Fatalf("other app tier: /accounts/new: %d %q", p.Status, p.Location)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("other app tier: the session still shows pages 3 s after sign-out everywhere")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p := there.get("/no-such-page")
+	if p.Status != http.StatusNotFound {
+		t.Errorf("other app tier: 404 page: %d", p.Status)
+	}
+	mustNotContain(t, p, "Alice", "Sign out")
 }
 
 // TestPostWithoutOriginRefusedWithSession: a state-changing POST that

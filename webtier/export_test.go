@@ -20,3 +20,6 @@ func (s *Server) RenderAccountsPage(w http.ResponseWriter, r *http.Request, cust
 
 // Recoverer exposes the panic middleware, to test the 500 page.
 func (s *Server) Recoverer(h http.Handler) http.Handler { return s.recoverer(h) }
+
+// DisplayNumber exposes how pages show an account number.
+var DisplayNumber = displayNumber

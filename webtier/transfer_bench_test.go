@@ -96,6 +96,7 @@ func BenchmarkTransfers(b *testing.B) {
 			b.ReportMetric(ms(tiers.p50), n+"-post-p50-ms")
 			b.ReportMetric(ms(tiers.p99), n+"-post-p99-ms")
 			b.ReportMetric(pg.latency(), n+"-pgbench-latency-ms")
+			b.ReportMetric(tiers.acquiresPerTransfer(), n+"-db-acquires/transfer")
 		}
 	})
 
@@ -281,10 +282,18 @@ type transferLoad struct {
 	elapsed  time.Duration
 	rate     float64
 	p50, p99 time.Duration
+	acquires int64 // connections the site's (first) app tier took from its pool
 }
 
 func (r transferLoad) merge(o transferLoad) transferLoad {
-	return transferLoad{lat: append(r.lat, o.lat...), elapsed: r.elapsed + o.elapsed}
+	return transferLoad{lat: append(r.lat, o.lat...), elapsed: r.elapsed + o.elapsed, acquires: r.acquires + o.acquires}
+}
+
+// acquiresPerTransfer is how many database round trips (pool acquisitions:
+// one per statement outside a transaction, one per transaction) a
+// transfer made as a browser makes it costs the app tier.
+func (r transferLoad) acquiresPerTransfer() float64 {
+	return float64(r.acquires) / float64(len(r.lat))
 }
 
 func (r *transferLoad) finish() {
@@ -309,6 +318,7 @@ func runTransfers(b *testing.B, s *site, customers []*benchCustomer, clients int
 	var lat []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
+	acquired := s.app.Store.Pool().Stat().AcquireCount()
 	start := time.Now()
 	for i := range clients {
 		wg.Add(1)
@@ -338,7 +348,7 @@ func runTransfers(b *testing.B, s *site, customers []*benchCustomer, clients int
 	if firstErr != nil {
 		b.Fatalf("transfers: %v", firstErr)
 	}
-	return transferLoad{lat: lat, elapsed: elapsed}
+	return transferLoad{lat: lat, elapsed: elapsed, acquires: s.app.Store.Pool().Stat().AcquireCount() - acquired}
 }
 
 type pgbenchResult struct {

@@ -392,31 +392,30 @@ func (s *Server) transferResult(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	accounts, payees, err := s.loadAccountsAndPayees(r, sess)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	d := transferResultData{Transfer: resp.Transfer, FromName: displayNumber(resp.Transfer.From), ToName: displayNumber(resp.Transfer.To)}
-	for _, p := range payees {
-		if p.Number == resp.Transfer.To {
-			d.ToName = p.Nickname + " (" + displayNumber(p.Number) + ")"
-		}
+	// The app tier describes both accounts as the customer knows them, so
+	// the page needs no other call.
+	l := resp.Labels
+	if l.ToNickname != "" {
+		d.ToName = l.ToNickname + " (" + displayNumber(resp.Transfer.To) + ")"
 	}
-	for _, a := range accounts {
-		if a.Number == resp.Transfer.From {
-			d.Sent = true
-			d.FromName = "Your " + strings.ToLower(kindName(a.Kind)) + " account " + displayNumber(a.Number)
-		}
-		if a.Number == resp.Transfer.To {
-			d.ToName = "Your " + strings.ToLower(kindName(a.Kind)) + " account " + displayNumber(a.Number)
-		}
+	if l.FromKind != "" {
+		d.Sent = true
+		d.FromName = ownAccountName(l.FromKind, resp.Transfer.From)
+	}
+	if l.ToKind != "" {
+		d.ToName = ownAccountName(l.ToKind, resp.Transfer.To)
 	}
 	title := "Transfer received"
 	if d.Sent {
 		title = "Transfer sent"
 	}
 	s.render(w, r, http.StatusOK, "transfer_result", view{Title: title, Nav: "transfer", Data: d})
+}
+
+// ownAccountName is how a page names one of the customer's own accounts.
+func ownAccountName(kind, number string) string {
+	return "Your " + strings.ToLower(kindName(kind)) + " account " + displayNumber(number)
 }
 
 // accountURL is the page of an account.

@@ -12,6 +12,7 @@ import (
 
 	"bankwire/apptier/apptiertest"
 	"bankwire/store"
+	"bankwire/webtier"
 )
 
 // unknownAccount returns a well-formed account number (valid check digit)
@@ -69,7 +70,7 @@ func TestTransferFlow(t *testing.T) {
 	if result.Status != http.StatusOK {
 		t.Fatalf("result: %d", result.Status)
 	}
-	mustContain(t, result, "Transfer sent", "12.34", "Transfer complete.", "Lunch &lt;3")
+	mustContain(t, result, "Transfer sent", "12.34", "Transfer complete.", "Lunch &lt;3", "Your checking account "+webtier.DisplayNumber(aChk))
 	if got := balanceOf(t, s, aChk); got != aBefore-1234 {
 		t.Errorf("alice's balance %d, want %d", got, aBefore-1234)
 	}
@@ -79,7 +80,7 @@ func TestTransferFlow(t *testing.T) {
 	// Both histories show it; bob sees the transfer as received.
 	mustContain(t, alice.get("/accounts/"+aChk), "−", "12.34", "Lunch &lt;3")
 	mustContain(t, bob.get("/accounts/"+bChk), "+", "12.34")
-	mustContain(t, bob.get(done.Location), "Transfer received")
+	mustContain(t, bob.get(done.Location), "Transfer received", "Your checking account "+webtier.DisplayNumber(bChk))
 }
 
 func TestTransferBadInputs(t *testing.T) {
