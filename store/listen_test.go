@@ -141,24 +141,7 @@ func TestListenManyEntriesInOneStatement(t *testing.T) {
 	to, err := s.AccountByNumber(context.Background(), b.Number)
 	must(t, err)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	events := make(chan store.Notification, 1000)
-	go func() { _ = s.Listen(ctx, func(n store.Notification) { events <- n }) }()
-	deadline := time.After(15 * time.Second)
-	next := func() store.Notification {
-		t.Helper()
-		select {
-		case n := <-events:
-			return n
-		case <-deadline:
-			t.Fatal("notifications missing after 15s")
-			return store.Notification{}
-		}
-	}
-	if n := next(); n.Kind != store.NotifyReady {
-		t.Fatalf("first notification = %+v, want ready", n)
-	}
+	next, events := listening(t, s, 1000)
 	const transfers = 60 // 120 entries: more than two notifications' worth
 	addHistory(t, pool, alice.ID, from, to, transfers, t0)
 	seen := map[string]bool{}
@@ -194,24 +177,7 @@ func TestRevokeManySessionsIsAnnounced(t *testing.T) {
 		  FROM generate_series(1, $3) i`, alice.ID, t0, sessions); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	events := make(chan store.Notification, 100)
-	go func() { _ = s.Listen(ctx, func(n store.Notification) { events <- n }) }()
-	deadline := time.After(15 * time.Second)
-	next := func() store.Notification {
-		t.Helper()
-		select {
-		case n := <-events:
-			return n
-		case <-deadline:
-			t.Fatal("notifications missing after 15s")
-			return store.Notification{}
-		}
-	}
-	if n := next(); n.Kind != store.NotifyReady {
-		t.Fatalf("first notification = %+v, want ready", n)
-	}
+	next, _ := listening(t, s, 100)
 	if err := s.RevokeAllSessions(context.Background(), alice.ID, t0); err != nil {
 		t.Fatalf("revoke %d sessions: %v", sessions, err)
 	}
@@ -228,4 +194,31 @@ func TestRevokeManySessionsIsAnnounced(t *testing.T) {
 			seen[id] = true
 		}
 	}
+}
+
+// listening starts Listen on s until the test ends, waits for its ready
+// notification, and returns a reader of the notifications that follow
+// (failing the test if none comes within 15 s of the start) and their
+// channel.
+func listening(t *testing.T, s *store.Store, buffer int) (next func() store.Notification, events chan store.Notification) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	events = make(chan store.Notification, buffer)
+	go func() { _ = s.Listen(ctx, func(n store.Notification) { events <- n }) }()
+	deadline := time.After(15 * time.Second)
+	next = func() store.Notification {
+		t.Helper()
+		select {
+		case n := <-events:
+			return n
+		case <-deadline:
+			t.Fatal("notifications missing after 15s")
+			return store.Notification{}
+		}
+	}
+	if n := next(); n.Kind != store.NotifyReady {
+		t.Fatalf("first notification = %+v, want ready", n)
+	}
+	return next, events
 }
