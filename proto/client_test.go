@@ -239,7 +239,7 @@ func TestConcurrentMultiplexedLoad(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	waitGroup(t, &wg, time.Minute, "the calls")
 	if failures.Load() > 0 {
 		t.Fatalf("%d failures", failures.Load())
 	}
@@ -318,7 +318,7 @@ func TestDrainUnderLoadLosesNothing(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	close(drain)
-	wg.Wait()
+	waitGroup(t, &wg, time.Minute, "the calls during the drain")
 	if failed.Load() != 0 {
 		t.Fatalf("%d calls failed during drain", failed.Load())
 	}
@@ -344,7 +344,7 @@ func TestDrainSingleServerAndRestart(t *testing.T) {
 		results = append(results, callAsync(c, context.Background(), opSlow, echoMsg{N: 300}))
 	}
 	for i := 0; i < n; i++ {
-		<-fx.started
+		fx.waitStarted(t)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -375,8 +375,8 @@ func TestDrainFrameNamesLastID(t *testing.T) {
 	r.handshake()
 	r.request(1, opSlow, 0, "", echoMsg{N: 300})
 	r.request(2, opSlow, 0, "", echoMsg{N: 300})
-	<-fx.started
-	<-fx.started
+	fx.waitStarted(t)
+	fx.waitStarted(t)
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(context.Background()) }()
 	f := r.read()
@@ -553,7 +553,7 @@ func TestClientClose(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, fx.mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
 	done := callAsync(c, context.Background(), opWait, nil)
-	<-fx.started
+	fx.waitStarted(t)
 	c.Close()
 	wantCode(t, <-done, proto.Unavailable)
 	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)

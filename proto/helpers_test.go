@@ -419,3 +419,30 @@ func wantCode(tb testing.TB, err error, code proto.Code) *proto.Error {
 	errors.As(err, &e)
 	return e
 }
+
+// waitStarted returns the id of the next request the fixture's waiting or
+// slow handler started, failing the test if none starts within 10 s: a test
+// waiting for something that never comes fails in seconds, not at go
+// test's timeout.
+func (fx *fixture) waitStarted(t testing.TB) uint32 {
+	t.Helper()
+	select {
+	case id := <-fx.started:
+		return id
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request started its handler within 10 s")
+		return 0
+	}
+}
+
+// waitGroup waits for wg, failing the test after limit.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, limit time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatalf("%s did not finish within %s", what, limit)
+	}
+}

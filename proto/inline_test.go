@@ -62,7 +62,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	defer open()
 	blocked := id + 1
 	r.request(blocked, opGate, 0, "", echoMsg{})
-	if got := <-fx.started; got != blocked {
+	if got := fx.waitStarted(t); got != blocked {
 		t.Fatalf("started %d, want %d", got, blocked)
 	}
 	// The reader is inside the handler now. Everything below needs a reader.
@@ -109,7 +109,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	blocked = id + 1
 	handOffs = srv.HandOffs()
 	r.request(blocked, opGate, 0, "", echoMsg{})
-	<-fx.started
+	fx.waitStarted(t)
 	time.Sleep(5 * inlineWatchdogForTest)
 	open()
 	f = r.read()
@@ -170,7 +170,7 @@ func TestSlowOperationIsNotRunInline(t *testing.T) {
 		if err := c.Call(t.Context(), opSlow, echoMsg{N: 2}, nil); err != nil {
 			t.Fatal(err)
 		}
-		<-fx.started
+		fx.waitStarted(t)
 	}
 	if srv.Inline(opSlow) {
 		t.Fatal("a 2 ms handler runs inline")

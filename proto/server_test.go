@@ -192,7 +192,7 @@ func TestDuplicateRequestIDInFlight(t *testing.T) {
 	r := dialRaw(t, srv.Addr)
 	r.handshake()
 	r.request(5, opWait, 0, "", nil)
-	<-fx.started
+	fx.waitStarted(t)
 	r.request(5, opWait, 0, "", nil)
 	e := r.expectFatal(proto.ProtocolError)
 	if !strings.Contains(e.Message, "duplicate request id 5") {
@@ -221,8 +221,8 @@ func TestInFlightLimit(t *testing.T) {
 	r.handshake()
 	r.request(1, opWait, 0, "", nil)
 	r.request(2, opWait, 0, "", nil)
-	<-fx.started
-	<-fx.started
+	fx.waitStarted(t)
+	fx.waitStarted(t)
 	r.request(3, opEcho, 0, "", echoMsg{})
 	f := r.read()
 	e, _ := proto.ParseError(f.Payload)
@@ -316,7 +316,7 @@ func TestCancelReachesHandler(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Call(ctx, opWait, nil, nil) }()
-	<-fx.started
+	fx.waitStarted(t)
 	cancel()
 	wantCode(t, <-done, proto.Canceled)
 	w := <-fx.waits
