@@ -21,21 +21,32 @@ func TestSessionCacheSparesLookups(t *testing.T) {
 	apptier.SetSessionCacheTTL(b.srv.App, time.Hour)
 	tok := b.signIn("alice", "alice-demo-pass")
 	b.accounts(tok)
+	// Background work (the retention purge at start, a notification's
+	// lookup) can take a connection during a measurement. It only adds, so
+	// the fewest statements over a few measurements is what the calls cost.
+	fewest := func(f func()) int64 {
+		best := int64(-1)
+		for range 5 {
+			before := poolAcquires(b)
+			f()
+			if n := poolAcquires(b) - before; best < 0 || n < best {
+				best = n
+			}
+		}
+		return best
+	}
 	// One data call costs one statement once the session is known ...
-	before := poolAcquires(b)
-	b.accounts(tok)
-	perCall := poolAcquires(b) - before
-	if perCall != 1 {
-		t.Fatalf("accounts list with a cached session took %d statements, want 1", perCall)
+	if n := fewest(func() { b.accounts(tok) }); n != 1 {
+		t.Fatalf("accounts list with a cached session took %d statements, want 1", n)
 	}
 	// ... and a session check, after its first, none.
 	b.must(proto.OpSessionCheck, proto.SessionRequest{Session: tok}, nil)
-	before = poolAcquires(b)
 	var resp proto.SessionResponse
-	for range 5 {
-		b.must(proto.OpSessionCheck, proto.SessionRequest{Session: tok}, &resp)
-	}
-	if n := poolAcquires(b) - before; n != 0 {
+	if n := fewest(func() {
+		for range 5 {
+			b.must(proto.OpSessionCheck, proto.SessionRequest{Session: tok}, &resp)
+		}
+	}); n != 0 {
 		t.Fatalf("5 session checks with a cached session took %d statements, want 0", n)
 	}
 	if resp.Customer.Username != "alice" {
