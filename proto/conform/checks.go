@@ -633,6 +633,20 @@ func (k *checker) streamConn() (*conn, string, error) {
 	return c, tok, nil
 }
 
+// openStream signs in on a connection of its own and subscribes, with
+// deadlineMs (0: none); the caller closes c.
+func (k *checker) openStream(deadlineMs uint32) (c *conn, tok string, id uint32, err error) {
+	c, tok, err = k.streamConn()
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if id, err = subscribe(c, tok, deadlineMs); err != nil {
+		c.close()
+		return nil, "", 0, err
+	}
+	return c, tok, id, nil
+}
+
 func ownAccounts(c *conn, tok string) (from, to proto.Account, err error) {
 	var accs proto.AccountsResponse
 	if err := c.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, &accs); err != nil {
@@ -718,15 +732,11 @@ func streamEnd(c *conn, id uint32, within time.Duration) (*proto.Error, error) {
 }
 
 func checkStreamCancel(k *checker) error {
-	c, tok, err := k.streamConn()
+	c, _, id, err := k.openStream(0)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	id, err := subscribe(c, tok, 0)
-	if err != nil {
-		return err
-	}
 	if err := c.send(tCancel, 0, id, nil); err != nil {
 		return err
 	}
@@ -738,15 +748,11 @@ func checkStreamCancel(k *checker) error {
 }
 
 func checkStreamDeadline(k *checker) error {
-	c, tok, err := k.streamConn()
+	c, _, id, err := k.openStream(1500)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	id, err := subscribe(c, tok, 1500)
-	if err != nil {
-		return err
-	}
 	e, err := streamEnd(c, id, 10*time.Second)
 	if err != nil {
 		return err
@@ -755,15 +761,11 @@ func checkStreamDeadline(k *checker) error {
 }
 
 func checkStreamSignOut(k *checker) error {
-	c, tok, err := k.streamConn()
+	c, tok, id, err := k.openStream(0)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	id, err := subscribe(c, tok, 0)
-	if err != nil {
-		return err
-	}
 	other, err := k.ready()
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -28,9 +27,7 @@ func TestConformance(t *testing.T) {
 	}
 	addr, admin := freeAddr(t), freeAddr(t)
 	const secret = "conform-test-secret"
-	var logs bytes.Buffer
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(),
+	srv, _, exited := startApptier(t, bin, append(os.Environ(),
 		"APPTIER_TEST_RUN_MAIN=1",
 		"APPTIER_DATABASE_URL="+storetest.URL(t),
 		"APPTIER_ADDR="+addr,
@@ -38,31 +35,7 @@ func TestConformance(t *testing.T) {
 		"APPTIER_SECRET="+secret,
 		"APPTIER_MIGRATE=true",
 		"APPTIER_DEMO_DATA=true",
-	)
-	srv.Stdout, srv.Stderr = &logs, &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	t.Cleanup(func() {
-		_ = srv.Process.Kill()
-		if t.Failed() {
-			t.Logf("apptier logs:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		hc := exec.Command(bin, "healthcheck")
-		hc.Env = srv.Env
-		if hc.Run() == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("apptier did not become healthy in 60 s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	))
 
 	var out bytes.Buffer
 	cfg := conform.Config{Addr: addr, Secret: secret, User: "alice", Password: "alice-demo-pass", Peer: "bob",

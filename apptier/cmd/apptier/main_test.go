@@ -71,34 +71,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("apptier migrate: %v\n%s", err, b)
 	}
 
-	var logs syncBuffer
-	srv := exec.Command(bin)
-	srv.Env = env
-	srv.Stdout, srv.Stderr = &logs, &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	t.Cleanup(func() {
-		_ = srv.Process.Kill()
-		if t.Failed() {
-			t.Logf("apptier logs:\n%s", logs.String())
-		}
-	})
-
-	health := func() error {
-		hc := exec.Command(bin, "healthcheck")
-		hc.Env = env
-		return hc.Run()
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for health() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("apptier did not become healthy in 60 s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	srv, logs, exited := startApptier(t, bin, env)
 
 	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{addr}, Secret: "binary-test-secret", Name: "binary-test"})
 	if err != nil {
@@ -184,7 +157,9 @@ func TestBinary(t *testing.T) {
 	if opened["binary-test"] == 0 || opened["bankwire-healthcheck"] != 0 {
 		t.Errorf("'connection opened' lines by client: %v; want binary-test's and no healthcheck's", opened)
 	}
-	if health() == nil {
+	hc := exec.Command(bin, "healthcheck")
+	hc.Env = env
+	if hc.Run() == nil {
 		t.Fatal("healthcheck passes after the server stopped")
 	}
 	// Every line, the store's included, is a JSON record with a level.
@@ -250,5 +225,40 @@ func TestBadSettingsStopTheStart(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "listening") || strings.Contains(out.String(), "database") {
 		t.Errorf("the server went on starting:\n%s", out.String())
+	}
+}
+
+// startApptier runs this test binary as the apptier (APPTIER_TEST_RUN_MAIN in
+// env) with env, collects its output in logs (printed if the test fails),
+// kills it when the test ends, and returns once its healthcheck subcommand
+// passes, failing the test after 60 s. exited receives how it ended.
+func startApptier(t *testing.T, bin string, env []string) (srv *exec.Cmd, logs *syncBuffer, exited <-chan error) {
+	t.Helper()
+	logs = &syncBuffer{}
+	srv = exec.Command(bin)
+	srv.Env = env
+	srv.Stdout, srv.Stderr = logs, logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	t.Cleanup(func() {
+		_ = srv.Process.Kill()
+		if t.Failed() {
+			t.Logf("apptier logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		hc := exec.Command(bin, "healthcheck")
+		hc.Env = env
+		if hc.Run() == nil {
+			return srv, logs, done
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("apptier did not become healthy in 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
