@@ -53,6 +53,7 @@ type exampleFrame struct {
 	f      proto.Frame
 	prefix int    // bytes of binary prefix inside the payload
 	note   string // meaning of the prefix
+	trace  string // a REQUEST's trace id, which follows its 7-byte prefix
 	say    string // what the frame means
 	fields any    // what the bytes after the prefix encode, field by field (nil: shown as text)
 }
@@ -72,15 +73,29 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func exampleSession(t *testing.T) string {
-	expires := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
+	// Values of the shapes the real tiers use: 43-character base64url
+	// tokens (256 random bits), 12-digit account numbers with their Luhn
+	// check digit, the bank's currency, expiry 8 h (the default session
+	// lifetime) after sign-in, times in microseconds, a 32-hex-digit
+	// idempotency key as the web tier's transfer form carries, chi's request
+	// ids as trace ids. One web tier connection carries the calls of several
+	// customers: alice signs in while bob, signed in earlier, transfers.
+	const token, bobToken = "kAEJFxc5vn7PwNDexIomp2TstdSOykEDfEvbUsDMbps", "P1k7JnPTe70Wj2mKPps-kg4RYdQdIwE_TxtZv1fdGVs"
+	const aliceChecking, bobChecking = "482071539167", "739150628470"
+	const trace1, trace2 = "web1/Kq3vX9pL2m-000041", "web1/Kq3vX9pL2m-000042"
+	signedInAt := time.Date(2026, 3, 9, 9, 14, 27, 481203000, time.UTC)
+	expires := signedInAt.Add(8 * time.Hour)
+	opened := time.Date(2025, 11, 7, 0, 0, 0, 0, time.UTC)
 	hello := mustJSON(t, proto.Hello{Versions: []int{1}, Server: "bankwire-apptier/1.0", MaxPayload: 1 << 20, MaxInFlight: 128, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 5000})
-	auth := mustJSON(t, proto.Auth{Version: 1, Client: "bankwire-cli/1.0", Secret: "s3cret"})
-	ready := mustJSON(t, proto.Ready{Version: 1, ConnID: "c1"})
-	signIn := proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"}
-	signedIn := proto.SignInResponse{Token: "Zm9vYmFyYmF6cXV4", ExpiresAt: expires, Customer: proto.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}}
-	transfer := proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: "Zm9vYmFyYmF6cXV4"}, IdempotencyKey: "k1", From: "1000-0001-7", To: "1000-0002-5", Amount: "9000.00"}
-	sub := proto.SessionRequest{Session: "Zm9vYmFyYmF6cXV4"}
-	event := proto.Event{Kind: proto.EventBalance, Account: &proto.Account{Number: "1000-0001-7", Kind: "checking", Currency: "EUR", Balance: 123456, CreatedAt: expires}}
+	auth := mustJSON(t, proto.Auth{Version: 1, Client: "bankwire-webtier/1.0", Secret: "bankwire-dev-secret"})
+	ready := mustJSON(t, proto.Ready{Version: 1, ConnID: "c17"})
+	signIn := proto.SignInRequest{Username: "alice", Password: "alice-demo-pass",
+		ClientInfo: proto.ClientInfo{IP: "203.0.113.7", UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}}
+	signedIn := proto.SignInResponse{Token: token, ExpiresAt: expires, Customer: proto.Customer{ID: 2, Username: "alice", DisplayName: "Alice Johnson"}}
+	transfer := proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: bobToken}, IdempotencyKey: "4f9c2a7e81d35b60c9e2f1a7d4b83e05",
+		From: bobChecking, To: aliceChecking, Amount: "9000.00", Memo: "March rent"}
+	sub := proto.SessionRequest{Session: token}
+	event := proto.Event{Kind: proto.EventBalance, Account: &proto.Account{Number: aliceChecking, Kind: "checking", Currency: "USD", Balance: 123456, CreatedAt: opened}}
 	failed := proto.FieldError(proto.FailedPrecondition, "amount", "The amount is more than the available balance.")
 	canceled := &proto.Error{Code: proto.Canceled, Message: "canceled"}
 
@@ -91,16 +106,16 @@ func exampleSession(t *testing.T) string {
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameHello, Payload: hello}, say: "greeting: versions, server name, limits"},
 		{dir: "C→S", f: proto.Frame{Type: proto.FrameAuth, Payload: auth}, say: "client picks version 1, names itself, presents the shared secret"},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameReady, Payload: ready}, say: "handshake accepted; requests may flow"},
-		{dir: "C→S", f: req(1, proto.OpSignIn, 1000, "req-7f3a", signIn), prefix: 7 + 8,
-			note: "op=11 (signin), deadline_ms=1000, trace_len=8, trace=\"req-7f3a\"", say: "request 1: sign in", fields: signIn},
-		{dir: "C→S", f: req(2, proto.OpTransferCreate, 1000, "req-7f3b", transfer), prefix: 7 + 8,
-			note: "op=30 (transfers.create), deadline_ms=1000, trace_len=8, trace=\"req-7f3b\"", say: "request 2, sent before request 1 is answered", fields: transfer},
+		{dir: "C→S", f: req(1, proto.OpSignIn, 1000, trace1, signIn), prefix: 7, trace: trace1,
+			note: "op=11 (signin), deadline_ms=1000, trace_len=22", say: "request 1: alice signs in", fields: signIn},
+		{dir: "C→S", f: req(2, proto.OpTransferCreate, 1000, trace2, transfer), prefix: 7, trace: trace2,
+			note: "op=30 (transfers.create), deadline_ms=1000, trace_len=22", say: "request 2, sent before request 1 is answered: bob's transfer, with his session", fields: transfer},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameResponse, ID: 1, Payload: signedIn.MarshalWire(nil)}, say: "response to request 1", fields: signedIn},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameError, ID: 2, Payload: proto.AppendError(nil, failed)}, prefix: 2,
-			note: "code=9 (FAILED_PRECONDITION)", say: "request 2 failed; field names the form field", fields: errorFields{failed.Message, failed.Field}},
-		{dir: "C→S", f: req(3, proto.OpSubscribe, 0, "", sub), prefix: 7, note: "op=60 (subscribe), deadline_ms=0 (none), trace_len=0", say: "request 3 opens a stream", fields: sub},
+			note: "code=9 (FAILED_PRECONDITION)", say: "request 2 failed (bob's balance is too low); field names the form field", fields: errorFields{failed.Message, failed.Field}},
+		{dir: "C→S", f: req(3, proto.OpSubscribe, 0, "", sub), prefix: 7, note: "op=60 (subscribe), deadline_ms=0 (none), trace_len=0", say: "request 3: alice's new session opens a stream", fields: sub},
 		{dir: "S→C", f: proto.Frame{Type: proto.FrameResponse, Flags: proto.FlagStream, ID: 3}, say: "stream opened (flag STREAM); the body is Empty: no bytes"},
-		{dir: "S→C", f: proto.Frame{Type: proto.FrameEvent, ID: 3, Payload: event.MarshalWire(nil)}, say: "push on stream 3: a balance changed", fields: event},
+		{dir: "S→C", f: proto.Frame{Type: proto.FrameEvent, ID: 3, Payload: event.MarshalWire(nil)}, say: "push on stream 3: the balance of alice's checking account changed", fields: event},
 		{dir: "C→S", f: proto.Frame{Type: proto.FramePing, ID: 1}, say: "liveness probe"},
 		{dir: "S→C", f: proto.Frame{Type: proto.FramePong, ID: 1}, say: "answer, same id"},
 		{dir: "C→S", f: proto.Frame{Type: proto.FrameCancel, ID: 3}, say: "client ends stream 3"},
@@ -125,6 +140,18 @@ func exampleSession(t *testing.T) string {
 		if ef.prefix > 0 {
 			fmt.Fprintf(&b, "  %s    %s\n", spacedHex(p[:ef.prefix]), ef.note)
 			p = p[ef.prefix:]
+		}
+		if ef.trace != "" {
+			if !bytes.HasPrefix(p, []byte(ef.trace)) {
+				t.Fatalf("%s %s: the payload does not hold trace id %q after its prefix", ef.dir, ef.f.Type, ef.trace)
+			}
+			desc := fmt.Sprintf("trace id, %d bytes: %q", len(ef.trace), ef.trace)
+			for enc := p[:len(ef.trace)]; len(enc) > 0; desc = "" {
+				n := min(16, len(enc))
+				b.WriteString(strings.TrimRight(fmt.Sprintf("  %-47s    %s", spacedHex(enc[:n]), desc), " ") + "\n")
+				enc = enc[n:]
+			}
+			p = p[len(ef.trace):]
 		}
 		if ef.fields != nil {
 			var fb strings.Builder

@@ -396,9 +396,9 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 	}
 }
 
-// The flood that used to take a web tier offline, at the default limits:
-// 300 streams open from one client, and still all 2 × 128 request slots
-// of its unary connections take calls at once.
+// A flood of streams must not take a web tier offline: at the default
+// limits, with 300 streams open from one client, all 2 × 128 request
+// slots of its unary connections still take calls at once.
 func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
 	var obs opCounter
 	fx := newFixture()
