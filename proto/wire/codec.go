@@ -1,4 +1,4 @@
-package proto
+package wire
 
 import jsonv2 "github.com/go-json-experiment/json"
 
@@ -19,7 +19,7 @@ import jsonv2 "github.com/go-json-experiment/json"
 
 var handshakeOpts = jsonv2.RejectUnknownMembers(false)
 
-// unmarshalHandshake decodes exactly one JSON value into v, ignoring
+// UnmarshalHandshake decodes exactly one JSON value into v, ignoring
 // unknown names (a name that differs from a field's only in case is one),
 // and rejecting duplicate names, invalid UTF-8 and trailing data.
-func unmarshalHandshake(p []byte, v any) error { return jsonv2.Unmarshal(p, v, handshakeOpts) }
+func UnmarshalHandshake(p []byte, v any) error { return jsonv2.Unmarshal(p, v, handshakeOpts) }
