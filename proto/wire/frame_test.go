@@ -211,7 +211,7 @@ func TestHandshakePayloads(t *testing.T) {
 		t.Fatalf("auth: %+v %v", a, err)
 	}
 	// Names match exactly: "SECRET" is an unknown name, skipped, so this
-	// AUTH carries no secret (encoding/json would fold it into Secret).
+	// AUTH carries no secret (json.Unmarshal would fold it into Secret).
 	if a, err := wire.ParseAuth([]byte(`{"version":1,"client":"c","SECRET":"s"}`)); err != nil || a.Secret != "" {
 		t.Fatalf("case-folded secret: %+v %v", a, err)
 	}
