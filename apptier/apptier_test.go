@@ -27,7 +27,7 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-// wantErr checks that err is a *proto.Error with the code and (if not
+// wantErr checks that err is a *wire.Error with the code and (if not
 // empty) the field, and that it carries a user-facing message.
 func wantErr(t testing.TB, err error, code wire.Code, field string) {
 	t.Helper()

@@ -15,7 +15,7 @@ import (
 
 // The checker reads and writes frames itself, byte by byte as PROTOCOL.md
 // §2 lays them out, so that it judges a server by what is on the wire and
-// by nothing the Go implementation does. From package proto it uses only
+// by nothing the Go implementation does. From package wire it uses only
 // constants and the pure encoders and decoders of payloads (§2.2, §10).
 
 // Frame types and flags (§2.1).
