@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // TestAuthKeys pins what PROTOCOL.md §3 says about AUTH's keys, over a
@@ -14,41 +15,41 @@ func TestAuthKeys(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
 	for _, c := range []struct {
 		auth string
-		want proto.Code // OK: READY
+		want wire.Code // OK: READY
 	}{
 		// client is optional; unknown keys are ignored, whatever their value.
-		{`{"version":1,"secret":"test-secret"}`, proto.OK},
-		{`{"version":1,"client":null,"secret":"test-secret"}`, proto.OK},
-		{`{"version":1,"client":"","secret":"test-secret","future":{"a":[1,2]}}`, proto.OK},
-		{` {"version":1,"secret":"test-secret"} ` + "\n", proto.OK},
+		{`{"version":1,"secret":"test-secret"}`, wire.OK},
+		{`{"version":1,"client":null,"secret":"test-secret"}`, wire.OK},
+		{`{"version":1,"client":"","secret":"test-secret","future":{"a":[1,2]}}`, wire.OK},
+		{` {"version":1,"secret":"test-secret"} ` + "\n", wire.OK},
 		// Names match exactly: "Version" and "SECRET" are unknown keys.
-		{`{"version":1,"Version":2,"secret":"test-secret"}`, proto.OK},
-		{`{"version":1,"SECRET":"test-secret"}`, proto.BadSecret},
+		{`{"version":1,"Version":2,"secret":"test-secret"}`, wire.OK},
+		{`{"version":1,"SECRET":"test-secret"}`, wire.BadSecret},
 		// A missing, null or empty secret is a wrong secret.
-		{`{"version":1,"client":"c"}`, proto.BadSecret},
-		{`{"version":1,"secret":null}`, proto.BadSecret},
-		{`{"version":1,"secret":""}`, proto.BadSecret},
+		{`{"version":1,"client":"c"}`, wire.BadSecret},
+		{`{"version":1,"secret":null}`, wire.BadSecret},
+		{`{"version":1,"secret":""}`, wire.BadSecret},
 		// version is the number 1, written so.
-		{`{"version":1.0,"secret":"test-secret"}`, proto.UnsupportedVersion},
-		{`{"version":1e0,"secret":"test-secret"}`, proto.UnsupportedVersion},
-		{`null`, proto.UnsupportedVersion}, // an object without keys
+		{`{"version":1.0,"secret":"test-secret"}`, wire.UnsupportedVersion},
+		{`{"version":1e0,"secret":"test-secret"}`, wire.UnsupportedVersion},
+		{`null`, wire.ProtocolError}, // not an object
 		// A known key of the wrong JSON type, any duplicate name, trailing
 		// data, a value that is not an object: malformed.
-		{`{"version":1,"client":5,"secret":"test-secret"}`, proto.ProtocolError},
-		{`{"version":1,"secret":["test-secret"]}`, proto.ProtocolError},
-		{`{"version":true,"secret":"test-secret"}`, proto.ProtocolError},
-		{`{"version":1,"secret":"test-secret","x":1,"x":2}`, proto.ProtocolError},
-		{`{"version":1,"client":"a","client":"a","secret":"test-secret"}`, proto.ProtocolError},
-		{`{"version":1,"secret":"test-secret"}{}`, proto.ProtocolError},
-		{`[{"version":1,"secret":"test-secret"}]`, proto.ProtocolError},
-		{"{\"version\":1,\"secret\":\"test-secret\xff\"}", proto.ProtocolError},
+		{`{"version":1,"client":5,"secret":"test-secret"}`, wire.ProtocolError},
+		{`{"version":1,"secret":["test-secret"]}`, wire.ProtocolError},
+		{`{"version":true,"secret":"test-secret"}`, wire.ProtocolError},
+		{`{"version":1,"secret":"test-secret","x":1,"x":2}`, wire.ProtocolError},
+		{`{"version":1,"client":"a","client":"a","secret":"test-secret"}`, wire.ProtocolError},
+		{`{"version":1,"secret":"test-secret"}{}`, wire.ProtocolError},
+		{`[{"version":1,"secret":"test-secret"}]`, wire.ProtocolError},
+		{"{\"version\":1,\"secret\":\"test-secret\xff\"}", wire.ProtocolError},
 	} {
 		r := dialRaw(t, srv.Addr)
 		r.read() // HELLO
-		r.write(proto.Frame{Type: proto.FrameAuth, Payload: []byte(c.auth)})
-		if c.want == proto.OK {
-			if f := r.read(); f.Type != proto.FrameReady {
-				t.Fatalf("%s: got %s, want READY", c.auth, proto.DescribeFrame(f))
+		r.write(wire.Frame{Type: wire.FrameAuth, Payload: []byte(c.auth)})
+		if c.want == wire.OK {
+			if f := r.read(); f.Type != wire.FrameReady {
+				t.Fatalf("%s: got %s, want READY", c.auth, wire.DescribeFrame(f))
 			}
 			continue
 		}
