@@ -211,6 +211,7 @@ func (a *App) Mux() *proto.Mux {
 	m.Handle(proto.OpTransferCreate, a.transferCreate)
 	m.Handle(proto.OpTransferGet, a.transferGet)
 	m.Handle(proto.OpTransferResolve, a.transferResolve)
+	m.Handle(proto.OpTransferForm, a.transferForm)
 	m.Handle(proto.OpPayeesList, a.payeesList)
 	m.Handle(proto.OpPayeeAdd, a.payeeAdd)
 	m.Handle(proto.OpPayeeRename, a.payeeRename)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
@@ -490,6 +492,31 @@ func TestPayees(t *testing.T) {
 	}
 	b.must(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil)
 	wantErr(t, b.call(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil), proto.NotFound, "")
+}
+
+// TestTransferForm: transfers.form answers what accounts.list and
+// payees.list answer, in one call, and only to a live session.
+func TestTransferForm(t *testing.T) {
+	b := newBank(t)
+	alice := b.signIn("alice", "alice-demo-pass")
+	as := proto.SessionRequest{Session: alice}
+	var accts proto.AccountsResponse
+	b.must(proto.OpAccountsList, as, &accts)
+	var payees proto.PayeesResponse
+	b.must(proto.OpPayeesList, as, &payees)
+	if len(accts.Accounts) == 0 || len(payees.Payees) == 0 {
+		t.Fatalf("alice has %d accounts and %d payees; the demo data gives her both", len(accts.Accounts), len(payees.Payees))
+	}
+	var form proto.TransferFormResponse
+	b.must(proto.OpTransferForm, as, &form)
+	if diff := cmp.Diff(accts.Accounts, form.Accounts); diff != "" {
+		t.Errorf("transfers.form accounts differ from accounts.list (-list +form):\n%s", diff)
+	}
+	if diff := cmp.Diff(payees.Payees, form.Payees); diff != "" {
+		t.Errorf("transfers.form payees differ from payees.list (-list +form):\n%s", diff)
+	}
+	b.must(proto.OpSignOut, as, nil)
+	wantErr(t, b.call(proto.OpTransferForm, as, nil), proto.Unauthenticated, "")
 }
 
 func TestChat(t *testing.T) {

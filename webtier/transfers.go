@@ -66,17 +66,13 @@ type transferInput struct {
 // own account's description).
 const maxToNameRunes = 100
 
-// loadPayeesAndAccounts fetches what a transfer form offers.
+// loadAccountsAndPayees fetches what a transfer form offers, in one call.
 func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]proto.Account, []proto.Payee, error) {
-	var accts proto.AccountsResponse
-	if err := s.call(r, proto.OpAccountsList, proto.SessionRequest{Session: sess.Token}, &accts); err != nil {
+	var resp proto.TransferFormResponse
+	if err := s.call(r, proto.OpTransferForm, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
 		return nil, nil, err
 	}
-	var payees proto.PayeesResponse
-	if err := s.call(r, proto.OpPayeesList, proto.SessionRequest{Session: sess.Token}, &payees); err != nil {
-		return nil, nil, err
-	}
-	return accts.Accounts, payees.Payees, nil
+	return resp.Accounts, resp.Payees, nil
 }
 
 func (s *Server) renderTransferForm(w http.ResponseWriter, r *http.Request, status int, f *form, key string) {
