@@ -75,9 +75,6 @@ type Store struct {
 	// history) always find a free connection instead of queueing behind
 	// transfers that wait on each other's row locks.
 	writers chan struct{}
-	// accounts remembers the fixed part of accounts that transfers name,
-	// so that a transfer between known accounts is one round trip.
-	accounts *accountCache
 }
 
 // Option configures a Store.
@@ -113,7 +110,7 @@ func WritersFor(maxConns int) int {
 
 // New returns a Store over pool. The caller owns the pool and closes it.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, log: slog.Default(), accounts: newAccountCache(accountCacheMax)}
+	s := &Store{pool: pool, log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}

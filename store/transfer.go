@@ -108,12 +108,10 @@ func fingerprint(from, to string, amount int64, currency, memo string) []byte {
 // ErrDailyLimit.
 //
 // Its cost does not depend on history: the accounts and the key are read
-// without locks (an account's identity never changes, so the store
-// remembers it and reads it once), and the writes go to the server in one
-// round trip, as one implicit transaction that locks the idempotency key,
-// the two accounts in id order and the customer's daily_outgoing row, in
-// that order, and only until its commit. Between accounts the store knows,
-// that batch is the whole transfer.
+// without locks (an account's identity never changes), and the writes go to
+// the server in one round trip, as one implicit transaction that locks the
+// idempotency key, the two accounts in id order and the customer's
+// daily_outgoing row, in that order, and only until its commit.
 func (s *Store) Transfer(ctx context.Context, p TransferParams) (t Transfer, replayed bool, err error) {
 	if err := p.normalize(); err != nil {
 		return Transfer{}, false, err
@@ -246,25 +244,7 @@ type batchQuerier interface {
 // caller's that the transfer joins (and that a failed transfer aborts).
 // Domain errors are returned wrapped; database errors raw, for the caller
 // to retry or map.
-//
-// Between accounts it knows (s.accounts) it writes at once, in one round
-// trip: the key's insert comes first in the batch, so a repeat is refused
-// there and answered as a replay before anything else is written. Any
-// other case reads the key and both accounts first, as below.
 func (s *Store) transferOnce(ctx context.Context, q batchQuerier, p TransferParams, at time.Time) (Transfer, bool, error) {
-	_, inTx := q.(pgx.Tx)
-	if !inTx {
-		if from, to, ok := s.accounts.pair(p.FromNumber, p.ToNumber); ok && checkTransferAccounts(p, from, to) == nil {
-			t, replayed, err := s.transferWriteOrReplay(ctx, q, p, from, to, at, inTx)
-			var pgErr *pgconn.PgError
-			if !errors.As(err, &pgErr) || pgErr.Code != "23503" { // foreign_key_violation
-				return t, replayed, err
-			}
-			// Accounts are never deleted, so this cannot happen; if it
-			// does, the database, not the cache, decides.
-			s.accounts.drop(p.FromNumber, p.ToNumber)
-		}
-	}
 	// Read and validate without taking any lock, in one round trip.
 	batch := &pgx.Batch{}
 	var prev storedTransfer
@@ -296,43 +276,23 @@ func (s *Store) transferOnce(ctx context.Context, q batchQuerier, p TransferPara
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return Transfer{}, false, err
 	}
-	if !inTx {
-		// Read outside a transaction: committed accounts, which stay.
-		s.accounts.put(from, to)
-	}
 	// A retry of a finished request is answered without writing anything.
 	if prevErr == nil {
 		return replay(prev, p)
 	}
-	if err := checkTransferAccounts(p, from, to); err != nil {
-		return Transfer{}, false, err
-	}
-	return s.transferWriteOrReplay(ctx, q, p, from, to, at, inTx)
-}
-
-// checkTransferAccounts says why a transfer between from and to (nil:
-// no such account) cannot be made, from what never changes about them.
-func checkTransferAccounts(p TransferParams, from, to *transferAccount) error {
 	switch {
 	case from == nil || from.customerID != p.CustomerID:
-		return fmt.Errorf("store: transfer: from account: %w", ErrNotFound)
+		return Transfer{}, false, fmt.Errorf("store: transfer: from account: %w", ErrNotFound)
 	case to == nil:
-		return fmt.Errorf("store: transfer: to account: %w", ErrNotFound)
+		return Transfer{}, false, fmt.Errorf("store: transfer: to account: %w", ErrNotFound)
 	case from.id == to.id:
-		return fmt.Errorf("store: transfer: %w", ErrSameAccount)
+		return Transfer{}, false, fmt.Errorf("store: transfer: %w", ErrSameAccount)
 	case from.currency != to.currency:
-		return fmt.Errorf("store: transfer: %w", ErrCurrencyMismatch)
+		return Transfer{}, false, fmt.Errorf("store: transfer: %w", ErrCurrencyMismatch)
 	}
-	return nil
-}
 
-// transferWriteOrReplay writes the transfer and maps the refusals of its
-// writes: a key already used (by this request's earlier copy, or a
-// concurrent one) is a replay or a conflict, a balance or daily total past
-// its CHECK a domain error.
-func (s *Store) transferWriteOrReplay(ctx context.Context, q batchQuerier, p TransferParams, from, to *transferAccount, at time.Time, inTx bool) (Transfer, bool, error) {
 	release := func() {}
-	if !inTx {
+	if _, inTx := q.(pgx.Tx); !inTx {
 		var err error
 		if release, err = s.acquireWriter(ctx); err != nil {
 			return Transfer{}, false, fmt.Errorf("store: transfer: %w", err)
@@ -353,8 +313,7 @@ func (s *Store) transferWriteOrReplay(ctx context.Context, q batchQuerier, p Tra
 	}
 	switch {
 	case pgErr.Code == "23505" && pgErr.ConstraintName == constraintIdempotencyKey:
-		// An earlier copy of this request, or a concurrent one, committed
-		// first.
+		// A concurrent request with the same key committed first.
 		prev, err := transferByKey(ctx, q, p.CustomerID, p.IdempotencyKey)
 		if err != nil {
 			return Transfer{}, false, err

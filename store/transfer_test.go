@@ -147,55 +147,6 @@ func TestTransferIdempotency(t *testing.T) {
 	}
 }
 
-// TestTransferRoundTrips: a transfer reads its two accounts once; after
-// that, a transfer between them is one round trip (pool acquisition), and
-// so is the replay of one, which moves nothing.
-func TestTransferRoundTrips(t *testing.T) {
-	ctx := context.Background()
-	s := storetest.NewStore(t)
-	alice, from := newCustomer(t, s, "alice")
-	_, to := newCustomer(t, s, "bob")
-	fund(t, s, from.Number, 1_000)
-	acquires := func(f func()) int64 {
-		before := s.Pool().Stat().AcquireCount()
-		f()
-		return s.Pool().Stat().AcquireCount() - before
-	}
-	transfer := func(key string, wantReplayed bool) store.Transfer {
-		t.Helper()
-		tr, replayed, err := s.Transfer(ctx, store.TransferParams{CustomerID: alice.ID, IdempotencyKey: key,
-			FromNumber: from.Number, ToNumber: to.Number, Amount: 100, Now: t0})
-		if err != nil || replayed != wantReplayed {
-			t.Fatalf("transfer %s: %v, replayed=%v, want replayed=%v", key, err, replayed, wantReplayed)
-		}
-		return tr
-	}
-	if n := acquires(func() { transfer("first", false) }); n != 2 {
-		t.Errorf("first transfer between two accounts: %d round trips, want 2 (read, write)", n)
-	}
-	var second store.Transfer
-	if n := acquires(func() { second = transfer("second", false) }); n != 1 {
-		t.Errorf("transfer between known accounts: %d round trips, want 1", n)
-	}
-	var again store.Transfer
-	if n := acquires(func() { again = transfer("second", true) }); n != 2 {
-		t.Errorf("replay between known accounts: %d round trips, want 2 (refused write, read of the first)", n)
-	}
-	if diff := cmp.Diff(second, again); diff != "" {
-		t.Fatalf("replay differs (-first +replay):\n%s", diff)
-	}
-	if got := balance(t, s, from.Number); got != 800 {
-		t.Fatalf("balance = %d after two transfers of 100 and a replay, want 800", got)
-	}
-	// Known accounts still get every refusal.
-	_, _, err := s.Transfer(ctx, store.TransferParams{CustomerID: to.CustomerID, IdempotencyKey: "steal",
-		FromNumber: from.Number, ToNumber: to.Number, Amount: 1, Now: t0})
-	wantErr(t, err, store.ErrNotFound)
-	_, _, err = s.Transfer(ctx, store.TransferParams{CustomerID: alice.ID, IdempotencyKey: "big",
-		FromNumber: from.Number, ToNumber: to.Number, Amount: 801, Now: t0})
-	wantErr(t, err, store.ErrInsufficientFunds)
-}
-
 // TestTransferConcurrentDuplicates: many copies of one request racing
 // produce exactly one transfer, and every copy sees it.
 func TestTransferConcurrentDuplicates(t *testing.T) {
