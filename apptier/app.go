@@ -212,6 +212,7 @@ func (a *App) Mux() *proto.Mux {
 	m.Handle(wire.OpTransferCreate, a.transferCreate)
 	m.Handle(wire.OpTransferGet, a.transferGet)
 	m.Handle(wire.OpTransferResolve, a.transferResolve)
+	m.Handle(wire.OpTransferForm, a.transferForm)
 	m.Handle(wire.OpPayeesList, a.payeesList)
 	m.Handle(wire.OpPayeeAdd, a.payeeAdd)
 	m.Handle(wire.OpPayeeRename, a.payeeRename)

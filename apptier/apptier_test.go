@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
@@ -491,6 +493,31 @@ func TestPayees(t *testing.T) {
 	}
 	b.must(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil)
 	wantErr(t, b.call(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil), wire.NotFound, "")
+}
+
+// TestTransferForm: transfers.form answers what accounts.list and
+// payees.list answer, in one call, and only to a live session.
+func TestTransferForm(t *testing.T) {
+	b := newBank(t)
+	alice := b.signIn("alice", "alice-demo-pass")
+	as := wire.SessionRequest{Session: alice}
+	var accts wire.AccountsResponse
+	b.must(wire.OpAccountsList, as, &accts)
+	var payees wire.PayeesResponse
+	b.must(wire.OpPayeesList, as, &payees)
+	if len(accts.Accounts) == 0 || len(payees.Payees) == 0 {
+		t.Fatalf("alice has %d accounts and %d payees; the demo data gives her both", len(accts.Accounts), len(payees.Payees))
+	}
+	var form wire.TransferFormResponse
+	b.must(wire.OpTransferForm, as, &form)
+	if diff := cmp.Diff(accts.Accounts, form.Accounts); diff != "" {
+		t.Errorf("transfers.form accounts differ from accounts.list (-list +form):\n%s", diff)
+	}
+	if diff := cmp.Diff(payees.Payees, form.Payees); diff != "" {
+		t.Errorf("transfers.form payees differ from payees.list (-list +form):\n%s", diff)
+	}
+	b.must(wire.OpSignOut, as, nil)
+	wantErr(t, b.call(wire.OpTransferForm, as, nil), wire.Unauthenticated, "")
 }
 
 func TestChat(t *testing.T) {

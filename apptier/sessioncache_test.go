@@ -39,6 +39,12 @@ func TestSessionCacheSparesLookups(t *testing.T) {
 	if n := fewest(func() { b.accounts(tok) }); n != 1 {
 		t.Fatalf("accounts list with a cached session took %d statements, want 1", n)
 	}
+	// ... and so does the transfer form's accounts and payees together.
+	if n := fewest(func() {
+		b.must(wire.OpTransferForm, wire.SessionRequest{Session: tok}, nil)
+	}); n != 1 {
+		t.Fatalf("transfer form with a cached session took %d statements, want 1", n)
+	}
 	// ... and a session check, after its first, none.
 	b.must(wire.OpSessionCheck, wire.SessionRequest{Session: tok}, nil)
 	var resp wire.SessionResponse

@@ -126,6 +126,31 @@ func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, err
 	return wire.TransferResolveResponse{Made: true, Transfer: transferView(t)}, nil
 }
 
+// transferForm answers with what a transfer form offers, the caller's
+// accounts and payees, read together.
+func (a *App) transferForm(ctx context.Context, req *proto.Request) (any, error) {
+	var in wire.SessionRequest
+	if err := req.Decode(&in); err != nil {
+		return nil, err
+	}
+	s, err := a.authenticate(ctx, in.Session)
+	if err != nil {
+		return nil, err
+	}
+	accs, ps, err := a.st.AccountsAndPayees(ctx, s.CustomerID)
+	if err != nil {
+		return nil, storeErr(err, "")
+	}
+	out := wire.TransferFormResponse{Accounts: make([]wire.Account, 0, len(accs)), Payees: make([]wire.Payee, 0, len(ps))}
+	for _, acc := range accs {
+		out.Accounts = append(out.Accounts, accountView(acc))
+	}
+	for _, p := range ps {
+		out.Payees = append(out.Payees, payeeView(p))
+	}
+	return out, nil
+}
+
 func payeeView(p store.Payee) wire.Payee {
 	return wire.Payee{ID: p.ID, Nickname: p.Nickname, Number: p.Number, CreatedAt: p.CreatedAt}
 }

@@ -128,11 +128,12 @@ func (s *Store) OpenAccount(ctx context.Context, customerID int64, kind, currenc
 	return a, nil
 }
 
+// sqlListAccounts lists a customer's accounts, oldest first.
+const sqlListAccounts = `SELECT ` + accountColumns + ` FROM accounts WHERE customer_id = $1 ORDER BY created_at, id`
+
 // ListAccounts returns a customer's accounts, oldest first.
 func (s *Store) ListAccounts(ctx context.Context, customerID int64) ([]Account, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT `+accountColumns+` FROM accounts
-		 WHERE customer_id = $1 ORDER BY created_at, id`, customerID)
+	rows, err := s.pool.Query(ctx, sqlListAccounts, customerID)
 	if err != nil {
 		return nil, s.dbError(ctx, "list accounts", err)
 	}

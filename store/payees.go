@@ -114,11 +114,14 @@ func (s *Store) DeletePayee(ctx context.Context, customerID, payeeID int64) erro
 	return nil
 }
 
+// sqlListPayees lists a customer's payees in nickname order.
+const sqlListPayees = `
+	SELECT ` + payeeColumns + ` FROM payees p JOIN accounts a ON a.id = p.account_id
+	 WHERE p.customer_id = $1 ORDER BY lower(p.nickname), p.id`
+
 // ListPayees returns a customer's payees in nickname order.
 func (s *Store) ListPayees(ctx context.Context, customerID int64) ([]Payee, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT `+payeeColumns+` FROM payees p JOIN accounts a ON a.id = p.account_id
-		 WHERE p.customer_id = $1 ORDER BY lower(p.nickname), p.id`, customerID)
+	rows, err := s.pool.Query(ctx, sqlListPayees, customerID)
 	if err != nil {
 		return nil, s.dbError(ctx, "list payees", err)
 	}

@@ -122,6 +122,8 @@ func TestEveryQueryHasAnIndex(t *testing.T) {
 	must(t, err)
 	_, err = s.ListPayees(ctx, alice.ID)
 	must(t, err)
+	_, _, err = s.AccountsAndPayees(ctx, alice.ID)
+	must(t, err)
 	must(t, s.DeletePayee(ctx, alice.ID, payee.ID))
 	conv, err := s.OpenConversation(ctx, alice.ID, carol.ID, t0)
 	must(t, err)

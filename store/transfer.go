@@ -456,3 +456,26 @@ func randomKey(prefix string) (string, error) {
 	}
 	return prefix + hex.EncodeToString(b), nil
 }
+
+// AccountsAndPayees returns what a transfer form offers: the customer's
+// accounts, oldest first (as ListAccounts), and payees in nickname order
+// (as ListPayees), read in one round trip.
+func (s *Store) AccountsAndPayees(ctx context.Context, customerID int64) ([]Account, []Payee, error) {
+	batch := &pgx.Batch{}
+	var accounts []Account
+	var payees []Payee
+	batch.Queue(sqlListAccounts, customerID).Query(func(rows pgx.Rows) error {
+		var err error
+		accounts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Account, error) { return scanAccount(r) })
+		return err
+	})
+	batch.Queue(sqlListPayees, customerID).Query(func(rows pgx.Rows) error {
+		var err error
+		payees, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payee, error) { return scanPayee(r) })
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, nil, s.dbError(ctx, "accounts and payees", err)
+	}
+	return accounts, payees, nil
+}

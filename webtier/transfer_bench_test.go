@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"bankwire/apptier/apptiertest"
 	"bankwire/store"
 	"bankwire/store/storetest"
+	"bankwire/webtier"
 )
 
 // BenchmarkTransfers drives transfers through all three tiers the way a
@@ -39,6 +41,14 @@ import (
 // latency (target: POST p99 at 64 ≤ 3× that average). pgbench is looked up
 // in BANKWIRE_PGBENCH, PostgreSQL 15's bin directory and PATH; without it
 // this part skips.
+//
+// Beside the rates it reports CPU time per transfer and per pgbench
+// transaction: PostgreSQL's (every process of the server, when it runs on
+// this machine), this test process's (web tier, protocol, app tier and the
+// load generator standing in for browsers) and pgbench's client. On a
+// machine whose cores all tiers share, cpu-ceiling is the ratio the two
+// rates would have if both were bound by CPU alone, and pg-ceiling the
+// ratio if the Go side cost nothing.
 //
 // second-apptier runs 64 clients through a web tier spread over two app
 // tiers (each with its own pool) on the same machine and database, beside
@@ -62,7 +72,11 @@ func BenchmarkTransfers(b *testing.B) {
 	clock := apptiertest.NewClock(time.Date(2025, 3, 10, 9, 0, 0, 0, time.UTC))
 	// 32 customers sign up from one address.
 	signUps := apptiertest.WithConfig(func(c *apptier.Config) { c.SignUpIPLimit = 100 })
-	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount), signUps))
+	// The bench measures throughput, not deadlines: on a machine shared
+	// with other work a call can stall past the default second, and one
+	// 503 would end the run.
+	patient := withConfig(func(c *webtier.Config) { c.CallTimeout = 10 * time.Second })
+	s := startSite(b, withApp(apptiertest.WithClock(clock.Now), apptiertest.WithDailyLimit(store.MaxAmount), signUps), patient)
 	customers := make([]*benchCustomer, 32)
 	for i := range customers {
 		customers[i] = signUpCustomer(b, s, fmt.Sprintf("bench%02d", i))
@@ -80,13 +94,14 @@ func BenchmarkTransfers(b *testing.B) {
 		if out, err := exec.Command(pgbench, "-i", "-q", "-s", "16", pgURL).CombinedOutput(); err != nil {
 			b.Fatalf("pgbench -i: %v\n%s", err, out)
 		}
+		pgCPU := postgresCPU(b, s.app.Store)
 		b.ResetTimer()
 		for _, clients := range []int{8, 64} {
 			var tiers transferLoad
 			var pg pgbenchResult
 			for range pairs {
-				tiers = tiers.merge(runTransfers(b, s, customers[:16], clients, runFor))
-				pg = pg.merge(runPgbench(b, pgbench, pgURL, clients, runFor))
+				tiers = tiers.merge(measureCPU(pgCPU, func() transferLoad { return runTransfers(b, s, customers[:16], clients, runFor) }))
+				pg = pg.merge(measureCPU(pgCPU, func() pgbenchResult { return runPgbench(b, pgbench, pgURL, clients, runFor) }))
 			}
 			tiers.finish()
 			n := strconv.Itoa(clients)
@@ -97,6 +112,17 @@ func BenchmarkTransfers(b *testing.B) {
 			b.ReportMetric(ms(tiers.p99), n+"-post-p99-ms")
 			b.ReportMetric(pg.latency(), n+"-pgbench-latency-ms")
 			b.ReportMetric(tiers.acquiresPerTransfer(), n+"-db-acquires/transfer")
+			perTransfer := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(len(tiers.lat)) }
+			goCPU, pgbenchClient := perTransfer(tiers.cpu.self), float64(pg.cpu.client.Microseconds())/pg.transactions
+			b.ReportMetric(goCPU, n+"-go-cpu-us/transfer")
+			b.ReportMetric(pgbenchClient, n+"-pgbench-client-cpu-us/tx")
+			if pgCPU != nil {
+				pgPerTransfer, pgPerTx := perTransfer(tiers.cpu.postgres), float64(pg.cpu.postgres.Microseconds())/pg.transactions
+				b.ReportMetric(pgPerTransfer, n+"-pg-cpu-us/transfer")
+				b.ReportMetric(pgPerTx, n+"-pgbench-pg-cpu-us/tx")
+				b.ReportMetric((pgPerTx+pgbenchClient)/(pgPerTransfer+goCPU), n+"-cpu-ceiling")
+				b.ReportMetric((pgPerTx+pgbenchClient)/pgPerTransfer, n+"-pg-ceiling")
+			}
 		}
 	})
 
@@ -283,11 +309,15 @@ type transferLoad struct {
 	rate     float64
 	p50, p99 time.Duration
 	acquires int64 // connections the site's (first) app tier took from its pool
+	cpu      cpuUse
 }
 
 func (r transferLoad) merge(o transferLoad) transferLoad {
-	return transferLoad{lat: append(r.lat, o.lat...), elapsed: r.elapsed + o.elapsed, acquires: r.acquires + o.acquires}
+	return transferLoad{lat: append(r.lat, o.lat...), elapsed: r.elapsed + o.elapsed, acquires: r.acquires + o.acquires,
+		cpu: r.cpu.add(o.cpu)}
 }
+
+func (r transferLoad) withCPU(c cpuUse) transferLoad { r.cpu = r.cpu.add(c); return r }
 
 // acquiresPerTransfer is how many database round trips (pool acquisitions:
 // one per statement outside a transaction, one per transaction) a
@@ -356,11 +386,15 @@ type pgbenchResult struct {
 	seconds      float64
 	latencySum   float64 // ms, summed over runs
 	runs         int
+	cpu          cpuUse // client: pgbench's own
 }
 
 func (r pgbenchResult) merge(o pgbenchResult) pgbenchResult {
-	return pgbenchResult{r.transactions + o.transactions, r.seconds + o.seconds, r.latencySum + o.latencySum, r.runs + o.runs}
+	return pgbenchResult{r.transactions + o.transactions, r.seconds + o.seconds, r.latencySum + o.latencySum, r.runs + o.runs,
+		r.cpu.add(o.cpu)}
 }
+
+func (r pgbenchResult) withCPU(c cpuUse) pgbenchResult { r.cpu = r.cpu.add(c); return r }
 
 func (r pgbenchResult) tps() float64     { return r.transactions / r.seconds }
 func (r pgbenchResult) latency() float64 { return r.latencySum / float64(r.runs) }
@@ -375,8 +409,9 @@ func runPgbench(b *testing.B, pgbench, dbURL string, clients int, d time.Duratio
 	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Minute)
 	defer cancel()
 	secs := int(d / time.Second)
-	out, err := exec.CommandContext(ctx, pgbench, "-b", "tpcb-like", "-c", strconv.Itoa(clients), "-j", "2",
-		"-T", strconv.Itoa(secs), dbURL).CombinedOutput()
+	cmd := exec.CommandContext(ctx, pgbench, "-b", "tpcb-like", "-c", strconv.Itoa(clients), "-j", "2",
+		"-T", strconv.Itoa(secs), dbURL)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("pgbench: %v\n%s", err, out)
 	}
@@ -386,7 +421,106 @@ func runPgbench(b *testing.B, pgbench, dbURL string, clients int, d time.Duratio
 	}
 	t, _ := strconv.ParseFloat(string(tps[1]), 64)
 	l, _ := strconv.ParseFloat(string(lat[1]), 64)
-	return pgbenchResult{transactions: t * float64(secs), seconds: float64(secs), latencySum: l, runs: 1}
+	return pgbenchResult{transactions: t * float64(secs), seconds: float64(secs), latencySum: l, runs: 1,
+		cpu: cpuUse{client: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}}
+}
+
+// cpuUse is CPU time (user + system) spent during a run.
+type cpuUse struct {
+	self     time.Duration // this test process: web tier, app tier, load generator
+	postgres time.Duration // every process of the PostgreSQL server
+	client   time.Duration // pgbench
+}
+
+func (c cpuUse) add(o cpuUse) cpuUse {
+	return cpuUse{c.self + o.self, c.postgres + o.postgres, c.client + o.client}
+}
+
+// measureCPU runs f and adds to its result the CPU time this process and,
+// with pg not nil, the PostgreSQL server spent meanwhile.
+func measureCPU[R interface{ withCPU(cpuUse) R }](pg func() time.Duration, f func() R) R {
+	self := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	server := func() time.Duration {
+		if pg == nil {
+			return 0
+		}
+		return pg()
+	}
+	s0, p0 := self(), server()
+	r := f()
+	return r.withCPU(cpuUse{self: self() - s0, postgres: server() - p0})
+}
+
+// clockTick is the unit of CPU times in /proc (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// postgresCPU returns a reader of the CPU time the PostgreSQL server of st
+// has used: its postmaster's own and its reaped children's, plus every
+// live child's (backends, and the background processes). A backend that
+// ends between two readings moves from the second sum to the first, so the
+// difference of two readings is what the server used in between. It
+// returns nil when the server does not run on this machine as a process
+// this test can see (a container, another host).
+func postgresCPU(b *testing.B, st *store.Store) func() time.Duration {
+	b.Helper()
+	var backend int
+	if err := st.Pool().QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		b.Fatal(err)
+	}
+	stat, ok := procStat(backend)
+	if !ok || stat.comm != "postgres" {
+		return nil
+	}
+	if pm, ok := procStat(stat.ppid); !ok || pm.comm != "postgres" {
+		return nil
+	}
+	postmaster := stat.ppid
+	return func() time.Duration {
+		pm, _ := procStat(postmaster)
+		total := pm.utime + pm.stime + pm.cutime + pm.cstime
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if c, ok := procStat(pid); ok && c.ppid == postmaster {
+				total += c.utime + c.stime
+			}
+		}
+		return time.Duration(total) * clockTick
+	}
+}
+
+type procStatus struct {
+	comm                         string
+	ppid                         int
+	utime, stime, cutime, cstime int64 // clock ticks
+}
+
+// procStat reads /proc/pid/stat (proc(5)).
+func procStat(pid int) (procStatus, bool) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStatus{}, false
+	}
+	open, end := strings.IndexByte(string(raw), '('), strings.LastIndexByte(string(raw), ')')
+	if open < 0 || end < open {
+		return procStatus{}, false
+	}
+	f := strings.Fields(string(raw[end+1:])) // from field 3, state
+	if len(f) < 15 {
+		return procStatus{}, false
+	}
+	n := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
+	return procStatus{comm: string(raw[open+1 : end]), ppid: int(n(1)),
+		utime: n(11), stime: n(12), cutime: n(13), cstime: n(14)}, true
 }
 
 // addTransferHistory gives from n transfers of one cent to to, at at, with

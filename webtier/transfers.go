@@ -66,17 +66,13 @@ type transferInput struct {
 // own account's description).
 const maxToNameRunes = 100
 
-// loadPayeesAndAccounts fetches what a transfer form offers.
+// loadAccountsAndPayees fetches what a transfer form offers, in one call.
 func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]wire.Account, []wire.Payee, error) {
-	var accts wire.AccountsResponse
-	if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &accts); err != nil {
+	var resp wire.TransferFormResponse
+	if err := s.call(r, wire.OpTransferForm, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
 		return nil, nil, err
 	}
-	var payees wire.PayeesResponse
-	if err := s.call(r, wire.OpPayeesList, wire.SessionRequest{Session: sess.Token}, &payees); err != nil {
-		return nil, nil, err
-	}
-	return accts.Accounts, payees.Payees, nil
+	return resp.Accounts, resp.Payees, nil
 }
 
 func (s *Server) renderTransferForm(w http.ResponseWriter, r *http.Request, status int, f *form, key string) {

@@ -32,6 +32,9 @@ const (
 	// OpTransferResolve settles a transfer whose outcome is unknown: made
 	// (the transfer) or not made (and then its key can never make one).
 	OpTransferResolve Op = 32 // TransferResolveRequest -> TransferResolveResponse
+	// OpTransferForm is what a transfer form offers: the caller's accounts
+	// and payees, in one call.
+	OpTransferForm Op = 33 // SessionRequest -> TransferFormResponse
 
 	OpPayeesList  Op = 40 // SessionRequest -> PayeesResponse
 	OpPayeeAdd    Op = 41 // PayeeAddRequest -> PayeeResponse
@@ -69,6 +72,7 @@ var ops = map[Op]struct {
 	OpTransferCreate:  {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
 	OpTransferGet:     {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
 	OpTransferResolve: {"transfers.resolve", newOf[TransferResolveRequest], newOf[TransferResolveResponse]},
+	OpTransferForm:    {"transfers.form", newOf[SessionRequest], newOf[TransferFormResponse]},
 	OpPayeesList:      {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
 	OpPayeeAdd:        {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
 	OpPayeeRename:     {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
@@ -409,4 +413,11 @@ type Event struct {
 	Kind    string   `json:"kind"`              // `chat.message` or `balance`
 	Message *Message `json:"message,omitempty"` // present when kind is `chat.message`
 	Account *Account `json:"account,omitempty"` // present when kind is `balance`
+}
+
+// TransferFormResponse is what a transfer form offers: the caller's
+// accounts (as accounts.list) and payees (as payees.list), read together.
+type TransferFormResponse struct {
+	Accounts []Account `json:"accounts"`
+	Payees   []Payee   `json:"payees"` // by nickname
 }

@@ -634,3 +634,22 @@ func (e *Event) UnmarshalWire(d *Decoder) {
 		e.Account.UnmarshalWire(d)
 	}
 }
+
+// MarshalWire appends the wire encoding of t.
+func (t TransferFormResponse) MarshalWire(dst []byte) []byte {
+	dst = AppendCount(dst, len(t.Accounts))
+	for _, e := range t.Accounts {
+		dst = e.MarshalWire(dst)
+	}
+	dst = AppendCount(dst, len(t.Payees))
+	for _, e := range t.Payees {
+		dst = e.MarshalWire(dst)
+	}
+	return dst
+}
+
+// UnmarshalWire reads t from d.
+func (t *TransferFormResponse) UnmarshalWire(d *Decoder) {
+	t.Accounts = decodeList[Account](d)
+	t.Payees = decodeList[Payee](d)
+}
