@@ -68,12 +68,12 @@ const maxToNameRunes = 100
 
 // loadPayeesAndAccounts fetches what a transfer form offers.
 func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]wire.Account, []wire.Payee, error) {
-	var accts wire.AccountsResponse
-	if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &accts); err != nil {
+	accts, err := call(s, r, wire.AccountsList, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		return nil, nil, err
 	}
-	var payees wire.PayeesResponse
-	if err := s.call(r, wire.OpPayeesList, wire.SessionRequest{Session: sess.Token}, &payees); err != nil {
+	payees, err := call(s, r, wire.PayeesList, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		return nil, nil, err
 	}
 	return accts.Accounts, payees.Payees, nil
@@ -260,11 +260,10 @@ func (s *Server) transferCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	var resp wire.TransferResponse
-	err := s.call(r, wire.OpTransferCreate, wire.TransferRequest{
+	resp, err := call(s, r, wire.TransferCreate, wire.TransferRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		IdempotencyKey: in.key, From: in.from, To: in.to, Amount: in.amount, Memo: in.memo,
-	}, &resp)
+	})
 	if err == nil {
 		if resp.Replayed {
 			s.setFlash(w, "transfer_replayed")
@@ -352,10 +351,9 @@ func (s *Server) transferResolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	var resp wire.TransferResolveResponse
-	err := s.call(r, wire.OpTransferResolve, wire.TransferResolveRequest{
+	resp, err := call(s, r, wire.TransferResolve, wire.TransferResolveRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token}, IdempotencyKey: in.key, From: in.from,
-	}, &resp)
+	})
 	switch code := wire.ErrorCode(err); {
 	case err == nil:
 	case code == wire.Unauthenticated:
@@ -385,10 +383,10 @@ func (s *Server) transferResult(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "")
 		return
 	}
-	var resp wire.TransferResponse
-	if err := s.call(r, wire.OpTransferGet, wire.TransferGetRequest{
+	resp, err := call(s, r, wire.TransferGet, wire.TransferGetRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id,
-	}, &resp); err != nil {
+	})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
