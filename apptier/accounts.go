@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"bankwire/proto"
 	"bankwire/proto/limits"
 	"bankwire/proto/wire"
 	"bankwire/store"
@@ -97,18 +96,10 @@ func (a *App) ownAccount(ctx context.Context, customerID int64, field, number st
 	return acc, nil
 }
 
-func (a *App) accountsList(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) accountsList(ctx context.Context, s store.Session, _ wire.SessionRequest) (wire.AccountsResponse, error) {
 	accs, err := a.st.ListAccounts(ctx, s.CustomerID)
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.AccountsResponse{}, storeErr(err, "")
 	}
 	out := wire.AccountsResponse{Accounts: make([]wire.Account, 0, len(accs))}
 	for _, acc := range accs {
@@ -120,79 +111,55 @@ func (a *App) accountsList(ctx context.Context, req *proto.Request) (any, error)
 // maxAccountsPerCustomer keeps one customer from opening accounts without end.
 const maxAccountsPerCustomer = 10
 
-func (a *App) accountOpen(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.OpenAccountRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) accountOpen(ctx context.Context, s store.Session, in wire.OpenAccountRequest) (wire.AccountResponse, error) {
 	if in.Kind != "checking" && in.Kind != "savings" {
-		return nil, wire.FieldError(wire.InvalidArgument, "kind", "Choose a checking or a savings account.")
+		return wire.AccountResponse{}, wire.FieldError(wire.InvalidArgument, "kind", "Choose a checking or a savings account.")
 	}
 	if in.Currency == "" {
 		in.Currency = a.cfg.Currency
 	}
 	if in.Currency != a.cfg.Currency {
-		return nil, wire.FieldError(wire.InvalidArgument, "currency", "Accounts are offered in "+a.cfg.Currency+" only.")
+		return wire.AccountResponse{}, wire.FieldError(wire.InvalidArgument, "currency", "Accounts are offered in "+a.cfg.Currency+" only.")
 	}
 	accs, err := a.st.ListAccounts(ctx, s.CustomerID)
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.AccountResponse{}, storeErr(err, "")
 	}
 	if len(accs) >= maxAccountsPerCustomer {
-		return nil, wire.FieldError(wire.FailedPrecondition, "kind", "You already have the maximum number of accounts.")
+		return wire.AccountResponse{}, wire.FieldError(wire.FailedPrecondition, "kind", "You already have the maximum number of accounts.")
 	}
 	acc, err := a.st.OpenAccount(ctx, s.CustomerID, in.Kind, in.Currency, a.cfg.Now())
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.AccountResponse{}, storeErr(err, "")
 	}
 	return wire.AccountResponse{Account: accountView(acc)}, nil
 }
 
-func (a *App) accountGet(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.AccountRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) accountGet(ctx context.Context, s store.Session, in wire.AccountRequest) (wire.AccountResponse, error) {
 	acc, err := a.ownAccount(ctx, s.CustomerID, "number", in.Number)
 	if err != nil {
-		return nil, err
+		return wire.AccountResponse{}, err
 	}
 	return wire.AccountResponse{Account: accountView(acc)}, nil
 }
 
-func (a *App) accountHistory(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.HistoryRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) accountHistory(ctx context.Context, s store.Session, in wire.HistoryRequest) (wire.HistoryResponse, error) {
 	limit, err := pageLimit(in.Limit, limits.HistoryDefaultPage, limits.HistoryMaxPage)
 	if err != nil {
-		return nil, err
+		return wire.HistoryResponse{}, err
 	}
 	cur, err := decodeCursor(in.Cursor)
 	if err != nil {
-		return nil, err
+		return wire.HistoryResponse{}, err
 	}
 	acc, err := a.ownAccount(ctx, s.CustomerID, "number", in.Number)
 	if err != nil {
-		return nil, err
+		return wire.HistoryResponse{}, err
 	}
 	// Ask for one more than a page to know whether another page exists.
 	entries, err := a.st.History(ctx, acc.ID, cur, limit+1)
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.HistoryResponse{}, storeErr(err, "")
 	}
 	out := wire.HistoryResponse{Account: accountView(acc), Entries: make([]wire.Entry, 0, limit)}
 	for i, e := range entries {

@@ -45,7 +45,7 @@ type Config struct {
 	SignUpIPLimit int // sign-ups per client IP
 	ChatOpenLimit int // chats opened by username per customer
 
-	// Retention (see Run): sessions are deleted SessionRetention after
+	// Retention (see purge): sessions are deleted SessionRetention after
 	// they expired, sign-in events AuditRetention after they were
 	// recorded, every PurgeInterval.
 	SessionRetention time.Duration
@@ -158,8 +158,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// App serves the bank's operations. Create it with New, register its
-// handlers with Mux, and run its push fan-out with Run.
+// App serves the bank's operations. Create it with New and register its
+// handlers with Mux; Run does both, and runs its push fan-out and
+// retention beside the server.
 type App struct {
 	cfg    Config
 	st     *store.Store
@@ -196,33 +197,68 @@ func New(cfg Config, st *store.Store) (*App, error) {
 // Hasher returns the app's password hasher (used to seed demo data).
 func (a *App) Hasher() *Hasher { return a.hasher }
 
-// Mux returns a protocol mux with every operation registered.
+// Mux returns a protocol mux with every operation registered. Handlers are
+// plain typed functions: handle gives one its decoded request; authed
+// also resolves the request's session token first (see authenticate) and
+// answers UNAUTHENTICATED without calling it when the session is not live.
 func (a *App) Mux() *proto.Mux {
-	m := proto.NewMux()
-	m.Handle(wire.OpInfo, a.info)
-	m.Handle(wire.OpSignUp, a.signUp)
-	m.Handle(wire.OpSignIn, a.signIn)
-	m.Handle(wire.OpSessionCheck, a.sessionCheck)
-	m.Handle(wire.OpSignOut, a.signOut)
-	m.Handle(wire.OpSignOutAll, a.signOutAll)
-	m.Handle(wire.OpAccountsList, a.accountsList)
-	m.Handle(wire.OpAccountOpen, a.accountOpen)
-	m.Handle(wire.OpAccountGet, a.accountGet)
-	m.Handle(wire.OpAccountHistory, a.accountHistory)
-	m.Handle(wire.OpTransferCreate, a.transferCreate)
-	m.Handle(wire.OpTransferGet, a.transferGet)
-	m.Handle(wire.OpTransferResolve, a.transferResolve)
-	m.Handle(wire.OpTransferForm, a.transferForm)
-	m.Handle(wire.OpPayeesList, a.payeesList)
-	m.Handle(wire.OpPayeeAdd, a.payeeAdd)
-	m.Handle(wire.OpPayeeRename, a.payeeRename)
-	m.Handle(wire.OpPayeeDelete, a.payeeDelete)
-	m.Handle(wire.OpChatOpen, a.chatOpen)
-	m.Handle(wire.OpChatList, a.chatList)
-	m.Handle(wire.OpChatSend, a.chatSend)
-	m.Handle(wire.OpChatHistory, a.chatHistory)
-	m.HandleStream(wire.OpSubscribe, a.subscribe)
-	return m
+	m := &mux{Mux: proto.NewMux(), app: a}
+	handle(m, wire.Info, a.info)
+	handle(m, wire.SignUp, a.signUp)
+	handle(m, wire.SignIn, a.signIn)
+	handle(m, wire.SessionCheck, a.sessionCheck) // keeps the customer in the session cache
+	handle(m, wire.SignOut, a.signOut)           // an ended session is no error
+	authed(m, wire.SignOutAll, a.signOutAll)
+	authed(m, wire.AccountsList, a.accountsList)
+	authed(m, wire.AccountOpen, a.accountOpen)
+	authed(m, wire.AccountGet, a.accountGet)
+	authed(m, wire.AccountHistory, a.accountHistory)
+	authed(m, wire.TransferCreate, a.transferCreate)
+	authed(m, wire.TransferGet, a.transferGet)
+	authed(m, wire.TransferResolve, a.transferResolve)
+	authed(m, wire.TransferForm, a.transferForm)
+	authed(m, wire.PayeesList, a.payeesList)
+	authed(m, wire.PayeeAdd, a.payeeAdd)
+	authed(m, wire.PayeeRename, a.payeeRename)
+	authed(m, wire.PayeeDelete, a.payeeDelete)
+	authed(m, wire.ChatOpen, a.chatOpen)
+	authed(m, wire.ChatList, a.chatList)
+	authed(m, wire.ChatSend, a.chatSend)
+	authed(m, wire.ChatHistory, a.chatHistory)
+	proto.HandleStream(m.Mux, wire.Subscribe, func(ctx context.Context, _ *proto.Request, in wire.SessionRequest, st *proto.Stream) error {
+		return a.subscribe(ctx, in, st)
+	})
+	return m.Mux
+}
+
+// mux is the mux that Mux fills, with the app whose sessions authed
+// resolves.
+type mux struct {
+	*proto.Mux
+	app *App
+}
+
+// handle registers h for the operation op.
+func handle[Req, Resp any](m *mux, op wire.Method[Req, Resp], h func(ctx context.Context, in Req) (Resp, error)) {
+	proto.Handle(m.Mux, op, func(ctx context.Context, _ *proto.Request, in Req) (Resp, error) { return h(ctx, in) })
+}
+
+// sessionRequest is a request that carries a session: every request type
+// that embeds wire.SessionRequest.
+type sessionRequest interface{ SessionToken() string }
+
+// authed registers h for the operation op, which needs a live session: h
+// runs with the session of the request's token.
+func authed[Req sessionRequest, Resp any](m *mux, op wire.Method[Req, Resp], h func(ctx context.Context, s store.Session, in Req) (Resp, error)) {
+	a := m.app
+	proto.Handle(m.Mux, op, func(ctx context.Context, _ *proto.Request, in Req) (Resp, error) {
+		s, err := a.authenticate(ctx, in.SessionToken())
+		if err != nil {
+			var zero Resp
+			return zero, err
+		}
+		return h(ctx, s, in)
+	})
 }
 
 // SeedDemo loads the demo customers alice and bob (idempotent).
@@ -252,13 +288,9 @@ func (a *App) Ready(ctx context.Context) error {
 
 // info answers only while the app tier is ready, so that a web tier's
 // readiness (which asks for info) follows the app tier's.
-func (a *App) info(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.InfoRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
+func (a *App) info(ctx context.Context, _ wire.InfoRequest) (wire.InfoResponse, error) {
 	if err := a.Ready(ctx); err != nil {
-		return nil, err
+		return wire.InfoResponse{}, err
 	}
 	return wire.InfoResponse{
 		Server:         a.cfg.Name,

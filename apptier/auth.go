@@ -102,46 +102,42 @@ func cleanClient(c wire.ClientInfo) wire.ClientInfo {
 	return wire.ClientInfo{IP: trim(c.IP, 64), UserAgent: trim(c.UserAgent, 256)}
 }
 
-func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SignUpRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
+func (a *App) signUp(ctx context.Context, in wire.SignUpRequest) (wire.SignInResponse, error) {
 	if err := validUsername(in.Username); err != nil {
-		return nil, err
+		return wire.SignInResponse{}, err
 	}
 	if in.DisplayName == "" {
 		in.DisplayName = in.Username
 	}
 	display, err := cleanText("display_name", in.DisplayName, 1, 64, false)
 	if err != nil {
-		return nil, err
+		return wire.SignInResponse{}, err
 	}
 	if strings.IndexFunc(display, store.HiddenChar) >= 0 {
-		return nil, wire.FieldError(wire.InvalidArgument, "display_name", "The name contains invisible or direction-changing characters.")
+		return wire.SignInResponse{}, wire.FieldError(wire.InvalidArgument, "display_name", "The name contains invisible or direction-changing characters.")
 	}
 	if err := a.hasher.CheckPolicy(in.Password); err != nil {
-		return nil, err
+		return wire.SignInResponse{}, err
 	}
 	if strings.EqualFold(in.Password, in.Username) {
-		return nil, wire.FieldError(wire.InvalidArgument, "password", "The password must not be your username.")
+		return wire.SignInResponse{}, wire.FieldError(wire.InvalidArgument, "password", "The password must not be your username.")
 	}
 	// Every well-formed attempt counts, before the costly hash.
 	cl := cleanClient(in.ClientInfo)
 	if !a.signUps.allow(cl.IP, a.cfg.Now()) {
-		return nil, errSignUpThrottled
+		return wire.SignInResponse{}, errSignUpThrottled
 	}
 	hash, err := a.hasher.Hash(ctx, in.Password)
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.SignInResponse{}, storeErr(err, "")
 	}
 	now := a.cfg.Now()
 	cust, _, err := a.st.CreateCustomer(ctx, in.Username, display, hash, now)
 	if errors.Is(err, store.ErrAlreadyExists) {
-		return nil, wire.FieldError(wire.AlreadyExists, "username", "That username is taken; choose another.")
+		return wire.SignInResponse{}, wire.FieldError(wire.AlreadyExists, "username", "That username is taken; choose another.")
 	}
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.SignInResponse{}, storeErr(err, "")
 	}
 	return a.newSession(ctx, cust, cl, now)
 }
@@ -206,11 +202,7 @@ func (a *App) throttleDelay(failures int) time.Duration {
 	return min(d, a.cfg.DelayMax)
 }
 
-func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SignInRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
+func (a *App) signIn(ctx context.Context, in wire.SignInRequest) (wire.SignInResponse, error) {
 	cl := cleanClient(in.ClientInfo)
 	// A malformed username cannot be a customer: answer exactly as for an
 	// unknown one, but do not pay for a hash nor record junk in the audit log
@@ -223,7 +215,7 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		}
 	}
 	if len(in.Password) > 4*MaxPasswordLen {
-		return nil, errBadCredentials
+		return wire.SignInResponse{}, errBadCredentials
 	}
 	now := a.cfg.Now()
 	audit := func(custID *int64, outcome string) {
@@ -241,7 +233,7 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 	// The customer and the recent failures come in one round trip.
 	cust, known, failed, err := a.st.SignInLookup(ctx, username, cl.IP, now.Add(-a.cfg.ThrottleWindow))
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.SignInResponse{}, storeErr(err, "")
 	}
 	var custID *int64
 	if known {
@@ -249,11 +241,11 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 	}
 	if cl.IP != "" && failed.ClientIP >= a.cfg.IPLimit {
 		audit(custID, outcomeThrottled)
-		return nil, errIPThrottled
+		return wire.SignInResponse{}, errIPThrottled
 	}
 	if failed.Pair >= a.cfg.LockAfter {
 		audit(custID, outcomeLocked)
-		return nil, errLocked
+		return wire.SignInResponse{}, errLocked
 	}
 	if d := a.throttleDelay(max(failed.Username, failed.ClientIP)); d > 0 {
 		t := time.NewTimer(d)
@@ -262,7 +254,7 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		case <-ctx.Done():
 			t.Stop()
 			audit(custID, outcomeThrottled)
-			return nil, wire.Errorf(wire.ResourceExhausted, "Too many failed sign-ins. Wait a moment and try again.")
+			return wire.SignInResponse{}, wire.Errorf(wire.ResourceExhausted, "Too many failed sign-ins. Wait a moment and try again.")
 		}
 	}
 
@@ -276,9 +268,9 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 			// A corrupt stored hash must not let anyone in, nor tell them why.
 			a.log.ErrorContext(ctx, "stored password hash is malformed", "trace_id", proto.TraceID(ctx), "customer_id", cust.ID)
 			audit(custID, store.OutcomeBadPassword)
-			return nil, errBadCredentials
+			return wire.SignInResponse{}, errBadCredentials
 		}
-		return nil, storeErr(err, "")
+		return wire.SignInResponse{}, storeErr(err, "")
 	}
 	if !ok {
 		if known {
@@ -286,16 +278,16 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		} else {
 			audit(custID, store.OutcomeUnknownUser)
 		}
-		return nil, errBadCredentials
+		return wire.SignInResponse{}, errBadCredentials
 	}
 	// Success: audit and create the session in one round trip.
 	token, hash, err := newToken()
 	if err != nil {
-		return nil, err
+		return wire.SignInResponse{}, err
 	}
 	exp := now.Add(a.cfg.AbsoluteTimeout)
 	if _, err := a.st.CompleteSignIn(ctx, cust.ID, strings.ToLower(username), hash, now, exp, cl.UserAgent, cl.IP); err != nil {
-		return nil, storeErr(err, "")
+		return wire.SignInResponse{}, storeErr(err, "")
 	}
 	return wire.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(cust)}, nil
 }
@@ -378,21 +370,17 @@ func (a *App) authenticateEntry(ctx context.Context, token string) (cachedSessio
 	return e, hash, gen, nil
 }
 
-func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
+func (a *App) sessionCheck(ctx context.Context, in wire.SessionRequest) (wire.SessionResponse, error) {
 	e, hash, gen, err := a.authenticateEntry(ctx, in.Session)
 	if err != nil {
-		return nil, err
+		return wire.SessionResponse{}, err
 	}
 	if e.customer == nil {
 		// Usernames and display names never change, so the customer can
 		// live as long as the session's entry.
 		c, err := a.st.CustomerByID(ctx, e.session.CustomerID)
 		if err != nil {
-			return nil, storeErr(err, "Customer not found.")
+			return wire.SessionResponse{}, storeErr(err, "Customer not found.")
 		}
 		v := customerView(c)
 		e.customer = &v
@@ -401,11 +389,7 @@ func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error)
 	return wire.SessionResponse{Customer: *e.customer, ExpiresAt: e.session.ExpiresAt}, nil
 }
 
-func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
+func (a *App) signOut(ctx context.Context, in wire.SessionRequest) (wire.Empty, error) {
 	if in.Session == "" || len(in.Session) > 128 {
 		return wire.Empty{}, nil
 	}
@@ -416,23 +400,15 @@ func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
 	hash := tokenHash(in.Session)
 	defer a.sessions.drop(hash)
 	if err := a.st.RevokeSession(ctx, hash, a.cfg.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, storeErr(err, "")
+		return wire.Empty{}, storeErr(err, "")
 	}
 	return wire.Empty{}, nil
 }
 
-func (a *App) signOutAll(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) signOutAll(ctx context.Context, s store.Session, _ wire.SessionRequest) (wire.Empty, error) {
 	defer a.sessions.dropCustomer(s.CustomerID, nil)
 	if err := a.st.RevokeAllSessions(ctx, s.CustomerID, a.cfg.Now()); err != nil {
-		return nil, storeErr(err, "")
+		return wire.Empty{}, storeErr(err, "")
 	}
 	return wire.Empty{}, nil
 }

@@ -28,7 +28,7 @@ type subscriber struct {
 }
 
 // hub fans events out to the subscriptions open on this app-tier process.
-// Events enter it from PostgreSQL's NOTIFY (see Run), so a transfer or a
+// Events enter it from PostgreSQL's NOTIFY (see runBackground), so a transfer or a
 // message committed through any replica reaches subscribers on every replica.
 type hub struct {
 	mu   sync.Mutex
@@ -106,10 +106,10 @@ func (h *hub) recheckAll() {
 	}
 }
 
-// Run listens for the database's change notifications and pushes them to
-// subscribers, and applies the retention rules (see purge), until ctx ends.
-// Run it once per App, beside the server.
-func (a *App) Run(ctx context.Context) error {
+// runBackground listens for the database's change notifications and
+// pushes them to subscribers, and applies the retention rules (see purge),
+// until ctx ends. Run runs it once per App, beside the server.
+func (a *App) runBackground(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	purged := make(chan struct{})
@@ -124,39 +124,6 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
-}
-
-// purgeLoop purges at once, then every PurgeInterval. Several app tiers may
-// purge at the same time: deleting what another already deleted is no
-// work.
-func (a *App) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.PurgeInterval)
-	defer t.Stop()
-	for {
-		a.purge(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// purge deletes sessions that expired SessionRetention ago and sign-in
-// events older than AuditRetention: neither table grows without bound.
-func (a *App) purge(ctx context.Context) {
-	now := a.cfg.Now()
-	sessions, err := a.st.PurgeSessions(ctx, now.Add(-a.cfg.SessionRetention))
-	if err != nil && ctx.Err() == nil {
-		a.log.WarnContext(ctx, "purge expired sessions", "err", err)
-	}
-	events, err := a.st.PurgeSignInEvents(ctx, now.Add(-a.cfg.AuditRetention))
-	if err != nil && ctx.Err() == nil {
-		a.log.WarnContext(ctx, "purge old sign-in events", "err", err)
-	}
-	if sessions > 0 || events > 0 {
-		a.log.InfoContext(ctx, "purged old records", "sessions", sessions, "signin_events", events)
-	}
 }
 
 func (a *App) dispatch(ctx context.Context, n store.Notification) {
@@ -214,11 +181,7 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 // session's streams with UNAUTHENTICATED.
 const sessionRecheck = 30 * time.Second
 
-func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Stream) error {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return err
-	}
+func (a *App) subscribe(ctx context.Context, in wire.SessionRequest, st *proto.Stream) error {
 	s, err := a.authenticate(ctx, in.Session)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"bankwire/proto"
 	"bankwire/proto/limits"
 	"bankwire/proto/wire"
 	"bankwire/store"
@@ -27,36 +26,28 @@ func validKey(k string) error {
 	return nil
 }
 
-func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.TransferRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) transferCreate(ctx context.Context, s store.Session, in wire.TransferRequest) (wire.TransferResponse, error) {
 	if err := validKey(in.IdempotencyKey); err != nil {
-		return nil, err
+		return wire.TransferResponse{}, err
 	}
 	from, err := normalizeNumber("from", in.From)
 	if err != nil {
-		return nil, err
+		return wire.TransferResponse{}, err
 	}
 	to, err := normalizeNumber("to", in.To)
 	if err != nil {
-		return nil, err
+		return wire.TransferResponse{}, err
 	}
 	amount, err := ParseAmount(in.Amount)
 	if err != nil {
-		return nil, err
+		return wire.TransferResponse{}, err
 	}
 	memo, err := cleanText("memo", in.Memo, 0, limits.MaxMemoLen, false)
 	if err != nil {
-		return nil, err
+		return wire.TransferResponse{}, err
 	}
 	if from == to {
-		return nil, wire.FieldError(wire.InvalidArgument, "to", "Choose an account other than the one you pay from.")
+		return wire.TransferResponse{}, wire.FieldError(wire.InvalidArgument, "to", "Choose an account other than the one you pay from.")
 	}
 	t, replayed, err := a.st.Transfer(ctx, store.TransferParams{CustomerID: s.CustomerID, IdempotencyKey: in.IdempotencyKey,
 		FromNumber: from, ToNumber: to, Amount: amount, Memo: memo, DailyLimit: a.cfg.DailyLimit, Now: a.cfg.Now()})
@@ -64,31 +55,23 @@ func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, erro
 		// Say which side is missing without revealing anything about whose
 		// accounts exist: "from" is only ever one of the caller's own.
 		if _, ferr := a.ownAccount(ctx, s.CustomerID, "from", from); ferr != nil {
-			return nil, ferr
+			return wire.TransferResponse{}, ferr
 		}
-		return nil, wire.FieldError(wire.NotFound, "to", errNoAccount)
+		return wire.TransferResponse{}, wire.FieldError(wire.NotFound, "to", errNoAccount)
 	}
 	if err != nil {
-		return nil, storeErr(err, errNoAccount)
+		return wire.TransferResponse{}, storeErr(err, errNoAccount)
 	}
 	return wire.TransferResponse{Transfer: transferView(t), Replayed: replayed}, nil
 }
 
-func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.TransferGetRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) transferGet(ctx context.Context, s store.Session, in wire.TransferGetRequest) (wire.TransferResponse, error) {
 	if in.ID <= 0 {
-		return nil, wire.Errorf(wire.NotFound, "No such transfer.")
+		return wire.TransferResponse{}, wire.Errorf(wire.NotFound, "No such transfer.")
 	}
 	t, err := a.st.TransferByID(ctx, s.CustomerID, in.ID)
 	if err != nil {
-		return nil, storeErr(err, "No such transfer.")
+		return wire.TransferResponse{}, storeErr(err, "No such transfer.")
 	}
 	return wire.TransferResponse{Transfer: transferView(t.Transfer),
 		Labels: wire.TransferLabels{FromKind: t.FromKind, ToKind: t.ToKind, ToNickname: t.ToNickname}}, nil
@@ -97,28 +80,20 @@ func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) 
 // transferResolve settles a transfer whose outcome the caller could not
 // learn: made (with the transfer) or not made, in which case the key is
 // closed so that a late copy of the request cannot make it afterwards.
-func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.TransferResolveRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) transferResolve(ctx context.Context, s store.Session, in wire.TransferResolveRequest) (wire.TransferResolveResponse, error) {
 	if err := validKey(in.IdempotencyKey); err != nil {
-		return nil, err
+		return wire.TransferResolveResponse{}, err
 	}
 	from, err := normalizeNumber("from", in.From)
 	if err != nil {
-		return nil, err
+		return wire.TransferResolveResponse{}, err
 	}
 	t, made, err := a.st.ResolveTransfer(ctx, s.CustomerID, in.IdempotencyKey, from, a.cfg.Now())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, wire.FieldError(wire.NotFound, "from", errNoAccount)
+		return wire.TransferResolveResponse{}, wire.FieldError(wire.NotFound, "from", errNoAccount)
 	}
 	if err != nil {
-		return nil, storeErr(err, errNoAccount)
+		return wire.TransferResolveResponse{}, storeErr(err, errNoAccount)
 	}
 	if !made {
 		return wire.TransferResolveResponse{}, nil
@@ -128,18 +103,10 @@ func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, err
 
 // transferForm answers with what a transfer form offers, the caller's
 // accounts and payees, read together.
-func (a *App) transferForm(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) transferForm(ctx context.Context, s store.Session, _ wire.SessionRequest) (wire.TransferFormResponse, error) {
 	accs, ps, err := a.st.AccountsAndPayees(ctx, s.CustomerID)
 	if err != nil {
-		return nil, storeErr(err, "")
+		return wire.TransferFormResponse{}, storeErr(err, "")
 	}
 	out := wire.TransferFormResponse{Accounts: make([]wire.Account, 0, len(accs)), Payees: make([]wire.Payee, 0, len(ps))}
 	for _, acc := range accs {
@@ -149,105 +116,4 @@ func (a *App) transferForm(ctx context.Context, req *proto.Request) (any, error)
 		out.Payees = append(out.Payees, payeeView(p))
 	}
 	return out, nil
-}
-
-func payeeView(p store.Payee) wire.Payee {
-	return wire.Payee{ID: p.ID, Nickname: p.Nickname, Number: p.Number, CreatedAt: p.CreatedAt}
-}
-
-func (a *App) payeesList(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.SessionRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := a.st.ListPayees(ctx, s.CustomerID)
-	if err != nil {
-		return nil, storeErr(err, "")
-	}
-	out := wire.PayeesResponse{Payees: make([]wire.Payee, 0, len(ps))}
-	for _, p := range ps {
-		out.Payees = append(out.Payees, payeeView(p))
-	}
-	return out, nil
-}
-
-// maxPayees keeps one customer's payee list bounded.
-const maxPayees = 100
-
-func (a *App) payeeAdd(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.PayeeAddRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
-	nick, err := cleanText("nickname", in.Nickname, 1, 40, false)
-	if err != nil {
-		return nil, err
-	}
-	n, err := normalizeNumber("number", in.Number)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := a.st.ListPayees(ctx, s.CustomerID)
-	if err != nil {
-		return nil, storeErr(err, "")
-	}
-	if len(ps) >= maxPayees {
-		return nil, wire.FieldError(wire.FailedPrecondition, "nickname", "You already have the maximum number of payees.")
-	}
-	p, err := a.st.AddPayee(ctx, s.CustomerID, nick, n, a.cfg.Now())
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, wire.FieldError(wire.NotFound, "number", errNoAccount)
-	case errors.Is(err, store.ErrAlreadyExists):
-		return nil, wire.FieldError(wire.AlreadyExists, "nickname", "You already have a payee with that nickname or account number.")
-	case err != nil:
-		return nil, storeErr(err, "")
-	}
-	return wire.PayeeResponse{Payee: payeeView(p)}, nil
-}
-
-func (a *App) payeeRename(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.PayeeRenameRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
-	nick, err := cleanText("nickname", in.Nickname, 1, 40, false)
-	if err != nil {
-		return nil, err
-	}
-	p, err := a.st.RenamePayee(ctx, s.CustomerID, in.ID, nick)
-	if errors.Is(err, store.ErrAlreadyExists) {
-		return nil, wire.FieldError(wire.AlreadyExists, "nickname", "You already have a payee with that nickname.")
-	}
-	if err != nil {
-		return nil, storeErr(err, "No such payee.")
-	}
-	return wire.PayeeResponse{Payee: payeeView(p)}, nil
-}
-
-func (a *App) payeeDelete(ctx context.Context, req *proto.Request) (any, error) {
-	var in wire.PayeeDeleteRequest
-	if err := req.Decode(&in); err != nil {
-		return nil, err
-	}
-	s, err := a.authenticate(ctx, in.Session)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.st.DeletePayee(ctx, s.CustomerID, in.ID); err != nil {
-		return nil, storeErr(err, "No such payee.")
-	}
-	return wire.Empty{}, nil
 }

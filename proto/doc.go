@@ -19,8 +19,13 @@
 //     of requests that provably never started, and drain.
 //
 // Callers import both: proto for the Client or Server, wire for the
-// operations, bodies and codes (wire.OpSignIn, wire.SignInRequest,
-// wire.Unavailable, wire.ErrorCode). Errors crossing the wire are always
+// operations, bodies and codes (wire.SignIn, wire.SignInRequest,
+// wire.Unavailable, wire.ErrorCode). Each operation's descriptor in wire
+// carries its request and response types, and the typed functions of
+// method.go take one, so a mismatch does not compile:
+// proto.Call(ctx, c, wire.SignIn, req) returns a wire.SignInResponse, and
+// proto.Handle(mux, wire.SignIn, h) registers a handler h that takes a
+// wire.SignInRequest and returns a wire.SignInResponse. Errors crossing the wire are always
 // *wire.Error values with a Code; internal error text never leaves the
 // server.
 package proto

@@ -47,8 +47,8 @@ func accountsPage(accts []wire.Account) view {
 
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
-	var resp wire.AccountsResponse
-	if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	resp, err := call(s, r, wire.AccountsList, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -74,11 +74,10 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, "")
 		return
 	}
-	var resp wire.HistoryResponse
-	err := s.call(r, wire.OpAccountHistory, wire.HistoryRequest{
+	resp, err := call(s, r, wire.AccountHistory, wire.HistoryRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		Number:         number, Cursor: cursor, Limit: historyPageSize,
-	}, &resp)
+	})
 	if err != nil {
 		// A malformed number is as unknown as another customer's account.
 		var f form
@@ -118,10 +117,9 @@ func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
 		f.fail("kind", "Choose a checking or a savings account.")
 	}
 	if !f.Invalid() {
-		var resp wire.AccountResponse
-		err := s.call(r, wire.OpAccountOpen, wire.OpenAccountRequest{
+		resp, err := call(s, r, wire.AccountOpen, wire.OpenAccountRequest{
 			SessionRequest: wire.SessionRequest{Session: sess.Token}, Kind: kind,
-		}, &resp)
+		})
 		if err == nil {
 			s.setFlash(w, "account_opened")
 			http.Redirect(w, r, accountURL(resp.Account.Number), http.StatusSeeOther)

@@ -95,8 +95,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var resp wire.SignInResponse
-	err := s.call(r, wire.OpSignIn, wire.SignInRequest{Username: username, Password: password, ClientInfo: s.clientOf(r)}, &resp)
+	resp, err := call(s, r, wire.SignIn, wire.SignInRequest{Username: username, Password: password, ClientInfo: s.clientOf(r)})
 	if err != nil {
 		status := http.StatusUnprocessableEntity
 		switch wire.ErrorCode(err) {
@@ -128,7 +127,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, resp wire.SignInResponse) {
 	if old := s.sessionToken(r); old != "" && old != resp.Token {
 		s.sessions.drop(old)
-		_ = s.call(r, wire.OpSignOut, wire.SessionRequest{Session: old}, &wire.Empty{})
+		_, _ = call(s, r, wire.SignOut, wire.SessionRequest{Session: old})
 	}
 	s.setSessionCookie(w, resp.Token)
 	s.sessions.put(resp.Token, resp.Customer, time.Now())
@@ -190,10 +189,9 @@ func (s *Server) signUp(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnprocessableEntity, "signup", view{Title: "Open an account", Nav: "signup", Data: d})
 		return
 	}
-	var resp wire.SignInResponse
-	err := s.call(r, wire.OpSignUp, wire.SignUpRequest{
+	resp, err := call(s, r, wire.SignUp, wire.SignUpRequest{
 		Username: username, DisplayName: display, Password: password, ClientInfo: s.clientOf(r),
-	}, &resp)
+	})
 	if err != nil {
 		if !f.userError(err, map[string]string{"username": "username", "display_name": "display_name", "password": "password"}) {
 			s.fail(w, r, err)
@@ -219,11 +217,11 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	}
 	if tok := s.sessionToken(r); tok != "" {
 		s.sessions.drop(tok)
-		op := wire.OpSignOut
+		op := wire.SignOut
 		if r.PostFormValue("everywhere") == "1" {
-			op = wire.OpSignOutAll
+			op = wire.SignOutAll
 		}
-		if err := s.call(r, op, wire.SessionRequest{Session: tok}, &wire.Empty{}); err != nil &&
+		if _, err := call(s, r, op, wire.SessionRequest{Session: tok}); err != nil &&
 			wire.ErrorCode(err) != wire.Unauthenticated {
 			// The cookie still goes; the token then dies by its idle timeout.
 			s.log.WarnContext(r.Context(), "sign out at app tier failed", "err", err)

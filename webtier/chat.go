@@ -35,8 +35,8 @@ type chatData struct {
 
 func (s *Server) renderChatList(w http.ResponseWriter, r *http.Request, status int, f *form) {
 	sess := sessionFrom(r.Context())
-	var resp wire.ConversationsResponse
-	if err := s.call(r, wire.OpChatList, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	resp, err := call(s, r, wire.ChatList, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -66,10 +66,9 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	status := http.StatusUnprocessableEntity
 	if !f.Invalid() {
-		var resp wire.ConversationResponse
-		err := s.call(r, wire.OpChatOpen, wire.ChatOpenRequest{
+		resp, err := call(s, r, wire.ChatOpen, wire.ChatOpenRequest{
 			SessionRequest: wire.SessionRequest{Session: sess.Token}, Username: username,
-		}, &resp)
+		})
 		if err == nil {
 			http.Redirect(w, r, "/chat/"+strconv.FormatInt(resp.Conversation.ID, 10), http.StatusSeeOther)
 			return
@@ -92,11 +91,11 @@ func conversationID(r *http.Request) (int64, bool) {
 
 func (s *Server) renderConversation(w http.ResponseWriter, r *http.Request, status int, id int64, cursor string, f *form) {
 	sess := sessionFrom(r.Context())
-	var resp wire.ChatHistoryResponse
-	if err := s.call(r, wire.OpChatHistory, wire.ChatHistoryRequest{
+	resp, err := call(s, r, wire.ChatHistory, wire.ChatHistoryRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		ConversationID: id, Cursor: cursor, Limit: chatPageSize,
-	}, &resp); err != nil {
+	})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -148,10 +147,9 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 		f.fail("body", "Keep messages to "+strconv.Itoa(maxChatRunes)+" characters or fewer.")
 	}
 	if !f.Invalid() {
-		var resp wire.MessageResponse
-		err := s.call(r, wire.OpChatSend, wire.ChatSendRequest{
+		_, err := call(s, r, wire.ChatSend, wire.ChatSendRequest{
 			SessionRequest: wire.SessionRequest{Session: sess.Token}, ConversationID: id, Body: body,
-		}, &resp)
+		})
 		if err == nil {
 			http.Redirect(w, r, "/chat/"+strconv.FormatInt(id, 10)+"#compose", http.StatusSeeOther)
 			return

@@ -89,7 +89,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	ctx = proto.WithTraceID(ctx, middleware.GetReqID(r.Context()))
 
 	subCtx, subCancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	sub, err := s.client.Subscribe(subCtx, wire.OpSubscribe, wire.SessionRequest{Session: sess.Token})
+	sub, err := proto.Subscribe(subCtx, s.client, wire.Subscribe, wire.SessionRequest{Session: sess.Token})
 	subCancel()
 	if err != nil {
 		if wire.ErrorCode(err) == wire.Unauthenticated {
@@ -201,8 +201,8 @@ func (s *Server) eventPayload(r *http.Request, sess *session, ev wire.Event) (st
 		// The overview shows totals too; one extra call per balance change
 		// (rare next to page views) keeps them right. Without it the
 		// totals just wait for the next reload.
-		var accts wire.AccountsResponse
-		if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &accts); err == nil {
+		accts, err := call(s, r, wire.AccountsList, wire.SessionRequest{Session: sess.Token})
+		if err == nil {
 			for _, t := range totals(accts.Accounts) {
 				be.Totals = append(be.Totals, totalText{Currency: t.Currency, Total: FormatMoney(t.Amount, t.Currency)})
 			}

@@ -21,8 +21,8 @@ type payeesData struct {
 
 func (s *Server) renderPayees(w http.ResponseWriter, r *http.Request, status int, d payeesData) {
 	sess := sessionFrom(r.Context())
-	var resp wire.PayeesResponse
-	if err := s.call(r, wire.OpPayeesList, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	resp, err := call(s, r, wire.PayeesList, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -71,10 +71,9 @@ func (s *Server) payeeAdd(w http.ResponseWriter, r *http.Request) {
 		f.fail("number", "That is not a valid account number.")
 	}
 	if !f.Invalid() {
-		var resp wire.PayeeResponse
-		err := s.call(r, wire.OpPayeeAdd, wire.PayeeAddRequest{
+		_, err := call(s, r, wire.PayeeAdd, wire.PayeeAddRequest{
 			SessionRequest: wire.SessionRequest{Session: sess.Token}, Nickname: nick, Number: number,
-		}, &resp)
+		})
 		if err == nil {
 			s.setFlash(w, "payee_added")
 			http.Redirect(w, r, "/payees", http.StatusSeeOther)
@@ -110,10 +109,9 @@ func (s *Server) payeeRename(w http.ResponseWriter, r *http.Request) {
 		f.fail("nickname", p)
 	}
 	if !f.Invalid() {
-		var resp wire.PayeeResponse
-		err := s.call(r, wire.OpPayeeRename, wire.PayeeRenameRequest{
+		_, err := call(s, r, wire.PayeeRename, wire.PayeeRenameRequest{
 			SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id, Nickname: nick,
-		}, &resp)
+		})
 		if err == nil {
 			s.setFlash(w, "payee_renamed")
 			http.Redirect(w, r, "/payees", http.StatusSeeOther)
@@ -138,9 +136,9 @@ func (s *Server) payeeDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	err := s.call(r, wire.OpPayeeDelete, wire.PayeeDeleteRequest{
+	_, err := call(s, r, wire.PayeeDelete, wire.PayeeDeleteRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id,
-	}, &wire.Empty{})
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -117,8 +117,8 @@ func (s *Server) lookupSession(r *http.Request) (*session, error) {
 	if cust, ok := s.sessions.get(tok, time.Now()); ok {
 		return &session{Token: tok, Customer: cust}, nil
 	}
-	var resp wire.SessionResponse
-	if err := s.call(r, wire.OpSessionCheck, wire.SessionRequest{Session: tok}, &resp); err != nil {
+	resp, err := call(s, r, wire.SessionCheck, wire.SessionRequest{Session: tok})
+	if err != nil {
 		if wire.ErrorCode(err) == wire.Unauthenticated {
 			return nil, nil
 		}
@@ -134,8 +134,8 @@ func (s *Server) confirmSession(r *http.Request, sess *session) error {
 	if sess.confirmed || sess.checkErr != nil {
 		return sess.checkErr
 	}
-	var resp wire.SessionResponse
-	if err := s.call(r, wire.OpSessionCheck, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	resp, err := call(s, r, wire.SessionCheck, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		sess.checkErr = err
 		if wire.ErrorCode(err) == wire.Unauthenticated {
 			s.sessions.drop(sess.Token)

@@ -68,8 +68,8 @@ const maxToNameRunes = 100
 
 // loadAccountsAndPayees fetches what a transfer form offers, in one call.
 func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]wire.Account, []wire.Payee, error) {
-	var resp wire.TransferFormResponse
-	if err := s.call(r, wire.OpTransferForm, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	resp, err := call(s, r, wire.TransferForm, wire.SessionRequest{Session: sess.Token})
+	if err != nil {
 		return nil, nil, err
 	}
 	return resp.Accounts, resp.Payees, nil
@@ -256,11 +256,10 @@ func (s *Server) transferCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	var resp wire.TransferResponse
-	err := s.call(r, wire.OpTransferCreate, wire.TransferRequest{
+	resp, err := call(s, r, wire.TransferCreate, wire.TransferRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		IdempotencyKey: in.key, From: in.from, To: in.to, Amount: in.amount, Memo: in.memo,
-	}, &resp)
+	})
 	if err == nil {
 		if resp.Replayed {
 			s.setFlash(w, "transfer_replayed")
@@ -348,10 +347,9 @@ func (s *Server) transferResolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	var resp wire.TransferResolveResponse
-	err := s.call(r, wire.OpTransferResolve, wire.TransferResolveRequest{
+	resp, err := call(s, r, wire.TransferResolve, wire.TransferResolveRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token}, IdempotencyKey: in.key, From: in.from,
-	}, &resp)
+	})
 	switch code := wire.ErrorCode(err); {
 	case err == nil:
 	case code == wire.Unauthenticated:
@@ -381,10 +379,10 @@ func (s *Server) transferResult(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "")
 		return
 	}
-	var resp wire.TransferResponse
-	if err := s.call(r, wire.OpTransferGet, wire.TransferGetRequest{
+	resp, err := call(s, r, wire.TransferGet, wire.TransferGetRequest{
 		SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id,
-	}, &resp); err != nil {
+	})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}

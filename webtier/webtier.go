@@ -229,25 +229,25 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // call runs one app-tier operation for a request, bounded by the call
 // timeout and carrying the request id so both tiers' logs line up.
-func (s *Server) call(r *http.Request, op wire.Op, req, resp any) error {
+func call[Req, Resp any](s *Server, r *http.Request, m wire.Method[Req, Resp], req Req) (Resp, error) {
 	timeout := s.cfg.CallTimeout
-	if op == wire.OpSignIn || op == wire.OpSignUp {
+	if m.Op == wire.OpSignIn || m.Op == wire.OpSignUp {
 		timeout = s.cfg.AuthCallTimeout
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	ctx = proto.WithTraceID(ctx, middleware.GetReqID(r.Context()))
 	start := time.Now()
-	err := s.client.Call(ctx, op, req, resp)
-	s.metrics.observeCall(op, err, time.Since(start))
+	resp, err := proto.Call(ctx, s.client, m, req)
+	s.metrics.observeCall(m.Op, err, time.Since(start))
 	if err != nil {
-		if overloaded(op, err) {
+		if overloaded(m.Op, err) {
 			err = fmt.Errorf("%w (%w)", errBrieflyUnavailable, err)
 		}
-		err = fmt.Errorf("%s: %w", op, err)
+		err = fmt.Errorf("%s: %w", m.Op, err)
 	}
-	noteCall(r, op, err)
-	return err
+	noteCall(r, m.Op, err)
+	return resp, err
 }
 
 // infoCache keeps the app tier's InfoResponse for a while: it changes only
@@ -269,8 +269,8 @@ func (s *Server) appInfo(r *http.Request) (wire.InfoResponse, bool) {
 		return info, true
 	}
 	s.info.mu.Unlock()
-	var info wire.InfoResponse
-	if err := s.call(r, wire.OpInfo, wire.InfoRequest{}, &info); err != nil {
+	info, err := call(s, r, wire.Info, wire.InfoRequest{})
+	if err != nil {
 		return wire.InfoResponse{}, false
 	}
 	s.info.mu.Lock()

@@ -1,12 +1,12 @@
 // Package apptiertest starts a real, in-process app tier on a fresh
 // PostgreSQL database for tests of the tiers above it: a real TCP listener on
-// 127.0.0.1, the real protocol server, the real rules, the real store. No
-// mocks: what a test sees is what the web tier sees in production.
+// 127.0.0.1, the real protocol server, the real rules, the real store, wired
+// by apptier.Run as the apptier command wires them. No mocks: what a test
+// sees is what the web tier sees in production.
 package apptiertest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"bankwire/apptier"
 	"bankwire/proto"
@@ -97,7 +99,7 @@ type Option func(*options)
 
 type options struct {
 	cfg    apptier.Config
-	server proto.ServerConfig
+	server []func(*proto.ServerConfig)
 	demo   bool
 	store  *store.Store
 }
@@ -115,7 +117,9 @@ func WithDailyLimit(minor int64) Option { return func(o *options) { o.cfg.DailyL
 func WithConfig(f func(*apptier.Config)) Option { return func(o *options) { f(&o.cfg) } }
 
 // WithServerConfig lets a test change protocol-server settings.
-func WithServerConfig(f func(*proto.ServerConfig)) Option { return func(o *options) { f(&o.server) } }
+func WithServerConfig(f func(*proto.ServerConfig)) Option {
+	return func(o *options) { o.server = append(o.server, f) }
+}
 
 // WithoutDemoData starts with an empty bank instead of alice and bob.
 func WithoutDemoData() Option { return func(o *options) { o.demo = false } }
@@ -128,15 +132,14 @@ type Server struct {
 	Addr   string // host:port of the protocol listener
 	Secret string
 	Store  *store.Store
-	App    *apptier.App
+	App    *apptier.App // the App of the latest Start or Restart
 
-	tb        testing.TB
-	srvCfg    proto.ServerConfig
-	mu        sync.Mutex
-	srv       *proto.Server
-	serveDone chan error
-	cancelRun context.CancelFunc
-	runDone   chan struct{}
+	tb       testing.TB
+	settings apptier.Settings
+	server   func(*proto.ServerConfig)
+	mu       sync.Mutex
+	stop     context.CancelFunc // ends the running apptier.Run; nil when stopped
+	done     chan error         // apptier.Run's result
 }
 
 // Logger returns a logger for test servers: silent unless BANKWIRE_TEST_LOG is set.
@@ -149,7 +152,8 @@ func Logger() *slog.Logger {
 
 // Start starts an app tier with demo data (alice / alice-demo-pass and
 // bob / bob-demo-pass) on a fresh migrated database, and stops it when the
-// test ends.
+// test ends. It runs apptier.Run, the app tier's production wiring, on a
+// listener of its own (127.0.0.1, any port).
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	o := options{demo: true}
@@ -163,43 +167,20 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	if st == nil {
 		st = storetest.NewStore(tb)
 	}
-	app, err := apptier.New(o.cfg, st)
-	if err != nil {
-		tb.Fatalf("apptier.New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if o.demo {
-		if err := app.SeedDemo(ctx); err != nil {
-			tb.Fatalf("seed demo data: %v", err)
-		}
-	}
-	sc := o.server
-	sc.Name = "bankwire-apptier/test"
-	sc.Secret = Secret
-	if sc.Logger == nil {
-		sc.Logger = o.cfg.Logger
-	}
-	s := &Server{Secret: Secret, Store: st, App: app, tb: tb, srvCfg: sc}
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	s.cancelRun = cancelRun
-	s.runDone = make(chan struct{})
-	go func() {
-		defer close(s.runDone)
-		if err := app.Run(runCtx); err != nil {
-			tb.Logf("apptier notification listener: %v", err)
-		}
-	}()
-	s.listen("127.0.0.1:0")
-	tb.Cleanup(func() {
-		s.Stop()
-		cancelRun()
-		<-s.runDone
-	})
+	s := &Server{Secret: Secret, Store: st, tb: tb,
+		settings: apptier.Settings{Secret: Secret, ShutdownTimeout: 10 * time.Second, App: o.cfg},
+		server: func(c *proto.ServerConfig) {
+			for _, f := range o.server {
+				f(c)
+			}
+		}}
+	s.start("127.0.0.1:0")
+	tb.Cleanup(s.Stop)
 	return s
 }
 
-func (s *Server) listen(addr string) {
+// start runs apptier.Run on addr and waits until it serves.
+func (s *Server) start(addr string) {
 	s.tb.Helper()
 	var ln net.Listener
 	var err error
@@ -213,45 +194,53 @@ func (s *Server) listen(addr string) {
 	if err != nil {
 		s.tb.Fatalf("listen %s: %v", addr, err)
 	}
-	srv := proto.NewServer(s.srvCfg, s.App.Mux())
+	ctx, stop := context.WithCancel(context.Background())
+	started := make(chan *apptier.App, 1)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	s.mu.Lock()
-	s.Addr, s.srv, s.serveDone = ln.Addr().String(), srv, done
-	s.mu.Unlock()
+	go func() {
+		done <- apptier.Run(ctx, s.settings, apptier.Wiring{Listener: ln, Store: s.Store,
+			Metrics: prometheus.NewRegistry(), Server: s.server,
+			Started: func(app *apptier.App) { started <- app }})
+	}()
+	select {
+	case app := <-started:
+		s.mu.Lock()
+		s.Addr, s.App, s.stop, s.done = ln.Addr().String(), app, stop, done
+		s.mu.Unlock()
+	case err := <-done:
+		stop()
+		s.tb.Fatalf("apptier.Run: %v", err)
+	}
 }
 
-// Stop drains the protocol server and closes its listener: the app tier is
-// down until Restart. Stopping a stopped server does nothing.
+// Stop drains the protocol server and closes its listener, as the app
+// tier does on SIGTERM: the app tier is down until Restart. Stopping a
+// stopped server does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
-	srv, done := s.srv, s.serveDone
-	s.srv = nil
+	stop, done := s.stop, s.done
+	s.stop = nil
 	s.mu.Unlock()
-	if srv == nil {
+	if stop == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		s.tb.Logf("apptier shutdown: %v", err)
-		_ = srv.Close()
-	}
-	if err := <-done; err != nil && !errors.Is(err, proto.ErrServerClosed) {
-		s.tb.Logf("apptier serve: %v", err)
+	stop()
+	if err := <-done; err != nil {
+		s.tb.Logf("apptier: %v", err)
 	}
 }
 
-// Restart serves again on the same address after Stop.
+// Restart runs the app tier again on the same address and database after
+// Stop, as a restarted process would: with a new App.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.mu.Lock()
-	running, addr := s.srv != nil, s.Addr
+	running, addr := s.stop != nil, s.Addr
 	s.mu.Unlock()
 	if running {
 		return
 	}
-	s.listen(addr)
+	s.start(addr)
 }
 
 // Client returns a protocol client connected to this server, closed when the
@@ -272,9 +261,9 @@ func (s *Server) SignIn(tb testing.TB, c *proto.Client, username, password strin
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var out wire.SignInResponse
-	if err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: username, Password: password,
-		ClientInfo: wire.ClientInfo{IP: "127.0.0.1", UserAgent: "apptiertest"}}, &out); err != nil {
+	out, err := proto.Call(ctx, c, wire.SignIn, wire.SignInRequest{Username: username, Password: password,
+		ClientInfo: wire.ClientInfo{IP: "127.0.0.1", UserAgent: "apptiertest"}})
+	if err != nil {
 		tb.Fatalf("sign in %s: %v", username, err)
 	}
 	return out.Token

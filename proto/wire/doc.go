@@ -33,9 +33,12 @@
 //   - wire.go: the compact binary encoding of the bodies of REQUEST,
 //     RESPONSE and EVENT frames (§10): Decoder, the Append functions,
 //     Marshaler and Unmarshaler, Marshal and Unmarshal.
-//   - messages.go: Op, the table of operations and every body type (§9,
-//     §10); messages_gen.go, their encoding, is generated from it by
-//     proto/cmd/wiregen (go generate ./proto/wire).
+//   - messages.go: Op, one descriptor per operation (§9: SignIn is
+//     Method[SignInRequest, SignInResponse]) and every body type (§10);
+//     messages_gen.go, their encoding and the table of operations, is
+//     generated from it by proto/cmd/wiregen (go generate ./proto/wire).
+//   - method.go: Method, and what the table of operations answers
+//     (Op.String, Ops, BodyTypes).
 //   - describe.go: DescribeFrame and FrameDescriber render frames for
 //     people (the terminal client's -trace, test failures).
 //

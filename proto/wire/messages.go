@@ -2,109 +2,86 @@ package wire
 
 //go:generate go run ../cmd/wiregen
 
-import (
-	"maps"
-	"slices"
-	"strconv"
-	"time"
-)
+import "time"
 
 // Op identifies an operation of the app tier. The numeric values are part of
 // the wire format: a REQUEST frame carries one (see PROTOCOL.md, "Operations").
 type Op uint16
 
 const (
-	OpInfo Op = 1 // InfoRequest -> InfoResponse (no session needed)
+	OpInfo Op = 1
 
-	OpSignUp       Op = 10 // SignUpRequest -> SignInResponse
-	OpSignIn       Op = 11 // SignInRequest -> SignInResponse
-	OpSessionCheck Op = 12 // SessionRequest -> SessionResponse
-	OpSignOut      Op = 13 // SessionRequest -> Empty
-	OpSignOutAll   Op = 14 // SessionRequest -> Empty
+	OpSignUp       Op = 10
+	OpSignIn       Op = 11
+	OpSessionCheck Op = 12
+	OpSignOut      Op = 13
+	OpSignOutAll   Op = 14
 
-	OpAccountsList   Op = 20 // SessionRequest -> AccountsResponse
-	OpAccountOpen    Op = 21 // OpenAccountRequest -> AccountResponse
-	OpAccountGet     Op = 22 // AccountRequest -> AccountResponse
-	OpAccountHistory Op = 23 // HistoryRequest -> HistoryResponse
+	OpAccountsList   Op = 20
+	OpAccountOpen    Op = 21
+	OpAccountGet     Op = 22
+	OpAccountHistory Op = 23
 
-	OpTransferCreate Op = 30 // TransferRequest -> TransferResponse
-	OpTransferGet    Op = 31 // TransferGetRequest -> TransferResponse
-	// OpTransferResolve settles a transfer whose outcome is unknown: made
-	// (the transfer) or not made (and then its key can never make one).
-	OpTransferResolve Op = 32 // TransferResolveRequest -> TransferResolveResponse
-	// OpTransferForm is what a transfer form offers: the caller's accounts
-	// and payees, in one call.
-	OpTransferForm Op = 33 // SessionRequest -> TransferFormResponse
+	OpTransferCreate  Op = 30
+	OpTransferGet     Op = 31
+	OpTransferResolve Op = 32
+	OpTransferForm    Op = 33
 
-	OpPayeesList  Op = 40 // SessionRequest -> PayeesResponse
-	OpPayeeAdd    Op = 41 // PayeeAddRequest -> PayeeResponse
-	OpPayeeRename Op = 42 // PayeeRenameRequest -> PayeeResponse
-	OpPayeeDelete Op = 43 // PayeeDeleteRequest -> Empty
+	OpPayeesList  Op = 40
+	OpPayeeAdd    Op = 41
+	OpPayeeRename Op = 42
+	OpPayeeDelete Op = 43
 
-	OpChatOpen    Op = 50 // ChatOpenRequest -> ConversationResponse
-	OpChatList    Op = 51 // SessionRequest -> ConversationsResponse
-	OpChatSend    Op = 52 // ChatSendRequest -> MessageResponse
-	OpChatHistory Op = 53 // ChatHistoryRequest -> ChatHistoryResponse
+	OpChatOpen    Op = 50
+	OpChatList    Op = 51
+	OpChatSend    Op = 52
+	OpChatHistory Op = 53
 
-	// OpSubscribe starts a stream: the server answers with an empty RESPONSE,
-	// then sends EVENT frames carrying the subscribe request's id until the
-	// client cancels that id or the connection ends.
-	OpSubscribe Op = 60 // SessionRequest -> Empty, then Event frames
+	OpSubscribe Op = 60
 )
 
-// ops is the table of operations (PROTOCOL.md §9; TestOpBodyTypesMatchSpec
-// holds the two to each other): each one's name and its request and
-// response types. EVENT bodies are always Event.
-var ops = map[Op]struct {
-	name      string
-	req, resp func() any
-}{
-	OpInfo:            {"info", newOf[InfoRequest], newOf[InfoResponse]},
-	OpSignUp:          {"signup", newOf[SignUpRequest], newOf[SignInResponse]},
-	OpSignIn:          {"signin", newOf[SignInRequest], newOf[SignInResponse]},
-	OpSessionCheck:    {"session.check", newOf[SessionRequest], newOf[SessionResponse]},
-	OpSignOut:         {"signout", newOf[SessionRequest], newOf[Empty]},
-	OpSignOutAll:      {"signout.all", newOf[SessionRequest], newOf[Empty]},
-	OpAccountsList:    {"accounts.list", newOf[SessionRequest], newOf[AccountsResponse]},
-	OpAccountOpen:     {"accounts.open", newOf[OpenAccountRequest], newOf[AccountResponse]},
-	OpAccountGet:      {"accounts.get", newOf[AccountRequest], newOf[AccountResponse]},
-	OpAccountHistory:  {"accounts.history", newOf[HistoryRequest], newOf[HistoryResponse]},
-	OpTransferCreate:  {"transfers.create", newOf[TransferRequest], newOf[TransferResponse]},
-	OpTransferGet:     {"transfers.get", newOf[TransferGetRequest], newOf[TransferResponse]},
-	OpTransferResolve: {"transfers.resolve", newOf[TransferResolveRequest], newOf[TransferResolveResponse]},
-	OpTransferForm:    {"transfers.form", newOf[SessionRequest], newOf[TransferFormResponse]},
-	OpPayeesList:      {"payees.list", newOf[SessionRequest], newOf[PayeesResponse]},
-	OpPayeeAdd:        {"payees.add", newOf[PayeeAddRequest], newOf[PayeeResponse]},
-	OpPayeeRename:     {"payees.rename", newOf[PayeeRenameRequest], newOf[PayeeResponse]},
-	OpPayeeDelete:     {"payees.delete", newOf[PayeeDeleteRequest], newOf[Empty]},
-	OpChatOpen:        {"chat.open", newOf[ChatOpenRequest], newOf[ConversationResponse]},
-	OpChatList:        {"chat.list", newOf[SessionRequest], newOf[ConversationsResponse]},
-	OpChatSend:        {"chat.send", newOf[ChatSendRequest], newOf[MessageResponse]},
-	OpChatHistory:     {"chat.history", newOf[ChatHistoryRequest], newOf[ChatHistoryResponse]},
-	OpSubscribe:       {"subscribe", newOf[SessionRequest], newOf[Empty]},
-}
+// The operations (PROTOCOL.md §9; TestOpBodyTypesMatchSpec holds the two
+// to each other): each one's Op, its name, and its request → response
+// types. go generate collects them into the table of operations.
+var (
+	Info = Method[InfoRequest, InfoResponse]{OpInfo, "info"} // no session needed
 
-func newOf[T any]() any { return new(T) }
+	SignUp       = Method[SignUpRequest, SignInResponse]{OpSignUp, "signup"}
+	SignIn       = Method[SignInRequest, SignInResponse]{OpSignIn, "signin"}
+	SessionCheck = Method[SessionRequest, SessionResponse]{OpSessionCheck, "session.check"}
+	SignOut      = Method[SessionRequest, Empty]{OpSignOut, "signout"}
+	SignOutAll   = Method[SessionRequest, Empty]{OpSignOutAll, "signout.all"}
 
-func (o Op) String() string {
-	if t, ok := ops[o]; ok {
-		return t.name
-	}
-	return "op." + strconv.Itoa(int(o))
-}
+	AccountsList   = Method[SessionRequest, AccountsResponse]{OpAccountsList, "accounts.list"}
+	AccountOpen    = Method[OpenAccountRequest, AccountResponse]{OpAccountOpen, "accounts.open"}
+	AccountGet     = Method[AccountRequest, AccountResponse]{OpAccountGet, "accounts.get"}
+	AccountHistory = Method[HistoryRequest, HistoryResponse]{OpAccountHistory, "accounts.history"}
 
-// Ops lists every defined operation, in numeric order.
-func Ops() []Op { return slices.Sorted(maps.Keys(ops)) }
+	TransferCreate = Method[TransferRequest, TransferResponse]{OpTransferCreate, "transfers.create"}
+	TransferGet    = Method[TransferGetRequest, TransferResponse]{OpTransferGet, "transfers.get"}
+	// TransferResolve settles a transfer whose outcome is unknown: made
+	// (the transfer) or not made (and then its key can never make one).
+	TransferResolve = Method[TransferResolveRequest, TransferResolveResponse]{OpTransferResolve, "transfers.resolve"}
+	// TransferForm is what a transfer form offers: the caller's accounts
+	// and payees, in one call.
+	TransferForm = Method[SessionRequest, TransferFormResponse]{OpTransferForm, "transfers.form"}
 
-// BodyTypes returns new values of op's request and response types, or
-// ok=false for an operation this package does not define.
-func BodyTypes(op Op) (req, resp any, ok bool) {
-	t, ok := ops[op]
-	if !ok {
-		return nil, nil, false
-	}
-	return t.req(), t.resp(), true
-}
+	PayeesList  = Method[SessionRequest, PayeesResponse]{OpPayeesList, "payees.list"}
+	PayeeAdd    = Method[PayeeAddRequest, PayeeResponse]{OpPayeeAdd, "payees.add"}
+	PayeeRename = Method[PayeeRenameRequest, PayeeResponse]{OpPayeeRename, "payees.rename"}
+	PayeeDelete = Method[PayeeDeleteRequest, Empty]{OpPayeeDelete, "payees.delete"}
+
+	ChatOpen    = Method[ChatOpenRequest, ConversationResponse]{OpChatOpen, "chat.open"}
+	ChatList    = Method[SessionRequest, ConversationsResponse]{OpChatList, "chat.list"}
+	ChatSend    = Method[ChatSendRequest, MessageResponse]{OpChatSend, "chat.send"}
+	ChatHistory = Method[ChatHistoryRequest, ChatHistoryResponse]{OpChatHistory, "chat.history"}
+
+	// Subscribe starts a stream: the server answers with an empty
+	// RESPONSE, then sends EVENT frames (always Event) carrying the
+	// subscribe request's id until the client cancels that id or the
+	// connection ends.
+	Subscribe = Method[SessionRequest, Empty]{OpSubscribe, "subscribe"}
+)
 
 // Bodies of REQUEST, RESPONSE and EVENT frames are the types below. Their
 // wire encoding (messages_gen.go) and the table of their fields in

@@ -2,6 +2,33 @@
 
 package wire
 
+// ops is the table of operations: every Method of messages.go.
+var ops = opTable(
+	Info,
+	SignUp,
+	SignIn,
+	SessionCheck,
+	SignOut,
+	SignOutAll,
+	AccountsList,
+	AccountOpen,
+	AccountGet,
+	AccountHistory,
+	TransferCreate,
+	TransferGet,
+	TransferResolve,
+	TransferForm,
+	PayeesList,
+	PayeeAdd,
+	PayeeRename,
+	PayeeDelete,
+	ChatOpen,
+	ChatList,
+	ChatSend,
+	ChatHistory,
+	Subscribe,
+)
+
 // Wire encodings of the message types, field by field in declaration order
 // (PROTOCOL.md §10; see wire.go for the forms).
 

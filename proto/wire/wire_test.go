@@ -248,12 +248,14 @@ func TestListCountLies(t *testing.T) {
 
 // PROTOCOL.md §9 names each operation's request and response types;
 // BodyTypes (which FrameDescriber decodes with) must agree, for every op.
+// An operation that §9 says carries a session has a request type with
+// SessionToken (it embeds SessionRequest), and only such an operation.
 func TestOpBodyTypesMatchSpec(t *testing.T) {
 	spec, err := os.ReadFile("../PROTOCOL.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := regexp.MustCompile("(?m)^\\| (\\d+) \\| `([\\w.]+)` \\| `(\\w+)` → `(\\w+)`")
+	row := regexp.MustCompile("(?m)^\\| (\\d+) \\| `([\\w.]+)` \\| `(\\w+)` → `(\\w+)`[^|]*\\| ([^|]+) \\|")
 	seen := 0
 	for _, m := range row.FindAllStringSubmatch(string(spec), -1) {
 		var n int
@@ -266,6 +268,10 @@ func TestOpBodyTypesMatchSpec(t *testing.T) {
 		}
 		if got := reflect.TypeOf(req).Elem().Name() + " → " + reflect.TypeOf(resp).Elem().Name(); got != m[3]+" → "+m[4] {
 			t.Errorf("op %s: BodyTypes says %s, §9 says %s → %s", op, got, m[3], m[4])
+		}
+		_, carries := req.(interface{ SessionToken() string })
+		if wantSession := m[5] != "no"; carries != wantSession {
+			t.Errorf("op %s: request type carries a session %v, §9 says %q", op, carries, m[5])
 		}
 		seen++
 	}

@@ -26,7 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -77,10 +76,6 @@ func migrate(ctx context.Context, cfg apptier.Settings) error {
 	return store.Migrate(ctx, pool)
 }
 
-// healthcheckClient starts the client name the healthcheck sends; the
-// server logs those connections at DEBUG, since compose runs one every 5 s.
-const healthcheckClient = "bankwire-healthcheck/"
-
 // healthcheck dials the app tier's own address and pings it: the container
 // healthcheck of an image that has no shell.
 func healthcheck(ctx context.Context, cfg apptier.Settings) error {
@@ -96,7 +91,7 @@ func healthcheck(ctx context.Context, cfg apptier.Settings) error {
 		tc = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // a local liveness probe of our own process
 	}
 	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{net.JoinHostPort(host, port)}, Secret: cfg.Secret,
-		Name: healthcheckClient + apptier.Version, ConnsPerAddr: 1, DialTimeout: 2 * time.Second, TLS: tc})
+		Name: apptier.HealthcheckClient + apptier.Version, ConnsPerAddr: 1, DialTimeout: 2 * time.Second, TLS: tc})
 	if err != nil {
 		return err
 	}
@@ -106,127 +101,48 @@ func healthcheck(ctx context.Context, cfg apptier.Settings) error {
 	return c.Ping(ctx)
 }
 
+// serve runs the app tier (apptier.Run) with the process's own parts
+// around it: the logger, and the admin HTTP server with /metrics,
+// /healthz and /readyz.
 func serve(ctx context.Context, cfg apptier.Settings, log *slog.Logger) error {
-	if cfg.Secret == apptier.DevSecret {
-		log.Warn("running with the development shared secret; set APPTIER_SECRET in production")
-	}
-	var tc *tls.Config
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return fmt.Errorf("load TLS key pair: %w", err)
-		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-
-	pool, err := openWithRetry(ctx, cfg.DatabaseURL, cfg.DBMaxConns, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	log.Info("database pool", "max_conns", pool.Config().MaxConns)
-	if cfg.Migrate {
-		if err := store.Migrate(ctx, pool); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		log.Info("migrations applied")
-	}
-	st := store.New(pool, store.WithLogger(log))
-	appCfg := cfg.App
-	appCfg.Logger = log
-	app, err := apptier.New(appCfg, st)
-	if err != nil {
-		return err
-	}
-	if appCfg.DemoData {
-		if err := app.SeedDemo(ctx); err != nil {
-			return fmt.Errorf("demo data: %w", err)
-		}
-		log.Info("demo data ready", "customers", "alice, bob")
-	}
-
+	cfg.App.Logger = log
 	reg := prometheus.NewRegistry()
-	metrics := apptier.NewMetrics(reg, st)
-	srv := proto.NewServer(proto.ServerConfig{Name: "bankwire-apptier/" + apptier.Version, Secret: cfg.Secret, TLS: tc,
-		MaxConns: cfg.MaxConns, Logger: log, Observe: metrics.Observe,
-		Quiet: func(client string) bool { return strings.HasPrefix(client, healthcheckClient) }}, app.Mux())
-
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	defer cancelRun()
-	runDone := make(chan error, 1)
-	go func() { runDone <- app.Run(runCtx) }()
-
 	var admin *http.Server
-	if cfg.AdminAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-		// Ready only while a database that accepts writes answers: false
-		// during a failover, so a load balancer can tell.
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := app.Ready(ctx); err != nil {
-				http.Error(w, "no writable database", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ready")
-		})
-		admin = &http.Server{Addr: cfg.AdminAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("admin server", "err", err)
-			}
-		}()
-	}
-
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.ListenAndServe(cfg.Addr) }()
-	log.Info("apptier listening", "addr", cfg.Addr, "admin_addr", cfg.AdminAddr, "tls", tc != nil)
-
-	select {
-	case err := <-serveDone:
-		return err
-	case err := <-runDone:
-		if err != nil {
-			return fmt.Errorf("notification listener: %w", err)
+	err := apptier.Run(ctx, cfg, apptier.Wiring{Metrics: reg, Started: func(app *apptier.App) {
+		if cfg.AdminAddr != "" {
+			admin = startAdmin(cfg.AdminAddr, reg, app, log)
 		}
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: draining protocol connections")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
+	}})
 	if admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		_ = admin.Shutdown(sctx)
-	}
-	cancelRun()
-	if serr := <-serveDone; serr != nil && !errors.Is(serr, proto.ErrServerClosed) && err == nil {
-		err = serr
 	}
 	return err
 }
 
-// openWithRetry connects to PostgreSQL, retrying for a while: in compose the
-// database may still be starting when the app tier does.
-func openWithRetry(ctx context.Context, url string, maxConns int, log *slog.Logger) (*pgxpool.Pool, error) {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		pool, err := store.Open(ctx, url, store.WithMaxConns(maxConns))
-		if err == nil {
-			if err = pool.Ping(ctx); err == nil {
-				return pool, nil
-			}
-			pool.Close()
+// startAdmin serves /metrics, /healthz and /readyz on addr.
+func startAdmin(addr string, reg *prometheus.Registry, app *apptier.App, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// Ready only while a database that accepts writes answers: false
+	// during a failover, so a load balancer can tell.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := app.Ready(ctx); err != nil {
+			http.Error(w, "no writable database", http.StatusServiceUnavailable)
+			return
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to database: %w", err)
+		fmt.Fprintln(w, "ready")
+	})
+	admin := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server", "err", err)
 		}
-		log.Warn("database not ready, retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
+	}()
+	log.Info("admin listening", "addr", addr)
+	return admin
 }

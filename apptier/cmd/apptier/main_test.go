@@ -81,12 +81,10 @@ func TestBinary(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var info wire.InfoResponse
-	if err := c.Call(ctx, wire.OpInfo, wire.InfoRequest{}, &info); err != nil || !info.DemoData {
+	if info, err := proto.Call(ctx, c, wire.Info, wire.InfoRequest{}); err != nil || !info.DemoData {
 		t.Fatalf("info: %+v, %v", info, err)
 	}
-	var in wire.SignInResponse
-	if err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
+	if _, err := proto.Call(ctx, c, wire.SignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass"}); err != nil {
 		t.Fatalf("sign in as alice: %v", err)
 	}
 	// A wrong secret is refused at the handshake.

@@ -181,7 +181,7 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		}
 		fmt.Fprintf(s.out, "pong in %s\n", time.Since(start).Round(time.Microsecond))
 	case "info":
-		info, err := s.c.Info(ctx)
+		info, err := proto.Call(ctx, s.c, wire.Info, wire.InfoRequest{})
 		if err != nil {
 			return false, err
 		}
@@ -198,9 +198,8 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if pass == "" {
 			return false, errors.New("no password: give it after the username or set BANKWIRE_PASSWORD")
 		}
-		var out wire.SignInResponse
-		err := s.c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: args[0], Password: pass,
-			ClientInfo: wire.ClientInfo{IP: "127.0.0.1", UserAgent: "bankwire-cli/1.0"}}, &out)
+		out, err := proto.Call(ctx, s.c, wire.SignIn, wire.SignInRequest{Username: args[0], Password: pass,
+			ClientInfo: wire.ClientInfo{IP: "127.0.0.1", UserAgent: "bankwire-cli/1.0"}})
 		if err != nil {
 			return false, err
 		}
@@ -210,8 +209,8 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		var out wire.SessionResponse
-		if err := s.c.Call(ctx, wire.OpSessionCheck, wire.SessionRequest{Session: s.token}, &out); err != nil {
+		out, err := proto.Call(ctx, s.c, wire.SessionCheck, wire.SessionRequest{Session: s.token})
+		if err != nil {
 			return false, err
 		}
 		fmt.Fprintf(s.out, "%s (%s), customer %d; session expires %s\n", out.Customer.Username, out.Customer.DisplayName, out.Customer.ID, out.ExpiresAt.Local().Format(time.DateTime))
@@ -219,8 +218,8 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		var out wire.AccountsResponse
-		if err := s.c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: s.token}, &out); err != nil {
+		out, err := proto.Call(ctx, s.c, wire.AccountsList, wire.SessionRequest{Session: s.token})
+		if err != nil {
 			return false, err
 		}
 		if len(out.Accounts) == 0 {
@@ -236,14 +235,14 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		var conv wire.ConversationResponse
-		if err := s.c.Call(ctx, wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: s.token}, Username: args[0]}, &conv); err != nil {
+		conv, err := proto.Call(ctx, s.c, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: s.token}, Username: args[0]})
+		if err != nil {
 			return false, err
 		}
 		body := strings.Join(args[1:], " ")
-		var msg wire.MessageResponse
-		if err := s.c.Call(ctx, wire.OpChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: s.token},
-			ConversationID: conv.Conversation.ID, Body: body}, &msg); err != nil {
+		msg, err := proto.Call(ctx, s.c, wire.ChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: s.token},
+			ConversationID: conv.Conversation.ID, Body: body})
+		if err != nil {
 			return false, err
 		}
 		fmt.Fprintf(s.out, "sent to %s at %s\n", conv.Conversation.With.Username, msg.Message.CreatedAt.Local().Format(time.TimeOnly))
@@ -251,7 +250,7 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		if err := s.c.Call(ctx, wire.OpSignOut, wire.SessionRequest{Session: s.token}, nil); err != nil {
+		if _, err := proto.Call(ctx, s.c, wire.SignOut, wire.SessionRequest{Session: s.token}); err != nil {
 			return false, err
 		}
 		fmt.Fprintf(s.out, "signed out %s\n", s.who)
@@ -276,7 +275,7 @@ func (s *session) signOutQuietly(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := s.c.Call(ctx, wire.OpSignOut, wire.SessionRequest{Session: s.token}, nil); err == nil {
+	if _, err := proto.Call(ctx, s.c, wire.SignOut, wire.SessionRequest{Session: s.token}); err == nil {
 		fmt.Fprintf(s.out, "signed out %s\n", s.who)
 	}
 	s.token = ""

@@ -114,3 +114,28 @@ func TestRejects(t *testing.T) {
 		t.Error("a spec without markers was accepted")
 	}
 }
+
+// Every Method literal of messages.go, and nothing else, goes into the
+// generated table of operations; one whose types are not message types of
+// messages.go stops the generator.
+func TestMethods(t *testing.T) {
+	src := "package wire\n\ntype Ask struct{}\n\ntype Answer struct{}\n\n" +
+		"var (\n\tHow = Method[Ask, Answer]{OpHow, \"how\"}\n\tWhy = Method[Ask, Ask]{Op: OpWhy, Name: \"why\"}\n\tlimit = 3\n)\n\n" +
+		"var Other = Other2[Ask, Answer]{}\n"
+	code, _, err := Generate([]byte(src), []byte(specStub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(code), "var ops = opTable(\n\tHow,\n\tWhy,\n)\n") {
+		t.Errorf("generated code lacks the table of How and Why:\n%s", code)
+	}
+	for _, bad := range []string{"Method[Ask, Unknown]{}", "Method[Ask, other.Answer]{}", "Method[[]Ask, Answer]{}"} {
+		_, _, err := Generate([]byte("package wire\n\ntype Ask struct{}\n\ntype Answer struct{}\n\nvar M = "+bad+"\n"), []byte(specStub))
+		if err == nil || !strings.Contains(err.Error(), "operation M:") || !strings.Contains(err.Error(), "is not a struct type of messages.go") {
+			t.Errorf("%s: err = %v, want the operation and type named", bad, err)
+		}
+	}
+	if code, _, _ := Generate([]byte("package wire\n\ntype X struct{}\n"), []byte(specStub)); strings.Contains(string(code), "opTable") {
+		t.Errorf("a table of operations without operations:\n%s", code)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"bankwire/apptier/apptiertest"
+	"bankwire/proto"
 	"bankwire/proto/wire"
 	"bankwire/store/storetest"
 	"bankwire/webtier"
@@ -306,8 +307,8 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()
 	aliceToken := app.SignIn(t, c, "alice", "alice-demo-pass")
-	var alice wire.AccountsResponse
-	if err := c.Call(pctx, wire.OpAccountsList, wire.SessionRequest{Session: aliceToken}, &alice); err != nil {
+	alice, err := proto.Call(pctx, c, wire.AccountsList, wire.SessionRequest{Session: aliceToken})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var payer *customer
@@ -315,8 +316,8 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	var token string
 	for _, cu := range res.r.customers {
 		token = app.SignIn(t, c, cu.username, cu.password)
-		var accts wire.AccountsResponse
-		if err := c.Call(pctx, wire.OpAccountsList, wire.SessionRequest{Session: token}, &accts); err != nil {
+		accts, err := proto.Call(pctx, c, wire.AccountsList, wire.SessionRequest{Session: token})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if accts.Accounts[0].Balance >= 100 {
@@ -327,11 +328,10 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	if payer == nil {
 		t.Fatal("no generator customer has 1.00 left")
 	}
-	var tr wire.TransferResponse
-	if err := c.Call(pctx, wire.OpTransferCreate, wire.TransferRequest{
+	if _, err := proto.Call(pctx, c, wire.TransferCreate, wire.TransferRequest{
 		SessionRequest: wire.SessionRequest{Session: token}, IdempotencyKey: "behind-the-generators-back",
 		From: from, To: alice.Accounts[0].Number, Amount: "1.00",
-	}, &tr); err != nil {
+	}); err != nil {
 		t.Fatalf("transfer to alice: %v", err)
 	}
 	mc = res.r.check(cctx)
@@ -357,18 +357,18 @@ func TestHistoryPaging(t *testing.T) {
 	}
 	c := app.Client(t)
 	token := app.SignIn(t, c, "alice", "alice-demo-pass")
-	var accts wire.AccountsResponse
-	if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: token}, &accts); err != nil {
+	accts, err := proto.Call(ctx, c, wire.AccountsList, wire.SessionRequest{Session: token})
+	if err != nil {
 		t.Fatal(err)
 	}
 	number := accts.Accounts[0].Number
 	want := map[int64]int{}
 	cursor := ""
 	for range 1000 {
-		var h wire.HistoryResponse
-		if err := c.Call(ctx, wire.OpAccountHistory, wire.HistoryRequest{
+		h, err := proto.Call(ctx, c, wire.AccountHistory, wire.HistoryRequest{
 			SessionRequest: wire.SessionRequest{Session: token}, Number: number, Cursor: cursor, Limit: 50,
-		}, &h); err != nil {
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range h.Entries {
