@@ -112,12 +112,9 @@ const (
 	// many.
 	flushBatched flushMode = iota
 	// flushNow writes at once. For a writer that is alone (the only call
-	// in flight, an inline handler): yielding would gain nothing, and on
-	// an idle machine it costs a wake-up of another core.
+	// in flight): yielding would gain nothing, and on an idle machine it
+	// costs a wake-up of another core.
 	flushNow
-	// flushHold leaves the frame in the buffer: the caller promises a
-	// later flush (or unlock) that sends it.
-	flushHold
 )
 
 // unlock releases the buffer and, unless another goroutine is already
@@ -126,7 +123,7 @@ func (w *frameWriter) unlock() error { return w.unlockMode(flushBatched) }
 
 // unlockMode releases the buffer and writes it out as mode says.
 func (w *frameWriter) unlockMode(mode flushMode) error {
-	if mode == flushHold || w.flushing {
+	if w.flushing {
 		w.mu.Unlock()
 		return nil
 	}
@@ -192,8 +189,8 @@ func (w *frameWriter) armDeadline() {
 
 // waitIdle blocks until everything appended so far has been written (or a
 // write failed). A goroutine about to close the connection calls it, since
-// its own last frame may be in the hands of another goroutine's flush, or
-// held in the buffer. Bounded by the write timeout.
+// its own last frame may be in the hands of another goroutine's flush.
+// Bounded by the write timeout.
 func (w *frameWriter) waitIdle() {
 	w.flush()
 	w.mu.Lock()

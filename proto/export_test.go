@@ -2,19 +2,6 @@ package proto
 
 import "time"
 
-// Inline reports whether the server currently runs op's handler on the
-// reading goroutine (see inlineBudget).
-func (s *Server) Inline(op Op) bool {
-	rt := s.routes[op]
-	return rt != nil && s.inline(rt)
-}
-
-// HandOffs counts how often a watchdog moved reading to a new goroutine.
-func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }
-
-// SetInlineBudget changes the inline budget; call it before serving.
-func (s *Server) SetInlineBudget(d time.Duration) { s.inlineBudget = d }
-
 // DownUntil reports when the background probe may next dial the endpoint
 // addr (zero: the endpoint is up or unknown).
 func (c *Client) DownUntil(addr string) time.Time {

@@ -138,8 +138,7 @@ type ServerConfig struct {
 
 	// Observe, when set, is called once per answered request with its
 	// operation, result code and duration (metrics): how long its handler
-	// took, counted from the request's arrival when it ran inline on the
-	// reading goroutine, and not counting the write of its answer.
+	// took, not counting the write of its answer.
 	Observe func(op Op, code Code, d time.Duration)
 }
 
@@ -213,19 +212,14 @@ type Server struct {
 	// work hands requests to idle handler goroutines (see dispatch).
 	work chan job
 
-	routes       map[Op]*route // filled once in NewServer; only route.cost changes
-	inlineBudget time.Duration // normally the inlineBudget constant; tests raise it, as -race slows every handler
-	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
-	idleWorkers  atomic.Int64  // handler goroutines waiting for work (see maxIdleWorkers)
+	routes      map[Op]*route // filled once in NewServer
+	idleWorkers atomic.Int64  // handler goroutines waiting for work (see maxIdleWorkers)
 }
 
-// route is one operation's handler and, for a unary one, its recent
-// handler duration (see inlineBudget) in nanoseconds, -1 until first
-// measured. A request looks its operation up once.
+// route is one operation's handler. A request looks its operation up once.
 type route struct {
 	unary  HandlerFunc
 	stream StreamHandlerFunc
-	cost   atomic.Int64
 }
 
 // job is one request for a handler goroutine.
@@ -275,47 +269,6 @@ func (s *Server) dispatch(j job) {
 	}
 }
 
-// Inline execution. A request whose handler is known to be quick runs on
-// the connection's reading goroutine itself: no hand-off to another
-// goroutine, which on an idle machine means no waking of another core, and
-// responses to a burst of requests that arrived together leave in one
-// write. Two rules keep a slow handler from stalling the connection:
-//
-//   - only operations whose recent average (an exponentially weighted
-//     moving average of the handler's duration, measured on every call)
-//     is under inlineBudget run inline; an operation starts out measured
-//     on a handler goroutine;
-//   - a watchdog fires after inlineWatchdog: if the handler is still
-//     running, a new goroutine takes over reading (CANCEL, PING and
-//     further requests are served again) and the old one finishes its
-//     request like a handler goroutine, then exits.
-const (
-	inlineBudget   = 50 * time.Microsecond
-	inlineWatchdog = time.Millisecond
-)
-
-// inline reports whether rt's handler should run on the reading goroutine.
-func (s *Server) inline(rt *route) bool {
-	if rt.unary == nil {
-		return false
-	}
-	d := rt.cost.Load()
-	return d >= 0 && d < int64(s.inlineBudget)
-}
-
-// observeCost folds one handler duration into rt's moving average (weight
-// 1/8). Concurrent updates may lose one another; for a heuristic that is
-// fine.
-func observeCost(rt *route, d time.Duration) {
-	c := &rt.cost
-	old := c.Load()
-	if old < 0 {
-		c.Store(int64(d))
-		return
-	}
-	c.Store(old + (int64(d)-old)/8)
-}
-
 func (s *Server) worker(j job) {
 	j.run()
 	if s.idleWorkers.Add(1) > maxIdleWorkers {
@@ -361,13 +314,9 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
 		work:         make(chan job),
 		routes:       make(map[Op]*route, len(h.unary)+len(h.stream)),
-
-		inlineBudget: inlineBudget,
 	}
 	for op, u := range h.unary {
-		rt := &route{unary: u}
-		rt.cost.Store(-1)
-		s.routes[op] = rt
+		s.routes[op] = &route{unary: u}
 	}
 	for op, st := range h.stream {
 		s.routes[op] = &route{stream: st}
@@ -583,19 +532,9 @@ type serverConn struct {
 	handlersWG sync.WaitGroup
 	start      time.Time
 
-	// Read loop state, owned by whichever goroutine currently reads.
+	// Read loop state, owned by the reading goroutine.
 	lastRecv time.Time // when the last frame arrived
 	dl       time.Time // the read deadline currently armed
-	held     bool      // an inline answer was left in the write buffer (flushHold)
-
-	// Reading hand-off for inline handlers (see inlineBudget).
-	watchdog    *time.Timer
-	rmu         sync.Mutex
-	wdArmed     bool      // the watchdog is armed (it is not stopped after each run)
-	inlineGen   uint64    // numbers inline runs
-	inlineRun   bool      // the reader is running handler inlineGen
-	inlineStart time.Time // when run inlineGen started
-	handedOver  uint64    // the latest inline run whose goroutine lost the reading role
 
 	// Round-trip time, measured with the server's own PINGs (see
 	// networkBudget): the estimate in nanoseconds (the smallest of the
@@ -683,8 +622,6 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.reqCtx = context.WithoutCancel(c.ctx)
 	context.AfterFunc(c.ctx, c.cancelInflight)
-	c.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
-	c.watchdog.Stop()
 	c.dlTimer = time.AfterFunc(time.Hour, c.deadlinesFired)
 	c.dlTimer.Stop()
 	c.fr = NewFramer(nc, nil)
@@ -715,20 +652,7 @@ func (c *serverConn) serve() {
 	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
 	c.lastRecv = time.Now()
 	c.setReadDeadline(c.lastRecv.Add(c.srv.cfg.IdleTimeout))
-	c.readLoop()
-}
-
-// readLoop reads frames on the calling goroutine until the connection ends,
-// then closes it; or, when an inline handler outlived the watchdog, until
-// the request it was running is answered, leaving reading (and closing) to
-// the goroutine that took over.
-func (c *serverConn) readLoop() {
-	reason, handedOver := c.read()
-	if handedOver {
-		c.srv.connWG.Done()
-		return
-	}
-	c.end(reason)
+	c.end(c.read())
 }
 
 // end closes the connection once its reading stopped, waits for its
@@ -736,7 +660,6 @@ func (c *serverConn) readLoop() {
 func (c *serverConn) end(reason string) {
 	s := c.srv
 	c.w.flush()
-	c.watchdog.Stop()
 	c.dlTimer.Stop()
 	c.cancel()
 	c.nc.Close()
@@ -755,28 +678,6 @@ func (c *serverConn) end(reason string) {
 	s.log.Log(context.Background(), c.logLevel(), "connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
 		"requests", c.requests.Load(), "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
 	s.connWG.Done()
-}
-
-// watchdogFired hands reading to a new goroutine if an inline handler is
-// still running.
-func (c *serverConn) watchdogFired() {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.wdArmed = false
-	if !c.inlineRun {
-		return
-	}
-	if age := time.Since(c.inlineStart); age < inlineWatchdog {
-		// Armed by an earlier run: give this one its full time.
-		c.wdArmed = true
-		c.watchdog.Reset(inlineWatchdog - age)
-		return
-	}
-	c.inlineRun = false
-	c.handedOver = c.inlineGen
-	c.srv.handOffs.Add(1)
-	c.srv.connWG.Add(1) // the old goroutine still holds its count, so this cannot race Wait at zero
-	go c.readLoop()
 }
 
 func (c *serverConn) setReadDeadline(t time.Time) {
@@ -802,9 +703,8 @@ func (c *serverConn) logLevel() slog.Level {
 	return slog.LevelInfo
 }
 
-// read is the read loop. It returns why the connection ended, or
-// handedOver when this goroutine lost the reading role to the watchdog.
-func (c *serverConn) read() (reason string, handedOver bool) {
+// read is the read loop. It returns why the connection ended.
+func (c *serverConn) read() string {
 	cfg := &c.srv.cfg
 	br := c.fr.Reader()
 	// Deadlines are set lazily: one that fires early only causes a
@@ -812,13 +712,7 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 	// costs no deadline updates at all.
 	for {
 		if c.closing.Load() {
-			return c.linger(), false
-		}
-		if c.held && !frameBuffered(br) {
-			// About to wait for the peer: send what inline handlers left
-			// in the buffer first.
-			c.held = false
-			c.w.flush()
+			return c.linger()
 		}
 		if br.Buffered() == 0 {
 			// Wait for the next frame's first byte under the idle deadline
@@ -829,16 +723,16 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 			}
 			if _, err := br.Peek(1); err != nil {
 				if c.closing.Load() {
-					return c.linger(), false
+					return c.linger()
 				}
 				if isTimeout(err) {
 					if time.Since(c.lastRecv) < cfg.IdleTimeout {
 						c.setReadDeadline(c.lastRecv.Add(cfg.IdleTimeout))
 						continue
 					}
-					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout)), false
+					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
 				}
-				return readEndReason(err), false
+				return readEndReason(err)
 			}
 		}
 		if !frameBuffered(br) {
@@ -847,29 +741,25 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			if e, ok := errFatal(err); ok {
-				return c.fatal(e.Code, e.Message), false
+				return c.fatal(e.Code, e.Message)
 			}
 			if isTimeout(err) && !c.closing.Load() {
-				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout)), false
+				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
 			}
 			if c.closing.Load() {
-				return c.linger(), false
+				return c.linger()
 			}
-			return readEndReason(err), false
+			return readEndReason(err)
 		}
 		c.lastRecv = monoNow()
 		if f.Type == FrameRequest {
-			reason, ok, lost := c.handleRequest(f)
-			if lost {
-				return "", true
-			}
-			if !ok {
-				return reason, false
+			if reason, ok := c.handleRequest(f); !ok {
+				return reason
 			}
 			continue
 		}
 		if reason, ok := c.handleFrame(f); !ok {
-			return reason, false
+			return reason
 		}
 	}
 }
@@ -1027,19 +917,14 @@ func (c *serverConn) handleFrame(f Frame) (string, bool) {
 	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
 }
 
-// handleRequest registers a REQUEST and runs it, inline or on a handler
-// goroutine. lost reports that it ran inline and the watchdog handed
-// reading to another goroutine meanwhile.
-func (c *serverConn) handleRequest(f Frame) (reason string, ok, lost bool) {
+// handleRequest registers a REQUEST and runs it on a handler goroutine.
+func (c *serverConn) handleRequest(f Frame) (reason string, ok bool) {
 	j, reason, ok := c.admitRequest(f)
 	if !ok || j.req == nil {
-		return reason, ok, false
-	}
-	if c.srv.inline(j.rt) {
-		return "", true, !c.runInline(j)
+		return reason, ok
 	}
 	c.srv.dispatch(j)
-	return "", true, false
+	return "", true
 }
 
 // admitRequest parses a REQUEST and registers it in flight, returning the
@@ -1187,47 +1072,6 @@ func (c *serverConn) deadlinesFired() {
 	}
 }
 
-// runInline runs a unary request on the reading goroutine under the
-// watchdog. It reports whether this goroutine is still the reader.
-//
-// The watchdog is armed by the first run and left armed: when it fires
-// during a younger run it re-arms for that run's remaining time, and when it
-// fires between runs it simply stays off until the next one. Moving a timer
-// for every request would cost more than a quick request itself.
-func (c *serverConn) runInline(j job) bool {
-	start := c.lastRecv // the request's frame just arrived: no new clock reading
-	c.rmu.Lock()
-	c.inlineGen++
-	gen := c.inlineGen
-	c.inlineRun = true
-	c.inlineStart = start
-	if !c.wdArmed {
-		c.wdArmed = true
-		c.watchdog.Reset(inlineWatchdog)
-	}
-	c.rmu.Unlock()
-
-	resp, err := c.callUnary(j.ctx, j.req, j.rt.unary)
-
-	c.rmu.Lock()
-	// handedOver only grows, and a younger run than this one exists only
-	// if another goroutine became the reader, so this goroutine lost the
-	// role if this run or any later one was handed over.
-	reader := c.handedOver < gen
-	c.inlineRun = false
-	c.rmu.Unlock()
-	// Still the reader with the next frame already here: leave this
-	// response in the buffer to go out with the next ones; the loop
-	// flushes before it waits for the peer.
-	mode := flushNow
-	if reader && frameBuffered(c.fr.Reader()) {
-		mode = flushHold
-		c.held = true
-	}
-	c.answer(j, resp, err, start, mode)
-	return reader
-}
-
 func (c *serverConn) runUnary(j job) {
 	start := monoNow()
 	var resp any
@@ -1239,21 +1083,14 @@ func (c *serverConn) runUnary(j job) {
 	} else {
 		resp, err = c.callUnary(j.ctx, j.req, j.rt.unary)
 	}
-	c.answer(j, resp, err, start, flushBatched)
-}
-
-// answer writes a unary request's terminal frame and finishes it; mode is
-// how it leaves (flushHold: the reading goroutine flushes it later).
-func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode flushMode) {
 	defer c.handlersWG.Done()
-	d := time.Since(start) // the handler's time; one clock reading serves both uses
-	observeCost(j.rt, d)
+	d := time.Since(start)
 	c.release(j.req.ID)
 	var code Code
 	if err == nil {
-		code = c.writeFrame(j.ctx, j.req, FrameResponse, 0, resp, mode)
+		code = c.writeResult(j.ctx, j.req, FrameResponse, 0, resp)
 	} else {
-		code = c.writeErrorFrame(j.ctx, j.req, err, mode)
+		code = c.writeError(j.ctx, j.req, err)
 	}
 	j.cancel(nil)
 	c.finish(j.req, code, d)
@@ -1277,11 +1114,6 @@ func (c *serverConn) logPanic(ctx context.Context, req *Request, p any) {
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame.
 func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType, flags uint16, v any) Code {
-	return c.writeFrame(ctx, req, t, flags, v, flushBatched)
-}
-
-// writeFrame is writeResult with a choice of flush mode (see answer).
-func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, flags uint16, v any, mode flushMode) Code {
 	if err := c.w.lock(); err != nil {
 		return Unavailable
 	}
@@ -1298,7 +1130,7 @@ func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, 
 		return c.writeError(ctx, req, &Error{Code: Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, req.ID)
-	if err := c.w.unlockMode(mode); err != nil {
+	if err := c.w.unlock(); err != nil {
 		return Unavailable
 	}
 	return OK
@@ -1306,10 +1138,6 @@ func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, 
 
 // writeError sends err as the terminal ERROR frame of req and returns its code.
 func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Code {
-	return c.writeErrorFrame(ctx, req, err, flushBatched)
-}
-
-func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err error, mode flushMode) Code {
 	e := c.wireError(ctx, req, err)
 	if c.w.lock() != nil {
 		return e.Code
@@ -1317,7 +1145,7 @@ func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err erro
 	off := c.w.beginFrame()
 	c.w.buf = AppendError(c.w.buf, e)
 	c.w.endFrame(off, FrameError, 0, req.ID)
-	_ = c.w.unlockMode(mode)
+	_ = c.w.unlock()
 	return e.Code
 }
 

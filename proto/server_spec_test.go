@@ -329,7 +329,6 @@ func parkedWorkers() int {
 func TestBurstLeavesBoundedParkedWorkers(t *testing.T) {
 	fx := newFixture()
 	srv := startServer(t, proto.ServerConfig{}, fx.mux())
-	srv.SetInlineBudget(0) // every request on a handler goroutine
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
