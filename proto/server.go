@@ -209,11 +209,7 @@ type Server struct {
 
 	refusals *logLimiter // refused and unauthenticated connections are logged at a rate
 
-	// work hands requests to idle handler goroutines (see dispatch).
-	work chan job
-
-	routes      map[Op]*route // filled once in NewServer
-	idleWorkers atomic.Int64  // handler goroutines waiting for work (see maxIdleWorkers)
+	routes map[Op]*route // filled once in NewServer
 }
 
 // route is one operation's handler. A request looks its operation up once.
@@ -239,64 +235,6 @@ func (j job) run() {
 	}
 }
 
-// workerIdle is how long a handler goroutine waits for more work before it
-// exits.
-const workerIdle = 10 * time.Second
-
-// maxIdleWorkers bounds the handler goroutines waiting for work. Without
-// it, a burst that started many goroutines would leave them all parked for
-// as long as any load continues: a channel hands its values to waiting
-// receivers in the order they began to wait, so steady load visits every
-// parked goroutine in turn, and at N parked goroutines and more than N
-// requests per workerIdle, none of them ever waits long enough to exit. With
-// the bound, a goroutine that finishes its request while maxIdleWorkers
-// others are already waiting exits at once; the pool shrinks to the bound as
-// soon as the burst is over, and to zero within workerIdle of the load
-// stopping.
-const maxIdleWorkers = 64
-
-// dispatch runs j on an idle handler goroutine if one is waiting, else on a
-// new one. Reusing goroutines keeps their grown stacks: a fresh goroutine
-// per request spent a tenth of its CPU growing its stack while decoding
-// JSON bodies (measured before bodies became binary). The number of goroutines is still bounded by the requests in
-// flight (MaxConns × MaxInFlight); idle ones exit after workerIdle or when
-// the server closes.
-func (s *Server) dispatch(j job) {
-	select {
-	case s.work <- j:
-	default:
-		go s.worker(j)
-	}
-}
-
-func (s *Server) worker(j job) {
-	j.run()
-	if s.idleWorkers.Add(1) > maxIdleWorkers {
-		s.idleWorkers.Add(-1)
-		return
-	}
-	t := time.NewTimer(workerIdle)
-	defer t.Stop()
-	for {
-		select {
-		case j = <-s.work:
-			s.idleWorkers.Add(-1)
-			j.run()
-			if s.idleWorkers.Add(1) > maxIdleWorkers {
-				s.idleWorkers.Add(-1)
-				return
-			}
-			t.Reset(workerIdle)
-		case <-t.C:
-			s.idleWorkers.Add(-1)
-			return
-		case <-s.ctx.Done():
-			s.idleWorkers.Add(-1)
-			return
-		}
-	}
-}
-
 // NewServer returns a server for the handlers in h, which it copies:
 // handlers registered on h afterwards are not served.
 func NewServer(cfg ServerConfig, h *Mux) *Server {
@@ -312,7 +250,6 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 
 		preAuthPerIP: map[string]int{},
 		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
-		work:         make(chan job),
 		routes:       make(map[Op]*route, len(h.unary)+len(h.stream)),
 	}
 	for op, u := range h.unary {
@@ -917,13 +854,15 @@ func (c *serverConn) handleFrame(f Frame) (string, bool) {
 	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
 }
 
-// handleRequest registers a REQUEST and runs it on a handler goroutine.
+// handleRequest registers a REQUEST and runs it on a goroutine of its own.
+// admitRequest bounds these goroutines by the requests in flight
+// (MaxInFlight per connection).
 func (c *serverConn) handleRequest(f Frame) (reason string, ok bool) {
 	j, reason, ok := c.admitRequest(f)
 	if !ok || j.req == nil {
 		return reason, ok
 	}
-	c.srv.dispatch(j)
+	go j.run()
 	return "", true
 }
 
