@@ -223,15 +223,24 @@ type job struct {
 	c      *serverConn
 	ctx    context.Context
 	cancel context.CancelCauseFunc // ends ctx once the request is answered
+	stop   context.CancelFunc      // releases ctx's deadline timer; nil without a deadline
 	req    *Request
 	rt     *route
 }
 
 func (j job) run() {
 	if j.rt.stream != nil {
-		j.c.runStream(j.ctx, j.cancel, j.req, j.rt.stream)
+		j.c.runStream(j)
 	} else {
 		j.c.runUnary(j)
+	}
+}
+
+// end releases the request's context once its terminal frame is written.
+func (j job) end() {
+	j.cancel(nil)
+	if j.stop != nil {
+		j.stop()
 	}
 }
 
@@ -457,7 +466,6 @@ type serverConn struct {
 
 	ctx    context.Context // canceled when the connection ends
 	cancel context.CancelFunc
-	reqCtx context.Context // ctx without its cancellation: the parent of request contexts (see cancelInflight)
 
 	closing    atomic.Bool // the last frame was sent; only discard reads now
 	evicted    atomic.Bool // made to leave the handshake for a newcomer (see admitLocked)
@@ -484,10 +492,6 @@ type serverConn struct {
 	samples  [rttSamples]int64 // the last samples, oldest overwritten first
 	sampled  int               // samples taken so far
 
-	// Request deadlines share one timer (see deadlinesFired); guarded by mu.
-	dlTimer *time.Timer
-	dlArmed time.Time // when dlTimer fires; zero when stopped
-
 	mu        sync.Mutex
 	ready     bool
 	client    string                  // the name the client sent in AUTH, once authenticated
@@ -500,36 +504,8 @@ type serverConn struct {
 }
 
 type inflightReq struct {
-	cancel   context.CancelCauseFunc
-	stream   bool
-	deadline time.Time // zero: none
-}
-
-// serverReq is what a request needs, allocated together.
-type serverReq struct {
-	req  Request
-	fl   inflightReq
-	dctx deadlineCtx
-}
-
-// deadlineCtx is a request's context when the caller sent a deadline. The
-// connection's single deadline timer cancels it with cause
-// context.DeadlineExceeded; until then it reports the deadline like a
-// context.WithDeadline would, without a runtime timer per request (arming
-// one for every request costs more than the request on a fast path).
-type deadlineCtx struct {
-	context.Context // from context.WithCancelCause
-	deadline        time.Time
-}
-
-func (d *deadlineCtx) Deadline() (time.Time, bool) { return d.deadline, true }
-
-func (d *deadlineCtx) Err() error {
-	err := d.Context.Err()
-	if err != nil && expired(d.Context) {
-		return context.DeadlineExceeded
-	}
-	return err
+	cancel context.CancelCauseFunc
+	stream bool
 }
 
 // expired reports whether ctx (a request context or one derived from it)
@@ -557,10 +533,6 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		c.ip = host
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
-	c.reqCtx = context.WithoutCancel(c.ctx)
-	context.AfterFunc(c.ctx, c.cancelInflight)
-	c.dlTimer = time.AfterFunc(time.Hour, c.deadlinesFired)
-	c.dlTimer.Stop()
 	c.fr = NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
@@ -597,7 +569,6 @@ func (c *serverConn) serve() {
 func (c *serverConn) end(reason string) {
 	s := c.srv
 	c.w.flush()
-	c.dlTimer.Stop()
 	c.cancel()
 	c.nc.Close()
 	c.handlersWG.Wait()
@@ -912,20 +883,12 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		}
 		return j, "", true
 	}
-	ctx := c.reqCtx
-	if h.TraceID != "" {
-		ctx = context.WithValue(ctx, traceKey{}, h.TraceID)
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	sr := &serverReq{req: Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}}
-	r := &sr.fl
-	isStream := rt.stream != nil
-	r.cancel, r.stream = cancel, isStream
+	var deadline time.Time
 	if h.DeadlineMs > 0 {
-		// Relative to when the frame arrived (the reader's clock reading),
-		// less the connection's round-trip time: the time the REQUEST
-		// spent on its way here and its answer will spend on the way back
-		// is no time to work in (see networkBudget).
+		// Relative to when the frame arrived, less the connection's
+		// round-trip time: the time the REQUEST spent on its way here and
+		// its answer will spend on the way back is no time to work in (see
+		// networkBudget).
 		budget := time.Duration(h.DeadlineMs)*time.Millisecond - rtt
 		if budget <= 0 {
 			c.mu.Unlock()
@@ -937,78 +900,24 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 			}
 			return j, "", true
 		}
-		r.deadline = c.lastRecv.Add(budget)
-		sr.dctx = deadlineCtx{Context: ctx, deadline: r.deadline}
-		ctx = &sr.dctx
-		if c.dlArmed.IsZero() || r.deadline.Before(c.dlArmed) {
-			c.armDeadlinesLocked(r.deadline)
-		}
+		deadline = c.lastRecv.Add(budget)
 	}
-	c.inflight[f.ID] = r
+	// The request's context ends when the connection's does, on CANCEL or
+	// drain (cancel, with the cause), and at its deadline.
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	j = job{c: c, cancel: cancel, req: &Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}, rt: rt}
+	if h.TraceID != "" {
+		ctx = context.WithValue(ctx, traceKey{}, h.TraceID)
+	}
+	if !deadline.IsZero() {
+		ctx, j.stop = context.WithDeadline(ctx, deadline)
+	}
+	j.ctx = ctx
+	c.inflight[f.ID] = &inflightReq{cancel: cancel, stream: rt.stream != nil}
 	c.active++
 	c.handlersWG.Add(1)
-	ended := c.ctx.Err() != nil // cancelInflight ran before r was in flight
 	c.mu.Unlock()
-	if ended {
-		cancel(context.Cause(c.ctx))
-	}
-
-	return job{c: c, ctx: ctx, cancel: cancel, req: &sr.req, rt: rt}, "", true
-}
-
-// cancelInflight ends the context of every request in flight once the
-// connection's context ends (the connection closed, or the server stopped).
-// Request contexts are not children of the connection's: a child registers
-// with its parent and unregisters when done, two more lock round trips and
-// a map insert and delete on every request, for an event that happens
-// once per connection. A request admitted after this ran sees c.ctx ended
-// and cancels itself (see admitRequest).
-func (c *serverConn) cancelInflight() {
-	cause := context.Cause(c.ctx)
-	c.mu.Lock()
-	cancels := make([]context.CancelCauseFunc, 0, len(c.inflight))
-	for _, r := range c.inflight {
-		cancels = append(cancels, r.cancel)
-	}
-	c.mu.Unlock()
-	for _, cancel := range cancels { // outside mu, like deadlinesFired
-		cancel(cause)
-	}
-}
-
-// armDeadlinesLocked makes the deadline timer fire at t.
-func (c *serverConn) armDeadlinesLocked(t time.Time) {
-	c.dlArmed = t
-	c.dlTimer.Reset(time.Until(t))
-}
-
-// deadlinesFired cancels every request whose deadline has passed and arms
-// the timer for the earliest one left. Requests usually finish long before
-// their deadline, and a later deadline never moves the timer, so on a busy
-// connection it is armed about once per deadline period, not per request.
-func (c *serverConn) deadlinesFired() {
-	now := time.Now()
-	var due []context.CancelCauseFunc
-	var next time.Time
-	c.mu.Lock()
-	for _, r := range c.inflight {
-		switch {
-		case r.deadline.IsZero():
-		case !r.deadline.After(now):
-			due = append(due, r.cancel)
-			r.deadline = time.Time{} // canceled once
-		case next.IsZero() || r.deadline.Before(next):
-			next = r.deadline
-		}
-	}
-	c.dlArmed = time.Time{}
-	if !next.IsZero() {
-		c.armDeadlinesLocked(next)
-	}
-	c.mu.Unlock()
-	for _, cancel := range due {
-		cancel(context.DeadlineExceeded)
-	}
+	return j, "", true
 }
 
 func (c *serverConn) runUnary(j job) {
@@ -1031,7 +940,7 @@ func (c *serverConn) runUnary(j job) {
 	} else {
 		code = c.writeError(j.ctx, j.req, err)
 	}
-	j.cancel(nil)
+	j.end()
 	c.finish(j.req, code, d)
 }
 
@@ -1092,8 +1001,9 @@ func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Co
 func (c *serverConn) wireError(ctx context.Context, req *Request, err error) *Error {
 	var e *Error
 	isErr := errors.As(err, &e)
-	// A context derived from the request's ends with Canceled when the
-	// request's deadline passes; the cause says why.
+	// Once the request's deadline passed, whatever a handler made of its
+	// context's end (Canceled from a wrapping context, an *Error it
+	// mapped itself) is DEADLINE_EXCEEDED.
 	if expired(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		isErr && (e.Code == Canceled || e.Code == DeadlineExceeded)) {
 		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}

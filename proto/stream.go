@@ -70,11 +70,12 @@ func (s *Stream) end() bool {
 	return s.accepted
 }
 
-func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFunc, req *Request, h StreamHandlerFunc) {
+func (c *serverConn) runStream(j job) {
 	defer c.handlersWG.Done()
 	start := time.Now()
+	ctx, req := j.ctx, j.req
 	st := &Stream{c: c, req: req, ctx: ctx}
-	err := c.callStream(ctx, req, st, h)
+	err := c.callStream(ctx, req, st, j.rt.stream)
 	accepted := st.end()
 	c.release(req.ID)
 	var code Code
@@ -94,7 +95,7 @@ func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFu
 	default:
 		code = c.writeError(ctx, req, err)
 	}
-	cancel(nil)
+	j.end()
 	c.finish(req, code, time.Since(start))
 }
 
