@@ -1,7 +1,9 @@
 package proto
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"runtime"
@@ -221,6 +223,20 @@ func (w *frameWriter) write(t FrameType, flags uint16, id uint32, payload []byte
 	w.buf = append(w.buf, payload...)
 	w.endFrame(off, t, flags, id)
 	return w.unlock()
+}
+
+// frameBuffered reports whether br already holds a whole frame, so reading
+// it cannot block.
+func frameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < HeaderLen {
+		return false
+	}
+	h, err := br.Peek(HeaderLen)
+	if err != nil {
+		return false
+	}
+	return uint64(n) >= HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
 }
 
 // isTimeout reports whether err is a deadline expiry.

@@ -1,7 +1,6 @@
 package proto
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -479,18 +478,8 @@ type serverConn struct {
 
 	// Read loop state, owned by the reading goroutine.
 	lastRecv time.Time // when the last frame arrived
-	dl       time.Time // the read deadline currently armed
 
-	// Round-trip time, measured with the server's own PINGs (see
-	// networkBudget): the estimate in nanoseconds (the smallest of the
-	// last rttSamples samples; 0: none yet), when the last sample came, and
-	// when the last PING went out (monoNanos; 0: none outstanding).
-	rtt      atomic.Int64
-	rttAt    atomic.Int64 // monoNanos of the last sample
-	pingSent atomic.Int64
-	rttMu    sync.Mutex        // protects samples and sampled (taken once a second at most)
-	samples  [rttSamples]int64 // the last samples, oldest overwritten first
-	sampled  int               // samples taken so far
+	rtt rttEstimate // see networkBudget
 
 	mu        sync.Mutex
 	ready     bool
@@ -559,8 +548,6 @@ func (c *serverConn) serve() {
 		return
 	}
 	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
-	c.lastRecv = time.Now()
-	c.setReadDeadline(c.lastRecv.Add(c.srv.cfg.IdleTimeout))
 	c.end(c.read())
 }
 
@@ -588,11 +575,6 @@ func (c *serverConn) end(reason string) {
 	s.connWG.Done()
 }
 
-func (c *serverConn) setReadDeadline(t time.Time) {
-	c.dl = t
-	_ = c.nc.SetReadDeadline(t)
-}
-
 func (c *serverConn) clientName() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -615,75 +597,58 @@ func (c *serverConn) logLevel() slog.Level {
 func (c *serverConn) read() string {
 	cfg := &c.srv.cfg
 	br := c.fr.Reader()
-	// Deadlines are set lazily: one that fires early only causes a
-	// recheck, so a steady stream of small frames, each arriving whole,
-	// costs no deadline updates at all.
 	for {
-		if c.closing.Load() {
+		// Wait for the next frame's first byte under the idle timeout
+		// (Peek consumes nothing), then give the rest of it the read
+		// timeout.
+		if !c.armRead(cfg.IdleTimeout) {
 			return c.linger()
 		}
-		if br.Buffered() == 0 {
-			// Wait for the next frame's first byte under the idle deadline
-			// (re-armed only if the armed one is later than wanted); Peek
-			// consumes nothing, so a timeout loses no data.
-			if want := c.lastRecv.Add(cfg.IdleTimeout); c.dl.After(want) {
-				c.setReadDeadline(want)
+		if _, err := br.Peek(1); err != nil {
+			switch {
+			case c.closing.Load():
+				return c.linger()
+			case isTimeout(err):
+				return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
 			}
-			if _, err := br.Peek(1); err != nil {
-				if c.closing.Load() {
-					return c.linger()
-				}
-				if isTimeout(err) {
-					if time.Since(c.lastRecv) < cfg.IdleTimeout {
-						c.setReadDeadline(c.lastRecv.Add(cfg.IdleTimeout))
-						continue
-					}
-					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
-				}
-				return readEndReason(err)
-			}
+			return readEndReason(err)
 		}
-		if !frameBuffered(br) {
-			c.setReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		if !c.armRead(cfg.ReadTimeout) {
+			return c.linger()
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
 			if e, ok := errFatal(err); ok {
 				return c.fatal(e.Code, e.Message)
 			}
-			if isTimeout(err) && !c.closing.Load() {
-				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
-			}
-			if c.closing.Load() {
+			switch {
+			case c.closing.Load():
 				return c.linger()
+			case isTimeout(err):
+				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
 			}
 			return readEndReason(err)
 		}
-		c.lastRecv = monoNow()
+		c.lastRecv = time.Now()
+		var reason string
+		var ok bool
 		if f.Type == FrameRequest {
-			if reason, ok := c.handleRequest(f); !ok {
-				return reason
-			}
-			continue
+			reason, ok = c.handleRequest(f)
+		} else {
+			reason, ok = c.handleFrame(f)
 		}
-		if reason, ok := c.handleFrame(f); !ok {
+		if !ok {
 			return reason
 		}
 	}
 }
 
-// frameBuffered reports whether br already holds a whole frame, so reading
-// it cannot block.
-func frameBuffered(br *bufio.Reader) bool {
-	n := br.Buffered()
-	if n < HeaderLen {
-		return false
-	}
-	h, err := br.Peek(HeaderLen)
-	if err != nil {
-		return false
-	}
-	return uint64(n) >= HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
+// armRead sets the read deadline d from now. Once the connection is
+// closing, the deadline belongs to halfClose and linger: armRead then
+// reports false, and the caller lingers (which sets its own deadline).
+func (c *serverConn) armRead(d time.Duration) bool {
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	return !c.closing.Load()
 }
 
 func readEndReason(err error) string {
@@ -921,7 +886,7 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 }
 
 func (c *serverConn) runUnary(j job) {
-	start := monoNow()
+	start := time.Now()
 	var resp any
 	var err error
 	if j.ctx.Err() != nil {
@@ -1123,42 +1088,40 @@ const (
 	rttPingMagic = "bwrtt"
 )
 
-// networkBudget returns the round-trip time to subtract from a deadline,
-// and sends a PING if the last measurement is stale. Called by the reader.
-func (c *serverConn) networkBudget() time.Duration {
-	now := monoNanos()
-	if now-c.rttAt.Load() >= int64(rttRefresh) {
-		if sent := c.pingSent.Load(); sent == 0 || now-sent >= int64(pingLost) {
-			c.pingSent.Store(now)
-			p := binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now))
-			_ = c.w.write(FramePing, 0, 0, p)
-		}
-	}
-	return time.Duration(c.rtt.Load())
+// rttEstimate is a connection's round-trip time. Only the reading
+// goroutine uses it.
+type rttEstimate struct {
+	est      time.Duration // the smallest of the last rttSamples samples; 0 until the first
+	at       time.Time     // when the last sample came
+	pingSent time.Time     // when the outstanding PING went out; zero: none
+	samples  [rttSamples]time.Duration
+	n        int // samples taken so far
 }
 
-// pongReceived takes a round-trip sample from the PONG to one of the
-// server's own PINGs. Called by the reader.
+// networkBudget returns the round-trip time to subtract from a deadline,
+// and sends a PING if the last measurement is stale.
+func (c *serverConn) networkBudget() time.Duration {
+	r := &c.rtt
+	if now := time.Now(); now.Sub(r.at) >= rttRefresh && (r.pingSent.IsZero() || now.Sub(r.pingSent) >= pingLost) {
+		r.pingSent = now
+		_ = c.w.write(FramePing, 0, 0, binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now.UnixNano())))
+	}
+	return r.est
+}
+
+// pongReceived takes a round-trip sample from the PONG to the server's
+// outstanding PING; it ignores any other PONG (a stale or forged one).
 func (c *serverConn) pongReceived(p []byte) {
-	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic {
+	r := &c.rtt
+	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic ||
+		r.pingSent.IsZero() || binary.BigEndian.Uint64(p[len(rttPingMagic):]) != uint64(r.pingSent.UnixNano()) {
 		return
 	}
-	sent := int64(binary.BigEndian.Uint64(p[len(rttPingMagic):]))
-	if sent != c.pingSent.Load() {
-		return // not the PING outstanding (a stale or forged PONG)
-	}
-	now := monoNanos()
-	c.rttMu.Lock()
-	c.samples[c.sampled%rttSamples] = now - sent
-	c.sampled++
-	est := c.samples[0]
-	for _, v := range c.samples[1:min(c.sampled, rttSamples)] {
-		est = min(est, v)
-	}
-	c.rttMu.Unlock()
-	c.rtt.Store(est)
-	c.rttAt.Store(now)
-	c.pingSent.Store(0)
+	r.at = time.Now()
+	r.samples[r.n%rttSamples] = r.at.Sub(r.pingSent)
+	r.n++
+	r.est = slices.Min(r.samples[:min(r.n, rttSamples)])
+	r.pingSent = time.Time{}
 }
 
 // Admission. Authenticated clients (the web tiers) must always be able to
