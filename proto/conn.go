@@ -36,7 +36,6 @@ type frameWriter struct {
 	flushing bool
 	sealed   bool // the last frame was appended (writeLast); lock fails from then on
 	err      error
-	wdl      time.Time // write deadline armed on nc (only the flusher touches it)
 }
 
 // clockBase anchors monoNow.
@@ -139,7 +138,9 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 		out := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
-		w.armDeadline()
+		if w.timeout > 0 {
+			_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 		_, err := w.nc.Write(out)
 		w.mu.Lock()
 		if cap(out) <= 4*maxBuffered {
@@ -172,21 +173,6 @@ func (w *frameWriter) flush() error {
 		return err
 	}
 	return w.unlockMode(flushNow)
-}
-
-// armDeadline makes sure the next write fails within w.timeout if the peer
-// stops reading. Moving a deadline costs a runtime timer update (and can
-// wake a sleeping thread), so it is re-armed only when less than half the
-// timeout is left: a write then has between timeout/2 and timeout.
-func (w *frameWriter) armDeadline() {
-	if w.timeout <= 0 {
-		return
-	}
-	if time.Until(w.wdl) >= w.timeout/2 { // one clock reading: wdl is monotonic
-		return
-	}
-	w.wdl = monoNow().Add(w.timeout)
-	_ = w.nc.SetWriteDeadline(w.wdl)
 }
 
 // waitIdle blocks until everything appended so far has been written (or a
