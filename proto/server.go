@@ -3,18 +3,15 @@ package proto
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
-	"runtime/debug"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,9 +151,7 @@ func (c *ServerConfig) setDefaults() {
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = DefaultMaxPayload
 	}
-	if c.MaxPayload > 1<<30 {
-		c.MaxPayload = 1 << 30
-	}
+	c.MaxPayload = min(c.MaxPayload, 1<<30)
 	if c.MaxPreAuthConns <= 0 {
 		c.MaxPreAuthConns = max(c.MaxConns/4, min(c.MaxConns, 8))
 	}
@@ -181,66 +176,35 @@ func (c *ServerConfig) setDefaults() {
 }
 
 // Server serves the bankwire protocol. Create it with NewServer.
+//
+// Goroutines: Serve runs the accept loop; each connection has one goroutine
+// (serverConn.serve) that does the handshake, then reads and dispatches
+// frames; each request runs its handler on a goroutine of its own; a
+// refused connection gets a short-lived goroutine that tells it why.
 type Server struct {
 	cfg       ServerConfig
 	log       *slog.Logger
 	secretSum [sha256.Size]byte
-	hello     []byte // encoded HELLO payload, the same for every connection
+	hello     []byte                   // encoded HELLO payload, the same for every connection
+	unary     map[Op]HandlerFunc       // copied from the Mux in NewServer; read-only
+	stream    map[Op]StreamHandlerFunc // likewise
 
-	ctx    context.Context // parent of every handler context; canceled by Close
+	ctx    context.Context // parent of every connection's context; canceled by Close and once Shutdown is done
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*serverConn]struct{}
-	addr      net.Addr
-	shutdown  bool
-	connWG    sync.WaitGroup
-
 	nextConn atomic.Uint64
-	refusing atomic.Int32 // refusal writes in progress
+	refusing atomic.Int32   // refusal writes in progress (see maxRefusing)
+	refusals *logLimiter    // refused and unauthenticated connections are logged at a rate
+	connWG   sync.WaitGroup // one count per connection goroutine
 
-	// Admission (see admit), guarded by mu: connections in the handshake,
-	// oldest first, and per remote IP; authenticated connections.
-	preAuth      []*serverConn
-	preAuthPerIP map[string]int
-	authed       int
-
-	refusals *logLimiter // refused and unauthenticated connections are logged at a rate
-
-	routes map[Op]*route // filled once in NewServer
-}
-
-// route is one operation's handler. A request looks its operation up once.
-type route struct {
-	unary  HandlerFunc
-	stream StreamHandlerFunc
-}
-
-// job is one request for a handler goroutine.
-type job struct {
-	c      *serverConn
-	ctx    context.Context
-	cancel context.CancelCauseFunc // ends ctx once the request is answered
-	stop   context.CancelFunc      // releases ctx's deadline timer; nil without a deadline
-	req    *Request
-	rt     *route
-}
-
-func (j job) run() {
-	if j.rt.stream != nil {
-		j.c.runStream(j)
-	} else {
-		j.c.runUnary(j)
-	}
-}
-
-// end releases the request's context once its terminal frame is written.
-func (j job) end() {
-	j.cancel(nil)
-	if j.stop != nil {
-		j.stop()
-	}
+	mu           sync.Mutex // protects the fields below
+	listeners    map[net.Listener]struct{}
+	conns        map[*serverConn]struct{}
+	addr         net.Addr
+	shutdown     bool
+	preAuth      []*serverConn  // connections in the handshake, oldest first (see admitLocked)
+	preAuthPerIP map[string]int // len(preAuth) by remote IP
+	authed       int            // authenticated connections
 }
 
 // NewServer returns a server for the handlers in h, which it copies:
@@ -252,19 +216,13 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger,
-		secretSum: sha256.Sum256([]byte(cfg.Secret)),
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*serverConn]struct{}{},
-
+		secretSum:    sha256.Sum256([]byte(cfg.Secret)),
+		unary:        maps.Clone(h.unary),
+		stream:       maps.Clone(h.stream),
+		listeners:    map[net.Listener]struct{}{},
+		conns:        map[*serverConn]struct{}{},
 		preAuthPerIP: map[string]int{},
 		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
-		routes:       make(map[Op]*route, len(h.unary)+len(h.stream)),
-	}
-	for op, u := range h.unary {
-		s.routes[op] = &route{unary: u}
-	}
-	for op, st := range h.stream {
-		s.routes[op] = &route{stream: st}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hello, _ = json.Marshal(Hello{
@@ -371,7 +329,6 @@ const maxRefusing = 32
 
 // refuse tells a connection over the limit why it is being closed, without
 // blocking the accept loop. Each refusal is bounded by a one-second deadline.
-// Refusals are logged at a rate (logLimiter), not one line each.
 func (s *Server) refuse(nc net.Conn, reason string) {
 	if ok, suppressed := s.refusals.allow(); ok {
 		s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
@@ -402,17 +359,7 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 // is idle. If ctx ends first, it closes everything at once and returns
 // ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	conns := make([]*serverConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.stop() {
 		c.drain()
 	}
 	done := make(chan struct{})
@@ -435,16 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // handler context. It waits for connection goroutines to finish, which they
 // do promptly unless a handler ignores its context.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.shutdown = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	conns := make([]*serverConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.stop()
 	s.cancel()
 	for _, c := range conns {
 		c.nc.Close()
@@ -453,675 +391,16 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// serverConn is one accepted connection: its goroutine reads frames and
-// dispatches them; handler goroutines write their results through w.
-type serverConn struct {
-	srv    *Server
-	nc     net.Conn
-	id     string
-	remote string
-	fr     *Framer
-	w      *frameWriter
-
-	ctx    context.Context // canceled when the connection ends
-	cancel context.CancelFunc
-
-	closing    atomic.Bool // the last frame was sent; only discard reads now
-	evicted    atomic.Bool // made to leave the handshake for a newcomer (see admitLocked)
-	ip         string      // the remote address without its port
-	preAuth    bool        // counted in the server's handshake budget; guarded by srv.mu
-	authed     bool        // counted as authenticated; guarded by srv.mu
-	unlogged   bool        // an unauthenticated connection the log limiter skipped
-	requests   atomic.Uint64
-	handlersWG sync.WaitGroup
-	start      time.Time
-
-	// Read loop state, owned by the reading goroutine.
-	lastRecv time.Time // when the last frame arrived
-
-	rtt rttEstimate // see networkBudget
-
-	mu        sync.Mutex
-	ready     bool
-	client    string                  // the name the client sent in AUTH, once authenticated
-	quiet     bool                    // ServerConfig.Quiet picked it
-	inflight  map[uint32]*inflightReq // counted against MaxInFlight until the terminal frame is sent
-	active    int                     // handlers not finished writing; drain completes at 0
-	lastID    uint32
-	draining  bool
-	drainLast uint32
-}
-
-type inflightReq struct {
-	cancel context.CancelCauseFunc
-	stream bool
-}
-
-// expired reports whether ctx (a request context or one derived from it)
-// ended because the request's deadline passed.
-func expired(ctx context.Context) bool {
-	return ctx.Err() != nil && context.Cause(ctx) == context.DeadlineExceeded
-}
-
-// Cancellation causes, so a stream knows why its context ended.
-var (
-	errClientCancel = errors.New("canceled by client")
-	errDraining     = errors.New("server shutting down")
-)
-
-func (s *Server) newConn(nc net.Conn) *serverConn {
-	c := &serverConn{
-		srv:      s,
-		nc:       nc,
-		id:       "c" + strconv.FormatUint(s.nextConn.Add(1), 10),
-		remote:   nc.RemoteAddr().String(),
-		inflight: map[uint32]*inflightReq{},
-	}
-	c.ip = c.remote
-	if host, _, err := net.SplitHostPort(c.remote); err == nil {
-		c.ip = host
-	}
-	c.ctx, c.cancel = context.WithCancel(s.ctx)
-	c.fr = NewFramer(nc, nil)
-	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
-		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
-		nc.Close()
-	})
-	return c
-}
-
-func (c *serverConn) serve() {
-	c.start = time.Now()
-	reason, ok := c.handshake()
-	// Logged once the client is known (a connection that fails the
-	// handshake is logged too, just before it closes, but at a rate: a
-	// flood of strangers must not flood the log).
-	if !ok {
-		c.srv.leavePreAuth(c, false)
-		allowed, suppressed := c.srv.refusals.allow()
-		c.unlogged = !allowed
-		if allowed {
-			c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName(),
-				"suppressed", suppressed)
-		}
-		c.end(reason)
-		return
-	}
-	c.srv.log.Log(context.Background(), c.logLevel(), "connection opened", "conn", c.id, "remote", c.remote, "client", c.clientName())
-	c.end(c.read())
-}
-
-// end closes the connection once its reading stopped, waits for its
-// handlers and logs why it ended.
-func (c *serverConn) end(reason string) {
-	s := c.srv
-	c.w.flush()
-	c.cancel()
-	c.nc.Close()
-	c.handlersWG.Wait()
+// stop marks the server shut down, closes its listeners and returns its
+// connections.
+func (s *Server) stop() []*serverConn {
 	s.mu.Lock()
-	delete(s.conns, c)
-	if c.authed {
-		c.authed = false
-		s.authed--
+	defer s.mu.Unlock()
+	s.shutdown = true
+	for ln := range s.listeners {
+		ln.Close()
 	}
-	s.mu.Unlock()
-	if c.unlogged {
-		s.connWG.Done()
-		return
-	}
-	s.log.Log(context.Background(), c.logLevel(), "connection closed", "conn", c.id, "remote", c.remote, "client", c.clientName(),
-		"requests", c.requests.Load(), "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
-	s.connWG.Done()
-}
-
-func (c *serverConn) clientName() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.client
-}
-
-// logLevel is the level of the connection's opened and closed lines: DEBUG
-// for an authenticated client that ServerConfig.Quiet picks.
-func (c *serverConn) logLevel() slog.Level {
-	c.mu.Lock()
-	quiet := c.quiet
-	c.mu.Unlock()
-	if quiet {
-		return slog.LevelDebug
-	}
-	return slog.LevelInfo
-}
-
-// read is the read loop. It returns why the connection ended.
-func (c *serverConn) read() string {
-	cfg := &c.srv.cfg
-	br := c.fr.Reader()
-	for {
-		// Wait for the next frame's first byte under the idle timeout
-		// (Peek consumes nothing), then give the rest of it the read
-		// timeout.
-		if !c.armRead(cfg.IdleTimeout) {
-			return c.linger()
-		}
-		if _, err := br.Peek(1); err != nil {
-			switch {
-			case c.closing.Load():
-				return c.linger()
-			case isTimeout(err):
-				return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
-			}
-			return readEndReason(err)
-		}
-		if !c.armRead(cfg.ReadTimeout) {
-			return c.linger()
-		}
-		f, err := c.fr.ReadFrame()
-		if err != nil {
-			if e, ok := errFatal(err); ok {
-				return c.fatal(e.Code, e.Message)
-			}
-			switch {
-			case c.closing.Load():
-				return c.linger()
-			case isTimeout(err):
-				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
-			}
-			return readEndReason(err)
-		}
-		c.lastRecv = time.Now()
-		var reason string
-		var ok bool
-		if f.Type == FrameRequest {
-			reason, ok = c.handleRequest(f)
-		} else {
-			reason, ok = c.handleFrame(f)
-		}
-		if !ok {
-			return reason
-		}
-	}
-}
-
-// armRead sets the read deadline d from now. Once the connection is
-// closing, the deadline belongs to halfClose and linger: armRead then
-// reports false, and the caller lingers (which sets its own deadline).
-func (c *serverConn) armRead(d time.Duration) bool {
-	_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	return !c.closing.Load()
-}
-
-func readEndReason(err error) string {
-	switch {
-	case errors.Is(err, io.EOF):
-		return "peer closed"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "peer closed mid-frame"
-	case errors.Is(err, net.ErrClosed):
-		return "closed"
-	}
-	return "read error: " + err.Error()
-}
-
-// handshake greets the client and checks its AUTH.
-func (c *serverConn) handshake() (string, bool) {
-	cfg := &c.srv.cfg
-	deadline := time.Now().Add(cfg.HandshakeTimeout)
-	_ = c.nc.SetReadDeadline(deadline)
-	if c.evicted.Load() { // evicted before this goroutine set its deadline
-		return c.fatal(TooManyConnections, evictedReason), false
-	}
-	if err := c.w.write(FrameHello, 0, 0, c.srv.hello); err != nil {
-		return "write HELLO: " + err.Error(), false
-	}
-	c.fr.SetMaxPayload(handshakeMaxPayload)
-	f, err := c.fr.ReadFrame()
-	if err != nil {
-		if e, ok := errFatal(err); ok {
-			return c.fatal(e.Code, e.Message), false
-		}
-		if isTimeout(err) {
-			c.mu.Lock()
-			draining := c.draining
-			c.mu.Unlock()
-			if c.evicted.Load() {
-				return c.fatal(TooManyConnections, evictedReason), false
-			}
-			if draining {
-				return c.fatal(ShuttingDown, "server shutting down"), false
-			}
-			return c.fatal(HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout)), false
-		}
-		return "handshake: " + readEndReason(err), false
-	}
-	if f.Type != FrameAuth {
-		return c.fatal(ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type)), false
-	}
-	a, err := ParseAuth(f.Payload)
-	if err != nil {
-		e := err.(*Error)
-		return c.fatal(e.Code, e.Message), false
-	}
-	// Hash both sides so the comparison is constant-time in the secret's
-	// length too.
-	sum := sha256.Sum256([]byte(a.Secret))
-	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
-		return c.fatal(BadSecret, "bad secret"), false
-	}
-	if !c.srv.leavePreAuth(c, true) {
-		return c.fatal(TooManyConnections, evictedReason), false
-	}
-	ready, _ := json.Marshal(Ready{Version: Version, ConnID: c.id})
-	c.mu.Lock()
-	c.ready = true
-	c.client = a.Client
-	c.quiet = c.srv.cfg.Quiet != nil && c.srv.cfg.Quiet(a.Client)
-	draining := c.draining
-	c.mu.Unlock()
-	if err := c.w.write(FrameReady, 0, 0, ready); err != nil {
-		return "write READY: " + err.Error(), false
-	}
-	c.fr.SetMaxPayload(cfg.MaxPayload)
-	if draining { // Shutdown began during the handshake
-		c.sendDrain()
-	}
-	return "", true
-}
-
-// fatal sends a FATAL frame and closes gracefully. It returns the reason for
-// the log.
-func (c *serverConn) fatal(code Code, reason string) string {
-	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(FrameFatal, AppendFatal(nil, code, reason))
-		c.halfClose()
-	}
-	if !c.evicted.Load() { // an evicted connection makes room at once
-		c.linger()
-	}
-	return code.String() + ": " + reason
-}
-
-// halfClose sends FIN after the last frame and bounds the linger.
-func (c *serverConn) halfClose() {
-	c.w.waitIdle()
-	if cw, ok := c.nc.(closeWriter); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-}
-
-// linger reads and discards until the peer closes or lingerTimeout passes,
-// so our close does not reset frames the peer has yet to read.
-func (c *serverConn) linger() string {
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.fr.Reader(), 1<<20))
-	return "closed after final frame"
-}
-
-// handleFrame processes one frame after the handshake.
-func (c *serverConn) handleFrame(f Frame) (string, bool) {
-	switch f.Type {
-	case FrameCancel:
-		c.mu.Lock()
-		r := c.inflight[f.ID]
-		c.mu.Unlock()
-		if r != nil {
-			r.cancel(errClientCancel)
-		}
-		return "", true
-	case FramePing:
-		if len(f.Payload) > maxPingPayload {
-			return c.fatal(ProtocolError, "PING payload over 64 bytes"), false
-		}
-		if err := c.w.write(FramePong, 0, f.ID, f.Payload); err != nil {
-			return "write: " + err.Error(), false
-		}
-		return "", true
-	case FramePong:
-		c.pongReceived(f.Payload)
-		return "", true
-	case FrameFatal:
-		e, err := ParseFatal(f.Payload)
-		if err != nil {
-			return "client sent undecodable FATAL", false
-		}
-		return "client FATAL " + e.Code.String() + ": " + e.Message, false
-	}
-	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
-}
-
-// handleRequest registers a REQUEST and runs it on a goroutine of its own.
-// admitRequest bounds these goroutines by the requests in flight
-// (MaxInFlight per connection).
-func (c *serverConn) handleRequest(f Frame) (reason string, ok bool) {
-	j, reason, ok := c.admitRequest(f)
-	if !ok || j.req == nil {
-		return reason, ok
-	}
-	go j.run()
-	return "", true
-}
-
-// admitRequest parses a REQUEST and registers it in flight, returning the
-// job to run; a request refused at once (draining, over the in-flight
-// limit, unknown operation) is answered here and j.req is nil.
-func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
-	s := c.srv
-	h, body, err := ParseRequest(f.Payload)
-	if err != nil {
-		return j, c.fatal(ProtocolError, err.(*Error).Message), false
-	}
-	var rtt time.Duration
-	if h.DeadlineMs > 0 {
-		rtt = c.networkBudget() // before mu: it may write a PING
-	}
-	c.requests.Add(1)
-	c.mu.Lock()
-	if f.ID <= c.lastID {
-		_, dup := c.inflight[f.ID]
-		last := c.lastID
-		c.mu.Unlock()
-		if dup {
-			return j, c.fatal(ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID)), false
-		}
-		return j, c.fatal(ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last)), false
-	}
-	c.lastID = f.ID
-	var reject *Error
-	switch {
-	case c.draining:
-		reject = &Error{Code: Unavailable, Message: "server is shutting down"}
-	case len(c.inflight) >= s.cfg.MaxInFlight:
-		reject = &Error{Code: ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
-	}
-	rt := s.routes[h.Op]
-	if reject == nil && rt == nil {
-		reject = &Error{Code: Unimplemented, Message: "unknown operation " + h.Op.String()}
-	}
-	if reject != nil {
-		c.mu.Unlock()
-		if s.cfg.Observe != nil {
-			s.cfg.Observe(h.Op, reject.Code, 0)
-		}
-		if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, reject)); err != nil {
-			return j, "write: " + err.Error(), false
-		}
-		return j, "", true
-	}
-	var deadline time.Time
-	if h.DeadlineMs > 0 {
-		// Relative to when the frame arrived, less the connection's
-		// round-trip time: the time the REQUEST spent on its way here and
-		// its answer will spend on the way back is no time to work in (see
-		// networkBudget).
-		budget := time.Duration(h.DeadlineMs)*time.Millisecond - rtt
-		if budget <= 0 {
-			c.mu.Unlock()
-			if s.cfg.Observe != nil {
-				s.cfg.Observe(h.Op, DeadlineExceeded, 0)
-			}
-			if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, &Error{Code: DeadlineExceeded, Message: "deadline exceeded"})); err != nil {
-				return j, "write: " + err.Error(), false
-			}
-			return j, "", true
-		}
-		deadline = c.lastRecv.Add(budget)
-	}
-	// The request's context ends when the connection's does, on CANCEL or
-	// drain (cancel, with the cause), and at its deadline.
-	ctx, cancel := context.WithCancelCause(c.ctx)
-	j = job{c: c, cancel: cancel, req: &Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}, rt: rt}
-	if h.TraceID != "" {
-		ctx = context.WithValue(ctx, traceKey{}, h.TraceID)
-	}
-	if !deadline.IsZero() {
-		ctx, j.stop = context.WithDeadline(ctx, deadline)
-	}
-	j.ctx = ctx
-	c.inflight[f.ID] = &inflightReq{cancel: cancel, stream: rt.stream != nil}
-	c.active++
-	c.handlersWG.Add(1)
-	c.mu.Unlock()
-	return j, "", true
-}
-
-func (c *serverConn) runUnary(j job) {
-	start := time.Now()
-	var resp any
-	var err error
-	if j.ctx.Err() != nil {
-		// The deadline passed or the caller canceled while the request
-		// waited for this goroutine: do not start work nobody waits for.
-		err = j.ctx.Err()
-	} else {
-		resp, err = c.callUnary(j.ctx, j.req, j.rt.unary)
-	}
-	defer c.handlersWG.Done()
-	d := time.Since(start)
-	c.release(j.req.ID)
-	var code Code
-	if err == nil {
-		code = c.writeResult(j.ctx, j.req, FrameResponse, 0, resp)
-	} else {
-		code = c.writeError(j.ctx, j.req, err)
-	}
-	j.end()
-	c.finish(j.req, code, d)
-}
-
-// callUnary runs h, turning a panic into INTERNAL for this request only.
-func (c *serverConn) callUnary(ctx context.Context, req *Request, h HandlerFunc) (resp any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.logPanic(ctx, req, p)
-			resp, err = nil, &Error{Code: Internal, Message: "internal error"}
-		}
-	}()
-	return h(ctx, req)
-}
-
-func (c *serverConn) logPanic(ctx context.Context, req *Request, p any) {
-	c.srv.log.ErrorContext(ctx, "handler panic", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID,
-		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-}
-
-// writeResult encodes v and sends it as a RESPONSE (or EVENT) frame.
-func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType, flags uint16, v any) Code {
-	if err := c.w.lock(); err != nil {
-		return Unavailable
-	}
-	off := c.w.beginFrame()
-	var err error
-	c.w.buf, err = marshalBody(c.w.buf, v)
-	if err == nil && len(c.w.buf)-off-HeaderLen > c.srv.cfg.MaxPayload {
-		err = fmt.Errorf("encoded response of %d bytes is over the %d-byte payload limit", len(c.w.buf)-off-HeaderLen, c.srv.cfg.MaxPayload)
-	}
-	if err != nil {
-		c.w.buf = c.w.buf[:off]
-		c.w.unlock()
-		c.srv.log.ErrorContext(ctx, "encode response", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "err", err)
-		return c.writeError(ctx, req, &Error{Code: Internal, Message: "internal error"})
-	}
-	c.w.endFrame(off, t, flags, req.ID)
-	if err := c.w.unlock(); err != nil {
-		return Unavailable
-	}
-	return OK
-}
-
-// writeError sends err as the terminal ERROR frame of req and returns its code.
-func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Code {
-	e := c.wireError(ctx, req, err)
-	if c.w.lock() != nil {
-		return e.Code
-	}
-	off := c.w.beginFrame()
-	c.w.buf = AppendError(c.w.buf, e)
-	c.w.endFrame(off, FrameError, 0, req.ID)
-	_ = c.w.unlock()
-	return e.Code
-}
-
-// wireError maps a handler error to what the caller may see.
-func (c *serverConn) wireError(ctx context.Context, req *Request, err error) *Error {
-	var e *Error
-	isErr := errors.As(err, &e)
-	// Once the request's deadline passed, whatever a handler made of its
-	// context's end (Canceled from a wrapping context, an *Error it
-	// mapped itself) is DEADLINE_EXCEEDED.
-	if expired(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		isErr && (e.Code == Canceled || e.Code == DeadlineExceeded)) {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
-	}
-	if isErr && e.Code != OK && !e.Code.Fatal() {
-		return e
-	}
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
-	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		if errors.Is(context.Cause(ctx), errClientCancel) {
-			return &Error{Code: Canceled, Message: "canceled"}
-		}
-		return &Error{Code: Unavailable, Message: "server shutting down"}
-	}
-	c.srv.log.ErrorContext(ctx, "request failed", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "err", err)
-	return &Error{Code: Internal, Message: "internal error"}
-}
-
-// release takes a request out of the in-flight set just before its terminal
-// frame is written: from then on its slot is free and a CANCEL for it is
-// ignored, as PROTOCOL.md says.
-func (c *serverConn) release(id uint32) {
-	c.mu.Lock()
-	delete(c.inflight, id)
-	c.mu.Unlock()
-}
-
-// finish records a request whose terminal frame has been written; the last
-// one to finish on a draining connection closes it.
-func (c *serverConn) finish(req *Request, code Code, d time.Duration) {
-	s := c.srv
-	if s.cfg.Observe != nil {
-		s.cfg.Observe(req.Op, code, d)
-	}
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("request", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "code", code.String(), "duration", d)
-	}
-	c.mu.Lock()
-	c.active--
-	done := c.draining && c.active == 0
-	c.mu.Unlock()
-	if done {
-		c.finishDrain()
-	}
-}
-
-// drain starts a graceful close: DRAIN names the last request id that will
-// be answered; streams end at once; the connection closes when idle.
-func (c *serverConn) drain() {
-	c.mu.Lock()
-	if c.draining {
-		c.mu.Unlock()
-		return
-	}
-	c.draining = true
-	ready := c.ready
-	c.mu.Unlock()
-	if ready {
-		c.sendDrain()
-		return
-	}
-	// Still in the handshake, so no request was sent yet: interrupt the
-	// handshake read; it answers FATAL SHUTTING_DOWN.
-	_ = c.nc.SetReadDeadline(time.Now())
-}
-
-// sendDrain runs exactly once per draining connection, after READY.
-func (c *serverConn) sendDrain() {
-	c.mu.Lock()
-	c.drainLast = c.lastID
-	last := c.drainLast
-	idle := c.active == 0
-	for _, r := range c.inflight {
-		if r.stream {
-			r.cancel(errDraining)
-		}
-	}
-	c.mu.Unlock()
-	_ = c.w.write(FrameDrain, 0, 0, AppendDrain(nil, last))
-	if idle {
-		c.finishDrain()
-	}
-}
-
-func (c *serverConn) finishDrain() {
-	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(FrameFatal, AppendFatal(nil, ShuttingDown, "server shutting down"))
-		c.halfClose()
-	}
-}
-
-// End-to-end deadlines (PROTOCOL.md §4.2). A REQUEST's deadline_ms is the
-// caller's remaining budget when it wrote the frame; the frame may then
-// wait in the network and in queues before the server reads it, and the
-// answer takes time to travel back. Clocks of the two sides are not
-// compared; instead the server measures the connection's round-trip time
-// with its own PINGs (the PONG echoes the send time the PING carried) and
-// gives a handler deadline_ms minus that round trip from the frame's
-// arrival. A request whose remaining budget is gone on arrival is answered
-// DEADLINE_EXCEEDED without starting, and one whose deadline passes while
-// it waits for a handler goroutine is answered without running.
-const (
-	// rttRefresh is how old the last sample may be before a REQUEST with a
-	// deadline triggers a new PING.
-	rttRefresh = time.Second
-	// pingLost is how long an unanswered PING blocks the next one.
-	pingLost = 10 * time.Second
-	// rttSamples is how many samples the estimate is the minimum of. A
-	// PING's round trip can only overstate the link's delay (it may wait
-	// behind other frames, or for a busy peer to read it), so one slow
-	// sample must not make every request on the connection look late.
-	rttSamples = 4
-	// rttPingMagic starts the payload of the server's own PINGs, so a PONG
-	// is matched to them and not to anything else.
-	rttPingMagic = "bwrtt"
-)
-
-// rttEstimate is a connection's round-trip time. Only the reading
-// goroutine uses it.
-type rttEstimate struct {
-	est      time.Duration // the smallest of the last rttSamples samples; 0 until the first
-	at       time.Time     // when the last sample came
-	pingSent time.Time     // when the outstanding PING went out; zero: none
-	samples  [rttSamples]time.Duration
-	n        int // samples taken so far
-}
-
-// networkBudget returns the round-trip time to subtract from a deadline,
-// and sends a PING if the last measurement is stale.
-func (c *serverConn) networkBudget() time.Duration {
-	r := &c.rtt
-	if now := time.Now(); now.Sub(r.at) >= rttRefresh && (r.pingSent.IsZero() || now.Sub(r.pingSent) >= pingLost) {
-		r.pingSent = now
-		_ = c.w.write(FramePing, 0, 0, binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now.UnixNano())))
-	}
-	return r.est
-}
-
-// pongReceived takes a round-trip sample from the PONG to the server's
-// outstanding PING; it ignores any other PONG (a stale or forged one).
-func (c *serverConn) pongReceived(p []byte) {
-	r := &c.rtt
-	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic ||
-		r.pingSent.IsZero() || binary.BigEndian.Uint64(p[len(rttPingMagic):]) != uint64(r.pingSent.UnixNano()) {
-		return
-	}
-	r.at = time.Now()
-	r.samples[r.n%rttSamples] = r.at.Sub(r.pingSent)
-	r.n++
-	r.est = slices.Min(r.samples[:min(r.n, rttSamples)])
-	r.pingSent = time.Time{}
+	return slices.Collect(maps.Keys(s.conns))
 }
 
 // Admission. Authenticated clients (the web tiers) must always be able to
@@ -1131,27 +410,30 @@ func (c *serverConn) pongReceived(p []byte) {
 // TOO_MANY_CONNECTIONS instead of HELLO) when its address already has
 // MaxPreAuthPerIP connections in the handshake while the handshake budget
 // is full (a burst of handshakes from one busy client host is welcome while
-// there is room), or when MaxConns authenticated connections are open. Otherwise, if the handshake budget
-// (MaxPreAuthConns) or MaxConns is full, a connection still in the
-// handshake is evicted (FATAL TOO_MANY_CONNECTIONS, closed at once) to make
-// room: the oldest one of the address with the most connections in the
-// handshake. A web tier has one or two in the handshake at a time, and
-// completes them within a round trip; a flood holds up to MaxPreAuthPerIP
-// per address, so its own connections are what gets evicted unless it
-// comes from more addresses than the budget has room for.
+// there is room), or when MaxConns authenticated connections are open.
+// Otherwise, if the handshake budget (MaxPreAuthConns) or MaxConns is full,
+// a connection still in the handshake is evicted (FATAL
+// TOO_MANY_CONNECTIONS, closed at once) to make room: the oldest one of the
+// address with the most connections in the handshake. A web tier has one or
+// two in the handshake at a time, and completes them within a round trip; a
+// flood holds up to MaxPreAuthPerIP per address, so its own connections are
+// what gets evicted unless it comes from more addresses than the budget has
+// room for.
 const evictedReason = "too many connections in the handshake; evicted for a newer one"
 
 // admitLocked applies the rules above to the newly accepted c; it returns
 // why c is refused, or "" with c counted in the handshake budget.
 func (s *Server) admitLocked(c *serverConn) string {
-	full := len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns
-	if full && s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
+	full := func() bool {
+		return len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns
+	}
+	if full() && s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
 		return "too many unauthenticated connections from this address"
 	}
 	if s.authed >= s.cfg.MaxConns {
 		return "too many connections" // evicting would not make room
 	}
-	for len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns {
+	for full() {
 		v := s.evictionVictimLocked()
 		s.removePreAuthLocked(v)
 		v.evicted.Store(true)
@@ -1166,13 +448,10 @@ func (s *Server) admitLocked(c *serverConn) string {
 	return ""
 }
 
-// evictionVictimLocked picks the oldest connection in the handshake of
-// the address with the most of them.
+// evictionVictimLocked picks the oldest connection in the handshake of the
+// address with the most of them.
 func (s *Server) evictionVictimLocked() *serverConn {
-	most := 0
-	for _, n := range s.preAuthPerIP {
-		most = max(most, n)
-	}
+	most := slices.Max(slices.Collect(maps.Values(s.preAuthPerIP)))
 	for _, c := range s.preAuth { // oldest first
 		if s.preAuthPerIP[c.ip] == most {
 			return c
@@ -1220,7 +499,7 @@ type logLimiter struct {
 	every time.Duration
 	burst int
 
-	mu         sync.Mutex
+	mu         sync.Mutex // protects the fields below
 	start      time.Time
 	n          int
 	suppressed int
@@ -1231,8 +510,7 @@ type logLimiter struct {
 func (l *logLimiter) allow() (bool, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Sub(l.start) >= l.every {
+	if now := time.Now(); now.Sub(l.start) >= l.every {
 		l.start, l.n = now, 0
 	}
 	if l.n >= l.burst {

@@ -320,7 +320,7 @@ func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 func handlerGoroutines() int {
 	buf := make([]byte, 8<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "proto.(*serverConn).runUnary(")
+	return strings.Count(string(buf), "proto.(*serverConn).run(")
 }
 
 // TestBurstLeavesNoHandlerGoroutines: a burst of slow requests runs a

@@ -12,11 +12,10 @@ import (
 // ERROR frame ends it. Accept and Send may be called from any goroutine;
 // they must not be called after the handler returned.
 type Stream struct {
-	c   *serverConn
-	req *Request
-	ctx context.Context
+	c *serverConn
+	r *serverReq
 
-	mu       sync.Mutex
+	mu       sync.Mutex // protects the fields below and orders Accept and Send
 	accepted bool
 	ended    bool
 }
@@ -27,38 +26,31 @@ var errStreamState = errors.New("proto: stream not open")
 // Accept sends the RESPONSE (v in the wire encoding; nil is Empty) that opens the
 // stream. It may be called once, before any Send.
 func (s *Stream) Accept(v any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.accepted || s.ended {
-		return errStreamState
-	}
-	if err := s.ctx.Err(); err != nil {
-		return err
-	}
-	if code := s.c.writeResult(s.ctx, s.req, FrameResponse, FlagStream, v); code != OK {
-		s.ended = true
-		return &Error{Code: code, Message: "stream could not be opened"}
-	}
-	s.accepted = true
-	return nil
+	return s.send(false, FrameResponse, FlagStream, v, "stream could not be opened")
 }
 
 // Send sends one EVENT frame with v in the wire encoding. It fails once the
 // stream's context is done (client CANCEL, connection lost, shutdown) or a
 // write failed; a handler should then return.
 func (s *Stream) Send(v any) error {
+	return s.send(true, FrameEvent, 0, v, "event could not be sent")
+}
+
+// send writes a RESPONSE (open: false) or an EVENT (open: true).
+func (s *Stream) send(open bool, t FrameType, flags uint16, v any, failure string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.accepted || s.ended {
+	if s.accepted != open || s.ended {
 		return errStreamState
 	}
-	if err := s.ctx.Err(); err != nil {
+	if err := s.r.ctx.Err(); err != nil {
 		return err
 	}
-	if code := s.c.writeResult(s.ctx, s.req, FrameEvent, 0, v); code != OK {
+	if code := s.c.writeResult(s.r, t, flags, v); code != OK {
 		s.ended = true
-		return &Error{Code: code, Message: "event could not be sent"}
+		return &Error{Code: code, Message: failure}
 	}
+	s.accepted = true
 	return nil
 }
 
@@ -70,56 +62,35 @@ func (s *Stream) end() bool {
 	return s.accepted
 }
 
-func (c *serverConn) runStream(j job) {
-	defer c.handlersWG.Done()
+// runStream runs a streaming request on its goroutine and writes its
+// terminal frame.
+func (c *serverConn) runStream(r *serverReq) {
 	start := time.Now()
-	ctx, req := j.ctx, j.req
-	st := &Stream{c: c, req: req, ctx: ctx}
-	err := c.callStream(ctx, req, st, j.rt.stream)
+	st := &Stream{c: c, r: r}
+	err := c.callStream(r, st)
 	accepted := st.end()
-	c.release(req.ID)
+	c.release(r.ID)
 	var code Code
 	switch {
-	case ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+	case r.ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The stream's context ended: why it ended decides the terminal
 		// code (PROTOCOL.md §5), whatever the handler returned on the way
 		// out (a handler typically returns nil on ctx.Done()).
-		code = c.writeError(ctx, req, endedError(ctx))
+		code = c.writeError(r, endedError(r.ctx))
 	case !accepted && err == nil:
 		// The handler finished without opening the stream: an empty,
 		// already-ended result.
-		code = c.writeResult(ctx, req, FrameResponse, 0, nil)
+		code = c.writeResult(r, FrameResponse, 0, nil)
 	case err == nil:
 		code = OK
-		_ = c.w.write(FrameError, 0, req.ID, AppendError(nil, &Error{Code: OK, Message: "stream ended"}))
+		_ = c.w.write(FrameError, 0, r.ID, AppendError(nil, &Error{Code: OK, Message: "stream ended"}))
 	default:
-		code = c.writeError(ctx, req, err)
+		code = c.writeError(r, err)
 	}
-	j.end()
-	c.finish(req, code, time.Since(start))
+	c.finish(r, code, time.Since(start))
 }
 
-func (c *serverConn) callStream(ctx context.Context, req *Request, st *Stream, h StreamHandlerFunc) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.logPanic(ctx, req, p)
-			err = &Error{Code: Internal, Message: "internal error"}
-		}
-	}()
-	return h(ctx, req, st)
-}
-
-// endedError is the terminal error of a request whose context ended, by
-// the cause: the client's CANCEL, the request's deadline, or the server
-// draining or closing (the connection closing ends it the same way, but
-// then nothing can be written anyway).
-func endedError(ctx context.Context) *Error {
-	switch cause := context.Cause(ctx); {
-	case errors.Is(cause, errClientCancel):
-		return &Error{Code: Canceled, Message: "canceled"}
-	case cause == context.DeadlineExceeded:
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
-	default:
-		return &Error{Code: Unavailable, Message: "server shutting down"}
-	}
+func (c *serverConn) callStream(r *serverReq, st *Stream) (err error) {
+	defer c.recoverHandler(r, &err)
+	return r.stream(r.ctx, &r.Request, st)
 }
