@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // ClientConfig configures a Client. Zero values mean the defaults.
@@ -40,7 +42,7 @@ type ClientConfig struct {
 	// local address): request ids are per connection, and a client may
 	// hold several. For debugging tools such as the terminal client's
 	// -trace flag; it must not block.
-	Trace func(conn string, sent bool, f Frame)
+	Trace func(conn string, sent bool, f wire.Frame)
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -155,11 +157,11 @@ func (c *Client) Close() error {
 	return nil
 }
 
-var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
+var errClientClosed = &wire.Error{Code: wire.Unavailable, Message: "client closed"}
 
 // Call sends one request and decodes the RESPONSE into resp. req is the
-// operation's request type (a WireMarshaler; nil sends an empty body) and
-// resp a pointer to its response type (a WireUnmarshaler) or nil; another
+// operation's request type (a wire.Marshaler; nil sends an empty body) and
+// resp a pointer to its response type (a wire.Unmarshaler) or nil; another
 // type fails INVALID_ARGUMENT before anything is sent. Errors are *Error:
 // the server's per-request error, DEADLINE_EXCEEDED
 // or CANCELED from ctx, or UNAVAILABLE when no server could be reached or
@@ -167,23 +169,23 @@ var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
 //
 // A request the server provably never started (it was never written, or the
 // server's DRAIN named a lower last id) is retried on another connection.
-func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
+func (c *Client) Call(ctx context.Context, op wire.Op, req, resp any) error {
 	bp := bodyPool.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= maxPooledBody {
 			bodyPool.Put(bp)
 		}
 	}()
-	u, ok := resp.(WireUnmarshaler)
+	u, ok := resp.(wire.Unmarshaler)
 	if resp != nil && !ok {
 		// Before sending: the request must not be carried out for an
 		// answer that cannot be read.
-		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, errNotWire)}
+		return &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, wire.ErrNoEncoding)}
 	}
-	body, err := marshalBody((*bp)[:0], req)
+	body, err := wire.Marshal((*bp)[:0], req)
 	*bp = body // the frame holds a copy: the buffer is free once Call returns
 	if err != nil {
-		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
+		return &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
 	// No context.WithTimeout for the default deadline: its timer would be
 	// armed and stopped on every call. The deadline travels as a time, and
@@ -198,8 +200,8 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 		return err
 	}
 	if u != nil {
-		if err := decodeWire(f.Payload, u); err != nil {
-			return &Error{Code: Internal, Message: "undecodable response"}
+		if err := wire.Unmarshal(f.Payload, u); err != nil {
+			return &wire.Error{Code: wire.Internal, Message: "undecodable response"}
 		}
 	}
 	return nil
@@ -212,9 +214,9 @@ var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b 
 const maxPooledBody = 64 << 10
 
 // Info asks the app tier for its InfoResponse.
-func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
-	var out InfoResponse
-	if err := c.Call(ctx, OpInfo, InfoRequest{}, &out); err != nil {
+func (c *Client) Info(ctx context.Context) (*wire.InfoResponse, error) {
+	var out wire.InfoResponse
+	if err := c.Call(ctx, wire.OpInfo, wire.InfoRequest{}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -222,7 +224,7 @@ func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
 
 // do runs the retry loop around one request. sub is non-nil for Subscribe.
 // dl is the request's deadline: ctx's, or the default one.
-func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
+func (c *Client) do(ctx context.Context, op wire.Op, body []byte, sub *Subscription, dl time.Time) (wire.Frame, error) {
 	trace := TraceID(ctx)
 	drained := false
 	var cancel context.CancelFunc
@@ -235,7 +237,7 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 	full := 0
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return Frame{}, ctxError(err)
+			return wire.Frame{}, ctxError(err)
 		}
 		var cc *clientConn
 		next := pickNext{slot: -1}
@@ -266,23 +268,23 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 					}
 				}
 				if cerr := ctx.Err(); cerr != nil && !isUnavailable(err) {
-					return Frame{}, ctxError(cerr)
+					return wire.Frame{}, ctxError(cerr)
 				}
-				return Frame{}, err
+				return wire.Frame{}, err
 			}
 		}
 		f, err := cc.roundTrip(ctx, op, trace, body, sub, dl)
 		if errors.Is(err, errConnFull) {
 			// Not sent: the app tier announced it would refuse it there.
 			if full++; full > 8 {
-				return Frame{}, errBusy
+				return wire.Frame{}, errBusy
 			}
 			if sub == nil {
 				if cancel == nil {
 					ctx, cancel = withDeadline(ctx, dl)
 				}
 				if spare = c.connWithRoom(ctx); spare == nil {
-					return Frame{}, errBusy
+					return wire.Frame{}, errBusy
 				}
 			}
 			continue // a stream: pickFrom finds or dials a stream connection with room
@@ -290,7 +292,7 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 		if errors.Is(err, errNotStarted) {
 			drained = true
 			if attempt >= 2 && sleepCtx(ctx, retryDelay(attempt)) != nil {
-				return Frame{}, &Error{Code: Unavailable, Message: "app tier unavailable: request could not be sent"}
+				return wire.Frame{}, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: request could not be sent"}
 			}
 			continue
 		}
@@ -306,12 +308,12 @@ func withDeadline(ctx context.Context, dl time.Time) (context.Context, context.C
 	return context.WithDeadline(ctx, dl)
 }
 
-func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
+func isUnavailable(err error) bool { return wire.ErrorCode(err) == wire.Unavailable }
 
 // errBusy: every connection already has the max_in_flight requests its
 // server announced. UNAVAILABLE, not RESOURCE_EXHAUSTED: it is the link's
 // capacity, not the caller's throttle.
-var errBusy = &Error{Code: Unavailable, Message: "app tier busy: every connection is at its max_in_flight"}
+var errBusy = &wire.Error{Code: wire.Unavailable, Message: "app tier busy: every connection is at its max_in_flight"}
 
 // connWithRoom returns a unary connection of an up endpoint that may take
 // another request: a ready one, else one dialed into an empty slot (the
@@ -362,11 +364,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // ctxError turns a context error into the *Error a caller sees.
-func ctxError(err error) *Error {
+func ctxError(err error) *wire.Error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
-	return &Error{Code: Canceled, Message: "canceled"}
+	return &wire.Error{Code: wire.Canceled, Message: "canceled"}
 }
 
 // Ping checks that an app tier answers: it sends PING on a pooled
@@ -387,15 +389,15 @@ func (c *Client) Ping(ctx context.Context) error {
 			return err
 		}
 	}
-	return &Error{Code: Unavailable, Message: "app tier unavailable"}
+	return &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable"}
 }
 
 // Hello returns the greeting of the server behind a pooled connection
 // (dialing one if needed).
-func (c *Client) Hello(ctx context.Context) (Hello, error) {
+func (c *Client) Hello(ctx context.Context) (wire.Hello, error) {
 	cc, err := c.pickFrom(ctx, pickNext{slot: -1}, (*endpoint).conn)
 	if err != nil {
-		return Hello{}, err
+		return wire.Hello{}, err
 	}
 	return cc.hello, nil
 }
@@ -408,10 +410,10 @@ func (c *Client) Hello(ctx context.Context) (Hello, error) {
 // Streams run on connections of their own (up to StreamConnsPerAddr per
 // endpoint, each holding the max_in_flight its server announced), so open
 // streams never take the request slots that unary calls need.
-func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, error) {
-	body, err := marshalBody(nil, req)
+func (c *Client) Subscribe(ctx context.Context, op wire.Op, req any) (*Subscription, error) {
+	body, err := wire.Marshal(nil, req)
 	if err != nil {
-		return nil, &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
+		return nil, &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -424,7 +426,7 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 	if err != nil {
 		return nil, err
 	}
-	if f.Flags&FlagStream == 0 {
+	if f.Flags&wire.FlagStream == 0 {
 		// The server answered without opening a stream: it has ended.
 		sub.finish(errStreamEnded)
 	}
@@ -505,20 +507,20 @@ func (c *Client) pickFrom(ctx context.Context, next pickNext, get func(ep *endpo
 	if lastErr != nil {
 		return nil, unavailable(lastErr)
 	}
-	return nil, &Error{Code: Unavailable, Message: "app tier unavailable: every address is down"}
+	return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: every address is down"}
 }
 
 // unavailable wraps a transport failure for the caller: the code is always
 // UNAVAILABLE, the message says why without server internals.
-func unavailable(err error) *Error {
-	var e *Error
+func unavailable(err error) *wire.Error {
+	var e *wire.Error
 	if errors.As(err, &e) {
-		if e.Code == Unavailable {
+		if e.Code == wire.Unavailable {
 			return e
 		}
-		return &Error{Code: Unavailable, Message: "app tier unavailable: " + e.Code.String() + ": " + e.Message}
+		return &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + e.Code.String() + ": " + e.Message}
 	}
-	return &Error{Code: Unavailable, Message: "app tier unavailable: " + err.Error()}
+	return &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + err.Error()}
 }
 
 // endpoints returns the current endpoint set, resolving on first use.
@@ -549,7 +551,7 @@ func (c *Client) endpoints(ctx context.Context) ([]*endpoint, error) {
 			eps := c.eps
 			c.mu.Unlock()
 			if len(eps) == 0 {
-				return nil, &Error{Code: Unavailable, Message: "app tier unavailable: no address resolved"}
+				return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: no address resolved"}
 			}
 			return eps, nil
 		}
@@ -741,7 +743,7 @@ func (ep *endpoint) conn(ctx context.Context, i int) (*clientConn, error) {
 	ep.mu.Lock()
 	if ep.retired {
 		ep.mu.Unlock()
-		return nil, &Error{Code: Unavailable, Message: "endpoint retired"}
+		return nil, &wire.Error{Code: wire.Unavailable, Message: "endpoint retired"}
 	}
 	if cc := ep.conns[i]; cc != nil {
 		ep.mu.Unlock()
@@ -769,7 +771,7 @@ func (ep *endpoint) conn(ctx context.Context, i int) (*clientConn, error) {
 	if ep.dialErr != nil {
 		return nil, ep.dialErr
 	}
-	return nil, &Error{Code: Unavailable, Message: "connection lost"}
+	return nil, &wire.Error{Code: wire.Unavailable, Message: "connection lost"}
 }
 
 // startDialLocked starts dialing slot i unless it already is, and returns
@@ -848,7 +850,7 @@ func (ep *endpoint) streamConn(ctx context.Context, _ int) (*clientConn, error) 
 		ep.mu.Lock()
 		if ep.retired {
 			ep.mu.Unlock()
-			return nil, &Error{Code: Unavailable, Message: "endpoint retired"}
+			return nil, &wire.Error{Code: wire.Unavailable, Message: "endpoint retired"}
 		}
 		for _, cc := range ep.streams {
 			if cc.hasRoom() {
@@ -858,7 +860,7 @@ func (ep *endpoint) streamConn(ctx context.Context, _ int) (*clientConn, error) 
 		}
 		if len(ep.streams) >= ep.c.cfg.StreamConnsPerAddr {
 			ep.mu.Unlock()
-			return nil, &Error{Code: Unavailable, Message: "app tier busy: too many open streams"}
+			return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier busy: too many open streams"}
 		}
 		wait := ep.streamDialing
 		if wait == nil {
@@ -1011,7 +1013,7 @@ func (ep *endpoint) eject(err error) {
 // errStreamConnSilent closes a stream connection that did not answer the
 // PING sent when its endpoint was ejected (not errNotResponding: the
 // endpoint is ejected already).
-var errStreamConnSilent = &Error{Code: Unavailable, Message: "app tier not responding"}
+var errStreamConnSilent = &wire.Error{Code: wire.Unavailable, Message: "app tier not responding"}
 
 // retire takes the endpoint out of service: its connections stop taking
 // requests and close once idle (or at once when now is set).
@@ -1044,7 +1046,7 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
-		return nil, &Error{Code: Unavailable, Message: "app tier unavailable: " + err.Error()}
+		return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + err.Error()}
 	}
 	if c.cfg.TLS != nil {
 		tc := c.cfg.TLS.Clone()
@@ -1056,17 +1058,17 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	var trace func(sent bool, f Frame)
+	var trace func(sent bool, f wire.Frame)
 	if t := c.cfg.Trace; t != nil {
 		conn := nc.LocalAddr().String()
-		trace = func(sent bool, f Frame) { t(conn, sent, f) }
+		trace = func(sent bool, f wire.Frame) { t(conn, sent, f) }
 	}
 	hello, ready, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, trace)
 	stop()
 	if err != nil {
 		nc.Close()
-		var e *Error
-		if errors.As(err, &e) && (e.Code == BadSecret || e.Code == UnsupportedVersion) {
+		var e *wire.Error
+		if errors.As(err, &e) && (e.Code == wire.BadSecret || e.Code == wire.UnsupportedVersion) {
 			c.log.Error("app tier rejected the handshake", "addr", ep.addr, "code", e.Code.String(), "reason", e.Message)
 		}
 		return nil, unavailable(err)
@@ -1083,10 +1085,10 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 
 // clientHandshake reads HELLO, sends AUTH and waits for READY. The caller
 // sets the deadline.
-func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) (Hello, Ready, *Framer, error) {
-	fr := NewFramer(nc, nc)
-	fr.SetMaxPayload(handshakeMaxPayload)
-	read := func() (Frame, error) {
+func clientHandshake(nc net.Conn, name, secret string, trace func(bool, wire.Frame)) (wire.Hello, wire.Ready, *wire.Framer, error) {
+	fr := wire.NewFramer(nc, nc)
+	fr.SetMaxPayload(wire.HandshakeMaxPayload)
+	read := func() (wire.Frame, error) {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return f, fmt.Errorf("handshake: %w", err)
@@ -1094,8 +1096,8 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 		if trace != nil {
 			trace(false, f)
 		}
-		if f.Type == FrameFatal {
-			e, perr := ParseFatal(f.Payload)
+		if f.Type == wire.FrameFatal {
+			e, perr := wire.ParseFatal(f.Payload)
 			if perr != nil {
 				return f, perr
 			}
@@ -1105,33 +1107,33 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 	}
 	f, err := read()
 	if err != nil {
-		return Hello{}, Ready{}, nil, err
+		return wire.Hello{}, wire.Ready{}, nil, err
 	}
-	if f.Type != FrameHello {
-		return Hello{}, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
+	if f.Type != wire.FrameHello {
+		return wire.Hello{}, wire.Ready{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
 	}
-	hello, err := ParseHello(f.Payload)
+	hello, err := wire.ParseHello(f.Payload)
 	if err != nil {
-		return hello, Ready{}, nil, err
+		return hello, wire.Ready{}, nil, err
 	}
-	auth, _ := json.Marshal(Auth{Version: Version, Client: name, Secret: secret})
-	af := Frame{Type: FrameAuth, Payload: auth}
+	auth, _ := json.Marshal(wire.Auth{Version: wire.Version, Client: name, Secret: secret})
+	af := wire.Frame{Type: wire.FrameAuth, Payload: auth}
 	if trace != nil {
 		trace(true, af)
 	}
 	if err := fr.WriteFrame(af); err != nil {
-		return hello, Ready{}, nil, fmt.Errorf("handshake: %w", err)
+		return hello, wire.Ready{}, nil, fmt.Errorf("handshake: %w", err)
 	}
 	f, err = read()
 	if err != nil {
-		return hello, Ready{}, nil, err
+		return hello, wire.Ready{}, nil, err
 	}
-	if f.Type != FrameReady {
-		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
+	if f.Type != wire.FrameReady {
+		return hello, wire.Ready{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "expected READY, got " + f.Type.String()}
 	}
-	var ready Ready
-	if err := unmarshalHandshake(f.Payload, &ready); err != nil {
-		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
+	var ready wire.Ready
+	if err := wire.UnmarshalHandshake(f.Payload, &ready); err != nil {
+		return hello, wire.Ready{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "undecodable READY"}
 	}
 	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))
 	return hello, ready, fr, nil

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // errNotStarted marks a request the server provably never started: it was
@@ -46,11 +48,11 @@ type clientConn struct {
 	ep    *endpoint
 	slot  int
 	nc    net.Conn
-	fr    *Framer
+	fr    *wire.Framer
 	w     *frameWriter
-	hello Hello
-	ready Ready
-	trace func(sent bool, f Frame) // ClientConfig.Trace with this connection's name; nil if unset
+	hello wire.Hello
+	ready wire.Ready
+	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
 	forStreams   bool // a connection for streams only (see Client.Subscribe)
 	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
@@ -117,7 +119,7 @@ const (
 
 // errNotResponding is why a connection whose server stopped answering is
 // closed; its endpoint is ejected.
-var errNotResponding = &Error{Code: Unavailable, Message: "app tier not responding"}
+var errNotResponding = &wire.Error{Code: wire.Unavailable, Message: "app tier not responding"}
 
 // errConnFull marks a request not sent because its connection already has
 // max_in_flight requests in flight; it goes to another connection.
@@ -145,13 +147,13 @@ type call struct {
 }
 
 type callResult struct {
-	f   Frame
+	f   wire.Frame
 	err error
 }
 
 var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResult, 1)} }}
 
-func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *Framer, hello Hello, ready Ready) *clientConn {
+func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello wire.Hello, ready wire.Ready) *clientConn {
 	cc := &clientConn{
 		c: c, ep: ep, slot: -1, nc: nc, fr: fr, hello: hello, ready: ready,
 		maxInFlight: hello.MaxInFlight,
@@ -178,12 +180,12 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *Framer, hello Hello
 
 // roundTrip sends one request and waits for its answer, until dl at the
 // latest. sub is non-nil when opening a stream.
-func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
+func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, body []byte, sub *Subscription, dl time.Time) (wire.Frame, error) {
 	var deadlineMs uint32
 	if sub == nil {
 		left := time.Until(dl)
 		if left <= 0 {
-			return Frame{}, ctxError(context.DeadlineExceeded)
+			return wire.Frame{}, ctxError(context.DeadlineExceeded)
 		}
 		ms := (left + time.Millisecond - 1) / time.Millisecond
 		deadlineMs = uint32(min(int64(ms), math.MaxUint32))
@@ -193,7 +195,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 
 	if err := cc.w.lock(); err != nil {
 		callPool.Put(cl)
-		return Frame{}, errNotStarted
+		return wire.Frame{}, errNotStarted
 	}
 	cc.mu.Lock()
 	if len(cc.pending) >= cc.maxInFlight && !cc.closed {
@@ -203,7 +205,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		cc.mu.Unlock()
 		cc.w.unlock()
 		callPool.Put(cl)
-		return Frame{}, errConnFull
+		return wire.Frame{}, errConnFull
 	}
 	if cc.closed || cc.draining || cc.retiring || cc.nextID == math.MaxUint32 {
 		if cc.nextID == math.MaxUint32 && !cc.closed {
@@ -213,7 +215,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		cc.mu.Unlock()
 		cc.w.unlock()
 		callPool.Put(cl)
-		return Frame{}, errNotStarted
+		return wire.Frame{}, errNotStarted
 	}
 	cc.nextID++
 	cl.id = cc.nextID
@@ -236,10 +238,10 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		sub.cc, sub.id = cc, cl.id
 	}
 	off := cc.w.beginFrame()
-	cc.w.buf = AppendRequest(cc.w.buf, RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
-	cc.w.endFrame(off, FrameRequest, 0, cl.id)
+	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
+	cc.w.endFrame(off, wire.FrameRequest, 0, cl.id)
 	if t := cc.trace; t != nil {
-		t(true, Frame{Type: FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+HeaderLen:]...)})
+		t(true, wire.Frame{Type: wire.FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+wire.HeaderLen:]...)})
 	}
 	_ = cc.w.unlockMode(mode) // a failed write closes the conn, which fails the call
 
@@ -259,7 +261,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 }
 
 // follow waits for cl's answer while somebody else reads.
-func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (Frame, error) {
+func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (wire.Frame, error) {
 	var expiry <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
 		t := time.NewTimer(time.Until(dl))
@@ -273,9 +275,9 @@ func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (Frame
 		}
 		return r.f, r.err
 	case <-ctx.Done():
-		return Frame{}, cc.giveUp(cl, ctx.Err())
+		return wire.Frame{}, cc.giveUp(cl, ctx.Err())
 	case <-expiry:
-		return Frame{}, cc.giveUp(cl, context.DeadlineExceeded)
+		return wire.Frame{}, cc.giveUp(cl, context.DeadlineExceeded)
 	}
 }
 
@@ -285,7 +287,7 @@ func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (Frame
 // way would otherwise run after its caller gave up.
 func (cc *clientConn) giveUp(cl *call, err error) error {
 	if cc.abandon(cl) {
-		_ = cc.writeTraced(FrameCancel, cl.id, nil)
+		_ = cc.writeTraced(wire.FrameCancel, cl.id, nil)
 	}
 	return ctxError(err)
 }
@@ -296,7 +298,7 @@ func (cc *clientConn) giveUp(cl *call, err error) error {
 // slow peer) is left to a background reader, and the call waits for its
 // answer like any other: its context can only interrupt a wait between
 // frames, and it must not be held up by someone else's frame.
-func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, error) {
+func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (wire.Frame, error) {
 	var stop, unkick func() bool
 	if ctx.Done() != nil { // a context that can end: it must be able to interrupt the read
 		stop = func() bool { return ctx.Err() != nil }
@@ -343,7 +345,7 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (Frame, 
 		return cc.follow(ctx, cl, dl)
 	}
 	if failed != nil {
-		return Frame{}, cc.giveUp(cl, failed)
+		return wire.Frame{}, cc.giveUp(cl, failed)
 	}
 	callPool.Put(cl)
 	return res.f, res.err
@@ -439,9 +441,9 @@ func (cc *clientConn) abandon(cl *call) bool {
 	return !cc.closed
 }
 
-func (cc *clientConn) writeTraced(t FrameType, id uint32, payload []byte) error {
+func (cc *clientConn) writeTraced(t wire.FrameType, id uint32, payload []byte) error {
 	if tr := cc.trace; tr != nil {
-		tr(true, Frame{Type: t, ID: id, Payload: payload})
+		tr(true, wire.Frame{Type: t, ID: id, Payload: payload})
 	}
 	return cc.w.write(t, 0, id, payload)
 }
@@ -466,7 +468,7 @@ func (cc *clientConn) ping(ctx context.Context) error {
 		delete(cc.pings, id)
 		cc.mu.Unlock()
 	}()
-	if err := cc.writeTraced(FramePing, id, nil); err != nil {
+	if err := cc.writeTraced(wire.FramePing, id, nil); err != nil {
 		return unavailable(err)
 	}
 	select {
@@ -485,7 +487,7 @@ func (cc *clientConn) closeErrOrDefault() error {
 	if cc.closeErr != nil {
 		return cc.closeErr
 	}
-	return &Error{Code: Unavailable, Message: "connection lost"}
+	return &wire.Error{Code: wire.Unavailable, Message: "connection lost"}
 }
 
 // readLoop is the background reader: it routes frames while anybody but a
@@ -586,7 +588,7 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 				grace = probeTimeout
 			}
 			cc.pingDead = now.Add(grace)
-			if err := cc.writeTraced(FramePing, 0, nil); err != nil {
+			if err := cc.writeTraced(wire.FramePing, 0, nil); err != nil {
 				return connLost(err)
 			}
 		}
@@ -599,7 +601,7 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 	}
 	f, err := cc.fr.ReadFrame()
 	if err != nil {
-		if e, ok := errFatal(err); ok {
+		if e, ok := wire.AsFatal(err); ok {
 			return cc.protocolError(e.Code, e.Message)
 		}
 		return connLost(err)
@@ -645,24 +647,24 @@ const frameReadTimeout = 30 * time.Second
 
 func connLost(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return &Error{Code: Unavailable, Message: "connection lost"}
+		return &wire.Error{Code: wire.Unavailable, Message: "connection lost"}
 	}
 	return unavailable(err)
 }
 
 // protocolError tells the server what it did wrong and ends the connection.
-func (cc *clientConn) protocolError(code Code, reason string) error {
+func (cc *clientConn) protocolError(code wire.Code, reason string) error {
 	cc.c.log.Error("app tier protocol error", "addr", cc.ep.addr, "code", code.String(), "reason", reason)
-	_ = cc.writeTraced(FrameFatal, 0, AppendFatal(nil, code, reason))
+	_ = cc.writeTraced(wire.FrameFatal, 0, wire.AppendFatal(nil, code, reason))
 	cc.w.waitIdle() // the FATAL must leave before the connection closes
-	return &Error{Code: Unavailable, Message: "app tier protocol error"}
+	return &wire.Error{Code: wire.Unavailable, Message: "app tier protocol error"}
 }
 
-func (cc *clientConn) handle(f Frame) error {
+func (cc *clientConn) handle(f wire.Frame) error {
 	switch f.Type {
-	case FrameResponse, FrameError, FrameEvent:
+	case wire.FrameResponse, wire.FrameError, wire.FrameEvent:
 		return cc.route(f)
-	case FramePong:
+	case wire.FramePong:
 		cc.mu.Lock()
 		ch := cc.pings[f.ID]
 		delete(cc.pings, f.ID)
@@ -671,39 +673,39 @@ func (cc *clientConn) handle(f Frame) error {
 			close(ch)
 		}
 		return nil
-	case FramePing:
-		if len(f.Payload) > maxPingPayload {
-			return cc.protocolError(ProtocolError, "PING payload over 64 bytes")
+	case wire.FramePing:
+		if len(f.Payload) > wire.MaxPingPayload {
+			return cc.protocolError(wire.ProtocolError, "PING payload over 64 bytes")
 		}
-		_ = cc.writeTraced(FramePong, f.ID, f.Payload)
+		_ = cc.writeTraced(wire.FramePong, f.ID, f.Payload)
 		return nil
-	case FrameDrain:
-		last, err := ParseDrain(f.Payload)
+	case wire.FrameDrain:
+		last, err := wire.ParseDrain(f.Payload)
 		if err != nil {
-			return cc.protocolError(ProtocolError, "malformed DRAIN")
+			return cc.protocolError(wire.ProtocolError, "malformed DRAIN")
 		}
 		cc.onDrain(last)
 		return nil
-	case FrameFatal:
-		e, err := ParseFatal(f.Payload)
+	case wire.FrameFatal:
+		e, err := wire.ParseFatal(f.Payload)
 		if err != nil {
-			return &Error{Code: Unavailable, Message: "connection closed by app tier"}
+			return &wire.Error{Code: wire.Unavailable, Message: "connection closed by app tier"}
 		}
-		if e.Code != ShuttingDown {
+		if e.Code != wire.ShuttingDown {
 			cc.c.log.Warn("app tier closed the connection", "addr", cc.ep.addr, "code", e.Code.String(), "reason", e.Message)
 		}
-		return &Error{Code: Unavailable, Message: "connection closed by app tier: " + e.Code.String()}
+		return &wire.Error{Code: wire.Unavailable, Message: "connection closed by app tier: " + e.Code.String()}
 	}
-	return cc.protocolError(ProtocolError, "unexpected "+f.Type.String()+" frame from server")
+	return cc.protocolError(wire.ProtocolError, "unexpected "+f.Type.String()+" frame from server")
 }
 
 // route delivers a RESPONSE, ERROR or EVENT to its call.
-func (cc *clientConn) route(f Frame) error {
-	var ferr *Error
-	if f.Type == FrameError {
-		e, err := ParseError(f.Payload)
+func (cc *clientConn) route(f wire.Frame) error {
+	var ferr *wire.Error
+	if f.Type == wire.FrameError {
+		e, err := wire.ParseError(f.Payload)
 		if err != nil {
-			return cc.protocolError(ProtocolError, "undecodable ERROR payload")
+			return cc.protocolError(wire.ProtocolError, "undecodable ERROR payload")
 		}
 		ferr = e
 	}
@@ -711,20 +713,20 @@ func (cc *clientConn) route(f Frame) error {
 	cl := cc.pending[f.ID]
 	if cl == nil {
 		if _, ok := cc.bounced[f.ID]; ok {
-			if f.Type != FrameEvent && f.Flags&FlagStream == 0 {
+			if f.Type != wire.FrameEvent && f.Flags&wire.FlagStream == 0 {
 				delete(cc.bounced, f.ID)
 			}
 			cc.mu.Unlock()
 			return nil
 		}
 		cc.mu.Unlock()
-		return cc.protocolError(ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
+		return cc.protocolError(wire.ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
 	}
 	switch {
-	case f.Type == FrameEvent:
+	case f.Type == wire.FrameEvent:
 		if cl.sub == nil || !cl.opened {
 			cc.mu.Unlock()
-			return cc.protocolError(ProtocolError, fmt.Sprintf("EVENT for request id %d, which is not an open stream", f.ID))
+			return cc.protocolError(wire.ProtocolError, fmt.Sprintf("EVENT for request id %d, which is not an open stream", f.ID))
 		}
 		abandoned := cl.abandoned
 		cc.mu.Unlock()
@@ -732,10 +734,10 @@ func (cc *clientConn) route(f Frame) error {
 			cl.sub.push(f.Payload)
 		}
 		return nil
-	case f.Type == FrameResponse && f.Flags&FlagStream != 0:
+	case f.Type == wire.FrameResponse && f.Flags&wire.FlagStream != 0:
 		if cl.sub == nil || cl.opened {
 			cc.mu.Unlock()
-			return cc.protocolError(ProtocolError, fmt.Sprintf("stream RESPONSE for request id %d, which is not a subscription", f.ID))
+			return cc.protocolError(wire.ProtocolError, fmt.Sprintf("stream RESPONSE for request id %d, which is not a subscription", f.ID))
 		}
 		cl.opened = true
 		abandoned := cl.abandoned
@@ -764,7 +766,7 @@ func (cc *clientConn) route(f Frame) error {
 	}
 	switch {
 	case cl.sub != nil && opened:
-		if res.err == nil || ErrorCode(res.err) == OK {
+		if res.err == nil || wire.ErrorCode(res.err) == wire.OK {
 			res.err = errStreamEnded
 		}
 		cl.sub.finish(res.err)
@@ -817,7 +819,7 @@ func (cc *clientConn) retireWhenIdle() {
 // call remains.
 func (cc *clientConn) maybeFinishLocked() {
 	if (cc.draining || cc.retiring) && cc.live == 0 && !cc.closed {
-		go cc.close(&Error{Code: Unavailable, Message: "connection drained"})
+		go cc.close(&wire.Error{Code: wire.Unavailable, Message: "connection drained"})
 	}
 }
 
@@ -888,7 +890,7 @@ func (s *Subscription) push(p []byte) {
 	select {
 	case s.events <- p:
 	default:
-		s.finish(&Error{Code: ResourceExhausted, Message: "subscriber too slow: events dropped"})
+		s.finish(&wire.Error{Code: wire.ResourceExhausted, Message: "subscriber too slow: events dropped"})
 		s.sendCancel()
 	}
 }
@@ -937,8 +939,8 @@ func decodeEvent(p []byte, v any) error {
 	if v == nil {
 		return nil
 	}
-	if err := unmarshalBody(p, v); err != nil {
-		return &Error{Code: Internal, Message: "undecodable event"}
+	if err := wire.Unmarshal(p, v); err != nil {
+		return &wire.Error{Code: wire.Internal, Message: "undecodable event"}
 	}
 	return nil
 }
@@ -950,7 +952,7 @@ func (s *Subscription) Close() error {
 		return nil
 	default:
 	}
-	s.finish(&Error{Code: Canceled, Message: "subscription closed"})
+	s.finish(&wire.Error{Code: wire.Canceled, Message: "subscription closed"})
 	s.sendCancel()
 	return nil
 }
@@ -970,6 +972,6 @@ func (s *Subscription) sendCancel() {
 	}
 	cc.mu.Unlock()
 	if send {
-		_ = cc.writeTraced(FrameCancel, s.id, nil)
+		_ = cc.writeTraced(wire.FrameCancel, s.id, nil)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // frameWriter serialises frames from many goroutines (a server's request
@@ -151,16 +153,16 @@ func (w *frameWriter) waitIdle() {
 // with endFrame once the payload has been appended.
 func (w *frameWriter) beginFrame() int {
 	off := len(w.buf)
-	w.buf = append(w.buf, make([]byte, HeaderLen)...)
+	w.buf = append(w.buf, make([]byte, wire.HeaderLen)...)
 	return off
 }
 
-func (w *frameWriter) endFrame(off int, t FrameType, flags uint16, id uint32) {
-	PutHeader(w.buf[off:], Header{Version: Version, Type: t, Flags: flags, ID: id, Len: uint32(len(w.buf) - off - HeaderLen)})
+func (w *frameWriter) endFrame(off int, t wire.FrameType, flags uint16, id uint32) {
+	wire.PutHeader(w.buf[off:], wire.Header{Version: wire.Version, Type: t, Flags: flags, ID: id, Len: uint32(len(w.buf) - off - wire.HeaderLen)})
 }
 
 // write sends one complete frame.
-func (w *frameWriter) write(t FrameType, flags uint16, id uint32, payload []byte) error {
+func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload []byte) error {
 	if err := w.lock(); err != nil {
 		return err
 	}
@@ -175,7 +177,7 @@ func (w *frameWriter) write(t FrameType, flags uint16, id uint32, payload []byte
 // handler's answer racing a FATAL) is refused instead of following it on
 // the wire. Frames appended before it still go out, before it. It reports
 // false if the writer was already sealed or failed.
-func (w *frameWriter) writeLast(t FrameType, payload []byte) bool {
+func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) bool {
 	if err := w.lock(); err != nil {
 		return false
 	}
@@ -199,11 +201,11 @@ func monoTime(n int64) time.Time { return clockBase.Add(time.Duration(n)) }
 // it cannot block.
 func frameBuffered(br *bufio.Reader) bool {
 	n := br.Buffered()
-	if n < HeaderLen {
+	if n < wire.HeaderLen {
 		return false
 	}
-	h, err := br.Peek(HeaderLen)
-	return err == nil && uint64(n) >= HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
+	h, err := br.Peek(wire.HeaderLen)
+	return err == nil && uint64(n) >= wire.HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
 }
 
 // isTimeout reports whether err is a deadline expiry.

@@ -6,14 +6,15 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // answered sends request id for op and requires its RESPONSE next.
-func answered(t *testing.T, r *rawConn, id uint32, op proto.Op) {
+func answered(t *testing.T, r *rawConn, id uint32, op wire.Op) {
 	t.Helper()
 	r.request(id, op, 0, "", echoMsg{N: 1})
-	if f := r.read(); f.Type != proto.FrameResponse || f.ID != id {
-		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), id)
+	if f := r.read(); f.Type != wire.FrameResponse || f.ID != id {
+		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), id)
 	}
 }
 
@@ -34,23 +35,23 @@ func TestBlockingHandlerDoesNotStallConnection(t *testing.T) {
 	if got := fx.waitStarted(t); got != blocked {
 		t.Fatalf("started %d, want %d", got, blocked)
 	}
-	r.write(proto.Frame{Type: proto.FramePing, ID: 7, Payload: []byte("hi")})
-	if f := r.read(); f.Type != proto.FramePong || f.ID != 7 || string(f.Payload) != "hi" {
-		t.Fatalf("got %s, want PONG 7", proto.DescribeFrame(f))
+	r.write(wire.Frame{Type: wire.FramePing, ID: 7, Payload: []byte("hi")})
+	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 || string(f.Payload) != "hi" {
+		t.Fatalf("got %s, want PONG 7", wire.DescribeFrame(f))
 	}
 	r.request(blocked+1, opEcho, 0, "", echoMsg{N: 42, Text: "meanwhile"})
 	f := r.read()
 	var out echoMsg
-	if f.Type != proto.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
-		t.Fatalf("got %s, want the echo RESPONSE %d", proto.DescribeFrame(f), blocked+1)
+	if f.Type != wire.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
+		t.Fatalf("got %s, want the echo RESPONSE %d", wire.DescribeFrame(f), blocked+1)
 	}
 	// CANCEL reaches the blocked handler.
-	r.write(proto.Frame{Type: proto.FrameCancel, ID: blocked})
+	r.write(wire.Frame{Type: wire.FrameCancel, ID: blocked})
 	f = r.read()
-	if f.Type != proto.FrameError || f.ID != blocked {
-		t.Fatalf("got %s, want ERROR %d", proto.DescribeFrame(f), blocked)
+	if f.Type != wire.FrameError || f.ID != blocked {
+		t.Fatalf("got %s, want ERROR %d", wire.DescribeFrame(f), blocked)
 	}
-	if e, err := proto.ParseError(f.Payload); err != nil || e.Code != proto.Canceled {
+	if e, err := wire.ParseError(f.Payload); err != nil || e.Code != wire.Canceled {
 		t.Fatalf("blocked request ended with %v (%v), want CANCELED", e, err)
 	}
 
@@ -61,8 +62,8 @@ func TestBlockingHandlerDoesNotStallConnection(t *testing.T) {
 	answered(t, r, late+1, opEcho)
 	open()
 	f = r.read()
-	if err := unwire(f.Payload, &out); f.Type != proto.FrameResponse || f.ID != late || err != nil || out.N != late {
-		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), late)
+	if err := unwire(f.Payload, &out); f.Type != wire.FrameResponse || f.ID != late || err != nil || out.N != late {
+		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), late)
 	}
 	answered(t, r, late+2, opEcho)
 }
@@ -80,19 +81,19 @@ func TestBurstOfRequestsAllAnswered(t *testing.T) {
 	const burst = 50
 	var buf bytes.Buffer
 	for i := uint32(1); i <= burst; i++ {
-		body := wire(echoMsg{N: int(id + i)})
-		buf.Write(proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: id + i,
-			Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, body)}))
+		body := encode(echoMsg{N: int(id + i)})
+		buf.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameRequest, ID: id + i,
+			Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: opEcho}, body)}))
 	}
-	buf.Write(proto.AppendFrame(nil, proto.Frame{Type: proto.FrameCancel, ID: id}))
+	buf.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameCancel, ID: id}))
 	r.writeBytes(buf.Bytes())
 	_ = r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	seen := map[uint32]bool{}
 	for range burst {
 		f := r.read() // answers may come in any order; none may be missing
 		var out echoMsg
-		if f.Type != proto.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
-			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", proto.DescribeFrame(f), id+1, id+burst)
+		if f.Type != wire.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
+			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", wire.DescribeFrame(f), id+1, id+burst)
 		}
 		seen[f.ID] = true
 	}

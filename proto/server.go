@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // DefaultAddr is the app tier's default listen address: the port of the
@@ -27,27 +29,27 @@ var ErrServerClosed = errors.New("proto: server closed")
 
 // Request is one decoded REQUEST as a handler sees it.
 type Request struct {
-	Op      Op
+	Op      wire.Op
 	ID      uint32
 	TraceID string
 	Payload []byte // the body (decode it with Decode); the handler owns it
 }
 
 // Decode decodes the body into v, which must be the operation's request
-// type (a WireUnmarshaler) and must account for every byte of the body.
+// type (a wire.Unmarshaler) and must account for every byte of the body.
 // Any failure is an INVALID_ARGUMENT "malformed request body" that can go
 // to the caller as is.
 func (r *Request) Decode(v any) error {
-	if err := unmarshalBody(r.Payload, v); err != nil {
-		if errors.Is(err, errNotWire) {
+	if err := wire.Unmarshal(r.Payload, v); err != nil {
+		if errors.Is(err, wire.ErrNoEncoding) {
 			panic("proto: Request.Decode: " + err.Error()) // a handler bug: the server turns it into INTERNAL
 		}
-		return &Error{Code: InvalidArgument, Message: "malformed request body"}
+		return &wire.Error{Code: wire.InvalidArgument, Message: "malformed request body"}
 	}
 	return nil
 }
 
-// HandlerFunc serves one operation. The returned value (a WireMarshaler,
+// HandlerFunc serves one operation. The returned value (a wire.Marshaler,
 // or nil for Empty) is encoded into the RESPONSE; a returned *Error goes
 // to the caller as is; any other error is logged and the caller gets
 // INTERNAL "internal error".
@@ -66,29 +68,29 @@ type StreamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
 
 // Mux routes requests to handlers by operation.
 type Mux struct {
-	unary  map[Op]HandlerFunc
-	stream map[Op]StreamHandlerFunc
+	unary  map[wire.Op]HandlerFunc
+	stream map[wire.Op]StreamHandlerFunc
 }
 
 // NewMux returns an empty Mux.
 func NewMux() *Mux {
-	return &Mux{unary: map[Op]HandlerFunc{}, stream: map[Op]StreamHandlerFunc{}}
+	return &Mux{unary: map[wire.Op]HandlerFunc{}, stream: map[wire.Op]StreamHandlerFunc{}}
 }
 
 // Handle registers h for op. It panics on a nil handler or a second
 // registration of op, which are programming errors.
-func (m *Mux) Handle(op Op, h HandlerFunc) {
+func (m *Mux) Handle(op wire.Op, h HandlerFunc) {
 	m.check(op, h == nil)
 	m.unary[op] = h
 }
 
 // HandleStream registers a streaming handler for op.
-func (m *Mux) HandleStream(op Op, h StreamHandlerFunc) {
+func (m *Mux) HandleStream(op wire.Op, h StreamHandlerFunc) {
 	m.check(op, h == nil)
 	m.stream[op] = h
 }
 
-func (m *Mux) check(op Op, isNil bool) {
+func (m *Mux) check(op wire.Op, isNil bool) {
 	if isNil {
 		panic("proto: nil handler for " + op.String())
 	}
@@ -135,7 +137,7 @@ type ServerConfig struct {
 	// Observe, when set, is called once per answered request with its
 	// operation, result code and duration (metrics): how long its handler
 	// took, not counting the write of its answer.
-	Observe func(op Op, code Code, d time.Duration)
+	Observe func(op wire.Op, code wire.Code, d time.Duration)
 }
 
 func (c *ServerConfig) setDefaults() {
@@ -143,13 +145,13 @@ func (c *ServerConfig) setDefaults() {
 		c.Name = "bankwire-apptier"
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
+		c.MaxConns = wire.DefaultMaxConns
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
+		c.MaxInFlight = wire.DefaultMaxInFlight
 	}
 	if c.MaxPayload <= 0 {
-		c.MaxPayload = DefaultMaxPayload
+		c.MaxPayload = wire.DefaultMaxPayload
 	}
 	c.MaxPayload = min(c.MaxPayload, 1<<30)
 	if c.MaxPreAuthConns <= 0 {
@@ -185,9 +187,9 @@ type Server struct {
 	cfg       ServerConfig
 	log       *slog.Logger
 	secretSum [sha256.Size]byte
-	hello     []byte                   // encoded HELLO payload, the same for every connection
-	unary     map[Op]HandlerFunc       // copied from the Mux in NewServer; read-only
-	stream    map[Op]StreamHandlerFunc // likewise
+	hello     []byte                        // encoded HELLO payload, the same for every connection
+	unary     map[wire.Op]HandlerFunc       // copied from the Mux in NewServer; read-only
+	stream    map[wire.Op]StreamHandlerFunc // likewise
 
 	ctx    context.Context // parent of every connection's context; canceled by Close and once Shutdown is done
 	cancel context.CancelFunc
@@ -225,8 +227,8 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.hello, _ = json.Marshal(Hello{
-		Versions: []int{int(Version)}, Server: cfg.Name,
+	s.hello, _ = json.Marshal(wire.Hello{
+		Versions: []int{int(wire.Version)}, Server: cfg.Name,
 		MaxPayload: cfg.MaxPayload, MaxInFlight: cfg.MaxInFlight,
 		IdleTimeoutMs:      cfg.IdleTimeout.Milliseconds(),
 		HandshakeTimeoutMs: cfg.HandshakeTimeout.Milliseconds(),
@@ -343,7 +345,7 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 		defer s.refusing.Add(-1)
 		defer nc.Close()
 		_ = nc.SetDeadline(time.Now().Add(time.Second))
-		msg := AppendFrame(nil, Frame{Type: FrameFatal, Payload: AppendFatal(nil, TooManyConnections, "server has too many connections, try again later")})
+		msg := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.TooManyConnections, "server has too many connections, try again later")})
 		if _, err := nc.Write(msg); err == nil {
 			if cw, ok := nc.(closeWriter); ok {
 				_ = cw.CloseWrite()

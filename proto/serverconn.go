@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // serverConn is one accepted connection. Its goroutine (serve) does the
@@ -29,7 +31,7 @@ type serverConn struct {
 	id     string
 	remote string
 	ip     string // remote without its port
-	fr     *Framer
+	fr     *wire.Framer
 	w      *frameWriter
 
 	ctx    context.Context // parent of every request's context; canceled when the connection ends
@@ -98,7 +100,7 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		c.ip = host
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
-	c.fr = NewFramer(nc, nil)
+	c.fr = wire.NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
 		nc.Close()
@@ -149,15 +151,15 @@ func (c *serverConn) handshake() string {
 	cfg := &c.srv.cfg
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	if c.evicted.Load() { // evicted before this goroutine set its deadline
-		return c.fatal(TooManyConnections, evictedReason)
+		return c.fatal(wire.TooManyConnections, evictedReason)
 	}
-	if err := c.w.write(FrameHello, 0, 0, c.srv.hello); err != nil {
+	if err := c.w.write(wire.FrameHello, 0, 0, c.srv.hello); err != nil {
 		return "write HELLO: " + err.Error()
 	}
-	c.fr.SetMaxPayload(handshakeMaxPayload)
+	c.fr.SetMaxPayload(wire.HandshakeMaxPayload)
 	f, err := c.fr.ReadFrame()
 	if err != nil {
-		if e, ok := errFatal(err); ok {
+		if e, ok := wire.AsFatal(err); ok {
 			return c.fatal(e.Code, e.Message)
 		}
 		if !isTimeout(err) {
@@ -169,39 +171,39 @@ func (c *serverConn) handshake() string {
 		c.mu.Unlock()
 		switch {
 		case c.evicted.Load():
-			return c.fatal(TooManyConnections, evictedReason)
+			return c.fatal(wire.TooManyConnections, evictedReason)
 		case draining:
-			return c.fatal(ShuttingDown, "server shutting down")
+			return c.fatal(wire.ShuttingDown, "server shutting down")
 		}
-		return c.fatal(HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout))
+		return c.fatal(wire.HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout))
 	}
-	if f.Type != FrameAuth {
-		return c.fatal(ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type))
+	if f.Type != wire.FrameAuth {
+		return c.fatal(wire.ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type))
 	}
-	a, err := ParseAuth(f.Payload)
+	a, err := wire.ParseAuth(f.Payload)
 	if err != nil {
-		e := err.(*Error)
+		e := err.(*wire.Error)
 		return c.fatal(e.Code, e.Message)
 	}
 	// Hash both sides so the comparison is constant-time in the secret's
 	// length too.
 	sum := sha256.Sum256([]byte(a.Secret))
 	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
-		return c.fatal(BadSecret, "bad secret")
+		return c.fatal(wire.BadSecret, "bad secret")
 	}
 	if !c.srv.leavePreAuth(c, true) {
-		return c.fatal(TooManyConnections, evictedReason)
+		return c.fatal(wire.TooManyConnections, evictedReason)
 	}
 	c.client = a.Client
 	if cfg.Quiet != nil && cfg.Quiet(a.Client) {
 		c.level = slog.LevelDebug
 	}
-	ready, _ := json.Marshal(Ready{Version: Version, ConnID: c.id})
+	ready, _ := json.Marshal(wire.Ready{Version: wire.Version, ConnID: c.id})
 	c.mu.Lock()
 	c.ready = true
 	draining := c.draining
 	c.mu.Unlock()
-	if err := c.w.write(FrameReady, 0, 0, ready); err != nil {
+	if err := c.w.write(wire.FrameReady, 0, 0, ready); err != nil {
 		return "write READY: " + err.Error()
 	}
 	c.fr.SetMaxPayload(cfg.MaxPayload)
@@ -228,7 +230,7 @@ func (c *serverConn) read() string {
 			case c.closing.Load():
 				return c.linger()
 			case isTimeout(err):
-				return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
+				return c.fatal(wire.IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
 			}
 			return readEndReason(err)
 		}
@@ -237,14 +239,14 @@ func (c *serverConn) read() string {
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
-			if e, ok := errFatal(err); ok {
+			if e, ok := wire.AsFatal(err); ok {
 				return c.fatal(e.Code, e.Message)
 			}
 			switch {
 			case c.closing.Load():
 				return c.linger()
 			case isTimeout(err):
-				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
+				return c.fatal(wire.ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
 			}
 			return readEndReason(err)
 		}
@@ -277,11 +279,11 @@ func readEndReason(err error) string {
 
 // handleFrame processes one frame after the handshake. It returns why the
 // connection must end, or "".
-func (c *serverConn) handleFrame(f Frame) string {
+func (c *serverConn) handleFrame(f wire.Frame) string {
 	switch f.Type {
-	case FrameRequest:
+	case wire.FrameRequest:
 		return c.handleRequest(f)
-	case FrameCancel:
+	case wire.FrameCancel:
 		c.mu.Lock()
 		r := c.inflight[f.ID] // not in flight: already answered, ignored (PROTOCOL.md §4.2)
 		c.mu.Unlock()
@@ -289,32 +291,32 @@ func (c *serverConn) handleFrame(f Frame) string {
 			r.cancel(errClientCancel)
 		}
 		return ""
-	case FramePing:
-		if len(f.Payload) > maxPingPayload {
-			return c.fatal(ProtocolError, "PING payload over 64 bytes")
+	case wire.FramePing:
+		if len(f.Payload) > wire.MaxPingPayload {
+			return c.fatal(wire.ProtocolError, "PING payload over 64 bytes")
 		}
-		if err := c.w.write(FramePong, 0, f.ID, f.Payload); err != nil {
+		if err := c.w.write(wire.FramePong, 0, f.ID, f.Payload); err != nil {
 			return "write: " + err.Error()
 		}
 		return ""
-	case FramePong:
+	case wire.FramePong:
 		c.pongReceived(f.Payload)
 		return ""
-	case FrameFatal:
-		e, err := ParseFatal(f.Payload)
+	case wire.FrameFatal:
+		e, err := wire.ParseFatal(f.Payload)
 		if err != nil {
 			return "client sent undecodable FATAL"
 		}
 		return "client FATAL " + e.Code.String() + ": " + e.Message
 	}
-	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type))
+	return c.fatal(wire.ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type))
 }
 
 // fatal sends a FATAL frame and closes gracefully. It returns the reason for
 // the log.
-func (c *serverConn) fatal(code Code, reason string) string {
+func (c *serverConn) fatal(code wire.Code, reason string) string {
 	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(FrameFatal, AppendFatal(nil, code, reason))
+		c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, code, reason))
 		c.halfClose()
 	}
 	if !c.evicted.Load() { // an evicted connection makes room at once
@@ -345,11 +347,11 @@ func (c *serverConn) linger() string {
 // UNAVAILABLE while draining, RESOURCE_EXHAUSTED over the in-flight limit,
 // UNIMPLEMENTED for an unknown operation, DEADLINE_EXCEEDED when no time is
 // left.
-func (c *serverConn) handleRequest(f Frame) string {
+func (c *serverConn) handleRequest(f wire.Frame) string {
 	s := c.srv
-	h, body, err := ParseRequest(f.Payload)
+	h, body, err := wire.ParseRequest(f.Payload)
 	if err != nil {
-		return c.fatal(ProtocolError, err.(*Error).Message)
+		return c.fatal(wire.ProtocolError, err.(*wire.Error).Message)
 	}
 	var budget time.Duration
 	if h.DeadlineMs > 0 {
@@ -366,28 +368,28 @@ func (c *serverConn) handleRequest(f Frame) string {
 		last := c.lastID
 		c.mu.Unlock()
 		if dup {
-			return c.fatal(ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID))
+			return c.fatal(wire.ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID))
 		}
-		return c.fatal(ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last))
+		return c.fatal(wire.ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last))
 	}
 	c.lastID = f.ID
-	var reject *Error
+	var reject *wire.Error
 	switch {
 	case c.draining:
-		reject = &Error{Code: Unavailable, Message: "server is shutting down"}
+		reject = &wire.Error{Code: wire.Unavailable, Message: "server is shutting down"}
 	case len(c.inflight) >= s.cfg.MaxInFlight:
-		reject = &Error{Code: ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
+		reject = &wire.Error{Code: wire.ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
 	case unary == nil && stream == nil:
-		reject = &Error{Code: Unimplemented, Message: "unknown operation " + h.Op.String()}
+		reject = &wire.Error{Code: wire.Unimplemented, Message: "unknown operation " + h.Op.String()}
 	case h.DeadlineMs > 0 && budget <= 0:
-		reject = &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		reject = &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
 	if reject != nil {
 		c.mu.Unlock()
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(h.Op, reject.Code, 0)
 		}
-		if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, reject)); err != nil {
+		if err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, reject)); err != nil {
 			return "write: " + err.Error()
 		}
 		return ""
@@ -427,9 +429,9 @@ func (c *serverConn) run(r *serverReq) {
 	}
 	d := time.Since(start)
 	c.release(r.ID)
-	var code Code
+	var code wire.Code
 	if err == nil {
-		code = c.writeResult(r, FrameResponse, 0, resp)
+		code = c.writeResult(r, wire.FrameResponse, 0, resp)
 	} else {
 		code = c.writeError(r, err)
 	}
@@ -447,78 +449,78 @@ func (c *serverConn) recoverHandler(r *serverReq, err *error) {
 	if p := recover(); p != nil {
 		c.srv.log.ErrorContext(r.ctx, "handler panic", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID,
 			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		*err = &Error{Code: Internal, Message: "internal error"}
+		*err = &wire.Error{Code: wire.Internal, Message: "internal error"}
 	}
 }
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame for r.
 // A value that cannot be encoded is logged and answered INTERNAL.
-func (c *serverConn) writeResult(r *serverReq, t FrameType, flags uint16, v any) Code {
+func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v any) wire.Code {
 	if err := c.w.lock(); err != nil {
-		return Unavailable
+		return wire.Unavailable
 	}
 	off := c.w.beginFrame()
 	var err error
-	c.w.buf, err = marshalBody(c.w.buf, v)
-	if n := len(c.w.buf) - off - HeaderLen; err == nil && n > c.srv.cfg.MaxPayload {
+	c.w.buf, err = wire.Marshal(c.w.buf, v)
+	if n := len(c.w.buf) - off - wire.HeaderLen; err == nil && n > c.srv.cfg.MaxPayload {
 		err = fmt.Errorf("encoded response of %d bytes is over the %d-byte payload limit", n, c.srv.cfg.MaxPayload)
 	}
 	if err != nil {
 		c.w.buf = c.w.buf[:off]
 		c.w.unlock()
 		c.srv.log.ErrorContext(r.ctx, "encode response", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "err", err)
-		return c.writeError(r, &Error{Code: Internal, Message: "internal error"})
+		return c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, r.ID)
 	if err := c.w.unlock(); err != nil {
-		return Unavailable
+		return wire.Unavailable
 	}
-	return OK
+	return wire.OK
 }
 
 // writeError sends err as the terminal ERROR frame of r and returns its code.
-func (c *serverConn) writeError(r *serverReq, err error) Code {
+func (c *serverConn) writeError(r *serverReq, err error) wire.Code {
 	e := c.wireError(r, err)
-	_ = c.w.write(FrameError, 0, r.ID, AppendError(nil, e))
+	_ = c.w.write(wire.FrameError, 0, r.ID, wire.AppendError(nil, e))
 	return e.Code
 }
 
 // wireError maps a handler error to what the caller may see: an *Error as
 // is, the end of the request's context by its cause, anything else INTERNAL
 // (logged; internal error text never leaves the server).
-func (c *serverConn) wireError(r *serverReq, err error) *Error {
+func (c *serverConn) wireError(r *serverReq, err error) *wire.Error {
 	ctx := r.ctx
-	var e *Error
+	var e *wire.Error
 	isErr := errors.As(err, &e)
 	// Once the deadline passed, whatever a handler made of its context's
 	// end (Canceled from a wrapping context, an *Error of its own) is
 	// DEADLINE_EXCEEDED.
 	if expired(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		isErr && (e.Code == Canceled || e.Code == DeadlineExceeded)) {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		isErr && (e.Code == wire.Canceled || e.Code == wire.DeadlineExceeded)) {
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
-	if isErr && e.Code != OK && !e.Code.Fatal() {
+	if isErr && e.Code != wire.OK && !e.Code.Fatal() {
 		return e
 	}
 	if (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() != nil {
 		return endedError(ctx)
 	}
 	c.srv.log.ErrorContext(ctx, "request failed", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "err", err)
-	return &Error{Code: Internal, Message: "internal error"}
+	return &wire.Error{Code: wire.Internal, Message: "internal error"}
 }
 
 // endedError is the terminal error of a request whose context ended, by
 // the cause: the client's CANCEL, the request's deadline, or the server
 // draining or closing (the connection closing ends it the same way, but
 // then nothing can be written anyway).
-func endedError(ctx context.Context) *Error {
+func endedError(ctx context.Context) *wire.Error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errClientCancel):
-		return &Error{Code: Canceled, Message: "canceled"}
+		return &wire.Error{Code: wire.Canceled, Message: "canceled"}
 	case cause == context.DeadlineExceeded:
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
-	return &Error{Code: Unavailable, Message: "server shutting down"}
+	return &wire.Error{Code: wire.Unavailable, Message: "server shutting down"}
 }
 
 // release takes a request out of the in-flight set just before its terminal
@@ -532,7 +534,7 @@ func (c *serverConn) release(id uint32) {
 
 // finish records a request whose terminal frame has been written; the last
 // one to finish on a draining connection closes it.
-func (c *serverConn) finish(r *serverReq, code Code, d time.Duration) {
+func (c *serverConn) finish(r *serverReq, code wire.Code, d time.Duration) {
 	r.cancel(nil)
 	if r.stop != nil {
 		r.stop()
@@ -585,7 +587,7 @@ func (c *serverConn) sendDrain() {
 		}
 	}
 	c.mu.Unlock()
-	_ = c.w.write(FrameDrain, 0, 0, AppendDrain(nil, last))
+	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
 	if idle {
 		c.finishDrain()
 	}
@@ -593,7 +595,7 @@ func (c *serverConn) sendDrain() {
 
 func (c *serverConn) finishDrain() {
 	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(FrameFatal, AppendFatal(nil, ShuttingDown, "server shutting down"))
+		c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down"))
 		c.halfClose()
 	}
 }
@@ -637,7 +639,7 @@ func (c *serverConn) networkBudget() time.Duration {
 	r := &c.rtt
 	if now := time.Now(); now.Sub(r.at) >= rttRefresh && (r.pingSent.IsZero() || now.Sub(r.pingSent) >= pingLost) {
 		r.pingSent = now
-		_ = c.w.write(FramePing, 0, 0, binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now.UnixNano())))
+		_ = c.w.write(wire.FramePing, 0, 0, binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now.UnixNano())))
 	}
 	return r.est
 }

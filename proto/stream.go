@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // Stream is the server side of a streaming request (a subscription): one
@@ -26,18 +28,18 @@ var errStreamState = errors.New("proto: stream not open")
 // Accept sends the RESPONSE (v in the wire encoding; nil is Empty) that opens the
 // stream. It may be called once, before any Send.
 func (s *Stream) Accept(v any) error {
-	return s.send(false, FrameResponse, FlagStream, v, "stream could not be opened")
+	return s.send(false, wire.FrameResponse, wire.FlagStream, v, "stream could not be opened")
 }
 
 // Send sends one EVENT frame with v in the wire encoding. It fails once the
 // stream's context is done (client CANCEL, connection lost, shutdown) or a
 // write failed; a handler should then return.
 func (s *Stream) Send(v any) error {
-	return s.send(true, FrameEvent, 0, v, "event could not be sent")
+	return s.send(true, wire.FrameEvent, 0, v, "event could not be sent")
 }
 
 // send writes a RESPONSE (open: false) or an EVENT (open: true).
-func (s *Stream) send(open bool, t FrameType, flags uint16, v any, failure string) error {
+func (s *Stream) send(open bool, t wire.FrameType, flags uint16, v any, failure string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.accepted != open || s.ended {
@@ -46,9 +48,9 @@ func (s *Stream) send(open bool, t FrameType, flags uint16, v any, failure strin
 	if err := s.r.ctx.Err(); err != nil {
 		return err
 	}
-	if code := s.c.writeResult(s.r, t, flags, v); code != OK {
+	if code := s.c.writeResult(s.r, t, flags, v); code != wire.OK {
 		s.ended = true
-		return &Error{Code: code, Message: failure}
+		return &wire.Error{Code: code, Message: failure}
 	}
 	s.accepted = true
 	return nil
@@ -70,7 +72,7 @@ func (c *serverConn) runStream(r *serverReq) {
 	err := c.callStream(r, st)
 	accepted := st.end()
 	c.release(r.ID)
-	var code Code
+	var code wire.Code
 	switch {
 	case r.ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The stream's context ended: why it ended decides the terminal
@@ -80,10 +82,10 @@ func (c *serverConn) runStream(r *serverReq) {
 	case !accepted && err == nil:
 		// The handler finished without opening the stream: an empty,
 		// already-ended result.
-		code = c.writeResult(r, FrameResponse, 0, nil)
+		code = c.writeResult(r, wire.FrameResponse, 0, nil)
 	case err == nil:
-		code = OK
-		_ = c.w.write(FrameError, 0, r.ID, AppendError(nil, &Error{Code: OK, Message: "stream ended"}))
+		code = wire.OK
+		_ = c.w.write(wire.FrameError, 0, r.ID, wire.AppendError(nil, &wire.Error{Code: wire.OK, Message: "stream ended"}))
 	default:
 		code = c.writeError(r, err)
 	}

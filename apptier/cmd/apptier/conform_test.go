@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"bankwire/proto/conform"
+	"bankwire/proto/cmd/bankwire-conform/conform"
 	"bankwire/store/storetest"
 )
 

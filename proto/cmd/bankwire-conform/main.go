@@ -1,5 +1,5 @@
 // Command bankwire-conform checks a bankwire protocol server against
-// PROTOCOL.md, as a black box (package bankwire/proto/conform): it prints
+// PROTOCOL.md, as a black box (package bankwire/proto/cmd/bankwire-conform/conform): it prints
 // one line per check, PASS, FAIL or SKIP, with the spec's section number,
 // and exits 1 if any check failed, 2 if it could not run at all.
 //
@@ -21,7 +21,7 @@ import (
 	"os/exec"
 	"time"
 
-	"bankwire/proto/conform"
+	"bankwire/proto/cmd/bankwire-conform/conform"
 )
 
 func main() {
