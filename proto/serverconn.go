@@ -258,7 +258,7 @@ func (c *serverConn) read() string {
 }
 
 // armRead sets the read deadline d from now. Once the connection is
-// closing, the deadline belongs to halfClose and linger: armRead then
+// closing, the deadline belongs to sendLast and linger: armRead then
 // reports false, and the caller lingers (which sets its own deadline).
 func (c *serverConn) armRead(d time.Duration) bool {
 	_ = c.nc.SetReadDeadline(time.Now().Add(d))
@@ -312,21 +312,23 @@ func (c *serverConn) handleFrame(f wire.Frame) string {
 	return c.fatal(wire.ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type))
 }
 
-// fatal sends a FATAL frame and closes gracefully. It returns the reason for
-// the log.
+// fatal sends FATAL as the connection's last frame and lingers. It returns
+// the reason for the log.
 func (c *serverConn) fatal(code wire.Code, reason string) string {
-	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, code, reason))
-		c.halfClose()
-	}
+	c.sendLast(code, reason)
 	if !c.evicted.Load() { // an evicted connection makes room at once
 		c.linger()
 	}
 	return code.String() + ": " + reason
 }
 
-// halfClose sends FIN after the last frame and bounds the linger.
-func (c *serverConn) halfClose() {
+// sendLast sends FATAL once, as the connection's last frame (PROTOCOL.md
+// §6.2), then half-closes (FIN) and bounds the reader's linger.
+func (c *serverConn) sendLast(code wire.Code, reason string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, code, reason))
 	c.w.waitIdle()
 	if cw, ok := c.nc.(closeWriter); ok {
 		_ = cw.CloseWrite()
@@ -551,7 +553,7 @@ func (c *serverConn) finish(r *serverReq, code wire.Code, d time.Duration) {
 	done := c.draining && c.active == 0
 	c.mu.Unlock()
 	if done {
-		c.finishDrain()
+		c.sendLast(wire.ShuttingDown, "server shutting down")
 	}
 }
 
@@ -589,14 +591,7 @@ func (c *serverConn) sendDrain() {
 	c.mu.Unlock()
 	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
 	if idle {
-		c.finishDrain()
-	}
-}
-
-func (c *serverConn) finishDrain() {
-	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down"))
-		c.halfClose()
+		c.sendLast(wire.ShuttingDown, "server shutting down")
 	}
 }
 
