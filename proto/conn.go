@@ -21,8 +21,10 @@ import (
 // is empty. The others append and return at once.
 //
 // Invariants:
-//   - whenever mu is free and err is nil, buf is empty or flushing is set:
-//     every appended frame has a flusher that will write it;
+//   - whenever mu is free and err is nil, buf is empty, or flushing is
+//     set, or the server's reading goroutine holds inline answers there
+//     that it flushes before it waits for the peer (flushHold): every
+//     appended frame has a goroutine that will write it;
 //   - at most maxBuffered bytes wait: appenders block in lock until the
 //     flusher made room (a peer that stops reading cannot pin memory);
 //   - every socket write runs under a write deadline; the first failure is
@@ -33,8 +35,8 @@ import (
 // Kept for speed: before writing, a batched flusher yields the processor
 // (runtime.Gosched), so that handler goroutines that are ready to run append
 // their answers first and many frames leave in one write system call.
-// Without the yield BenchmarkConcurrent64 fell from about 1.5× to about 0.9×
-// the raw echo (see flushBatched).
+// Without the yield (on the server) BenchmarkConcurrent64 fell from about
+// 1.5× to about 0.9× the raw echo (go test -bench . ./proto/).
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration
@@ -91,6 +93,9 @@ const (
 	// gain nothing, and on an idle machine it costs a wake-up of another
 	// core.
 	flushNow
+	// flushHold leaves the frame in the buffer: the caller promises a
+	// later flush (the server's inline runs, inline.go).
+	flushHold
 )
 
 // unlock is unlockMode(flushBatched).
@@ -99,7 +104,7 @@ func (w *frameWriter) unlock() error { return w.unlockMode(flushBatched) }
 // unlockMode releases the buffer and, unless another goroutine is already
 // flushing (and will pick these bytes up), writes it out.
 func (w *frameWriter) unlockMode(mode flushMode) error {
-	if w.flushing {
+	if mode == flushHold || w.flushing {
 		w.mu.Unlock()
 		return nil
 	}
@@ -142,11 +147,23 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 // its own last frame may be in the hands of another goroutine's flush.
 // Bounded by the write timeout.
 func (w *frameWriter) waitIdle() {
+	w.flush()
 	w.mu.Lock()
 	for w.err == nil && w.flushing {
 		w.written.Wait()
 	}
 	w.mu.Unlock()
+}
+
+// flush writes whatever is buffered unless another goroutine is already
+// writing it.
+func (w *frameWriter) flush() {
+	w.mu.Lock()
+	if w.flushing || len(w.buf) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	_ = w.unlockMode(flushNow)
 }
 
 // beginFrame reserves a header in w.buf and returns its offset; finish it

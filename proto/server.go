@@ -190,6 +190,10 @@ type Server struct {
 	hello     []byte                        // encoded HELLO payload, the same for every connection
 	unary     map[wire.Op]HandlerFunc       // copied from the Mux in NewServer; read-only
 	stream    map[wire.Op]StreamHandlerFunc // likewise
+	costs     costs                         // which unary operations run inline (inline.go)
+
+	inlineBudget time.Duration // the inlineBudget constant; tests raise it, as -race slows every handler
+	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
 
 	ctx    context.Context // parent of every connection's context; canceled by Close and once Shutdown is done
 	cancel context.CancelFunc
@@ -221,6 +225,8 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		secretSum:    sha256.Sum256([]byte(cfg.Secret)),
 		unary:        maps.Clone(h.unary),
 		stream:       maps.Clone(h.stream),
+		costs:        newCosts(h.unary),
+		inlineBudget: inlineBudget,
 		listeners:    map[net.Listener]struct{}{},
 		conns:        map[*serverConn]struct{}{},
 		preAuthPerIP: map[string]int{},

@@ -51,7 +51,10 @@ type serverConn struct {
 	unlogged bool       // a connection that failed the handshake and the log limiter skipped
 	requests int
 	lastRecv time.Time // when the last frame arrived
+	held     bool      // inline answers wait in w for the flush before the next read (inline.go)
 	rtt      rttEstimate
+
+	inline inlineState // see inline.go
 
 	mu        sync.Mutex // protects the fields below
 	ready     bool       // the handshake succeeded
@@ -72,6 +75,7 @@ type serverReq struct {
 	stop   context.CancelFunc      // releases ctx's deadline; nil without one
 	unary  HandlerFunc             // one of unary and stream is set
 	stream StreamHandlerFunc
+	flush  flushMode // how its terminal frame leaves; flushHold only for an inline run (inline.go)
 }
 
 // Cancellation causes, so that a request knows why its context ended.
@@ -100,6 +104,8 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		c.ip = host
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.inline.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
+	c.inline.watchdog.Stop()
 	c.fr = wire.NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
@@ -122,12 +128,29 @@ func (c *serverConn) serve() {
 		if allowed {
 			s.log.Log(context.Background(), c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client, "suppressed", suppressed)
 		}
-	} else {
-		s.log.Log(context.Background(), c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client)
-		reason = c.read()
+		c.end(reason)
+		return
 	}
+	s.log.Log(context.Background(), c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client)
+	c.readLoop()
+}
 
-	// Reading stopped: close, wait for the handlers, log why it ended.
+// readLoop reads until the connection ends, then ends it; or, when the
+// watchdog handed reading to another goroutine during an inline run, until
+// that run is answered (inline.go).
+func (c *serverConn) readLoop() {
+	if reason := c.read(); reason != lostReading {
+		c.end(reason)
+		return
+	}
+	c.srv.connWG.Done()
+}
+
+// end closes the connection once reading stopped, waits for its handlers
+// and logs why it ended.
+func (c *serverConn) end(reason string) {
+	s := c.srv
+	c.inline.watchdog.Stop()
 	c.cancel()
 	c.nc.Close()
 	c.handlersWG.Wait()
@@ -222,6 +245,10 @@ func (c *serverConn) read() string {
 		// Wait for the next frame's first byte under the idle timeout
 		// (Peek consumes nothing), then give the rest of it the read
 		// timeout.
+		if c.held && br.Buffered() == 0 {
+			c.held = false
+			c.w.flush()
+		}
 		if !c.armRead(cfg.IdleTimeout) {
 			return c.linger()
 		}
@@ -410,6 +437,9 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	c.active++
 	c.handlersWG.Add(1)
 	c.mu.Unlock()
+	if unary != nil && s.costs.quick(h.Op, s.inlineBudget) {
+		return c.runInline(r)
+	}
 	go c.run(r)
 	return ""
 }
@@ -421,15 +451,29 @@ func (c *serverConn) run(r *serverReq) {
 		c.runStream(r)
 		return
 	}
+	resp, err, d := c.callUnary(r)
+	c.answer(r, resp, err, d)
+}
+
+// callUnary runs r's handler and reports how long it took. A request
+// canceled (or out of time) before its handler started is not started:
+// nobody waits for its work.
+func (c *serverConn) callUnary(r *serverReq) (resp any, err error, d time.Duration) {
 	start := time.Now()
-	// A request canceled (or out of time) before its goroutine started is
-	// not started: nobody waits for its work.
-	err := r.ctx.Err()
-	var resp any
-	if err == nil {
-		resp, err = c.callUnary(r)
+	if err := r.ctx.Err(); err != nil {
+		return nil, err, 0
 	}
-	d := time.Since(start)
+	defer func() {
+		d = time.Since(start)
+		c.srv.costs.observe(r.Op, d)
+	}()
+	defer c.recoverHandler(r, &err)
+	resp, err = r.unary(r.ctx, &r.Request)
+	return resp, err, 0 // d is set on the way out
+}
+
+// answer writes a unary request's terminal frame and finishes it.
+func (c *serverConn) answer(r *serverReq, resp any, err error, d time.Duration) {
 	c.release(r.ID)
 	var code wire.Code
 	if err == nil {
@@ -438,11 +482,6 @@ func (c *serverConn) run(r *serverReq) {
 		code = c.writeError(r, err)
 	}
 	c.finish(r, code, d)
-}
-
-func (c *serverConn) callUnary(r *serverReq) (resp any, err error) {
-	defer c.recoverHandler(r, &err)
-	return r.unary(r.ctx, &r.Request)
 }
 
 // recoverHandler, deferred around a handler call, turns a panic into
@@ -474,7 +513,7 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 		return c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, r.ID)
-	if err := c.w.unlock(); err != nil {
+	if err := c.w.unlockMode(r.flush); err != nil {
 		return wire.Unavailable
 	}
 	return wire.OK
@@ -483,7 +522,12 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 // writeError sends err as the terminal ERROR frame of r and returns its code.
 func (c *serverConn) writeError(r *serverReq, err error) wire.Code {
 	e := c.wireError(r, err)
-	_ = c.w.write(wire.FrameError, 0, r.ID, wire.AppendError(nil, e))
+	if c.w.lock() == nil {
+		off := c.w.beginFrame()
+		c.w.buf = wire.AppendError(c.w.buf, e)
+		c.w.endFrame(off, wire.FrameError, 0, r.ID)
+		_ = c.w.unlockMode(r.flush)
+	}
 	return e.Code
 }
 
