@@ -1,7 +1,9 @@
 package proto
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"runtime"
@@ -11,122 +13,96 @@ import (
 	"bankwire/proto/wire"
 )
 
-// frameWriter serialises frames from many goroutines onto one connection
-// and coalesces them without a writer goroutine ("flush combining"): a
-// goroutine appends its frame to a shared buffer under a mutex; if nobody is
-// writing to the socket it becomes the flusher and writes the buffer outside
-// the mutex, then keeps writing whatever other goroutines appended meanwhile
-// until the buffer is empty. Other goroutines append and return at once.
-// Under load, many frames leave in one write system call; alone, a frame is
-// written by its own goroutine with no hand-off.
+// frameWriter serialises frames from many goroutines (a server's request
+// handlers, a client's callers) onto one connection, without a writer
+// goroutine ("flush combining"): a goroutine appends its frame to buf under
+// mu; if no goroutine is writing to the socket it becomes the flusher and
+// writes buf outside mu, then whatever others appended meanwhile, until buf
+// is empty. The others append and return at once.
 //
-// Memory is bounded: appenders wait while maxBuffered bytes are pending.
-// Every write runs under a write deadline, so a peer that stops reading
-// makes it fail within the write timeout; the failure is sticky, wakes
-// every waiter and closes the connection (onError), which ends its reader.
+// Invariants:
+//   - whenever mu is free and err is nil, buf is empty, or flushing is
+//     set, or the server's reading goroutine holds inline answers there
+//     that it flushes before it waits for the peer (flushHold): every
+//     appended frame has a goroutine that will write it;
+//   - at most maxBuffered bytes wait: appenders block in lock until the
+//     flusher made room (a peer that stops reading cannot pin memory);
+//   - every socket write runs under a write deadline; the first failure is
+//     sticky (err), wakes every waiter and closes the connection
+//     (onError), which ends its reader;
+//   - after writeLast nothing more is appended (sealed).
+//
+// Kept for speed: before writing, a batched flusher yields the processor
+// (runtime.Gosched), so that handler goroutines that are ready to run append
+// their answers first and many frames leave in one write system call.
+// Without the yield (on the server) BenchmarkConcurrent64 fell from about
+// 1.5× to about 0.9× the raw echo (go test -bench . ./proto/).
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration
 	onError func(error) // called once, with the first write error
 
 	mu       sync.Mutex
-	drained  sync.Cond // signalled after each socket write
-	buf      []byte    // frames waiting to be written
-	spare    []byte    // the previous write's buffer, reused
-	flushing bool
-	sealed   bool // the last frame was appended (writeLast); lock fails from then on
-	err      error
-	wdl      time.Time // write deadline armed on nc (only the flusher touches it)
+	written  sync.Cond // L is &mu; broadcast after each socket write
+	buf      []byte    // frames waiting for the socket; protected by mu
+	spare    []byte    // the previous write's buffer, reused; protected by mu
+	flushing bool      // a goroutine is writing buf out; protected by mu
+	sealed   bool      // the last frame was appended (writeLast); protected by mu
+	err      error     // the first write error; protected by mu
 }
-
-// clockBase anchors monoNow.
-var clockBase = time.Now()
-
-// monoNow is time.Now for deadlines and durations with one clock reading
-// instead of two: time.Now reads the wall clock and the monotonic clock,
-// time.Since only the monotonic one, and on a virtual machine each reading
-// costs about 30 ns (a round trip reads the clock several times). Its wall
-// clock part follows the monotonic clock since the process started, so it
-// is not for display.
-func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
-
-// monoNanos is monoNow as nanoseconds since clockBase, for atomics.
-func monoNanos() int64 { return int64(time.Since(clockBase)) }
-
-// monoTime turns monoNanos back into a time.
-func monoTime(n int64) time.Time { return clockBase.Add(time.Duration(n)) }
 
 // maxBuffered bounds the bytes waiting for the socket per connection.
 const maxBuffered = 1 << 20
 
 func newFrameWriter(nc net.Conn, timeout time.Duration, onError func(error)) *frameWriter {
 	w := &frameWriter{nc: nc, timeout: timeout, onError: onError, buf: make([]byte, 0, 4096), spare: make([]byte, 0, 4096)}
-	w.drained.L = &w.mu
+	w.written.L = &w.mu
 	return w
-}
-
-// lock reserves the buffer. On success the caller appends to w.buf and must
-// call unlock; on error nothing is held.
-func (w *frameWriter) lock() error {
-	w.mu.Lock()
-	for w.err == nil && len(w.buf) >= maxBuffered {
-		w.drained.Wait()
-	}
-	if w.err != nil {
-		err := w.err
-		w.mu.Unlock()
-		return err
-	}
-	if w.sealed {
-		w.mu.Unlock()
-		return errWriterSealed
-	}
-	return nil
 }
 
 // errWriterSealed is what lock returns after writeLast: nothing may follow
 // a connection's last frame (FATAL, PROTOCOL.md §6.2).
 var errWriterSealed = errors.New("proto: connection's last frame already sent")
 
-// writeLast sends the connection's last frame: under the same lock that
-// appends it, the writer is sealed, so a frame another goroutine tries to
-// append afterwards (a handler's answer racing a FATAL) is refused instead
-// of following it on the wire. Frames appended before it still go out,
-// before it. It reports false if the writer was already sealed or failed.
-func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) bool {
-	if err := w.lock(); err != nil {
-		return false
+// lock reserves the buffer. On success the caller appends to w.buf and must
+// call unlock; on error nothing is held.
+func (w *frameWriter) lock() error {
+	w.mu.Lock()
+	for w.err == nil && len(w.buf) >= maxBuffered {
+		w.written.Wait()
 	}
-	off := w.beginFrame()
-	w.buf = append(w.buf, payload...)
-	w.endFrame(off, t, 0, 0)
-	w.sealed = true
-	return w.unlockMode(flushNow) == nil
+	err := w.err
+	if err == nil && w.sealed {
+		err = errWriterSealed
+	}
+	if err != nil {
+		w.mu.Unlock()
+	}
+	return err
 }
 
-// flushMode says what unlockMode does with the buffer.
+// flushMode says how unlockMode writes the buffer out.
 type flushMode uint8
 
 const (
 	// flushBatched yields before writing, so that goroutines ready to run
-	// (other handlers, other callers) append their frames first: under
-	// load many small writes become one. For writers that are one of
+	// append their frames to the same write. For a writer that is one of
 	// many.
 	flushBatched flushMode = iota
-	// flushNow writes at once. For a writer that is alone (the only call
-	// in flight, an inline handler): yielding would gain nothing, and on
-	// an idle machine it costs a wake-up of another core.
+	// flushNow writes at once. For a writer that is alone: yielding would
+	// gain nothing, and on an idle machine it costs a wake-up of another
+	// core.
 	flushNow
 	// flushHold leaves the frame in the buffer: the caller promises a
-	// later flush (or unlock) that sends it.
+	// later flush (the server's inline runs, inline.go).
 	flushHold
 )
 
-// unlock releases the buffer and, unless another goroutine is already
-// flushing (and will pick these bytes up), writes it out, batched.
+// unlock is unlockMode(flushBatched).
 func (w *frameWriter) unlock() error { return w.unlockMode(flushBatched) }
 
-// unlockMode releases the buffer and writes it out as mode says.
+// unlockMode releases the buffer and, unless another goroutine is already
+// flushing (and will pick these bytes up), writes it out.
 func (w *frameWriter) unlockMode(mode flushMode) error {
 	if mode == flushHold || w.flushing {
 		w.mu.Unlock()
@@ -142,12 +118,13 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 		out := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
-		w.armDeadline()
+		if w.timeout > 0 {
+			_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 		_, err := w.nc.Write(out)
 		w.mu.Lock()
-		if cap(out) <= 4*maxBuffered {
-			w.spare = out[:0]
-		} else {
+		w.spare = out[:0]
+		if cap(out) > 4*maxBuffered {
 			w.spare = make([]byte, 0, 4096) // do not pin a huge buffer after one big frame
 		}
 		if err != nil && w.err == nil {
@@ -156,53 +133,37 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 				go w.onError(err) // outside the lock: onError closes the conn
 			}
 		}
-		w.drained.Broadcast()
+		w.written.Broadcast()
 	}
 	w.flushing = false
-	w.drained.Broadcast()
+	w.written.Broadcast()
 	err := w.err
 	w.mu.Unlock()
 	return err
 }
 
-// flush writes whatever is buffered unless another goroutine is already
-// writing it.
-func (w *frameWriter) flush() error {
-	w.mu.Lock()
-	if w.flushing || len(w.buf) == 0 {
-		err := w.err
-		w.mu.Unlock()
-		return err
-	}
-	return w.unlockMode(flushNow)
-}
-
-// armDeadline makes sure the next write fails within w.timeout if the peer
-// stops reading. Moving a deadline costs a runtime timer update (and can
-// wake a sleeping thread), so it is re-armed only when less than half the
-// timeout is left: a write then has between timeout/2 and timeout.
-func (w *frameWriter) armDeadline() {
-	if w.timeout <= 0 {
-		return
-	}
-	if time.Until(w.wdl) >= w.timeout/2 { // one clock reading: wdl is monotonic
-		return
-	}
-	w.wdl = monoNow().Add(w.timeout)
-	_ = w.nc.SetWriteDeadline(w.wdl)
-}
-
 // waitIdle blocks until everything appended so far has been written (or a
 // write failed). A goroutine about to close the connection calls it, since
-// its own last frame may be in the hands of another goroutine's flush, or
-// held in the buffer. Bounded by the write timeout.
+// its own last frame may be in the hands of another goroutine's flush.
+// Bounded by the write timeout.
 func (w *frameWriter) waitIdle() {
 	w.flush()
 	w.mu.Lock()
-	for w.err == nil && (w.flushing || len(w.buf) > 0) {
-		w.drained.Wait()
+	for w.err == nil && w.flushing {
+		w.written.Wait()
 	}
 	w.mu.Unlock()
+}
+
+// flush writes whatever is buffered unless another goroutine is already
+// writing it.
+func (w *frameWriter) flush() {
+	w.mu.Lock()
+	if w.flushing || len(w.buf) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	_ = w.unlockMode(flushNow)
 }
 
 // beginFrame reserves a header in w.buf and returns its offset; finish it
@@ -226,6 +187,42 @@ func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload [
 	w.buf = append(w.buf, payload...)
 	w.endFrame(off, t, flags, id)
 	return w.unlock()
+}
+
+// writeLast sends the connection's last frame and seals the writer under
+// the same lock, so a frame another goroutine tries to append afterwards (a
+// handler's answer racing a FATAL) is refused instead of following it on
+// the wire. Frames appended before it still go out, before it. It reports
+// false if the writer was already sealed or failed.
+func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) bool {
+	if err := w.lock(); err != nil {
+		return false
+	}
+	off := w.beginFrame()
+	w.buf = append(w.buf, payload...)
+	w.endFrame(off, t, 0, 0)
+	w.sealed = true
+	return w.unlockMode(flushNow) == nil
+}
+
+// clockBase anchors the client's clock readings: monoNow is time.Now with
+// one clock reading instead of two (not for display), monoNanos the same as
+// nanoseconds since clockBase (for atomics), monoTime its inverse.
+var clockBase = time.Now()
+
+func monoNow() time.Time         { return clockBase.Add(time.Since(clockBase)) }
+func monoNanos() int64           { return int64(time.Since(clockBase)) }
+func monoTime(n int64) time.Time { return clockBase.Add(time.Duration(n)) }
+
+// frameBuffered reports whether br already holds a whole frame, so reading
+// it cannot block.
+func frameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < wire.HeaderLen {
+		return false
+	}
+	h, err := br.Peek(wire.HeaderLen)
+	return err == nil && uint64(n) >= wire.HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
 }
 
 // isTimeout reports whether err is a deadline expiry.

@@ -7,11 +7,8 @@ import (
 )
 
 // Inline reports whether the server currently runs op's handler on the
-// reading goroutine (see inlineBudget).
-func (s *Server) Inline(op wire.Op) bool {
-	rt := s.routes[op]
-	return rt != nil && s.inline(rt)
-}
+// reading goroutine (see inline.go).
+func (s *Server) Inline(op wire.Op) bool { return s.costs.quick(op, s.inlineBudget) }
 
 // HandOffs counts how often a watchdog moved reading to a new goroutine.
 func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }

@@ -38,15 +38,6 @@ func warmInline(t *testing.T, srv *testServer, r *rawConn, op wire.Op, id *uint3
 	}
 }
 
-// answered sends request id for op and requires its RESPONSE next.
-func answered(t *testing.T, r *rawConn, id uint32, op wire.Op) {
-	t.Helper()
-	r.request(id, op, 0, "", echoMsg{N: 1})
-	if f := r.read(); f.Type != wire.FrameResponse || f.ID != id {
-		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), id)
-	}
-}
-
 // A handler that runs inline and then blocks must not stall the connection:
 // after the watchdog, another goroutine reads, so PING, CANCEL and other
 // requests are served while it blocks, and its own answer still arrives.
