@@ -1053,6 +1053,7 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 		}
 		nc = tls.Client(nc, tc)
 	}
+	in := &arrivals{Conn: nc, born: time.Now()}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
@@ -1061,7 +1062,7 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 		conn := nc.LocalAddr().String()
 		trace = func(sent bool, f Frame) { t(conn, sent, f) }
 	}
-	hello, ready, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, trace)
+	hello, fr, err := clientHandshake(in, c.cfg.Name, c.cfg.Secret, trace)
 	stop()
 	if err != nil {
 		nc.Close()
@@ -1072,18 +1073,12 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 		return nil, unavailable(err)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	cc := newClientConn(c, ep, nc, fr, hello, ready)
-	cc.trace = trace
-	cc.forStreams = forStreams
-	cc.mu.Lock()
-	cc.releaseLocked() // a reader starts once the connection has been idle a moment
-	cc.mu.Unlock()
-	return cc, nil
+	return newClientConn(c, ep, in, fr, hello, forStreams, trace), nil
 }
 
-// clientHandshake reads HELLO, sends AUTH and waits for READY. The caller
-// sets the deadline.
-func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) (Hello, Ready, *Framer, error) {
+// clientHandshake reads HELLO, sends AUTH and waits for READY (checked, not
+// kept: nothing in it is needed later). The caller sets the deadline.
+func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) (Hello, *Framer, error) {
 	fr := NewFramer(nc, nc)
 	fr.SetMaxPayload(handshakeMaxPayload)
 	read := func() (Frame, error) {
@@ -1105,14 +1100,14 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 	}
 	f, err := read()
 	if err != nil {
-		return Hello{}, Ready{}, nil, err
+		return Hello{}, nil, err
 	}
 	if f.Type != FrameHello {
-		return Hello{}, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
+		return Hello{}, nil, &Error{Code: ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
 	}
 	hello, err := ParseHello(f.Payload)
 	if err != nil {
-		return hello, Ready{}, nil, err
+		return hello, nil, err
 	}
 	auth, _ := json.Marshal(Auth{Version: Version, Client: name, Secret: secret})
 	af := Frame{Type: FrameAuth, Payload: auth}
@@ -1120,19 +1115,19 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 		trace(true, af)
 	}
 	if err := fr.WriteFrame(af); err != nil {
-		return hello, Ready{}, nil, fmt.Errorf("handshake: %w", err)
+		return hello, nil, fmt.Errorf("handshake: %w", err)
 	}
 	f, err = read()
 	if err != nil {
-		return hello, Ready{}, nil, err
+		return hello, nil, err
 	}
 	if f.Type != FrameReady {
-		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
+		return hello, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
 	}
 	var ready Ready
 	if err := unmarshalHandshake(f.Payload, &ready); err != nil {
-		return hello, Ready{}, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
+		return hello, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
 	}
 	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))
-	return hello, ready, fr, nil
+	return hello, fr, nil
 }
