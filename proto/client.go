@@ -168,20 +168,13 @@ var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
 // A request the server provably never started (it was never written, or the
 // server's DRAIN named a lower last id) is retried on another connection.
 func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
-	bp := bodyPool.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= maxPooledBody {
-			bodyPool.Put(bp)
-		}
-	}()
 	u, ok := resp.(WireUnmarshaler)
 	if resp != nil && !ok {
 		// Before sending: the request must not be carried out for an
 		// answer that cannot be read.
 		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, errNotWire)}
 	}
-	body, err := marshalBody((*bp)[:0], req)
-	*bp = body // the frame holds a copy: the buffer is free once Call returns
+	body, err := marshalBody(nil, req)
 	if err != nil {
 		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
@@ -204,12 +197,6 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 	}
 	return nil
 }
-
-// bodyPool holds request-encoding buffers; a buffer grown past
-// maxPooledBody by a big request is left to the collector.
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-const maxPooledBody = 64 << 10
 
 // Info asks the app tier for its InfoResponse.
 func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {

@@ -137,8 +137,6 @@ type callResult struct {
 	err error
 }
 
-var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResult, 1)} }}
-
 // newClientConn starts the reader and the liveness timer of a handshaken
 // connection. It runs on a goroutine counted in c.wg (a dial), so that
 // Client.Close waits for the reader too.
@@ -177,10 +175,8 @@ func (cc *clientConn) now() time.Duration { return time.Since(cc.in.born) }
 // roundTrip sends one request and waits for its answer, until dl at the
 // latest. sub is non-nil when opening a stream.
 func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
-	cl := callPool.Get().(*call)
-	cl.sub, cl.opened, cl.abandoned = sub, false, false
+	cl := &call{res: make(chan callResult, 1), sub: sub}
 	if err := cc.w.lock(); err != nil {
-		callPool.Put(cl)
 		return Frame{}, errNotStarted
 	}
 	var deadlineMs uint32
@@ -189,7 +185,6 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		left := time.Until(dl)
 		if left <= 0 {
 			cc.w.unlock()
-			callPool.Put(cl)
 			return Frame{}, ctxError(context.DeadlineExceeded)
 		}
 		deadlineMs = uint32(min(int64((left+time.Millisecond-1)/time.Millisecond), math.MaxUint32))
@@ -197,7 +192,6 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	mode, err := cc.register(cl)
 	if err != nil {
 		cc.w.unlock()
-		callPool.Put(cl)
 		return Frame{}, err
 	}
 	off := cc.w.beginFrame()
@@ -217,9 +211,6 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	var cause error
 	select {
 	case r := <-cl.res:
-		if cl.sub == nil { // a stream's call stays in pending until it ends
-			callPool.Put(cl)
-		}
 		return r.f, r.err
 	case <-ctx.Done():
 		cause = ctx.Err()
