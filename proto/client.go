@@ -163,7 +163,8 @@ var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
 // type fails INVALID_ARGUMENT before anything is sent. Errors are *Error:
 // the server's per-request error, DEADLINE_EXCEEDED
 // or CANCELED from ctx, or UNAVAILABLE when no server could be reached or
-// the connection was lost after the request may have started.
+// the connection was lost after the request may have started. A ctx
+// without a deadline gets DefaultTimeout.
 //
 // A request the server provably never started (it was never written, or the
 // server's DRAIN named a lower last id) is retried on another connection.
@@ -178,15 +179,12 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 	if err != nil {
 		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
-	// No context.WithTimeout for the default deadline: its timer would be
-	// armed and stopped on every call. The deadline travels as a time, and
-	// only the slow paths (dialing, retrying, waiting behind another
-	// reader) arm a timer for it.
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = monoNow().Add(c.cfg.DefaultTimeout)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
+		defer cancel()
 	}
-	f, err := c.do(ctx, op, body, nil, dl)
+	f, err := c.do(ctx, op, body, nil)
 	if err != nil {
 		return err
 	}
@@ -208,16 +206,9 @@ func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
 }
 
 // do runs the retry loop around one request. sub is non-nil for Subscribe.
-// dl is the request's deadline: ctx's, or the default one.
-func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
+func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) (Frame, error) {
 	trace := TraceID(ctx)
 	drained := false
-	var cancel context.CancelFunc
-	defer func() {
-		if cancel != nil {
-			cancel()
-		}
-	}()
 	var spare *clientConn // a connection with room, after one was full
 	full := 0
 	for attempt := 0; ; attempt++ {
@@ -233,11 +224,6 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 			cc, next = c.pickReady()
 		}
 		if cc == nil {
-			// A slow path: from here on ctx carries dl, so every wait is
-			// bounded by it.
-			if cancel == nil {
-				ctx, cancel = withDeadline(ctx, dl)
-			}
 			var err error
 			if sub != nil {
 				cc, err = c.pickFrom(ctx, next, (*endpoint).streamConn)
@@ -258,16 +244,13 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 				return Frame{}, err
 			}
 		}
-		f, err := cc.roundTrip(ctx, op, trace, body, sub, dl)
+		f, err := cc.roundTrip(ctx, op, trace, body, sub)
 		if errors.Is(err, errConnFull) {
 			// Not sent: the app tier announced it would refuse it there.
 			if full++; full > 8 {
 				return Frame{}, errBusy
 			}
 			if sub == nil {
-				if cancel == nil {
-					ctx, cancel = withDeadline(ctx, dl)
-				}
 				if spare = c.connWithRoom(ctx); spare == nil {
 					return Frame{}, errBusy
 				}
@@ -283,14 +266,6 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription, 
 		}
 		return f, err
 	}
-}
-
-// withDeadline returns ctx bounded by dl, unless it has a deadline already.
-func withDeadline(ctx context.Context, dl time.Time) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithDeadline(ctx, dl)
 }
 
 func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
@@ -406,8 +381,7 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 		defer cancel()
 	}
 	sub := &Subscription{events: make(chan []byte, subscriptionBuffer), done: make(chan struct{})}
-	dl, _ := ctx.Deadline()
-	f, err := c.do(ctx, op, body, sub, dl)
+	f, err := c.do(ctx, op, body, sub)
 	if err != nil {
 		return nil, err
 	}

@@ -172,15 +172,16 @@ func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *Framer, hello Hell
 // now is the time on the connection's clock (see arrivals).
 func (cc *clientConn) now() time.Duration { return time.Since(cc.in.born) }
 
-// roundTrip sends one request and waits for its answer, until dl at the
-// latest. sub is non-nil when opening a stream.
-func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription, dl time.Time) (Frame, error) {
+// roundTrip sends one request and waits for its answer or the end of ctx,
+// which has a deadline for unary calls. sub is non-nil when opening a
+// stream: the wait then ends at the stream's opening RESPONSE.
+func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription) (Frame, error) {
 	cl := &call{res: make(chan callResult, 1), sub: sub}
 	if err := cc.w.lock(); err != nil {
 		return Frame{}, errNotStarted
 	}
 	var deadlineMs uint32
-	if sub == nil {
+	if dl, ok := ctx.Deadline(); ok && sub == nil {
 		// The time left when the request is written (§4.2).
 		left := time.Until(dl)
 		if left <= 0 {
@@ -202,28 +203,18 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	}
 	_ = cc.w.unlockMode(mode) // a failed write closes the connection, which answers the call
 
-	var expiry <-chan time.Time
-	if _, ok := ctx.Deadline(); !ok {
-		t := time.NewTimer(time.Until(dl))
-		defer t.Stop()
-		expiry = t.C
-	}
-	var cause error
 	select {
 	case r := <-cl.res:
 		return r.f, r.err
 	case <-ctx.Done():
-		cause = ctx.Err()
-	case <-expiry:
-		cause = context.DeadlineExceeded
+		// CANCEL goes out on a deadline too (§4.2): the server's timer
+		// counts from when it read the request, so a request held up on
+		// the way would otherwise run after its caller gave up.
+		if cc.abandon(cl) {
+			_ = cc.writeTraced(FrameCancel, cl.id, nil)
+		}
+		return Frame{}, ctxError(ctx.Err())
 	}
-	// CANCEL goes out on a deadline too (§4.2): the server's timer
-	// counts from when it read the request, so a request held up on
-	// the way would otherwise run after its caller gave up.
-	if cc.abandon(cl) {
-		_ = cc.writeTraced(FrameCancel, cl.id, nil)
-	}
-	return Frame{}, ctxError(cause)
 }
 
 // register gives cl the next request id and makes it pending, unless the
