@@ -35,7 +35,6 @@ import (
 type clientConn struct {
 	c     *Client
 	ep    *endpoint
-	slot  int
 	nc    net.Conn
 	in    *arrivals // nc's reading side, noting when bytes arrive
 	fr    *Framer   // used by readLoop only
@@ -142,7 +141,7 @@ type callResult struct {
 // Client.Close waits for the reader too.
 func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *Framer, hello Hello, forStreams bool, trace func(bool, Frame)) *clientConn {
 	cc := &clientConn{
-		c: c, ep: ep, slot: -1, nc: in.Conn, in: in, fr: fr, hello: hello, trace: trace,
+		c: c, ep: ep, nc: in.Conn, in: in, fr: fr, hello: hello, trace: trace,
 		forStreams:  forStreams,
 		maxInFlight: hello.MaxInFlight,
 		pending:     map[uint32]*call{},
