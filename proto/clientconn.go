@@ -189,8 +189,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		}
 		deadlineMs = uint32(min(int64((left+time.Millisecond-1)/time.Millisecond), math.MaxUint32))
 	}
-	mode, err := cc.register(cl)
-	if err != nil {
+	if err := cc.register(cl); err != nil {
 		cc.w.unlock()
 		return Frame{}, err
 	}
@@ -200,7 +199,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 	if t := cc.trace; t != nil {
 		t(true, Frame{Type: FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+HeaderLen:]...)})
 	}
-	_ = cc.w.unlockMode(mode) // a failed write closes the connection, which answers the call
+	_ = cc.w.unlock() // a failed write closes the connection, which answers the call
 
 	select {
 	case r := <-cl.res:
@@ -219,22 +218,22 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 // register gives cl the next request id and makes it pending, unless the
 // connection takes no new requests (errNotStarted) or is at max_in_flight
 // (errConnFull). Called under the writer's lock.
-func (cc *clientConn) register(cl *call) (flushMode, error) {
+func (cc *clientConn) register(cl *call) error {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.closed || cc.draining || cc.retiring {
-		return 0, errNotStarted
+		return errNotStarted
 	}
 	if cc.nextID == math.MaxUint32 {
 		cc.retiring = true // ids are exhausted: new requests go to a new connection
 		go cc.ep.detach(cc)
-		return 0, errNotStarted
+		return errNotStarted
 	}
 	if len(cc.pending) >= cc.maxInFlight {
 		// The server would refuse it (§4.1): the server counts an id from
 		// reading it to its terminal frame, this side from writing it to
 		// reading that frame, so this count is never the lower.
-		return 0, errConnFull
+		return errConnFull
 	}
 	cc.nextID++
 	cl.id = cc.nextID
@@ -252,12 +251,7 @@ func (cc *clientConn) register(cl *call) (flushMode, error) {
 	}
 	cc.pending[cl.id] = cl
 	cc.live++
-	// Alone, write at once; with other calls in flight, let them add
-	// their frames to this write (see flushBatched).
-	if cc.live > 1 {
-		return flushBatched, nil
-	}
-	return flushNow, nil
+	return nil
 }
 
 // abandon marks cl as given up, keeping its id known until the server's
