@@ -44,24 +44,12 @@ type ClientConfig struct {
 }
 
 func (c *ClientConfig) setDefaults() {
-	if c.ConnsPerAddr <= 0 {
-		c.ConnsPerAddr = 2
-	}
-	if c.StreamConnsPerAddr <= 0 {
-		c.StreamConnsPerAddr = 8
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = 3 * time.Second
-	}
-	if c.DefaultTimeout <= 0 {
-		c.DefaultTimeout = 10 * time.Second
-	}
-	if c.ResolveInterval <= 0 {
-		c.ResolveInterval = 5 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
+	orDefault(&c.ConnsPerAddr, 2)
+	orDefault(&c.StreamConnsPerAddr, 8)
+	orDefault(&c.DialTimeout, 3*time.Second)
+	orDefault(&c.DefaultTimeout, 10*time.Second)
+	orDefault(&c.ResolveInterval, 5*time.Second)
+	orDefault(&c.WriteTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -70,6 +58,12 @@ func (c *ClientConfig) setDefaults() {
 	}
 	if c.Name == "" {
 		c.Name = "bankwire-client"
+	}
+}
+
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
@@ -92,10 +86,11 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the client starts
 
-	mu        sync.Mutex // guards the fields below
-	eps       []*endpoint
-	resolving chan struct{} // non-nil while a first resolution runs
-	closed    bool
+	resolveMu sync.Mutex // held while resolving: one resolution at a time
+
+	mu     sync.Mutex // guards the fields below
+	eps    []*endpoint
+	closed bool
 
 	rr atomic.Uint64 // round robin over endpoints
 
@@ -183,11 +178,8 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 	if err != nil {
 		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := c.withDefaultTimeout(ctx)
+	defer cancel()
 	f, err := c.do(ctx, op, body, nil)
 	if err != nil {
 		return err
@@ -222,11 +214,8 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 	if err != nil {
 		return nil, &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := c.withDefaultTimeout(ctx)
+	defer cancel()
 	sub := &Subscription{events: make(chan []byte, subscriptionBuffer), done: make(chan struct{})}
 	f, err := c.do(ctx, op, body, sub)
 	if err != nil {
@@ -280,6 +269,14 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) 
 	}
 }
 
+// withDefaultTimeout bounds a ctx without a deadline by DefaultTimeout.
+func (c *Client) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.cfg.DefaultTimeout)
+}
+
 func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
 
 // errBusy: every connection already has the max_in_flight requests its
@@ -327,21 +324,13 @@ func unavailable(err error) *Error {
 // Ping checks that an app tier answers: it sends PING on a pooled
 // connection (dialing one if needed) and waits for PONG.
 func (c *Client) Ping(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.DefaultTimeout)
-		defer cancel()
+	ctx, cancel := c.withDefaultTimeout(ctx)
+	defer cancel()
+	cc, err := c.pick(ctx, false)
+	if err != nil {
+		return err
 	}
-	for attempt := 0; attempt < 3; attempt++ {
-		cc, err := c.pick(ctx, false)
-		if err != nil {
-			return err
-		}
-		if err = cc.ping(ctx); !errors.Is(err, errNotStarted) {
-			return err
-		}
-	}
-	return &Error{Code: Unavailable, Message: "app tier unavailable"}
+	return cc.ping(ctx)
 }
 
 // Hello returns the greeting of the server behind a pooled connection
@@ -399,39 +388,31 @@ func (c *Client) pick(ctx context.Context, forStreams bool) (*clientConn, error)
 	return nil, &Error{Code: Unavailable, Message: "app tier unavailable: every address is down"}
 }
 
-// endpoints returns the current endpoint set, resolving on first use.
+// endpoints returns the current endpoint set, resolving first if it is
+// empty (on first use, or while every lookup so far failed).
 func (c *Client) endpoints(ctx context.Context) ([]*endpoint, error) {
-	c.mu.Lock()
-	for len(c.eps) == 0 {
-		if c.closed {
-			c.mu.Unlock()
-			return nil, errClientClosed
-		}
-		if wait := c.resolving; wait != nil {
-			c.mu.Unlock()
-			select {
-			case <-wait:
-			case <-ctx.Done():
-				return nil, ctxError(ctx.Err())
-			}
-			c.mu.Lock()
-			continue
-		}
-		wait := make(chan struct{})
-		c.resolving = wait
-		c.mu.Unlock()
-		c.resolve(ctx)
-		c.mu.Lock()
-		c.resolving = nil
-		close(wait)
-		if len(c.eps) == 0 {
-			c.mu.Unlock()
-			return nil, &Error{Code: Unavailable, Message: "app tier unavailable: no address resolved"}
-		}
+	if eps, err := c.current(); err != nil || len(eps) > 0 {
+		return eps, err
 	}
-	eps := c.eps
-	c.mu.Unlock()
-	return eps, nil
+	c.resolveMu.Lock()
+	defer c.resolveMu.Unlock()
+	if eps, err := c.current(); err != nil || len(eps) > 0 {
+		return eps, err // resolved while this call waited
+	}
+	c.resolveLocked(ctx)
+	if eps, err := c.current(); err != nil || len(eps) > 0 {
+		return eps, err
+	}
+	return nil, &Error{Code: Unavailable, Message: "app tier unavailable: no address resolved"}
+}
+
+func (c *Client) current() ([]*endpoint, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClientClosed
+	}
+	return c.eps, nil
 }
 
 func (c *Client) resolveLoop() {
@@ -451,7 +432,9 @@ func (c *Client) resolveLoop() {
 				return
 			}
 		}
-		c.resolve(c.ctx)
+		c.resolveMu.Lock()
+		c.resolveLocked(c.ctx)
+		c.resolveMu.Unlock()
 		last = time.Now()
 	}
 }
@@ -460,10 +443,11 @@ func (c *Client) resolveLoop() {
 // every endpoint is down.
 const reresolveMin = 500 * time.Millisecond
 
-// resolve looks every target up again and updates the endpoint set: new
-// addresses become endpoints, vanished ones are retired (closed once idle).
-// A failed lookup keeps that target's previous addresses.
-func (c *Client) resolve(ctx context.Context) {
+// resolveLocked looks every target up again and updates the endpoint set:
+// new addresses become endpoints, vanished ones are retired (closed once
+// idle). A failed lookup keeps that target's previous addresses. The
+// caller holds resolveMu.
+func (c *Client) resolveLocked(ctx context.Context) {
 	c.mu.Lock()
 	old := map[string]*endpoint{}
 	for _, ep := range c.eps {
@@ -732,29 +716,15 @@ func (ep *endpoint) detach(cc *clientConn) {
 // streams with UNAVAILABLE so their subscribers can open them elsewhere.
 func (ep *endpoint) eject(err error) {
 	ep.mu.Lock()
-	defer ep.mu.Unlock()
-	if ep.retired {
-		return
+	if !ep.retired && ep.failures == 0 {
+		ep.markDownLocked(err)
 	}
-	ep.markDownLocked(err)
-	c := ep.c
-	for _, cc := range ep.streams.conns {
-		c.wg.Add(1) // under mu, after the retired check: Client.Close waits for it
-		go func() {
-			defer c.wg.Done()
-			ctx, cancel := context.WithTimeout(c.ctx, probeTimeout)
-			defer cancel()
-			if cc.ping(ctx) != nil && ctx.Err() != nil && c.ctx.Err() == nil {
-				cc.close(errStreamConnSilent)
-			}
-		}()
+	streams := slices.Clone(ep.streams.conns)
+	ep.mu.Unlock()
+	for _, cc := range streams {
+		cc.probe()
 	}
 }
-
-// errStreamConnSilent closes a stream connection that did not answer the
-// PING sent when its endpoint was ejected (not errNotResponding: the
-// endpoint is ejected already).
-var errStreamConnSilent = &Error{Code: Unavailable, Message: "app tier not responding"}
 
 // retire takes the endpoint out of service: its connections stop taking
 // requests and close once idle (or at once when now is set).

@@ -48,14 +48,12 @@ type clientConn struct {
 
 	mu        sync.Mutex // guards the fields below
 	nextID    uint32
-	pending   map[uint32]*call    // sent and not yet answered with a terminal frame, given up or not
-	bounced   map[uint32]struct{} // ids above a DRAIN's last id, handed back for retry; their late answers are dropped
-	live      int                 // pending calls not given up
+	pending   map[uint32]*call // sent and not yet answered with a terminal frame, given up or not
 	pingSeq   uint32
 	pings     map[uint32]chan struct{} // ping waiting for the PONG with that id
 	draining  bool                     // DRAIN arrived: no new requests
-	drainLast uint32
-	retiring  bool // no new requests; close once no live call remains
+	drainLast uint32                   // DRAIN's last id: answers for higher ids are dropped
+	retiring  bool                     // no new requests; close once no caller waits
 	closed    bool
 	closeErr  error
 	done      chan struct{} // closed by close
@@ -145,7 +143,6 @@ func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *Framer, hello Hell
 		forStreams:  forStreams,
 		maxInFlight: hello.MaxInFlight,
 		pending:     map[uint32]*call{},
-		bounced:     map[uint32]struct{}{},
 		pings:       map[uint32]chan struct{}{},
 		done:        make(chan struct{}),
 	}
@@ -250,7 +247,6 @@ func (cc *clientConn) register(cl *call) error {
 		}
 	}
 	cc.pending[cl.id] = cl
-	cc.live++
 	return nil
 }
 
@@ -263,7 +259,6 @@ func (cc *clientConn) abandon(cl *call) bool {
 		return false
 	}
 	cl.abandoned = true
-	cc.live--
 	cc.maybeFinishLocked()
 	return !cc.closed
 }
@@ -286,8 +281,8 @@ func (cc *clientConn) hasRoom() bool {
 func (cc *clientConn) ping(ctx context.Context) error {
 	cc.mu.Lock()
 	if cc.closed {
-		cc.mu.Unlock()
-		return errNotStarted
+		defer cc.mu.Unlock()
+		return cc.closeErr
 	}
 	cc.pingSeq++
 	id := cc.pingSeq
@@ -332,41 +327,52 @@ func (cc *clientConn) checkAlive() {
 	if awaiting {
 		quiet = max(last, cc.awaitSince)
 	}
-	next := now + cc.pingInterval // at the latest: a PING may be answered meanwhile
-	ping := false
+	ping, dead := false, false
 	switch {
 	case cc.pingedAt > 0:
-		dead := cc.pingedAt + cc.pingGrace
+		deadAt := cc.pingedAt + cc.pingGrace
 		if awaiting {
-			dead = min(dead, quiet+probeAfter+probeTimeout)
+			deadAt = min(deadAt, quiet+probeAfter+probeTimeout)
 		}
-		if now >= dead {
-			cc.mu.Unlock()
-			cc.close(errNotResponding)
-			return
-		}
-		next = min(next, dead)
-	case now >= last+cc.pingInterval || awaiting && now >= quiet+probeAfter:
-		// A probe for an overdue answer gets probeTimeout; an idle
-		// connection's keepalive at least a couple of seconds (a busy
-		// server is not a dead one).
+		dead = now >= deadAt
+		cc.scheduleLocked(now, min(deadAt, now+cc.pingInterval)) // the PING may be answered meanwhile
+	case awaiting && now >= quiet+probeAfter:
 		ping = true
-		cc.pingedAt, cc.pingGrace = now, max(cc.pingInterval, 2*time.Second)
-		if awaiting {
-			cc.pingGrace = probeTimeout
-		}
-		next = min(next, now+cc.pingGrace)
+		cc.pingLocked(now, probeTimeout)
+	case now >= last+cc.pingInterval:
+		ping = true
+		cc.pingLocked(now, max(cc.pingInterval, 2*time.Second)) // a busy server is not a dead one
+	case awaiting:
+		cc.scheduleLocked(now, min(last+cc.pingInterval, quiet+probeAfter))
 	default:
-		next = last + cc.pingInterval
-		if awaiting {
-			next = min(next, quiet+probeAfter)
-		}
+		cc.scheduleLocked(now, last+cc.pingInterval)
 	}
-	cc.scheduleLocked(now, next)
 	cc.mu.Unlock()
-	if ping {
+	if dead {
+		cc.close(errNotResponding)
+	} else if ping {
 		_ = cc.writeTraced(FramePing, 0, nil) // a failed write closes the connection
 	}
+}
+
+// probe pings the connection at once, unless a PING is unanswered already,
+// and closes it if nothing arrives within probeTimeout.
+func (cc *clientConn) probe() {
+	cc.mu.Lock()
+	ping := !cc.closed && cc.pingedAt == 0
+	if ping {
+		cc.pingLocked(cc.now(), probeTimeout)
+	}
+	cc.mu.Unlock()
+	if ping {
+		_ = cc.writeTraced(FramePing, 0, nil)
+	}
+}
+
+// pingLocked notes a PING sent now that may go unanswered for grace.
+func (cc *clientConn) pingLocked(now, grace time.Duration) {
+	cc.pingedAt, cc.pingGrace = now, grace
+	cc.scheduleLocked(now, now+min(grace, cc.pingInterval))
 }
 
 // scheduleLocked sets the alive timer to fire at at.
@@ -465,14 +471,11 @@ func (cc *clientConn) route(f Frame) error {
 	cc.mu.Lock()
 	cl := cc.pending[f.ID]
 	if cl == nil {
-		if _, ok := cc.bounced[f.ID]; ok {
-			if f.Type != FrameEvent && f.Flags&FlagStream == 0 {
-				delete(cc.bounced, f.ID)
-			}
-			cc.mu.Unlock()
+		drop := cc.draining && f.ID > cc.drainLast // a late answer to a request retried elsewhere
+		cc.mu.Unlock()
+		if drop {
 			return nil
 		}
-		cc.mu.Unlock()
 		return cc.protocolError(ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
 	}
 	switch {
@@ -502,9 +505,6 @@ func (cc *clientConn) route(f Frame) error {
 	}
 	// Terminal frame: the id is free again.
 	delete(cc.pending, f.ID)
-	if !cl.abandoned {
-		cc.live--
-	}
 	abandoned, opened := cl.abandoned, cl.opened
 	cl.abandoned = true // no second delivery
 	cc.maybeFinishLocked()
@@ -535,11 +535,7 @@ func (cc *clientConn) onDrain(last uint32) {
 	var retry []*call
 	for id, cl := range cc.pending {
 		if id > last && !cl.abandoned {
-			// Forget the call, and remember the id so that a late answer
-			// is not an "unknown id".
-			delete(cc.pending, id)
-			cc.bounced[id] = struct{}{}
-			cc.live--
+			delete(cc.pending, id) // a late answer is dropped (see route)
 			retry = append(retry, cl)
 		}
 	}
@@ -559,12 +555,18 @@ func (cc *clientConn) retireWhenIdle() {
 	cc.mu.Unlock()
 }
 
-// maybeFinishLocked closes a draining or retiring connection once no live
-// call remains.
+// maybeFinishLocked closes a draining or retiring connection once no
+// caller waits for an answer on it.
 func (cc *clientConn) maybeFinishLocked() {
-	if (cc.draining || cc.retiring) && cc.live == 0 && !cc.closed {
-		go cc.close(&Error{Code: Unavailable, Message: "connection drained"})
+	if !cc.draining && !cc.retiring || cc.closed {
+		return
 	}
+	for _, cl := range cc.pending {
+		if !cl.abandoned {
+			return
+		}
+	}
+	go cc.close(&Error{Code: Unavailable, Message: "connection drained"})
 }
 
 // close ends the connection and fails every pending call: UNAVAILABLE, or a
@@ -579,7 +581,6 @@ func (cc *clientConn) close(reason error) {
 	cc.closeErr = unavailable(reason)
 	pending := cc.pending
 	cc.pending = map[uint32]*call{}
-	cc.live = 0
 	draining, last := cc.draining, cc.drainLast
 	close(cc.done)
 	cc.alive.Stop()
@@ -610,10 +611,9 @@ type Subscription struct {
 	id     uint32
 	events chan []byte
 
-	once sync.Once
 	mu   sync.Mutex
-	err  error // why it ended; guarded by mu
-	done chan struct{}
+	err  error         // why it ended; guarded by mu
+	done chan struct{} // closed when err is set
 }
 
 // push hands an event to the subscriber without ever blocking the
@@ -634,12 +634,12 @@ func (s *Subscription) push(p []byte) {
 
 // finish ends the subscription with err (set once).
 func (s *Subscription) finish(err error) {
-	s.once.Do(func() {
-		s.mu.Lock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
 		s.err = err
-		s.mu.Unlock()
 		close(s.done)
-	})
+	}
 }
 
 // Next blocks for the next event and decodes it into v. It returns
@@ -648,11 +648,6 @@ func (s *Subscription) finish(err error) {
 // server's error if it ended the stream with one. Events that arrived before
 // the end are delivered first.
 func (s *Subscription) Next(ctx context.Context, v any) error {
-	select {
-	case p := <-s.events:
-		return decodeEvent(p, v)
-	default:
-	}
 	select {
 	case p := <-s.events:
 		return decodeEvent(p, v)
@@ -682,11 +677,6 @@ func decodeEvent(p []byte, v any) error {
 
 // Close ends the subscription: it sends CANCEL, and Next returns CANCELED.
 func (s *Subscription) Close() error {
-	select {
-	case <-s.done:
-		return nil
-	default:
-	}
 	s.finish(&Error{Code: Canceled, Message: "subscription closed"})
 	s.sendCancel()
 	return nil
