@@ -10,6 +10,7 @@ import (
 
 	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -18,8 +19,8 @@ const (
 	maxCursorSize = 64
 )
 
-func accountView(a store.Account) proto.Account {
-	return proto.Account{Number: a.Number, Kind: a.Kind, Currency: a.Currency, Balance: a.Balance, CreatedAt: a.CreatedAt}
+func accountView(a store.Account) wire.Account {
+	return wire.Account{Number: a.Number, Kind: a.Kind, Currency: a.Currency, Balance: a.Balance, CreatedAt: a.CreatedAt}
 }
 
 // encodeCursor makes an opaque, URL-safe page cursor of a keyset position.
@@ -29,7 +30,7 @@ func encodeCursor(c store.Cursor) string {
 }
 
 func decodeCursor(s string) (store.Cursor, error) {
-	bad := proto.FieldError(proto.InvalidArgument, "cursor", "The page link is not valid.")
+	bad := wire.FieldError(wire.InvalidArgument, "cursor", "The page link is not valid.")
 	if s == "" {
 		return store.Cursor{}, nil
 	}
@@ -57,7 +58,7 @@ func pageLimit(n, def, max int) (int, error) {
 	case n == 0:
 		return def, nil
 	case n < 0 || n > max:
-		return 0, proto.FieldError(proto.InvalidArgument, "limit", "The page size must be between 1 and "+strconv.Itoa(max)+".")
+		return 0, wire.FieldError(wire.InvalidArgument, "limit", "The page size must be between 1 and "+strconv.Itoa(max)+".")
 	}
 	return n, nil
 }
@@ -67,14 +68,14 @@ func pageLimit(n, def, max int) (int, error) {
 // (INVALID_ARGUMENT) rather than as an unknown account.
 func normalizeNumber(field, s string) (string, error) {
 	if len(s) > 64 {
-		return "", proto.FieldError(proto.InvalidArgument, field, "That is not a valid account number.")
+		return "", wire.FieldError(wire.InvalidArgument, field, "That is not a valid account number.")
 	}
 	n := store.NormalizeAccountNumber(strings.TrimSpace(s))
 	if n == "" {
-		return "", proto.FieldError(proto.InvalidArgument, field, "Enter an account number.")
+		return "", wire.FieldError(wire.InvalidArgument, field, "Enter an account number.")
 	}
 	if !store.ValidAccountNumber(n) {
-		return "", proto.FieldError(proto.InvalidArgument, field, "That is not a valid account number; check the digits.")
+		return "", wire.FieldError(wire.InvalidArgument, field, "That is not a valid account number; check the digits.")
 	}
 	return n, nil
 }
@@ -88,7 +89,7 @@ func (a *App) ownAccount(ctx context.Context, customerID int64, field, number st
 	}
 	acc, err := a.st.AccountByNumber(ctx, n)
 	if errors.Is(err, store.ErrNotFound) || err == nil && acc.CustomerID != customerID {
-		return store.Account{}, proto.FieldError(proto.NotFound, field, errNoAccount)
+		return store.Account{}, wire.FieldError(wire.NotFound, field, errNoAccount)
 	}
 	if err != nil {
 		return store.Account{}, storeErr(err, errNoAccount)
@@ -97,7 +98,7 @@ func (a *App) ownAccount(ctx context.Context, customerID int64, field, number st
 }
 
 func (a *App) accountsList(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (a *App) accountsList(ctx context.Context, req *proto.Request) (any, error)
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	out := proto.AccountsResponse{Accounts: make([]proto.Account, 0, len(accs))}
+	out := wire.AccountsResponse{Accounts: make([]wire.Account, 0, len(accs))}
 	for _, acc := range accs {
 		out.Accounts = append(out.Accounts, accountView(acc))
 	}
@@ -120,7 +121,7 @@ func (a *App) accountsList(ctx context.Context, req *proto.Request) (any, error)
 const maxAccountsPerCustomer = 10
 
 func (a *App) accountOpen(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.OpenAccountRequest
+	var in wire.OpenAccountRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -129,30 +130,30 @@ func (a *App) accountOpen(ctx context.Context, req *proto.Request) (any, error) 
 		return nil, err
 	}
 	if in.Kind != "checking" && in.Kind != "savings" {
-		return nil, proto.FieldError(proto.InvalidArgument, "kind", "Choose a checking or a savings account.")
+		return nil, wire.FieldError(wire.InvalidArgument, "kind", "Choose a checking or a savings account.")
 	}
 	if in.Currency == "" {
 		in.Currency = a.cfg.Currency
 	}
 	if in.Currency != a.cfg.Currency {
-		return nil, proto.FieldError(proto.InvalidArgument, "currency", "Accounts are offered in "+a.cfg.Currency+" only.")
+		return nil, wire.FieldError(wire.InvalidArgument, "currency", "Accounts are offered in "+a.cfg.Currency+" only.")
 	}
 	accs, err := a.st.ListAccounts(ctx, s.CustomerID)
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
 	if len(accs) >= maxAccountsPerCustomer {
-		return nil, proto.FieldError(proto.FailedPrecondition, "kind", "You already have the maximum number of accounts.")
+		return nil, wire.FieldError(wire.FailedPrecondition, "kind", "You already have the maximum number of accounts.")
 	}
 	acc, err := a.st.OpenAccount(ctx, s.CustomerID, in.Kind, in.Currency, a.cfg.Now())
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	return proto.AccountResponse{Account: accountView(acc)}, nil
+	return wire.AccountResponse{Account: accountView(acc)}, nil
 }
 
 func (a *App) accountGet(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.AccountRequest
+	var in wire.AccountRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -164,11 +165,11 @@ func (a *App) accountGet(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return proto.AccountResponse{Account: accountView(acc)}, nil
+	return wire.AccountResponse{Account: accountView(acc)}, nil
 }
 
 func (a *App) accountHistory(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.HistoryRequest
+	var in wire.HistoryRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -193,14 +194,14 @@ func (a *App) accountHistory(ctx context.Context, req *proto.Request) (any, erro
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	out := proto.HistoryResponse{Account: accountView(acc), Entries: make([]proto.Entry, 0, limit)}
+	out := wire.HistoryResponse{Account: accountView(acc), Entries: make([]wire.Entry, 0, limit)}
 	for i, e := range entries {
 		if i == limit {
 			last := entries[limit-1]
 			out.NextCursor = encodeCursor(store.Cursor{CreatedAt: last.CreatedAt, ID: last.ID})
 			break
 		}
-		out.Entries = append(out.Entries, proto.Entry{ID: e.ID, TransferID: e.TransferID, Amount: e.Amount,
+		out.Entries = append(out.Entries, wire.Entry{ID: e.ID, TransferID: e.TransferID, Amount: e.Amount,
 			BalanceAfter: e.BalanceAfter, Currency: e.Currency, Counterparty: e.Counterparty, Memo: e.Memo, CreatedAt: e.CreatedAt})
 	}
 	return out, nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -198,28 +199,28 @@ func (a *App) Hasher() *Hasher { return a.hasher }
 // Mux returns a protocol mux with every operation registered.
 func (a *App) Mux() *proto.Mux {
 	m := proto.NewMux()
-	m.Handle(proto.OpInfo, a.info)
-	m.Handle(proto.OpSignUp, a.signUp)
-	m.Handle(proto.OpSignIn, a.signIn)
-	m.Handle(proto.OpSessionCheck, a.sessionCheck)
-	m.Handle(proto.OpSignOut, a.signOut)
-	m.Handle(proto.OpSignOutAll, a.signOutAll)
-	m.Handle(proto.OpAccountsList, a.accountsList)
-	m.Handle(proto.OpAccountOpen, a.accountOpen)
-	m.Handle(proto.OpAccountGet, a.accountGet)
-	m.Handle(proto.OpAccountHistory, a.accountHistory)
-	m.Handle(proto.OpTransferCreate, a.transferCreate)
-	m.Handle(proto.OpTransferGet, a.transferGet)
-	m.Handle(proto.OpTransferResolve, a.transferResolve)
-	m.Handle(proto.OpPayeesList, a.payeesList)
-	m.Handle(proto.OpPayeeAdd, a.payeeAdd)
-	m.Handle(proto.OpPayeeRename, a.payeeRename)
-	m.Handle(proto.OpPayeeDelete, a.payeeDelete)
-	m.Handle(proto.OpChatOpen, a.chatOpen)
-	m.Handle(proto.OpChatList, a.chatList)
-	m.Handle(proto.OpChatSend, a.chatSend)
-	m.Handle(proto.OpChatHistory, a.chatHistory)
-	m.HandleStream(proto.OpSubscribe, a.subscribe)
+	m.Handle(wire.OpInfo, a.info)
+	m.Handle(wire.OpSignUp, a.signUp)
+	m.Handle(wire.OpSignIn, a.signIn)
+	m.Handle(wire.OpSessionCheck, a.sessionCheck)
+	m.Handle(wire.OpSignOut, a.signOut)
+	m.Handle(wire.OpSignOutAll, a.signOutAll)
+	m.Handle(wire.OpAccountsList, a.accountsList)
+	m.Handle(wire.OpAccountOpen, a.accountOpen)
+	m.Handle(wire.OpAccountGet, a.accountGet)
+	m.Handle(wire.OpAccountHistory, a.accountHistory)
+	m.Handle(wire.OpTransferCreate, a.transferCreate)
+	m.Handle(wire.OpTransferGet, a.transferGet)
+	m.Handle(wire.OpTransferResolve, a.transferResolve)
+	m.Handle(wire.OpPayeesList, a.payeesList)
+	m.Handle(wire.OpPayeeAdd, a.payeeAdd)
+	m.Handle(wire.OpPayeeRename, a.payeeRename)
+	m.Handle(wire.OpPayeeDelete, a.payeeDelete)
+	m.Handle(wire.OpChatOpen, a.chatOpen)
+	m.Handle(wire.OpChatList, a.chatList)
+	m.Handle(wire.OpChatSend, a.chatSend)
+	m.Handle(wire.OpChatHistory, a.chatHistory)
+	m.HandleStream(wire.OpSubscribe, a.subscribe)
 	return m
 }
 
@@ -243,7 +244,7 @@ func (a *App) SeedDemo(ctx context.Context) error {
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.st.CheckWritable(ctx); err != nil {
 		a.log.DebugContext(ctx, "not ready", "err", err)
-		return proto.Errorf(proto.Unavailable, "The bank is briefly unavailable.")
+		return wire.Errorf(wire.Unavailable, "The bank is briefly unavailable.")
 	}
 	return nil
 }
@@ -251,14 +252,14 @@ func (a *App) Ready(ctx context.Context) error {
 // info answers only while the app tier is ready, so that a web tier's
 // readiness (which asks for info) follows the app tier's.
 func (a *App) info(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.InfoRequest
+	var in wire.InfoRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
 	if err := a.Ready(ctx); err != nil {
 		return nil, err
 	}
-	return proto.InfoResponse{
+	return wire.InfoResponse{
 		Server:         a.cfg.Name,
 		DemoData:       a.cfg.DemoData,
 		MinPassword:    MinPasswordLen,
@@ -280,31 +281,31 @@ func storeErr(err error, notFound string) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &in):
-		return proto.FieldError(proto.InvalidArgument, in.Field, inputMessage(in))
+		return wire.FieldError(wire.InvalidArgument, in.Field, inputMessage(in))
 	case errors.Is(err, store.ErrNotFound):
-		return proto.Errorf(proto.NotFound, "%s", notFound)
+		return wire.Errorf(wire.NotFound, "%s", notFound)
 	case errors.Is(err, store.ErrAlreadyExists):
-		return proto.Errorf(proto.AlreadyExists, "That already exists.")
+		return wire.Errorf(wire.AlreadyExists, "That already exists.")
 	case errors.Is(err, store.ErrInsufficientFunds):
-		return proto.FieldError(proto.FailedPrecondition, "amount", "The amount is more than the available balance.")
+		return wire.FieldError(wire.FailedPrecondition, "amount", "The amount is more than the available balance.")
 	case errors.Is(err, store.ErrDailyLimit):
-		return proto.FieldError(proto.FailedPrecondition, "amount", "This transfer would exceed your daily transfer limit.")
+		return wire.FieldError(wire.FailedPrecondition, "amount", "This transfer would exceed your daily transfer limit.")
 	case errors.Is(err, store.ErrCurrencyMismatch):
-		return proto.FieldError(proto.FailedPrecondition, "to", "Both accounts must use the same currency.")
+		return wire.FieldError(wire.FailedPrecondition, "to", "Both accounts must use the same currency.")
 	case errors.Is(err, store.ErrSameAccount):
-		return proto.FieldError(proto.InvalidArgument, "to", "Choose an account other than the one you pay from.")
+		return wire.FieldError(wire.InvalidArgument, "to", "Choose an account other than the one you pay from.")
 	case errors.Is(err, store.ErrIdempotencyConflict):
-		return proto.FieldError(proto.FailedPrecondition, "idempotency_key", "This form was already submitted with different details; start a new transfer.")
+		return wire.FieldError(wire.FailedPrecondition, "idempotency_key", "This form was already submitted with different details; start a new transfer.")
 	case errors.Is(err, store.ErrKeyVoided):
-		return proto.FieldError(proto.FailedPrecondition, "idempotency_key", "This transfer was already settled as not made; start a new transfer.")
+		return wire.FieldError(wire.FailedPrecondition, "idempotency_key", "This transfer was already settled as not made; start a new transfer.")
 	case errors.Is(err, store.ErrUnavailable):
-		return proto.Errorf(proto.Unavailable, "The bank's systems are briefly unavailable. Please try again in a moment.")
+		return wire.Errorf(wire.Unavailable, "The bank's systems are briefly unavailable. Please try again in a moment.")
 	case errors.Is(err, store.ErrAborted):
-		return proto.Errorf(proto.Aborted, "The bank was busy and nothing was changed. Please try again.")
+		return wire.Errorf(wire.Aborted, "The bank was busy and nothing was changed. Please try again.")
 	case errors.Is(err, context.DeadlineExceeded):
-		return proto.Errorf(proto.DeadlineExceeded, "The request took too long.")
+		return wire.Errorf(wire.DeadlineExceeded, "The request took too long.")
 	case errors.Is(err, context.Canceled):
-		return proto.Errorf(proto.Canceled, "The request was canceled.")
+		return wire.Errorf(wire.Canceled, "The request was canceled.")
 	}
 	return err
 }

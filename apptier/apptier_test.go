@@ -14,6 +14,7 @@ import (
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 	"bankwire/store/storetest"
 )
@@ -26,11 +27,11 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-// wantErr checks that err is a *proto.Error with the code and (if not
+// wantErr checks that err is a *wire.Error with the code and (if not
 // empty) the field, and that it carries a user-facing message.
-func wantErr(t testing.TB, err error, code proto.Code, field string) {
+func wantErr(t testing.TB, err error, code wire.Code, field string) {
 	t.Helper()
-	var pe *proto.Error
+	var pe *wire.Error
 	if !errors.As(err, &pe) {
 		t.Fatalf("error %v (%T): want *proto.Error %v", err, err, code)
 	}
@@ -53,11 +54,11 @@ func newBank(t testing.TB, opts ...apptiertest.Option) *bank {
 	return &bank{t: t, srv: srv, c: srv.Client(t)}
 }
 
-func (b *bank) call(op proto.Op, req, resp any) error {
+func (b *bank) call(op wire.Op, req, resp any) error {
 	return b.c.Call(ctxT(b.t), op, req, resp)
 }
 
-func (b *bank) must(op proto.Op, req, resp any) {
+func (b *bank) must(op wire.Op, req, resp any) {
 	b.t.Helper()
 	if err := b.call(op, req, resp); err != nil {
 		b.t.Fatalf("%v: %v", op, err)
@@ -69,14 +70,14 @@ func (b *bank) signIn(user, pw string) string {
 	return b.srv.SignIn(b.t, b.c, user, pw)
 }
 
-func (b *bank) accounts(tok string) []proto.Account {
+func (b *bank) accounts(tok string) []wire.Account {
 	b.t.Helper()
-	var out proto.AccountsResponse
-	b.must(proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out)
+	var out wire.AccountsResponse
+	b.must(wire.OpAccountsList, wire.SessionRequest{Session: tok}, &out)
 	return out.Accounts
 }
 
-func (b *bank) account(tok, kind string) proto.Account {
+func (b *bank) account(tok, kind string) wire.Account {
 	b.t.Helper()
 	for _, a := range b.accounts(tok) {
 		if a.Kind == kind {
@@ -84,13 +85,13 @@ func (b *bank) account(tok, kind string) proto.Account {
 		}
 	}
 	b.t.Fatalf("no %s account", kind)
-	return proto.Account{}
+	return wire.Account{}
 }
 
 func TestInfo(t *testing.T) {
 	b := newBank(t)
-	var info proto.InfoResponse
-	b.must(proto.OpInfo, proto.InfoRequest{}, &info)
+	var info wire.InfoResponse
+	b.must(wire.OpInfo, wire.InfoRequest{}, &info)
 	if !info.DemoData || info.MinPassword != 8 || info.DailyLimit != 1_000_000 || info.LimitCurrency != "USD" {
 		t.Fatalf("info = %+v", info)
 	}
@@ -98,8 +99,8 @@ func TestInfo(t *testing.T) {
 
 func TestSignUpAndSignIn(t *testing.T) {
 	b := newBank(t, apptiertest.WithoutDemoData())
-	var up proto.SignInResponse
-	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "Carol.W", DisplayName: "Carol White", Password: "a long enough passphrase"}, &up)
+	var up wire.SignInResponse
+	b.must(wire.OpSignUp, wire.SignUpRequest{Username: "Carol.W", DisplayName: "Carol White", Password: "a long enough passphrase"}, &up)
 	if len(up.Token) < 22 || up.Customer.Username != "Carol.W" || up.Customer.DisplayName != "Carol White" {
 		t.Fatalf("sign-up answer %+v", up)
 	}
@@ -108,16 +109,16 @@ func TestSignUpAndSignIn(t *testing.T) {
 		t.Fatalf("new customer's accounts = %+v", accs)
 	}
 	// Usernames are unique case-insensitively.
-	err := b.call(proto.OpSignUp, proto.SignUpRequest{Username: "carol.w", Password: "another long passphrase"}, nil)
-	wantErr(t, err, proto.AlreadyExists, "username")
+	err := b.call(wire.OpSignUp, wire.SignUpRequest{Username: "carol.w", Password: "another long passphrase"}, nil)
+	wantErr(t, err, wire.AlreadyExists, "username")
 	// Sign in, case-insensitively, gets a new token each time.
 	t1 := b.signIn("carol.w", "a long enough passphrase")
 	t2 := b.signIn("CAROL.W", "a long enough passphrase")
 	if t1 == t2 || t1 == up.Token {
 		t.Fatal("sign-in reused a session token")
 	}
-	var sess proto.SessionResponse
-	b.must(proto.OpSessionCheck, proto.SessionRequest{Session: t1}, &sess)
+	var sess wire.SessionResponse
+	b.must(wire.OpSessionCheck, wire.SessionRequest{Session: t1}, &sess)
 	if sess.Customer.Username != "Carol.W" {
 		t.Fatalf("session check = %+v", sess)
 	}
@@ -136,34 +137,34 @@ func TestSignUpAndSignIn(t *testing.T) {
 func TestSignUpValidation(t *testing.T) {
 	b := newBank(t, apptiertest.WithoutDemoData())
 	cases := []struct {
-		req   proto.SignUpRequest
+		req   wire.SignUpRequest
 		field string
 	}{
-		{proto.SignUpRequest{Username: "ab", Password: "long enough pw"}, "username"},
-		{proto.SignUpRequest{Username: strings.Repeat("a", 33), Password: "long enough pw"}, "username"},
-		{proto.SignUpRequest{Username: "bad name", Password: "long enough pw"}, "username"},
-		{proto.SignUpRequest{Username: "bad/name", Password: "long enough pw"}, "username"},
-		{proto.SignUpRequest{Username: "ünicode", Password: "long enough pw"}, "username"},
-		{proto.SignUpRequest{Username: "x\x00y", Password: "long enough pw"}, "username"},
-		{proto.SignUpRequest{Username: "okname", Password: "short"}, "password"},
-		{proto.SignUpRequest{Username: "okname", Password: strings.Repeat("p", 129)}, "password"},
-		{proto.SignUpRequest{Username: "okname", Password: "password123"}, "password"},
-		{proto.SignUpRequest{Username: "okname123", Password: "okname123"}, "password"},
-		{proto.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: strings.Repeat("d", 65)}, "display_name"},
-		{proto.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: "bell\a"}, "display_name"},
-		{proto.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: string([]byte{0xc3, 0x28})}, "display_name"},
+		{wire.SignUpRequest{Username: "ab", Password: "long enough pw"}, "username"},
+		{wire.SignUpRequest{Username: strings.Repeat("a", 33), Password: "long enough pw"}, "username"},
+		{wire.SignUpRequest{Username: "bad name", Password: "long enough pw"}, "username"},
+		{wire.SignUpRequest{Username: "bad/name", Password: "long enough pw"}, "username"},
+		{wire.SignUpRequest{Username: "ünicode", Password: "long enough pw"}, "username"},
+		{wire.SignUpRequest{Username: "x\x00y", Password: "long enough pw"}, "username"},
+		{wire.SignUpRequest{Username: "okname", Password: "short"}, "password"},
+		{wire.SignUpRequest{Username: "okname", Password: strings.Repeat("p", 129)}, "password"},
+		{wire.SignUpRequest{Username: "okname", Password: "password123"}, "password"},
+		{wire.SignUpRequest{Username: "okname123", Password: "okname123"}, "password"},
+		{wire.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: strings.Repeat("d", 65)}, "display_name"},
+		{wire.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: "bell\a"}, "display_name"},
+		{wire.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: string([]byte{0xc3, 0x28})}, "display_name"},
 	}
 	for _, c := range cases {
-		err := b.call(proto.OpSignUp, c.req, nil)
-		wantErr(t, err, proto.InvalidArgument, c.field)
+		err := b.call(wire.OpSignUp, c.req, nil)
+		wantErr(t, err, wire.InvalidArgument, c.field)
 	}
 	// A 64-character password (ASVS: at least 64 allowed) is accepted.
-	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "longpw", Password: strings.Repeat("Zq9-", 16)}, nil)
+	b.must(wire.OpSignUp, wire.SignUpRequest{Username: "longpw", Password: strings.Repeat("Zq9-", 16)}, nil)
 	// A malformed body is INVALID_ARGUMENT too, with no field: here a
 	// sign-up cut short after the username.
-	err := b.call(proto.OpSignUp, proto.RawBody(proto.AppendString(nil, "x")), nil)
-	wantErr(t, err, proto.InvalidArgument, "")
-	if e, ok := errors.AsType[*proto.Error](err); !ok || e.Message != "malformed request body" {
+	err := b.call(wire.OpSignUp, wire.RawBody(wire.AppendString(nil, "x")), nil)
+	wantErr(t, err, wire.InvalidArgument, "")
+	if e, ok := errors.AsType[*wire.Error](err); !ok || e.Message != "malformed request body" {
 		t.Fatalf("cut-short body: %v", err)
 	}
 }
@@ -173,14 +174,14 @@ func TestSignInUnknownUserLooksLikeWrongPassword(t *testing.T) {
 	h := b.srv.App.Hasher()
 
 	before := h.Computations()
-	errWrong := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "not her password"}, nil)
+	errWrong := b.call(wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "not her password"}, nil)
 	paidWrong := h.Computations() - before
 
 	before = h.Computations()
-	errUnknown := b.call(proto.OpSignIn, proto.SignInRequest{Username: "nobody-here", Password: "not her password"}, nil)
+	errUnknown := b.call(wire.OpSignIn, wire.SignInRequest{Username: "nobody-here", Password: "not her password"}, nil)
 	paidUnknown := h.Computations() - before
 
-	wantErr(t, errWrong, proto.Unauthenticated, "")
+	wantErr(t, errWrong, wire.Unauthenticated, "")
 	if errWrong.Error() != errUnknown.Error() {
 		t.Fatalf("answers differ: wrong password %q, unknown user %q", errWrong, errUnknown)
 	}
@@ -201,13 +202,13 @@ func TestSignInThrottlingPerIP(t *testing.T) {
 		c.DelayBase = time.Millisecond
 		c.DelayMax = 2 * time.Millisecond
 	}))
-	ip := proto.ClientInfo{IP: "192.0.2.55"}
+	ip := wire.ClientInfo{IP: "192.0.2.55"}
 	for i := 0; i < 4; i++ {
-		err := b.call(proto.OpSignIn, proto.SignInRequest{Username: fmt.Sprintf("guess%d", i), Password: "wrong password", ClientInfo: ip}, nil)
-		wantErr(t, err, proto.Unauthenticated, "")
+		err := b.call(wire.OpSignIn, wire.SignInRequest{Username: fmt.Sprintf("guess%d", i), Password: "wrong password", ClientInfo: ip}, nil)
+		wantErr(t, err, wire.Unauthenticated, "")
 	}
-	err := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass", ClientInfo: ip}, nil)
-	wantErr(t, err, proto.ResourceExhausted, "")
+	err := b.call(wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass", ClientInfo: ip}, nil)
+	wantErr(t, err, wire.ResourceExhausted, "")
 	// Another address is not affected.
 	b.srv.SignIn(t, b.c, "alice", "alice-demo-pass")
 }
@@ -223,17 +224,17 @@ func TestSessionExpiry(t *testing.T) {
 		b.accounts(tok)
 	}
 	clock.Advance(7 * time.Minute) // 31 minutes after sign-in
-	err := b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil)
-	wantErr(t, err, proto.Unauthenticated, "")
+	err := b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil)
+	wantErr(t, err, wire.Unauthenticated, "")
 
 	tok = b.signIn("alice", "alice-demo-pass")
 	clock.Advance(10*time.Minute + time.Second)
-	err = b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil)
-	wantErr(t, err, proto.Unauthenticated, "")
+	err = b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil)
+	wantErr(t, err, wire.Unauthenticated, "")
 
 	for _, bad := range []string{"", "garbage", strings.Repeat("x", 500)} {
-		err = b.call(proto.OpAccountsList, proto.SessionRequest{Session: bad}, nil)
-		wantErr(t, err, proto.Unauthenticated, "")
+		err = b.call(wire.OpAccountsList, wire.SessionRequest{Session: bad}, nil)
+		wantErr(t, err, wire.Unauthenticated, "")
 	}
 }
 
@@ -242,13 +243,13 @@ func TestSignOut(t *testing.T) {
 	t1 := b.signIn("alice", "alice-demo-pass")
 	t2 := b.signIn("alice", "alice-demo-pass")
 	t3 := b.signIn("alice", "alice-demo-pass")
-	b.must(proto.OpSignOut, proto.SessionRequest{Session: t1}, nil)
-	wantErr(t, b.call(proto.OpAccountsList, proto.SessionRequest{Session: t1}, nil), proto.Unauthenticated, "")
-	b.accounts(t2)                                                  // others still work
-	b.must(proto.OpSignOut, proto.SessionRequest{Session: t1}, nil) // twice is fine
-	b.must(proto.OpSignOutAll, proto.SessionRequest{Session: t2}, nil)
+	b.must(wire.OpSignOut, wire.SessionRequest{Session: t1}, nil)
+	wantErr(t, b.call(wire.OpAccountsList, wire.SessionRequest{Session: t1}, nil), wire.Unauthenticated, "")
+	b.accounts(t2)                                                // others still work
+	b.must(wire.OpSignOut, wire.SessionRequest{Session: t1}, nil) // twice is fine
+	b.must(wire.OpSignOutAll, wire.SessionRequest{Session: t2}, nil)
 	for _, tok := range []string{t2, t3} {
-		wantErr(t, b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil), proto.Unauthenticated, "")
+		wantErr(t, b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil), wire.Unauthenticated, "")
 	}
 	bob := b.signIn("bob", "bob-demo-pass")
 	b.accounts(bob) // sign out everywhere is per customer
@@ -266,34 +267,34 @@ func TestAccounts(t *testing.T) {
 			t.Fatalf("account %+v", a)
 		}
 	}
-	var opened proto.AccountResponse
-	b.must(proto.OpAccountOpen, proto.OpenAccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Kind: "savings"}, &opened)
+	var opened wire.AccountResponse
+	b.must(wire.OpAccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "savings"}, &opened)
 	if opened.Account.Kind != "savings" || opened.Account.Balance != 0 {
 		t.Fatalf("opened %+v", opened.Account)
 	}
-	var got proto.AccountResponse
-	b.must(proto.OpAccountGet, proto.AccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: opened.Account.Number}, &got)
+	var got wire.AccountResponse
+	b.must(wire.OpAccountGet, wire.AccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: opened.Account.Number}, &got)
 	if got.Account.Number != opened.Account.Number {
 		t.Fatalf("get %+v", got)
 	}
-	wantErr(t, b.call(proto.OpAccountOpen, proto.OpenAccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Kind: "crypto"}, nil), proto.InvalidArgument, "kind")
-	wantErr(t, b.call(proto.OpAccountOpen, proto.OpenAccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Kind: "savings", Currency: "EUR"}, nil), proto.InvalidArgument, "currency")
-	wantErr(t, b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: "12345"}, nil), proto.InvalidArgument, "number")
+	wantErr(t, b.call(wire.OpAccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "crypto"}, nil), wire.InvalidArgument, "kind")
+	wantErr(t, b.call(wire.OpAccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "savings", Currency: "EUR"}, nil), wire.InvalidArgument, "currency")
+	wantErr(t, b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: "12345"}, nil), wire.InvalidArgument, "number")
 }
 
 func TestHistoryPagination(t *testing.T) {
 	b := newBank(t)
 	tok := b.signIn("alice", "alice-demo-pass")
 	chk := b.account(tok, "checking")
-	req := proto.HistoryRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: chk.Number, Limit: 7}
-	var all []proto.Entry
+	req := wire.HistoryRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: chk.Number, Limit: 7}
+	var all []wire.Entry
 	seen := map[int64]bool{}
 	for pages := 0; ; pages++ {
 		if pages > 200 {
 			t.Fatal("pagination does not end")
 		}
-		var page proto.HistoryResponse
-		b.must(proto.OpAccountHistory, req, &page)
+		var page wire.HistoryResponse
+		b.must(wire.OpAccountHistory, req, &page)
 		for _, e := range page.Entries {
 			if seen[e.ID] {
 				t.Fatalf("entry %d on two pages", e.ID)
@@ -303,10 +304,10 @@ func TestHistoryPagination(t *testing.T) {
 		all = append(all, page.Entries...)
 		if pages == 0 {
 			// New entries arriving while paging do not disturb later pages.
-			var bobAcc proto.Account
+			var bobAcc wire.Account
 			bob := b.signIn("bob", "bob-demo-pass")
 			bobAcc = b.account(bob, "checking")
-			b.must(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: bob},
+			b.must(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: bob},
 				IdempotencyKey: "hist-1", From: bobAcc.Number, To: chk.Number, Amount: "1.00"}, nil)
 		}
 		if page.NextCursor == "" {
@@ -331,10 +332,10 @@ func TestHistoryPagination(t *testing.T) {
 	}
 	for _, cur := range []string{"!!!", "bm90LWEtY3Vyc29y", strings.Repeat("A", 100)} {
 		req.Cursor = cur
-		wantErr(t, b.call(proto.OpAccountHistory, req, nil), proto.InvalidArgument, "cursor")
+		wantErr(t, b.call(wire.OpAccountHistory, req, nil), wire.InvalidArgument, "cursor")
 	}
 	req.Cursor, req.Limit = "", 1000
-	wantErr(t, b.call(proto.OpAccountHistory, req, nil), proto.InvalidArgument, "limit")
+	wantErr(t, b.call(wire.OpAccountHistory, req, nil), wire.InvalidArgument, "limit")
 }
 
 func TestTransfers(t *testing.T) {
@@ -348,9 +349,9 @@ func TestTransfers(t *testing.T) {
 	bob := b.signIn("bob", "bob-demo-pass")
 	aChk, aSav := b.account(alice, "checking"), b.account(alice, "savings")
 	bChk := b.account(bob, "checking")
-	tr := func(key, from, to, amount string) (proto.TransferResponse, error) {
-		var out proto.TransferResponse
-		err := b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+	tr := func(key, from, to, amount string) (wire.TransferResponse, error) {
+		var out wire.TransferResponse
+		err := b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
 			IdempotencyKey: key, From: from, To: to, Amount: amount, Memo: "test"}, &out)
 		return out, err
 	}
@@ -364,7 +365,7 @@ func TestTransfers(t *testing.T) {
 		t.Fatalf("replay: %+v, %v", r2, err)
 	}
 	_, err = tr("k1", aChk.Number, bChk.Number, "12.35")
-	wantErr(t, err, proto.FailedPrecondition, "idempotency_key")
+	wantErr(t, err, wire.FailedPrecondition, "idempotency_key")
 	if got := b.account(bob, "checking").Balance; got != bChk.Balance+1234 {
 		t.Fatalf("bob's balance %d, want %d", got, bChk.Balance+1234)
 	}
@@ -373,30 +374,30 @@ func TestTransfers(t *testing.T) {
 	if _, err := tr("k2", aChk.Number, spaced, "1"); err != nil {
 		t.Fatalf("own transfer with a spaced number: %v", err)
 	}
-	var got proto.TransferResponse
-	b.must(proto.OpTransferGet, proto.TransferGetRequest{SessionRequest: proto.SessionRequest{Session: bob}, ID: r1.Transfer.ID}, &got)
+	var got wire.TransferResponse
+	b.must(wire.OpTransferGet, wire.TransferGetRequest{SessionRequest: wire.SessionRequest{Session: bob}, ID: r1.Transfer.ID}, &got)
 	if got.Transfer.Amount != 1234 {
 		t.Fatalf("bob sees the transfer as %+v", got)
 	}
 
 	bad := []struct {
 		key, from, to, amount string
-		code                  proto.Code
+		code                  wire.Code
 		field                 string
 	}{
-		{"b1", aChk.Number, bChk.Number, "0", proto.InvalidArgument, "amount"},
-		{"b2", aChk.Number, bChk.Number, "-5", proto.InvalidArgument, "amount"},
-		{"b3", aChk.Number, bChk.Number, "1.001", proto.InvalidArgument, "amount"},
-		{"b4", aChk.Number, bChk.Number, "ten", proto.InvalidArgument, "amount"},
-		{"b5", aChk.Number, bChk.Number, "99999999.00", proto.FailedPrecondition, "amount"},
-		{"b6", aChk.Number, bChk.Number, "600.00", proto.FailedPrecondition, "amount"}, // over the daily limit of 500
-		{"b7", aChk.Number, aChk.Number, "1.00", proto.InvalidArgument, "to"},
-		{"b8", aChk.Number, "000000000000", "1.00", proto.NotFound, "to"},
-		{"b9", aChk.Number, "123", "1.00", proto.InvalidArgument, "to"},
-		{"b10", bChk.Number, aChk.Number, "1.00", proto.NotFound, "from"}, // bob's money
-		{"", aChk.Number, bChk.Number, "1.00", proto.InvalidArgument, "idempotency_key"},
-		{strings.Repeat("k", 65), aChk.Number, bChk.Number, "1.00", proto.InvalidArgument, "idempotency_key"},
-		{"with space", aChk.Number, bChk.Number, "1.00", proto.InvalidArgument, "idempotency_key"},
+		{"b1", aChk.Number, bChk.Number, "0", wire.InvalidArgument, "amount"},
+		{"b2", aChk.Number, bChk.Number, "-5", wire.InvalidArgument, "amount"},
+		{"b3", aChk.Number, bChk.Number, "1.001", wire.InvalidArgument, "amount"},
+		{"b4", aChk.Number, bChk.Number, "ten", wire.InvalidArgument, "amount"},
+		{"b5", aChk.Number, bChk.Number, "99999999.00", wire.FailedPrecondition, "amount"},
+		{"b6", aChk.Number, bChk.Number, "600.00", wire.FailedPrecondition, "amount"}, // over the daily limit of 500
+		{"b7", aChk.Number, aChk.Number, "1.00", wire.InvalidArgument, "to"},
+		{"b8", aChk.Number, "000000000000", "1.00", wire.NotFound, "to"},
+		{"b9", aChk.Number, "123", "1.00", wire.InvalidArgument, "to"},
+		{"b10", bChk.Number, aChk.Number, "1.00", wire.NotFound, "from"}, // bob's money
+		{"", aChk.Number, bChk.Number, "1.00", wire.InvalidArgument, "idempotency_key"},
+		{strings.Repeat("k", 65), aChk.Number, bChk.Number, "1.00", wire.InvalidArgument, "idempotency_key"},
+		{"with space", aChk.Number, bChk.Number, "1.00", wire.InvalidArgument, "idempotency_key"},
 	}
 	for _, c := range bad {
 		_, err := tr(c.key, c.from, c.to, c.amount)
@@ -405,12 +406,12 @@ func TestTransfers(t *testing.T) {
 	// The unknown-account number used above must pass its check digit, so
 	// that NOT_FOUND (not INVALID_ARGUMENT) is what was tested.
 	var memoErr error
-	memoErr = b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+	memoErr = b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
 		IdempotencyKey: "m1", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: strings.Repeat("m", 141)}, nil)
-	wantErr(t, memoErr, proto.InvalidArgument, "memo")
-	memoErr = b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+	wantErr(t, memoErr, wire.InvalidArgument, "memo")
+	memoErr = b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
 		IdempotencyKey: "m2", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: "nul\x00byte"}, nil)
-	wantErr(t, memoErr, proto.InvalidArgument, "memo")
+	wantErr(t, memoErr, wire.InvalidArgument, "memo")
 	// Nothing above moved money.
 	if got := b.account(alice, "checking").Balance; got != aChk.Balance-1234-100 {
 		t.Fatalf("alice's checking %d, want %d", got, aChk.Balance-1234-100)
@@ -425,35 +426,35 @@ func TestAuthorization(t *testing.T) {
 	bob := b.signIn("bob", "bob-demo-pass")
 	aChk := b.account(alice, "checking")
 	bChk := b.account(bob, "checking")
-	var tr proto.TransferResponse
-	b.must(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+	var tr wire.TransferResponse
+	b.must(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
 		IdempotencyKey: "auth-1", From: aChk.Number, To: b.account(alice, "savings").Number, Amount: "1"}, &tr)
-	var conv proto.ConversationResponse
-	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: alice}, Username: "bob"}, &conv)
+	var conv wire.ConversationResponse
+	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"}, &conv)
 	carolTok := func() string {
-		var up proto.SignInResponse
-		b.must(proto.OpSignUp, proto.SignUpRequest{Username: "carol", Password: "carol's long passphrase"}, &up)
+		var up wire.SignInResponse
+		b.must(wire.OpSignUp, wire.SignUpRequest{Username: "carol", Password: "carol's long passphrase"}, &up)
 		return up.Token
 	}()
-	bs := proto.SessionRequest{Session: bob}
-	wantErr(t, b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil), proto.NotFound, "")
-	wantErr(t, b.call(proto.OpAccountHistory, proto.HistoryRequest{SessionRequest: bs, Number: aChk.Number}, nil), proto.NotFound, "")
-	wantErr(t, b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: bs, IdempotencyKey: "steal",
-		From: aChk.Number, To: bChk.Number, Amount: "1"}, nil), proto.NotFound, "from")
-	wantErr(t, b.call(proto.OpTransferGet, proto.TransferGetRequest{SessionRequest: bs, ID: tr.Transfer.ID}, nil), proto.NotFound, "")
-	cs := proto.SessionRequest{Session: carolTok}
-	wantErr(t, b.call(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID}, nil), proto.NotFound, "")
-	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID, Body: "hi"}, nil), proto.NotFound, "")
-	var payees proto.PayeesResponse
-	b.must(proto.OpPayeesList, proto.SessionRequest{Session: alice}, &payees)
+	bs := wire.SessionRequest{Session: bob}
+	wantErr(t, b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil), wire.NotFound, "")
+	wantErr(t, b.call(wire.OpAccountHistory, wire.HistoryRequest{SessionRequest: bs, Number: aChk.Number}, nil), wire.NotFound, "")
+	wantErr(t, b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: bs, IdempotencyKey: "steal",
+		From: aChk.Number, To: bChk.Number, Amount: "1"}, nil), wire.NotFound, "from")
+	wantErr(t, b.call(wire.OpTransferGet, wire.TransferGetRequest{SessionRequest: bs, ID: tr.Transfer.ID}, nil), wire.NotFound, "")
+	cs := wire.SessionRequest{Session: carolTok}
+	wantErr(t, b.call(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID}, nil), wire.NotFound, "")
+	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID, Body: "hi"}, nil), wire.NotFound, "")
+	var payees wire.PayeesResponse
+	b.must(wire.OpPayeesList, wire.SessionRequest{Session: alice}, &payees)
 	if len(payees.Payees) == 0 {
 		t.Fatal("alice has no demo payees")
 	}
-	wantErr(t, b.call(proto.OpPayeeRename, proto.PayeeRenameRequest{SessionRequest: bs, ID: payees.Payees[0].ID, Nickname: "x"}, nil), proto.NotFound, "")
-	wantErr(t, b.call(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: bs, ID: payees.Payees[0].ID}, nil), proto.NotFound, "")
+	wantErr(t, b.call(wire.OpPayeeRename, wire.PayeeRenameRequest{SessionRequest: bs, ID: payees.Payees[0].ID, Nickname: "x"}, nil), wire.NotFound, "")
+	wantErr(t, b.call(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: bs, ID: payees.Payees[0].ID}, nil), wire.NotFound, "")
 	// And the unknown-account answer is the same whether or not it exists.
-	e1 := b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil)
-	e2 := b.call(proto.OpAccountGet, proto.AccountRequest{SessionRequest: bs, Number: "000000000000"}, nil)
+	e1 := b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil)
+	e2 := b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: bs, Number: "000000000000"}, nil)
 	if e1.Error() != e2.Error() {
 		t.Fatalf("another customer's account (%v) and a missing one (%v) answer differently", e1, e2)
 	}
@@ -464,23 +465,23 @@ func TestPayees(t *testing.T) {
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
 	bSav := b.account(bob, "savings")
-	as := proto.SessionRequest{Session: alice}
-	var p proto.PayeeResponse
-	b.must(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "Bob's savings", Number: bSav.Number}, &p)
+	as := wire.SessionRequest{Session: alice}
+	var p wire.PayeeResponse
+	b.must(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "Bob's savings", Number: bSav.Number}, &p)
 	if p.Payee.Number != bSav.Number || p.Payee.Nickname != "Bob's savings" {
 		t.Fatalf("payee %+v", p)
 	}
-	b.must(proto.OpPayeeRename, proto.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: "Bob (savings)"}, &p)
+	b.must(wire.OpPayeeRename, wire.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: "Bob (savings)"}, &p)
 	if p.Payee.Nickname != "Bob (savings)" {
 		t.Fatalf("renamed payee %+v", p)
 	}
-	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "again", Number: bSav.Number}, nil), proto.AlreadyExists, "")
-	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "", Number: bSav.Number}, nil), proto.InvalidArgument, "nickname")
-	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", 41), Number: bSav.Number}, nil), proto.InvalidArgument, "nickname")
-	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "ghost", Number: "000000000000"}, nil), proto.NotFound, "number")
-	wantErr(t, b.call(proto.OpPayeeAdd, proto.PayeeAddRequest{SessionRequest: as, Nickname: "typo", Number: "12345678901"}, nil), proto.InvalidArgument, "number")
-	var list proto.PayeesResponse
-	b.must(proto.OpPayeesList, as, &list)
+	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "again", Number: bSav.Number}, nil), wire.AlreadyExists, "")
+	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "", Number: bSav.Number}, nil), wire.InvalidArgument, "nickname")
+	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", 41), Number: bSav.Number}, nil), wire.InvalidArgument, "nickname")
+	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "ghost", Number: "000000000000"}, nil), wire.NotFound, "number")
+	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "typo", Number: "12345678901"}, nil), wire.InvalidArgument, "number")
+	var list wire.PayeesResponse
+	b.must(wire.OpPayeesList, as, &list)
 	found := false
 	for _, q := range list.Payees {
 		found = found || q.ID == p.Payee.ID
@@ -488,42 +489,42 @@ func TestPayees(t *testing.T) {
 	if !found {
 		t.Fatal("new payee not listed")
 	}
-	b.must(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil)
-	wantErr(t, b.call(proto.OpPayeeDelete, proto.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil), proto.NotFound, "")
+	b.must(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil)
+	wantErr(t, b.call(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil), wire.NotFound, "")
 }
 
 func TestChat(t *testing.T) {
 	b := newBank(t)
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
-	as, bs := proto.SessionRequest{Session: alice}, proto.SessionRequest{Session: bob}
-	var c1, c2 proto.ConversationResponse
-	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &c1)
-	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: bs, Username: "ALICE"}, &c2)
+	as, bs := wire.SessionRequest{Session: alice}, wire.SessionRequest{Session: bob}
+	var c1, c2 wire.ConversationResponse
+	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &c1)
+	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: bs, Username: "ALICE"}, &c2)
 	if c1.Conversation.ID != c2.Conversation.ID || c1.Conversation.With.Username != "bob" || c2.Conversation.With.Username != "alice" {
 		t.Fatalf("conversations %+v / %+v", c1, c2)
 	}
-	var sent proto.MessageResponse
-	b.must(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "Lunch at noon?\nMy treat."}, &sent)
+	var sent wire.MessageResponse
+	b.must(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "Lunch at noon?\nMy treat."}, &sent)
 	if sent.Message.From.Username != "alice" {
 		t.Fatalf("sent %+v", sent)
 	}
-	var hist proto.ChatHistoryResponse
-	b.must(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: bs, ConversationID: c1.Conversation.ID, Limit: 2}, &hist)
+	var hist wire.ChatHistoryResponse
+	b.must(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: bs, ConversationID: c1.Conversation.ID, Limit: 2}, &hist)
 	if len(hist.Messages) == 0 || hist.Messages[0].Body != "Lunch at noon?\nMy treat." {
 		t.Fatalf("bob's history %+v", hist)
 	}
-	var list proto.ConversationsResponse
-	b.must(proto.OpChatList, bs, &list)
+	var list wire.ConversationsResponse
+	b.must(wire.OpChatList, bs, &list)
 	if len(list.Conversations) != 1 || list.Conversations[0].With.Username != "alice" {
 		t.Fatalf("bob's conversations %+v", list)
 	}
-	wantErr(t, b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "alice"}, nil), proto.InvalidArgument, "username")
-	wantErr(t, b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "nobody"}, nil), proto.NotFound, "username")
-	wantErr(t, b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "bankwire-system"}, nil), proto.NotFound, "username")
-	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "  "}, nil), proto.InvalidArgument, "body")
-	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: strings.Repeat("w", 2001)}, nil), proto.InvalidArgument, "body")
-	wantErr(t, b.call(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: as, ConversationID: 999999, Body: "hi"}, nil), proto.NotFound, "")
+	wantErr(t, b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "alice"}, nil), wire.InvalidArgument, "username")
+	wantErr(t, b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "nobody"}, nil), wire.NotFound, "username")
+	wantErr(t, b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bankwire-system"}, nil), wire.NotFound, "username")
+	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "  "}, nil), wire.InvalidArgument, "body")
+	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: strings.Repeat("w", 2001)}, nil), wire.InvalidArgument, "body")
+	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: 999999, Body: "hi"}, nil), wire.NotFound, "")
 }
 
 // TestPush proves that a chat message and a received transfer reach a
@@ -536,22 +537,22 @@ func TestPush(t *testing.T) {
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
 	ctx := ctxT(t)
-	sub, err := rc.Subscribe(ctx, proto.OpSubscribe, proto.SessionRequest{Session: bob})
+	sub, err := rc.Subscribe(ctx, wire.OpSubscribe, wire.SessionRequest{Session: bob})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
 
-	var conv proto.ConversationResponse
-	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: alice}, Username: "bob"}, &conv)
-	b.must(proto.OpChatSend, proto.ChatSendRequest{SessionRequest: proto.SessionRequest{Session: alice}, ConversationID: conv.Conversation.ID, Body: "ping from alice"}, nil)
+	var conv wire.ConversationResponse
+	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"}, &conv)
+	b.must(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: alice}, ConversationID: conv.Conversation.ID, Body: "ping from alice"}, nil)
 	bChk := b.account(bob, "checking")
-	b.must(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice}, IdempotencyKey: "push-1",
+	b.must(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice}, IdempotencyKey: "push-1",
 		From: b.account(alice, "checking").Number, To: bChk.Number, Amount: "3.21"}, nil)
 
 	var gotChat, gotBalance bool
 	for !(gotChat && gotBalance) {
-		var ev proto.Event
+		var ev wire.Event
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := sub.Next(nctx, &ev)
 		cancel()
@@ -559,14 +560,14 @@ func TestPush(t *testing.T) {
 			t.Fatalf("waiting for events (chat %v, balance %v): %v", gotChat, gotBalance, err)
 		}
 		switch ev.Kind {
-		case proto.EventChatMessage:
+		case wire.EventChatMessage:
 			gotChat = ev.Message != nil && ev.Message.Body == "ping from alice" && ev.Message.From.Username == "alice"
-		case proto.EventBalance:
+		case wire.EventBalance:
 			gotBalance = ev.Account != nil && ev.Account.Number == bChk.Number && ev.Account.Balance == bChk.Balance+321
 		}
 	}
 	// An invalid session cannot subscribe.
-	if _, err := rc.Subscribe(ctx, proto.OpSubscribe, proto.SessionRequest{Session: "nope"}); proto.ErrorCode(err) != proto.Unauthenticated {
+	if _, err := rc.Subscribe(ctx, wire.OpSubscribe, wire.SessionRequest{Session: "nope"}); wire.ErrorCode(err) != wire.Unauthenticated {
 		t.Fatalf("subscribe with a bad session: %v", err)
 	}
 }
@@ -617,12 +618,12 @@ func TestConcurrentTransfersKeepInvariant(t *testing.T) {
 					continue
 				}
 				amount := fmt.Sprintf("%d.%02d", (w*7+i*13)%400, (w+i)%100)
-				err := c.Call(ctxT(t), proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: toks[owner[from]]},
+				err := c.Call(ctxT(t), wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: toks[owner[from]]},
 					IdempotencyKey: fmt.Sprintf("inv-%d-%d", w, i), From: from, To: to, Amount: amount}, nil)
-				switch code := proto.ErrorCode(err); code {
-				case proto.OK:
+				switch code := wire.ErrorCode(err); code {
+				case wire.OK:
 					ok.Add(1)
-				case proto.FailedPrecondition, proto.InvalidArgument:
+				case wire.FailedPrecondition, wire.InvalidArgument:
 					refused.Add(1)
 				default:
 					t.Errorf("transfer %s -> %s %s: %v", from, to, amount, err)
@@ -674,8 +675,8 @@ func TestDrainDuringLoad(t *testing.T) {
 					return
 				default:
 				}
-				var out proto.AccountsResponse
-				if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out); err != nil {
+				var out wire.AccountsResponse
+				if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: tok}, &out); err != nil {
 					failed.Add(1)
 					t.Errorf("call during drain: %v", err)
 					return
@@ -711,8 +712,8 @@ func TestRetentionPurgesOldSessionsAndSignInEvents(t *testing.T) {
 		c.PurgeInterval = 10 * time.Millisecond
 	}))
 	tok := b.signIn("alice", "alice-demo-pass")
-	err := b.call(proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "not-alice-pass"}, nil)
-	wantErr(t, err, proto.Unauthenticated, "")
+	err := b.call(wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "not-alice-pass"}, nil)
+	wantErr(t, err, wire.Unauthenticated, "")
 	hash := sha256.Sum256([]byte(tok))
 	failures := func() int {
 		f, err := st.RecentFailures(ctx, "alice", "", clock.Now().Add(-365*24*time.Hour))

@@ -12,27 +12,28 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
 // errBadCredentials is the one answer to a wrong password and to an unknown
 // username alike, so that sign-in reveals nothing about who is a customer.
-var errBadCredentials = proto.Errorf(proto.Unauthenticated, "The username or password is incorrect.")
+var errBadCredentials = wire.Errorf(wire.Unauthenticated, "The username or password is incorrect.")
 
 // errLocked is the answer to a (username, client IP) pair that has had too
 // many recent failures. The count is kept per username text, so an unknown
 // username gets it at the same count as a customer's.
-var errLocked = proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins for this username from your network. Wait a few minutes and try again.")
+var errLocked = wire.Errorf(wire.ResourceExhausted, "Too many failed sign-ins for this username from your network. Wait a few minutes and try again.")
 
 // errIPThrottled is the answer to a client IP with too many recent failures
 // for any usernames.
-var errIPThrottled = proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins from your network. Try again later.")
+var errIPThrottled = wire.Errorf(wire.ResourceExhausted, "Too many failed sign-ins from your network. Try again later.")
 
 // errSignUpThrottled is the answer once a client IP has signed up
 // SignUpIPLimit times in RateWindow.
-var errSignUpThrottled = proto.Errorf(proto.ResourceExhausted, "Too many new accounts from your network. Try again later.")
+var errSignUpThrottled = wire.Errorf(wire.ResourceExhausted, "Too many new accounts from your network. Try again later.")
 
-var errSession = proto.Errorf(proto.Unauthenticated, "Your session has ended. Please sign in again.")
+var errSession = wire.Errorf(wire.Unauthenticated, "Your session has ended. Please sign in again.")
 
 // Sign-in audit outcomes (the audit log may tell an unknown username from a
 // wrong password; the answer to the client never does).
@@ -43,12 +44,12 @@ const (
 
 func validUsername(u string) error {
 	if n := len(u); n < 3 || n > 32 {
-		return proto.FieldError(proto.InvalidArgument, "username", "Use 3 to 32 characters.")
+		return wire.FieldError(wire.InvalidArgument, "username", "Use 3 to 32 characters.")
 	}
 	for i := 0; i < len(u); i++ {
 		c := u[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return proto.FieldError(proto.InvalidArgument, "username", "Use only letters, digits, '.', '_' and '-'.")
+			return wire.FieldError(wire.InvalidArgument, "username", "Use only letters, digits, '.', '_' and '-'.")
 		}
 	}
 	return nil
@@ -59,7 +60,7 @@ func validUsername(u string) error {
 // newlines where allowed, at most max characters, trimmed.
 func cleanText(field, s string, min, max int, newlines bool) (string, error) {
 	if !utf8.ValidString(s) {
-		return "", proto.FieldError(proto.InvalidArgument, field, "The text contains invalid characters.")
+		return "", wire.FieldError(wire.InvalidArgument, field, "The text contains invalid characters.")
 	}
 	s = strings.TrimSpace(s)
 	for _, r := range s {
@@ -67,23 +68,23 @@ func cleanText(field, s string, min, max int, newlines bool) (string, error) {
 			continue
 		}
 		if unicode.IsControl(r) || r == utf8.RuneError {
-			return "", proto.FieldError(proto.InvalidArgument, field, "The text contains characters that are not allowed.")
+			return "", wire.FieldError(wire.InvalidArgument, field, "The text contains characters that are not allowed.")
 		}
 	}
 	n := utf8.RuneCountInString(s)
 	if n < min {
 		if min == 1 {
-			return "", proto.FieldError(proto.InvalidArgument, field, "This field is required.")
+			return "", wire.FieldError(wire.InvalidArgument, field, "This field is required.")
 		}
-		return "", proto.FieldError(proto.InvalidArgument, field, "This is too short.")
+		return "", wire.FieldError(wire.InvalidArgument, field, "This is too short.")
 	}
 	if n > max {
-		return "", proto.FieldError(proto.InvalidArgument, field, "This is too long (at most "+uitoa(uint64(max))+" characters).")
+		return "", wire.FieldError(wire.InvalidArgument, field, "This is too long (at most "+uitoa(uint64(max))+" characters).")
 	}
 	return s, nil
 }
 
-func cleanClient(c proto.ClientInfo) proto.ClientInfo {
+func cleanClient(c wire.ClientInfo) wire.ClientInfo {
 	trim := func(s string, max int) string {
 		s = strings.ToValidUTF8(s, "")
 		s = strings.Map(func(r rune) rune {
@@ -98,11 +99,11 @@ func cleanClient(c proto.ClientInfo) proto.ClientInfo {
 		}
 		return s
 	}
-	return proto.ClientInfo{IP: trim(c.IP, 64), UserAgent: trim(c.UserAgent, 256)}
+	return wire.ClientInfo{IP: trim(c.IP, 64), UserAgent: trim(c.UserAgent, 256)}
 }
 
 func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SignUpRequest
+	var in wire.SignUpRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -117,13 +118,13 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 		return nil, err
 	}
 	if strings.IndexFunc(display, store.HiddenChar) >= 0 {
-		return nil, proto.FieldError(proto.InvalidArgument, "display_name", "The name contains invisible or direction-changing characters.")
+		return nil, wire.FieldError(wire.InvalidArgument, "display_name", "The name contains invisible or direction-changing characters.")
 	}
 	if err := a.hasher.CheckPolicy(in.Password); err != nil {
 		return nil, err
 	}
 	if strings.EqualFold(in.Password, in.Username) {
-		return nil, proto.FieldError(proto.InvalidArgument, "password", "The password must not be your username.")
+		return nil, wire.FieldError(wire.InvalidArgument, "password", "The password must not be your username.")
 	}
 	// Every well-formed attempt counts, before the costly hash.
 	cl := cleanClient(in.ClientInfo)
@@ -137,7 +138,7 @@ func (a *App) signUp(ctx context.Context, req *proto.Request) (any, error) {
 	now := a.cfg.Now()
 	cust, _, err := a.st.CreateCustomer(ctx, in.Username, display, hash, now)
 	if errors.Is(err, store.ErrAlreadyExists) {
-		return nil, proto.FieldError(proto.AlreadyExists, "username", "That username is taken; choose another.")
+		return nil, wire.FieldError(wire.AlreadyExists, "username", "That username is taken; choose another.")
 	}
 	if err != nil {
 		return nil, storeErr(err, "")
@@ -156,20 +157,20 @@ func newToken() (string, []byte, error) {
 	return token, tokenHash(token), nil
 }
 
-func (a *App) newSession(ctx context.Context, c store.Customer, cl proto.ClientInfo, now time.Time) (proto.SignInResponse, error) {
+func (a *App) newSession(ctx context.Context, c store.Customer, cl wire.ClientInfo, now time.Time) (wire.SignInResponse, error) {
 	token, hash, err := newToken()
 	if err != nil {
-		return proto.SignInResponse{}, err
+		return wire.SignInResponse{}, err
 	}
 	exp := now.Add(a.cfg.AbsoluteTimeout)
 	if _, err := a.st.CreateSession(ctx, hash, c.ID, now, exp, cl.UserAgent, cl.IP); err != nil {
-		return proto.SignInResponse{}, storeErr(err, "")
+		return wire.SignInResponse{}, storeErr(err, "")
 	}
-	return proto.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(c)}, nil
+	return wire.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(c)}, nil
 }
 
-func customerView(c store.Customer) proto.Customer {
-	return proto.Customer{ID: c.ID, Username: c.Username, DisplayName: c.DisplayName}
+func customerView(c store.Customer) wire.Customer {
+	return wire.Customer{ID: c.ID, Username: c.Username, DisplayName: c.DisplayName}
 }
 
 // Sign-in throttling. Failures (every outcome but success) count only
@@ -206,7 +207,7 @@ func (a *App) throttleDelay(failures int) time.Duration {
 }
 
 func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SignInRequest
+	var in wire.SignInRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -261,7 +262,7 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 		case <-ctx.Done():
 			t.Stop()
 			audit(custID, outcomeThrottled)
-			return nil, proto.Errorf(proto.ResourceExhausted, "Too many failed sign-ins. Wait a moment and try again.")
+			return nil, wire.Errorf(wire.ResourceExhausted, "Too many failed sign-ins. Wait a moment and try again.")
 		}
 	}
 
@@ -296,7 +297,7 @@ func (a *App) signIn(ctx context.Context, req *proto.Request) (any, error) {
 	if _, err := a.st.CompleteSignIn(ctx, cust.ID, strings.ToLower(username), hash, now, exp, cl.UserAgent, cl.IP); err != nil {
 		return nil, storeErr(err, "")
 	}
-	return proto.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(cust)}, nil
+	return wire.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(cust)}, nil
 }
 
 func tokenHash(token string) []byte {
@@ -378,7 +379,7 @@ func (a *App) authenticateEntry(ctx context.Context, token string) (cachedSessio
 }
 
 func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -397,16 +398,16 @@ func (a *App) sessionCheck(ctx context.Context, req *proto.Request) (any, error)
 		e.customer = &v
 		a.sessions.update(hash, gen, func(ce *cachedSession) { ce.customer = &v })
 	}
-	return proto.SessionResponse{Customer: *e.customer, ExpiresAt: e.session.ExpiresAt}, nil
+	return wire.SessionResponse{Customer: *e.customer, ExpiresAt: e.session.ExpiresAt}, nil
 }
 
 func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
 	if in.Session == "" || len(in.Session) > 128 {
-		return proto.Empty{}, nil
+		return wire.Empty{}, nil
 	}
 	// Signing out an unknown or already-ended session succeeds: the outcome
 	// the customer wants (no valid session) holds either way. This app
@@ -417,11 +418,11 @@ func (a *App) signOut(ctx context.Context, req *proto.Request) (any, error) {
 	if err := a.st.RevokeSession(ctx, hash, a.cfg.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, storeErr(err, "")
 	}
-	return proto.Empty{}, nil
+	return wire.Empty{}, nil
 }
 
 func (a *App) signOutAll(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -433,5 +434,5 @@ func (a *App) signOutAll(ctx context.Context, req *proto.Request) (any, error) {
 	if err := a.st.RevokeAllSessions(ctx, s.CustomerID, a.cfg.Now()); err != nil {
 		return nil, storeErr(err, "")
 	}
-	return proto.Empty{}, nil
+	return wire.Empty{}, nil
 }

@@ -13,7 +13,7 @@ import (
 
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -85,8 +85,8 @@ func BenchmarkTransfer(b *testing.B) {
 	c := srv.Client(b)
 	tok := srv.SignIn(b, c, "alice", "alice-demo-pass")
 	ctx := context.Background()
-	var accs proto.AccountsResponse
-	if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &accs); err != nil {
+	var accs wire.AccountsResponse
+	if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: tok}, &accs); err != nil {
 		b.Fatal(err)
 	}
 	chk, sav := accs.Accounts[0].Number, accs.Accounts[1].Number
@@ -113,7 +113,7 @@ func BenchmarkTransfer(b *testing.B) {
 		if i%2 == 1 {
 			from, to = sav, chk
 		}
-		err := c.Call(ctx, proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
+		err := c.Call(ctx, wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
 			IdempotencyKey: fmt.Sprintf("tier-%d-%d-%d", round, b.N, i), From: from, To: to, Amount: "0.01"}, nil)
 		if err != nil {
 			b.Error(err)
@@ -145,8 +145,8 @@ func BenchmarkAccountsOverview(b *testing.B) {
 		}
 	}
 	tierOp := func(w, i int) {
-		var out proto.AccountsResponse
-		if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: tok}, &out); err != nil {
+		var out wire.AccountsResponse
+		if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: tok}, &out); err != nil {
 			b.Error(err)
 		}
 	}
@@ -168,8 +168,8 @@ func BenchmarkSignIn(b *testing.B) {
 		argon2.IDKey([]byte("alice-demo-pass"), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
 	}
 	tierOp := func(w, i int) {
-		err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass",
-			ClientInfo: proto.ClientInfo{IP: "127.0.0.1"}}, nil)
+		err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass",
+			ClientInfo: wire.ClientInfo{IP: "127.0.0.1"}}, nil)
 		if err != nil {
 			b.Error(err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -17,39 +18,39 @@ const errNoConversation = "No such conversation."
 // person one can chat with.
 const systemUsername = "bankwire-system"
 
-func (a *App) conversationView(ctx context.Context, c store.Conversation, me int64) (proto.Conversation, error) {
+func (a *App) conversationView(ctx context.Context, c store.Conversation, me int64) (wire.Conversation, error) {
 	other := c.MemberA
 	if other == me {
 		other = c.MemberB
 	}
 	oc, err := a.st.CustomerByID(ctx, other)
 	if err != nil {
-		return proto.Conversation{}, storeErr(err, errNoConversation)
+		return wire.Conversation{}, storeErr(err, errNoConversation)
 	}
-	v := proto.Conversation{ID: c.ID, With: customerView(oc), CreatedAt: c.CreatedAt}
+	v := wire.Conversation{ID: c.ID, With: customerView(oc), CreatedAt: c.CreatedAt}
 	if c.LastAt != nil {
 		v.LastAt = *c.LastAt
 	}
 	return v, nil
 }
 
-func (a *App) messageView(ctx context.Context, m store.Message, known map[int64]proto.Customer) (proto.Message, error) {
+func (a *App) messageView(ctx context.Context, m store.Message, known map[int64]wire.Customer) (wire.Message, error) {
 	from, ok := known[m.SenderID]
 	if !ok {
 		c, err := a.st.CustomerByID(ctx, m.SenderID)
 		if err != nil {
-			return proto.Message{}, storeErr(err, errNoConversation)
+			return wire.Message{}, storeErr(err, errNoConversation)
 		}
 		from = customerView(c)
 		if known != nil {
 			known[m.SenderID] = from
 		}
 	}
-	return proto.Message{ID: m.ID, ConversationID: m.ConversationID, From: from, Body: m.Body, CreatedAt: m.CreatedAt}, nil
+	return wire.Message{ID: m.ID, ConversationID: m.ConversationID, From: from, Body: m.Body, CreatedAt: m.CreatedAt}, nil
 }
 
 func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.ChatOpenRequest
+	var in wire.ChatOpenRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -63,9 +64,9 @@ func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
 	// Every answer below tells whether a username exists, so lookups are
 	// limited per customer.
 	if !a.chatOpens.allow(strconv.FormatInt(s.CustomerID, 10), a.cfg.Now()) {
-		return nil, proto.Errorf(proto.ResourceExhausted, "You have opened many chats in a short time. Wait a while and try again.")
+		return nil, wire.Errorf(wire.ResourceExhausted, "You have opened many chats in a short time. Wait a while and try again.")
 	}
-	notFound := proto.FieldError(proto.NotFound, "username", "No customer with that username.")
+	notFound := wire.FieldError(wire.NotFound, "username", "No customer with that username.")
 	if strings.EqualFold(in.Username, systemUsername) {
 		return nil, notFound
 	}
@@ -77,7 +78,7 @@ func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
 		return nil, storeErr(err, "")
 	}
 	if other.ID == s.CustomerID {
-		return nil, proto.FieldError(proto.InvalidArgument, "username", "You cannot open a chat with yourself.")
+		return nil, wire.FieldError(wire.InvalidArgument, "username", "You cannot open a chat with yourself.")
 	}
 	c, err := a.st.OpenConversation(ctx, s.CustomerID, other.ID, a.cfg.Now())
 	if err != nil {
@@ -87,11 +88,11 @@ func (a *App) chatOpen(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return proto.ConversationResponse{Conversation: v}, nil
+	return wire.ConversationResponse{Conversation: v}, nil
 }
 
 func (a *App) chatList(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (a *App) chatList(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	out := proto.ConversationsResponse{Conversations: make([]proto.Conversation, 0, len(cs))}
+	out := wire.ConversationsResponse{Conversations: make([]wire.Conversation, 0, len(cs))}
 	for _, c := range cs {
 		v, err := a.conversationView(ctx, c, s.CustomerID)
 		if err != nil {
@@ -115,7 +116,7 @@ func (a *App) chatList(ctx context.Context, req *proto.Request) (any, error) {
 }
 
 func (a *App) chatSend(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.ChatSendRequest
+	var in wire.ChatSendRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -138,11 +139,11 @@ func (a *App) chatSend(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return proto.MessageResponse{Message: v}, nil
+	return wire.MessageResponse{Message: v}, nil
 }
 
 func (a *App) chatHistory(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.ChatHistoryRequest
+	var in wire.ChatHistoryRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -170,8 +171,8 @@ func (a *App) chatHistory(ctx context.Context, req *proto.Request) (any, error) 
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	known := map[int64]proto.Customer{cv.With.ID: cv.With}
-	out := proto.ChatHistoryResponse{Conversation: cv, Messages: make([]proto.Message, 0, limit)}
+	known := map[int64]wire.Customer{cv.With.ID: cv.With}
+	out := wire.ChatHistoryResponse{Conversation: cv, Messages: make([]wire.Message, 0, limit)}
 	for i, m := range ms {
 		if i == limit {
 			last := ms[limit-1]

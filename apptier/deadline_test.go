@@ -9,6 +9,7 @@ import (
 
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // slowLink forwards TCP connections to target, each chunk of bytes leaving
@@ -102,8 +103,8 @@ func TestLateTransferIsNotMade(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	ctx := ctxT(t)
-	var in proto.SignInResponse
-	if err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
+	var in wire.SignInResponse
+	if err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
 		t.Fatal(err)
 	}
 	tok := in.Token
@@ -113,10 +114,10 @@ func TestLateTransferIsNotMade(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 
 	tight, cancel := context.WithTimeout(ctx, 450*time.Millisecond)
-	err = c.Call(tight, proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
+	err = c.Call(tight, wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
 		IdempotencyKey: "late-1", From: from.Number, To: to.Number, Amount: "1.00"}, nil)
 	cancel()
-	if code := proto.ErrorCode(err); code != proto.DeadlineExceeded {
+	if code := wire.ErrorCode(err); code != wire.DeadlineExceeded {
 		t.Fatalf("transfer with 450 ms over a 600 ms round trip: %v, want DEADLINE_EXCEEDED", err)
 	}
 	// Long after the REQUEST reached the app tier, nothing moved.
@@ -125,8 +126,8 @@ func TestLateTransferIsNotMade(t *testing.T) {
 		t.Fatalf("balance %d, was %d: the late transfer was made", got.Balance, from.Balance)
 	}
 	// The same transfer with time to spare is made once.
-	var out proto.TransferResponse
-	if err := c.Call(ctx, proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
+	var out wire.TransferResponse
+	if err := c.Call(ctx, wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
 		IdempotencyKey: "late-1", From: from.Number, To: to.Number, Amount: "1.00"}, &out); err != nil || out.Replayed {
 		t.Fatalf("the retry with time: %+v, %v", out, err)
 	}

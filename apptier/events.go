@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -18,7 +19,7 @@ const subscriberBuffer = 64
 type subscriber struct {
 	customerID int64
 	sessionID  int64
-	ch         chan proto.Event
+	ch         chan wire.Event
 	gone       chan struct{} // closed when the subscriber fell too far behind
 	once       sync.Once
 	ended      chan struct{} // closed when its session was revoked
@@ -37,7 +38,7 @@ type hub struct {
 func newHub() *hub { return &hub{subs: make(map[int64]map[*subscriber]struct{})} }
 
 func (h *hub) add(customerID, sessionID int64) *subscriber {
-	s := &subscriber{customerID: customerID, sessionID: sessionID, ch: make(chan proto.Event, subscriberBuffer), gone: make(chan struct{}),
+	s := &subscriber{customerID: customerID, sessionID: sessionID, ch: make(chan wire.Event, subscriberBuffer), gone: make(chan struct{}),
 		ended: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -67,7 +68,7 @@ func (h *hub) has(customerID int64) bool {
 	return len(h.subs[customerID]) > 0
 }
 
-func (h *hub) publish(customerID int64, ev proto.Event) {
+func (h *hub) publish(customerID int64, ev wire.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs[customerID] {
@@ -182,7 +183,7 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 			return
 		}
 		v := accountView(acc)
-		a.hub.publish(n.CustomerID, proto.Event{Kind: proto.EventBalance, Account: &v})
+		a.hub.publish(n.CustomerID, wire.Event{Kind: wire.EventBalance, Account: &v})
 	case store.NotifyChat:
 		interested := false
 		for _, id := range n.CustomerIDs {
@@ -201,7 +202,7 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 			return
 		}
 		for _, id := range n.CustomerIDs {
-			a.hub.publish(id, proto.Event{Kind: proto.EventChatMessage, Message: &v})
+			a.hub.publish(id, wire.Event{Kind: wire.EventChatMessage, Message: &v})
 		}
 	}
 }
@@ -214,7 +215,7 @@ func (a *App) dispatch(ctx context.Context, n store.Notification) {
 const sessionRecheck = 30 * time.Second
 
 func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Stream) error {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return err
 	}
@@ -229,7 +230,7 @@ func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Strea
 	if _, err := a.liveSession(ctx, in.Session); err != nil {
 		return err
 	}
-	if err := st.Accept(proto.Empty{}); err != nil {
+	if err := st.Accept(wire.Empty{}); err != nil {
 		return err
 	}
 	tick := time.NewTicker(sessionRecheck)
@@ -239,7 +240,7 @@ func (a *App) subscribe(ctx context.Context, req *proto.Request, st *proto.Strea
 		case <-ctx.Done():
 			return nil
 		case <-sub.gone:
-			return proto.Errorf(proto.ResourceExhausted, "Too many events were waiting; subscribe again.")
+			return wire.Errorf(wire.ResourceExhausted, "Too many events were waiting; subscribe again.")
 		case <-sub.ended:
 			return errSession
 		case ev := <-sub.ch:

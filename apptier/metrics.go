@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer, st *store.Store) *Metrics {
 }
 
 // Observe records one answered request; pass it as proto.ServerConfig.Observe.
-func (m *Metrics) Observe(op proto.Op, code proto.Code, d time.Duration) {
+func (m *Metrics) Observe(op wire.Op, code wire.Code, d time.Duration) {
 	m.requests.WithLabelValues(op.String(), code.String()).Inc()
 	m.latency.WithLabelValues(op.String()).Observe(d.Seconds())
 }

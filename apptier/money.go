@@ -3,7 +3,7 @@ package apptier
 import (
 	"strings"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -20,7 +20,7 @@ const maxAmount = store.MaxAmount
 func ParseAmount(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	bad := func(msg string) (int64, error) {
-		return 0, proto.FieldError(proto.InvalidArgument, "amount", msg)
+		return 0, wire.FieldError(wire.InvalidArgument, "amount", msg)
 	}
 	if s == "" {
 		return bad("Enter an amount.")

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"bankwire/apptier"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -29,11 +29,11 @@ func TestParseAmount(t *testing.T) {
 			t.Errorf("ParseAmount(%q) = %d, want an error", in, got)
 			continue
 		}
-		if c := proto.ErrorCode(err); c != proto.InvalidArgument {
+		if c := wire.ErrorCode(err); c != wire.InvalidArgument {
 			t.Errorf("ParseAmount(%q) code %v, want INVALID_ARGUMENT", in, c)
 		}
-		var pe *proto.Error
-		if e, ok := err.(*proto.Error); ok {
+		var pe *wire.Error
+		if e, ok := err.(*wire.Error); ok {
 			pe = e
 		}
 		if pe == nil || pe.Field != "amount" || pe.Message == "" {

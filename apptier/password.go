@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // Argon2Params are the argon2id cost parameters. The defaults are OWASP's
@@ -98,17 +98,17 @@ func NewHasher(p Argon2Params, concurrency int) (*Hasher, error) {
 // "password" when pw breaks the password policy.
 func (h *Hasher) CheckPolicy(pw string) error {
 	if !utf8.ValidString(pw) || strings.ContainsRune(pw, 0) {
-		return proto.FieldError(proto.InvalidArgument, "password", "The password contains characters that are not allowed.")
+		return wire.FieldError(wire.InvalidArgument, "password", "The password contains characters that are not allowed.")
 	}
 	n := utf8.RuneCountInString(pw)
 	if n < MinPasswordLen {
-		return proto.FieldError(proto.InvalidArgument, "password", fmt.Sprintf("Use at least %d characters (15 or more is better).", MinPasswordLen))
+		return wire.FieldError(wire.InvalidArgument, "password", fmt.Sprintf("Use at least %d characters (15 or more is better).", MinPasswordLen))
 	}
 	if n > MaxPasswordLen {
-		return proto.FieldError(proto.InvalidArgument, "password", fmt.Sprintf("Use at most %d characters.", MaxPasswordLen))
+		return wire.FieldError(wire.InvalidArgument, "password", fmt.Sprintf("Use at most %d characters.", MaxPasswordLen))
 	}
 	if _, ok := h.common[strings.ToLower(pw)]; ok {
-		return proto.FieldError(proto.InvalidArgument, "password", "That password is one of the most common passwords; choose another.")
+		return wire.FieldError(wire.InvalidArgument, "password", "That password is one of the most common passwords; choose another.")
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"bankwire/apptier"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 func newHasher(t *testing.T) *apptier.Hasher {
@@ -76,7 +76,7 @@ func TestPasswordPolicy(t *testing.T) {
 	bad := []string{"", "seven c", strings.Repeat("x", 129), "password", "PASSWORD1", "iloveyou", "12345678", "qwertyuiop", "with\x00nul", string([]byte{'a', 0xff, 'b', 'c', 'd', 'e', 'f', 'g', 'h'})}
 	for _, pw := range bad {
 		err := h.CheckPolicy(pw)
-		if proto.ErrorCode(err) != proto.InvalidArgument {
+		if wire.ErrorCode(err) != wire.InvalidArgument {
 			t.Errorf("CheckPolicy(%q) = %v, want INVALID_ARGUMENT", pw, err)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"bankwire/apptier/apptiertest"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 	"bankwire/store/storetest"
 )
@@ -26,11 +26,11 @@ func TestNotReadyWithoutWritableDatabase(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 	b := newBank(t, apptiertest.WithStore(store.New(pool)), apptiertest.WithoutDemoData())
-	if err := b.srv.App.Ready(ctx); proto.ErrorCode(err) != proto.Unavailable {
+	if err := b.srv.App.Ready(ctx); wire.ErrorCode(err) != wire.Unavailable {
 		t.Fatalf("Ready with a read-only database: %v, want UNAVAILABLE", err)
 	}
-	var info proto.InfoResponse
-	if err := b.call(proto.OpInfo, proto.InfoRequest{}, &info); proto.ErrorCode(err) != proto.Unavailable {
+	var info wire.InfoResponse
+	if err := b.call(wire.OpInfo, wire.InfoRequest{}, &info); wire.ErrorCode(err) != wire.Unavailable {
 		t.Fatalf("info with a read-only database: %v, want UNAVAILABLE", err)
 	}
 

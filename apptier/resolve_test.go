@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"bankwire/apptier/apptiertest"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // TestTransferResolve: transfers.resolve over the protocol. A made transfer
@@ -18,15 +18,15 @@ func TestTransferResolve(t *testing.T) {
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
 	aChk, bChk := b.account(alice, "checking"), b.account(bob, "checking")
-	create := func(key string) (proto.TransferResponse, error) {
-		var out proto.TransferResponse
-		err := b.call(proto.OpTransferCreate, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: alice},
+	create := func(key string) (wire.TransferResponse, error) {
+		var out wire.TransferResponse
+		err := b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
 			IdempotencyKey: key, From: aChk.Number, To: bChk.Number, Amount: "3.00"}, &out)
 		return out, err
 	}
-	resolve := func(session, key, from string) (proto.TransferResolveResponse, error) {
-		var out proto.TransferResolveResponse
-		err := b.call(proto.OpTransferResolve, proto.TransferResolveRequest{SessionRequest: proto.SessionRequest{Session: session},
+	resolve := func(session, key, from string) (wire.TransferResolveResponse, error) {
+		var out wire.TransferResolveResponse
+		err := b.call(wire.OpTransferResolve, wire.TransferResolveRequest{SessionRequest: wire.SessionRequest{Session: session},
 			IdempotencyKey: key, From: from}, &out)
 		return out, err
 	}
@@ -47,17 +47,17 @@ func TestTransferResolve(t *testing.T) {
 		}
 	}
 	_, err = create("r-lost")
-	wantErr(t, err, proto.FailedPrecondition, "idempotency_key")
+	wantErr(t, err, wire.FailedPrecondition, "idempotency_key")
 	if bal := b.account(alice, "checking").Balance; bal != aChk.Balance-300 {
 		t.Fatalf("alice's balance %d, want %d", bal, aChk.Balance-300)
 	}
 
 	_, err = resolve(alice, "r-x", bChk.Number) // bob's account
-	wantErr(t, err, proto.NotFound, "from")
+	wantErr(t, err, wire.NotFound, "from")
 	_, err = resolve(alice, "with space", aChk.Number)
-	wantErr(t, err, proto.InvalidArgument, "idempotency_key")
+	wantErr(t, err, wire.InvalidArgument, "idempotency_key")
 	_, err = resolve("no-such-session", "r-made", aChk.Number)
-	wantErr(t, err, proto.Unauthenticated, "")
+	wantErr(t, err, wire.Unauthenticated, "")
 	// Bob cannot learn about alice's key through his own account.
 	got, err = resolve(bob, "r-made", bChk.Number)
 	if err != nil || got.Made {

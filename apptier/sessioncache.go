@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -44,8 +44,8 @@ func (a *App) touchEvery() time.Duration { return min(time.Minute, a.cfg.IdleTim
 
 type cachedSession struct {
 	session  store.Session
-	customer *proto.Customer // set once a session check needed it
-	read     time.Time       // when the row was read (monotonic clock)
+	customer *wire.Customer // set once a session check needed it
+	read     time.Time      // when the row was read (monotonic clock)
 }
 
 type sessionCache struct {

@@ -6,7 +6,7 @@ import (
 
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -40,11 +40,11 @@ func TestSessionCacheSparesLookups(t *testing.T) {
 		t.Fatalf("accounts list with a cached session took %d statements, want 1", n)
 	}
 	// ... and a session check, after its first, none.
-	b.must(proto.OpSessionCheck, proto.SessionRequest{Session: tok}, nil)
-	var resp proto.SessionResponse
+	b.must(wire.OpSessionCheck, wire.SessionRequest{Session: tok}, nil)
+	var resp wire.SessionResponse
 	if n := fewest(func() {
 		for range 5 {
-			b.must(proto.OpSessionCheck, proto.SessionRequest{Session: tok}, &resp)
+			b.must(wire.OpSessionCheck, wire.SessionRequest{Session: tok}, &resp)
 		}
 	}); n != 0 {
 		t.Fatalf("5 session checks with a cached session took %d statements, want 0", n)
@@ -77,8 +77,8 @@ func TestSignOutReachesOtherAppTiers(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for {
-			err := b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil)
-			if proto.ErrorCode(err) == proto.Unauthenticated {
+			err := b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil)
+			if wire.ErrorCode(err) == wire.Unauthenticated {
 				return
 			}
 			if err != nil {
@@ -90,16 +90,16 @@ func TestSignOutReachesOtherAppTiers(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	a.must(proto.OpSignOut, proto.SessionRequest{Session: t1}, nil)
+	a.must(wire.OpSignOut, wire.SessionRequest{Session: t1}, nil)
 	ended(t1)
 	b.accounts(t2) // the others still work
-	a.must(proto.OpSignOutAll, proto.SessionRequest{Session: t2}, nil)
+	a.must(wire.OpSignOutAll, wire.SessionRequest{Session: t2}, nil)
 	ended(t2)
 	ended(t3)
 	// Refused for good, on both.
 	for _, x := range []*bank{a, b} {
 		for _, tok := range []string{t1, t2, t3} {
-			wantErr(t, x.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil), proto.Unauthenticated, "")
+			wantErr(t, x.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil), wire.Unauthenticated, "")
 		}
 	}
 }
@@ -121,5 +121,5 @@ func TestSessionCacheKeepsIdleRule(t *testing.T) {
 	clock.Advance(9*time.Minute - time.Second)
 	b.accounts(tok)
 	clock.Advance(10*time.Minute + time.Second)
-	wantErr(t, b.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, nil), proto.Unauthenticated, "")
+	wantErr(t, b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil), wire.Unauthenticated, "")
 }

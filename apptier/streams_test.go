@@ -8,6 +8,7 @@ import (
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 )
 
 // waitStreamEnd reads a subscription until its terminal error, failing if
@@ -17,7 +18,7 @@ func waitStreamEnd(t *testing.T, sub *proto.Subscription, bound time.Duration) e
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	for {
-		var ev proto.Event
+		var ev wire.Event
 		err := sub.Next(ctx, &ev)
 		if err == nil {
 			continue
@@ -40,7 +41,7 @@ func TestSignOutEndsStreams(t *testing.T) {
 	ctx := ctxT(t)
 	subscribe := func(c *proto.Client, tok string) *proto.Subscription {
 		t.Helper()
-		sub, err := c.Subscribe(ctx, proto.OpSubscribe, proto.SessionRequest{Session: tok})
+		sub, err := c.Subscribe(ctx, wire.OpSubscribe, wire.SessionRequest{Session: tok})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,23 +52,23 @@ func TestSignOutEndsStreams(t *testing.T) {
 	t.Run("signout", func(t *testing.T) {
 		tok, other := b.signIn("alice", "alice-demo-pass"), b.signIn("alice", "alice-demo-pass")
 		mine, theirs := subscribe(rc, tok), subscribe(rc, other)
-		b.must(proto.OpSignOut, proto.SessionRequest{Session: tok}, nil)
-		if code := proto.ErrorCode(waitStreamEnd(t, mine, 10*time.Second)); code != proto.Unauthenticated {
+		b.must(wire.OpSignOut, wire.SessionRequest{Session: tok}, nil)
+		if code := wire.ErrorCode(waitStreamEnd(t, mine, 10*time.Second)); code != wire.Unauthenticated {
 			t.Fatalf("stream of the signed-out session ended with %s, want UNAUTHENTICATED", code)
 		}
 		// The other session's stream stays open.
 		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
-		if err := theirs.Next(short, &proto.Event{}); proto.ErrorCode(err) != proto.DeadlineExceeded {
+		if err := theirs.Next(short, &wire.Event{}); wire.ErrorCode(err) != wire.DeadlineExceeded {
 			t.Fatalf("the other session's stream: %v, want still open", err)
 		}
 	})
 	t.Run("signout.all", func(t *testing.T) {
 		t1, t2 := b.signIn("bob", "bob-demo-pass"), b.signIn("bob", "bob-demo-pass")
 		s1, s2 := subscribe(b.c, t1), subscribe(rc, t2)
-		b.must(proto.OpSignOutAll, proto.SessionRequest{Session: t1}, nil)
+		b.must(wire.OpSignOutAll, wire.SessionRequest{Session: t1}, nil)
 		for i, s := range []*proto.Subscription{s1, s2} {
-			if code := proto.ErrorCode(waitStreamEnd(t, s, 10*time.Second)); code != proto.Unauthenticated {
+			if code := wire.ErrorCode(waitStreamEnd(t, s, 10*time.Second)); code != wire.Unauthenticated {
 				t.Fatalf("stream %d ended with %s, want UNAUTHENTICATED", i+1, code)
 			}
 		}
@@ -79,13 +80,13 @@ func TestSignOutEndsStreams(t *testing.T) {
 func TestStreamEndsWithUnavailableOnDrain(t *testing.T) {
 	b := newBank(t)
 	tok := b.signIn("alice", "alice-demo-pass")
-	sub, err := b.c.Subscribe(ctxT(t), proto.OpSubscribe, proto.SessionRequest{Session: tok})
+	sub, err := b.c.Subscribe(ctxT(t), wire.OpSubscribe, wire.SessionRequest{Session: tok})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
 	go b.srv.Stop()
-	if code := proto.ErrorCode(waitStreamEnd(t, sub, 10*time.Second)); code != proto.Unavailable {
+	if code := wire.ErrorCode(waitStreamEnd(t, sub, 10*time.Second)); code != wire.Unavailable {
 		t.Fatalf("stream ended with %s on drain, want UNAVAILABLE", code)
 	}
 }
@@ -95,22 +96,22 @@ func TestStreamEndsWithUnavailableOnDrain(t *testing.T) {
 func TestPageLimitsAtTheirMaxima(t *testing.T) {
 	b := newBank(t)
 	tok := b.signIn("alice", "alice-demo-pass")
-	as := proto.SessionRequest{Session: tok}
+	as := wire.SessionRequest{Session: tok}
 	acc := b.account(tok, "checking")
 	for _, n := range []int{1, limits.HistoryDefaultPage, limits.HistoryMaxPage} {
-		var h proto.HistoryResponse
-		b.must(proto.OpAccountHistory, proto.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: n}, &h)
+		var h wire.HistoryResponse
+		b.must(wire.OpAccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: n}, &h)
 		if len(h.Entries) > n {
 			t.Fatalf("history limit %d returned %d entries", n, len(h.Entries))
 		}
 	}
-	wantErr(t, b.call(proto.OpAccountHistory, proto.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: limits.HistoryMaxPage + 1}, nil), proto.InvalidArgument, "limit")
+	wantErr(t, b.call(wire.OpAccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: limits.HistoryMaxPage + 1}, nil), wire.InvalidArgument, "limit")
 
-	var conv proto.ConversationResponse
-	b.must(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &conv)
+	var conv wire.ConversationResponse
+	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &conv)
 	for _, n := range []int{limits.ChatDefaultPage, limits.HistoryMaxPage, limits.HistoryMaxPage + 1, limits.ChatMaxPage} {
-		var h proto.ChatHistoryResponse
-		b.must(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: n}, &h)
+		var h wire.ChatHistoryResponse
+		b.must(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: n}, &h)
 	}
-	wantErr(t, b.call(proto.OpChatHistory, proto.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage + 1}, nil), proto.InvalidArgument, "limit")
+	wantErr(t, b.call(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage + 1}, nil), wire.InvalidArgument, "limit")
 }

@@ -9,7 +9,7 @@ import (
 
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // t0 is a fixed instant for tests with their own clock: they never depend
@@ -26,7 +26,7 @@ func throttled(lockAfter int, window time.Duration) apptiertest.Option {
 }
 
 func (b *bank) signInFrom(user, pw, ip string) error {
-	return b.call(proto.OpSignIn, proto.SignInRequest{Username: user, Password: pw, ClientInfo: proto.ClientInfo{IP: ip}}, &proto.SignInResponse{})
+	return b.call(wire.OpSignIn, wire.SignInRequest{Username: user, Password: pw, ClientInfo: wire.ClientInfo{IP: ip}}, &wire.SignInResponse{})
 }
 
 func (b *bank) outcomes(user string) string {
@@ -56,17 +56,17 @@ func TestSignInLockIsPerUsernameAndClient(t *testing.T) {
 	const guesser, owner = "203.0.113.7", "198.51.100.1"
 	for _, user := range []string{"alice", "no-such-user"} {
 		for i := 0; i < 3; i++ {
-			wantErr(t, b.signInFrom(user, "wrong password", guesser), proto.Unauthenticated, "")
+			wantErr(t, b.signInFrom(user, "wrong password", guesser), wire.Unauthenticated, "")
 		}
 		// The pair is refused now, even with the right password.
-		wantErr(t, b.signInFrom(user, "alice-demo-pass", guesser), proto.ResourceExhausted, "")
+		wantErr(t, b.signInFrom(user, "alice-demo-pass", guesser), wire.ResourceExhausted, "")
 	}
 	// The owner's own network is not affected.
 	if err := b.signInFrom("alice", "alice-demo-pass", owner); err != nil {
 		t.Fatalf("owner from their own network: %v", err)
 	}
 	// ...nor does the owner's success give the guesser a fresh allowance.
-	wantErr(t, b.signInFrom("alice", "another guess", guesser), proto.ResourceExhausted, "")
+	wantErr(t, b.signInFrom("alice", "another guess", guesser), wire.ResourceExhausted, "")
 	// The refusal ends when the failures leave the window.
 	clock.Advance(11 * time.Minute)
 	if err := b.signInFrom("alice", "alice-demo-pass", guesser); err != nil {
@@ -74,7 +74,7 @@ func TestSignInLockIsPerUsernameAndClient(t *testing.T) {
 	}
 	// A success from the pair wipes its slate: two more failures do not lock.
 	for i := 0; i < 2; i++ {
-		wantErr(t, b.signInFrom("alice", "wrong again", guesser), proto.Unauthenticated, "")
+		wantErr(t, b.signInFrom("alice", "wrong again", guesser), wire.Unauthenticated, "")
 	}
 	if err := b.signInFrom("alice", "alice-demo-pass", guesser); err != nil {
 		t.Fatalf("after two failures following a success: %v", err)
@@ -122,7 +122,7 @@ func TestSignInAnswersSameForKnownAndUnknownNames(t *testing.T) {
 	attempt := func(user, ip string) (string, int64) {
 		before := h.Computations()
 		err := b.signInFrom(user, "not the password", ip)
-		var pe *proto.Error
+		var pe *wire.Error
 		if !errors.As(err, &pe) {
 			t.Fatalf("%s: %v", user, err)
 		}
@@ -175,8 +175,8 @@ func TestSignUpThrottledPerClientIP(t *testing.T) {
 		c.RateWindow = time.Hour
 	}))
 	signUp := func(user, ip string) error {
-		return b.call(proto.OpSignUp, proto.SignUpRequest{Username: user, Password: "a long enough passphrase",
-			ClientInfo: proto.ClientInfo{IP: ip}}, &proto.SignInResponse{})
+		return b.call(wire.OpSignUp, wire.SignUpRequest{Username: user, Password: "a long enough passphrase",
+			ClientInfo: wire.ClientInfo{IP: ip}}, &wire.SignInResponse{})
 	}
 	for i := 0; i < 2; i++ {
 		if err := signUp(fmt.Sprintf("user%d", i), "192.0.2.10"); err != nil {
@@ -185,7 +185,7 @@ func TestSignUpThrottledPerClientIP(t *testing.T) {
 	}
 	h := b.srv.App.Hasher()
 	before := h.Computations()
-	wantErr(t, signUp("user2", "192.0.2.10"), proto.ResourceExhausted, "")
+	wantErr(t, signUp("user2", "192.0.2.10"), wire.ResourceExhausted, "")
 	if h.Computations() != before {
 		t.Error("a throttled sign-up still paid for a password hash")
 	}
@@ -196,7 +196,7 @@ func TestSignUpThrottledPerClientIP(t *testing.T) {
 	if err := signUp("user4", "192.0.2.10"); err != nil {
 		t.Fatalf("after half the window: %v", err)
 	}
-	wantErr(t, signUp("user5", "192.0.2.10"), proto.ResourceExhausted, "")
+	wantErr(t, signUp("user5", "192.0.2.10"), wire.ResourceExhausted, "")
 }
 
 // TestChatOpenRateLimitedPerCustomer: opening chats by username answers
@@ -210,16 +210,16 @@ func TestChatOpenRateLimitedPerCustomer(t *testing.T) {
 	}))
 	alice, bob := b.signIn("alice", "alice-demo-pass"), b.signIn("bob", "bob-demo-pass")
 	open := func(tok, user string) error {
-		return b.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: tok}, Username: user}, &proto.ConversationResponse{})
+		return b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: tok}, Username: user}, &wire.ConversationResponse{})
 	}
 	for _, user := range []string{"nobody1", "nobody2", "bob"} {
-		if err := open(alice, user); err != nil && proto.ErrorCode(err) != proto.NotFound {
+		if err := open(alice, user); err != nil && wire.ErrorCode(err) != wire.NotFound {
 			t.Fatalf("open %s: %v", user, err)
 		}
 	}
 	// Existing or not, the fourth lookup is refused, with the same answer.
-	wantErr(t, open(alice, "nobody3"), proto.ResourceExhausted, "")
-	wantErr(t, open(alice, "bob"), proto.ResourceExhausted, "")
+	wantErr(t, open(alice, "nobody3"), wire.ResourceExhausted, "")
+	wantErr(t, open(alice, "bob"), wire.ResourceExhausted, "")
 	if err := open(bob, "alice"); err != nil {
 		t.Fatalf("bob is limited by alice's lookups: %v", err)
 	}
@@ -236,14 +236,14 @@ func TestChatOpenRateLimitedPerCustomer(t *testing.T) {
 func TestDisplayNameRejectsHiddenCharacters(t *testing.T) {
 	b := newBank(t, apptiertest.WithoutDemoData())
 	for i, name := range []string{"Bob\u202Eecila", "Al\u200Bice", "Ali\u200Dce", "\uFEFFAlice", "Alice\u2066x\u2069", "A\u00ADlice", "Bell\a", "Ne\u0085l"} {
-		err := b.call(proto.OpSignUp, proto.SignUpRequest{Username: fmt.Sprintf("hidden%d", i), DisplayName: name, Password: "a long enough passphrase"}, nil)
+		err := b.call(wire.OpSignUp, wire.SignUpRequest{Username: fmt.Sprintf("hidden%d", i), DisplayName: name, Password: "a long enough passphrase"}, nil)
 		if err == nil {
 			t.Fatalf("display name %+q accepted", name)
 		}
-		wantErr(t, err, proto.InvalidArgument, "display_name")
+		wantErr(t, err, wire.InvalidArgument, "display_name")
 	}
-	var up proto.SignInResponse
-	b.must(proto.OpSignUp, proto.SignUpRequest{Username: "zoe", DisplayName: "Zoë Ünal-Šimić 山田", Password: "a long enough passphrase"}, &up)
+	var up wire.SignInResponse
+	b.must(wire.OpSignUp, wire.SignUpRequest{Username: "zoe", DisplayName: "Zoë Ünal-Šimić 山田", Password: "a long enough passphrase"}, &up)
 	if up.Customer.DisplayName != "Zoë Ünal-Šimić 山田" {
 		t.Fatalf("display name %q", up.Customer.DisplayName)
 	}

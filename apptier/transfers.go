@@ -6,28 +6,29 @@ import (
 
 	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
-func transferView(t store.Transfer) proto.Transfer {
-	return proto.Transfer{ID: t.ID, From: t.FromNumber, To: t.ToNumber, Amount: t.Amount,
+func transferView(t store.Transfer) wire.Transfer {
+	return wire.Transfer{ID: t.ID, From: t.FromNumber, To: t.ToNumber, Amount: t.Amount,
 		Currency: t.Currency, Memo: t.Memo, CreatedAt: t.CreatedAt}
 }
 
 func validKey(k string) error {
 	if len(k) == 0 || len(k) > limits.MaxIdempotencyKeyLen {
-		return proto.FieldError(proto.InvalidArgument, "idempotency_key", "The form is missing its submission key; reload the page.")
+		return wire.FieldError(wire.InvalidArgument, "idempotency_key", "The form is missing its submission key; reload the page.")
 	}
 	for i := 0; i < len(k); i++ {
 		if k[i] < 0x21 || k[i] > 0x7e {
-			return proto.FieldError(proto.InvalidArgument, "idempotency_key", "The form's submission key is not valid; reload the page.")
+			return wire.FieldError(wire.InvalidArgument, "idempotency_key", "The form's submission key is not valid; reload the page.")
 		}
 	}
 	return nil
 }
 
 func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.TransferRequest
+	var in wire.TransferRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, erro
 		return nil, err
 	}
 	if from == to {
-		return nil, proto.FieldError(proto.InvalidArgument, "to", "Choose an account other than the one you pay from.")
+		return nil, wire.FieldError(wire.InvalidArgument, "to", "Choose an account other than the one you pay from.")
 	}
 	t, replayed, err := a.st.Transfer(ctx, store.TransferParams{CustomerID: s.CustomerID, IdempotencyKey: in.IdempotencyKey,
 		FromNumber: from, ToNumber: to, Amount: amount, Memo: memo, DailyLimit: a.cfg.DailyLimit, Now: a.cfg.Now()})
@@ -65,16 +66,16 @@ func (a *App) transferCreate(ctx context.Context, req *proto.Request) (any, erro
 		if _, ferr := a.ownAccount(ctx, s.CustomerID, "from", from); ferr != nil {
 			return nil, ferr
 		}
-		return nil, proto.FieldError(proto.NotFound, "to", errNoAccount)
+		return nil, wire.FieldError(wire.NotFound, "to", errNoAccount)
 	}
 	if err != nil {
 		return nil, storeErr(err, errNoAccount)
 	}
-	return proto.TransferResponse{Transfer: transferView(t), Replayed: replayed}, nil
+	return wire.TransferResponse{Transfer: transferView(t), Replayed: replayed}, nil
 }
 
 func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.TransferGetRequest
+	var in wire.TransferGetRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -83,21 +84,21 @@ func (a *App) transferGet(ctx context.Context, req *proto.Request) (any, error) 
 		return nil, err
 	}
 	if in.ID <= 0 {
-		return nil, proto.Errorf(proto.NotFound, "No such transfer.")
+		return nil, wire.Errorf(wire.NotFound, "No such transfer.")
 	}
 	t, err := a.st.TransferByID(ctx, s.CustomerID, in.ID)
 	if err != nil {
 		return nil, storeErr(err, "No such transfer.")
 	}
-	return proto.TransferResponse{Transfer: transferView(t.Transfer),
-		Labels: proto.TransferLabels{FromKind: t.FromKind, ToKind: t.ToKind, ToNickname: t.ToNickname}}, nil
+	return wire.TransferResponse{Transfer: transferView(t.Transfer),
+		Labels: wire.TransferLabels{FromKind: t.FromKind, ToKind: t.ToKind, ToNickname: t.ToNickname}}, nil
 }
 
 // transferResolve settles a transfer whose outcome the caller could not
 // learn: made (with the transfer) or not made, in which case the key is
 // closed so that a late copy of the request cannot make it afterwards.
 func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.TransferResolveRequest
+	var in wire.TransferResolveRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -114,23 +115,23 @@ func (a *App) transferResolve(ctx context.Context, req *proto.Request) (any, err
 	}
 	t, made, err := a.st.ResolveTransfer(ctx, s.CustomerID, in.IdempotencyKey, from, a.cfg.Now())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, proto.FieldError(proto.NotFound, "from", errNoAccount)
+		return nil, wire.FieldError(wire.NotFound, "from", errNoAccount)
 	}
 	if err != nil {
 		return nil, storeErr(err, errNoAccount)
 	}
 	if !made {
-		return proto.TransferResolveResponse{}, nil
+		return wire.TransferResolveResponse{}, nil
 	}
-	return proto.TransferResolveResponse{Made: true, Transfer: transferView(t)}, nil
+	return wire.TransferResolveResponse{Made: true, Transfer: transferView(t)}, nil
 }
 
-func payeeView(p store.Payee) proto.Payee {
-	return proto.Payee{ID: p.ID, Nickname: p.Nickname, Number: p.Number, CreatedAt: p.CreatedAt}
+func payeeView(p store.Payee) wire.Payee {
+	return wire.Payee{ID: p.ID, Nickname: p.Nickname, Number: p.Number, CreatedAt: p.CreatedAt}
 }
 
 func (a *App) payeesList(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.SessionRequest
+	var in wire.SessionRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -142,7 +143,7 @@ func (a *App) payeesList(ctx context.Context, req *proto.Request) (any, error) {
 	if err != nil {
 		return nil, storeErr(err, "")
 	}
-	out := proto.PayeesResponse{Payees: make([]proto.Payee, 0, len(ps))}
+	out := wire.PayeesResponse{Payees: make([]wire.Payee, 0, len(ps))}
 	for _, p := range ps {
 		out.Payees = append(out.Payees, payeeView(p))
 	}
@@ -153,7 +154,7 @@ func (a *App) payeesList(ctx context.Context, req *proto.Request) (any, error) {
 const maxPayees = 100
 
 func (a *App) payeeAdd(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.PayeeAddRequest
+	var in wire.PayeeAddRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -174,22 +175,22 @@ func (a *App) payeeAdd(ctx context.Context, req *proto.Request) (any, error) {
 		return nil, storeErr(err, "")
 	}
 	if len(ps) >= maxPayees {
-		return nil, proto.FieldError(proto.FailedPrecondition, "nickname", "You already have the maximum number of payees.")
+		return nil, wire.FieldError(wire.FailedPrecondition, "nickname", "You already have the maximum number of payees.")
 	}
 	p, err := a.st.AddPayee(ctx, s.CustomerID, nick, n, a.cfg.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, proto.FieldError(proto.NotFound, "number", errNoAccount)
+		return nil, wire.FieldError(wire.NotFound, "number", errNoAccount)
 	case errors.Is(err, store.ErrAlreadyExists):
-		return nil, proto.FieldError(proto.AlreadyExists, "nickname", "You already have a payee with that nickname or account number.")
+		return nil, wire.FieldError(wire.AlreadyExists, "nickname", "You already have a payee with that nickname or account number.")
 	case err != nil:
 		return nil, storeErr(err, "")
 	}
-	return proto.PayeeResponse{Payee: payeeView(p)}, nil
+	return wire.PayeeResponse{Payee: payeeView(p)}, nil
 }
 
 func (a *App) payeeRename(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.PayeeRenameRequest
+	var in wire.PayeeRenameRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -203,16 +204,16 @@ func (a *App) payeeRename(ctx context.Context, req *proto.Request) (any, error) 
 	}
 	p, err := a.st.RenamePayee(ctx, s.CustomerID, in.ID, nick)
 	if errors.Is(err, store.ErrAlreadyExists) {
-		return nil, proto.FieldError(proto.AlreadyExists, "nickname", "You already have a payee with that nickname.")
+		return nil, wire.FieldError(wire.AlreadyExists, "nickname", "You already have a payee with that nickname.")
 	}
 	if err != nil {
 		return nil, storeErr(err, "No such payee.")
 	}
-	return proto.PayeeResponse{Payee: payeeView(p)}, nil
+	return wire.PayeeResponse{Payee: payeeView(p)}, nil
 }
 
 func (a *App) payeeDelete(ctx context.Context, req *proto.Request) (any, error) {
-	var in proto.PayeeDeleteRequest
+	var in wire.PayeeDeleteRequest
 	if err := req.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -223,5 +224,5 @@ func (a *App) payeeDelete(ctx context.Context, req *proto.Request) (any, error) 
 	if err := a.st.DeletePayee(ctx, s.CustomerID, in.ID); err != nil {
 		return nil, storeErr(err, "No such payee.")
 	}
-	return proto.Empty{}, nil
+	return wire.Empty{}, nil
 }

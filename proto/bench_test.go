@@ -144,7 +144,7 @@ func interleave(b *testing.B, raw, proto func(n int)) (rawDur, protoDur time.Dur
 
 // BenchmarkSequential: one caller, one connection, one round trip at a time.
 func BenchmarkSequential(b *testing.B) {
-	msg := wire(benchMsg) // the raw echo carries the same body bytes
+	msg := encode(benchMsg) // the raw echo carries the same body bytes
 	raw := dialRawEcho(b, startRawEcho(b), msg)
 	c := benchServerAndClient(b, 1)
 	ctx := context.Background()
@@ -171,7 +171,7 @@ func BenchmarkSequential(b *testing.B) {
 // multiplexed connections) against 64 raw echo connections, one per caller.
 func BenchmarkConcurrent64(b *testing.B) {
 	const callers = 64
-	msg := wire(benchMsg) // the raw echo carries the same body bytes
+	msg := encode(benchMsg) // the raw echo carries the same body bytes
 	addr := startRawEcho(b)
 	raws := make([]*rawEchoClient, callers)
 	for i := range raws {

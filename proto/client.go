@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // ClientConfig configures a Client. Zero values mean the defaults.
@@ -40,7 +42,7 @@ type ClientConfig struct {
 	// local address): request ids are per connection, and a client may
 	// hold several. For debugging tools such as the terminal client's
 	// -trace flag; it must not block.
-	Trace func(conn string, sent bool, f Frame)
+	Trace func(conn string, sent bool, f wire.Frame)
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -154,12 +156,12 @@ func (c *Client) Close() error {
 	return nil
 }
 
-var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
+var errClientClosed = &wire.Error{Code: wire.Unavailable, Message: "client closed"}
 
 // Call sends one request and decodes the RESPONSE into resp. req is the
-// operation's request type (a WireMarshaler; nil sends an empty body) and
-// resp a pointer to its response type (a WireUnmarshaler) or nil; another
-// type fails INVALID_ARGUMENT before anything is sent. Errors are *Error:
+// operation's request type (a wire.Marshaler; nil sends an empty body) and
+// resp a pointer to its response type (a wire.Unmarshaler) or nil; another
+// type fails INVALID_ARGUMENT before anything is sent. Errors are *wire.Error:
 // the server's per-request error, DEADLINE_EXCEEDED
 // or CANCELED from ctx, or UNAVAILABLE when no server could be reached or
 // the connection was lost after the request may have started. A ctx
@@ -167,16 +169,16 @@ var errClientClosed = &Error{Code: Unavailable, Message: "client closed"}
 //
 // A request the server provably never started (it was never written, or the
 // server's DRAIN named a lower last id) is retried on another connection.
-func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
-	u, ok := resp.(WireUnmarshaler)
+func (c *Client) Call(ctx context.Context, op wire.Op, req, resp any) error {
+	u, ok := resp.(wire.Unmarshaler)
 	if resp != nil && !ok {
 		// Before sending: the request must not be carried out for an
 		// answer that cannot be read.
-		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, errNotWire)}
+		return &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("response type %T: %v", resp, wire.ErrNoEncoding)}
 	}
-	body, err := marshalBody(nil, req)
+	body, err := wire.Marshal(nil, req)
 	if err != nil {
-		return &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
+		return &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
 	ctx, cancel := c.withDefaultTimeout(ctx)
 	defer cancel()
@@ -185,17 +187,17 @@ func (c *Client) Call(ctx context.Context, op Op, req, resp any) error {
 		return err
 	}
 	if u != nil {
-		if err := decodeWire(f.Payload, u); err != nil {
-			return &Error{Code: Internal, Message: "undecodable response"}
+		if err := wire.Unmarshal(f.Payload, u); err != nil {
+			return &wire.Error{Code: wire.Internal, Message: "undecodable response"}
 		}
 	}
 	return nil
 }
 
-// Info asks the app tier for its InfoResponse.
-func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
-	var out InfoResponse
-	if err := c.Call(ctx, OpInfo, InfoRequest{}, &out); err != nil {
+// Info asks the app tier for its wire.InfoResponse.
+func (c *Client) Info(ctx context.Context) (*wire.InfoResponse, error) {
+	var out wire.InfoResponse
+	if err := c.Call(ctx, wire.OpInfo, wire.InfoRequest{}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -209,10 +211,10 @@ func (c *Client) Info(ctx context.Context) (*InfoResponse, error) {
 // Streams run on connections of their own (up to StreamConnsPerAddr per
 // endpoint, each holding the max_in_flight its server announced), so open
 // streams never take the request slots that unary calls need.
-func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, error) {
-	body, err := marshalBody(nil, req)
+func (c *Client) Subscribe(ctx context.Context, op wire.Op, req any) (*Subscription, error) {
+	body, err := wire.Marshal(nil, req)
 	if err != nil {
-		return nil, &Error{Code: InvalidArgument, Message: "request not encodable: " + err.Error()}
+		return nil, &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
 	ctx, cancel := c.withDefaultTimeout(ctx)
 	defer cancel()
@@ -221,7 +223,7 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 	if err != nil {
 		return nil, err
 	}
-	if f.Flags&FlagStream == 0 {
+	if f.Flags&wire.FlagStream == 0 {
 		// The server answered without opening a stream: it has ended.
 		sub.finish(errStreamEnded)
 	}
@@ -231,12 +233,12 @@ func (c *Client) Subscribe(ctx context.Context, op Op, req any) (*Subscription, 
 // do sends one request, retrying it while that is safe: only requests the
 // server provably never started are sent again (§7.3). sub is non-nil for
 // Subscribe.
-func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) (Frame, error) {
+func (c *Client) do(ctx context.Context, op wire.Op, body []byte, sub *Subscription) (wire.Frame, error) {
 	trace := TraceID(ctx)
 	drained, full := false, 0
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return Frame{}, ctxError(err)
+			return wire.Frame{}, ctxError(err)
 		}
 		cc, err := c.pick(ctx, sub != nil)
 		if err != nil {
@@ -246,22 +248,22 @@ func (c *Client) do(ctx context.Context, op Op, body []byte, sub *Subscription) 
 				continue
 			}
 			if cerr := ctx.Err(); cerr != nil && !isUnavailable(err) {
-				return Frame{}, ctxError(cerr)
+				return wire.Frame{}, ctxError(cerr)
 			}
-			return Frame{}, err
+			return wire.Frame{}, err
 		}
 		f, err := cc.roundTrip(ctx, op, trace, body, sub)
 		switch {
 		case errors.Is(err, errConnFull):
 			// Not sent: another caller took the last slot since pick.
 			if full++; full > 8 {
-				return Frame{}, errBusy
+				return wire.Frame{}, errBusy
 			}
 			continue
 		case errors.Is(err, errNotStarted):
 			drained = true
 			if attempt >= 2 && sleepCtx(ctx, retryDelay(attempt)) != nil {
-				return Frame{}, &Error{Code: Unavailable, Message: "app tier unavailable: request could not be sent"}
+				return wire.Frame{}, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: request could not be sent"}
 			}
 			continue
 		}
@@ -277,12 +279,12 @@ func (c *Client) withDefaultTimeout(ctx context.Context) (context.Context, conte
 	return context.WithTimeout(ctx, c.cfg.DefaultTimeout)
 }
 
-func isUnavailable(err error) bool { return ErrorCode(err) == Unavailable }
+func isUnavailable(err error) bool { return wire.ErrorCode(err) == wire.Unavailable }
 
 // errBusy: every connection already has the max_in_flight requests its
 // server announced. UNAVAILABLE, not RESOURCE_EXHAUSTED: it is the link's
 // capacity, not the caller's throttle.
-var errBusy = &Error{Code: Unavailable, Message: "app tier busy: every connection is at its max_in_flight"}
+var errBusy = &wire.Error{Code: wire.Unavailable, Message: "app tier busy: every connection is at its max_in_flight"}
 
 func retryDelay(attempt int) time.Duration {
 	d := 10 * time.Millisecond << min(attempt, 4)
@@ -300,25 +302,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ctxError turns a context error into the *Error a caller sees.
-func ctxError(err error) *Error {
+// ctxError turns a context error into the *wire.Error a caller sees.
+func ctxError(err error) *wire.Error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
-	return &Error{Code: Canceled, Message: "canceled"}
+	return &wire.Error{Code: wire.Canceled, Message: "canceled"}
 }
 
 // unavailable wraps a transport failure for the caller: the code is always
 // UNAVAILABLE, the message says why without server internals.
-func unavailable(err error) *Error {
-	var e *Error
+func unavailable(err error) *wire.Error {
+	var e *wire.Error
 	if errors.As(err, &e) {
-		if e.Code == Unavailable {
+		if e.Code == wire.Unavailable {
 			return e
 		}
-		return &Error{Code: Unavailable, Message: "app tier unavailable: " + e.Code.String() + ": " + e.Message}
+		return &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + e.Code.String() + ": " + e.Message}
 	}
-	return &Error{Code: Unavailable, Message: "app tier unavailable: " + err.Error()}
+	return &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + err.Error()}
 }
 
 // Ping checks that an app tier answers: it sends PING on a pooled
@@ -335,10 +337,10 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // Hello returns the greeting of the server behind a pooled connection
 // (dialing one if needed).
-func (c *Client) Hello(ctx context.Context) (Hello, error) {
+func (c *Client) Hello(ctx context.Context) (wire.Hello, error) {
 	cc, err := c.pick(ctx, false)
 	if err != nil {
-		return Hello{}, err
+		return wire.Hello{}, err
 	}
 	return cc.hello, nil
 }
@@ -385,7 +387,7 @@ func (c *Client) pick(ctx context.Context, forStreams bool) (*clientConn, error)
 	if lastErr != nil {
 		return nil, unavailable(lastErr)
 	}
-	return nil, &Error{Code: Unavailable, Message: "app tier unavailable: every address is down"}
+	return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: every address is down"}
 }
 
 // endpoints returns the current endpoint set, resolving first if it is
@@ -403,7 +405,7 @@ func (c *Client) endpoints(ctx context.Context) ([]*endpoint, error) {
 	if eps, err := c.current(); err != nil || len(eps) > 0 {
 		return eps, err
 	}
-	return nil, &Error{Code: Unavailable, Message: "app tier unavailable: no address resolved"}
+	return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: no address resolved"}
 }
 
 func (c *Client) current() ([]*endpoint, error) {
@@ -572,7 +574,7 @@ func (ep *endpoint) conn(ctx context.Context, forStreams bool) (*clientConn, err
 		ep.mu.Lock()
 		if ep.retired {
 			ep.mu.Unlock()
-			return nil, &Error{Code: Unavailable, Message: "endpoint retired"}
+			return nil, &wire.Error{Code: wire.Unavailable, Message: "endpoint retired"}
 		}
 		var cc *clientConn
 		for i := range s.conns {
@@ -591,7 +593,7 @@ func (ep *endpoint) conn(ctx context.Context, forStreams bool) (*clientConn, err
 		case cc != nil:
 			return cc, nil
 		case wait == nil && forStreams:
-			return nil, &Error{Code: Unavailable, Message: "app tier busy: too many open streams"}
+			return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier busy: too many open streams"}
 		case wait == nil:
 			return nil, errBusy
 		}
@@ -751,7 +753,7 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
-		return nil, &Error{Code: Unavailable, Message: "app tier unavailable: " + err.Error()}
+		return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + err.Error()}
 	}
 	if c.cfg.TLS != nil {
 		tc := c.cfg.TLS.Clone()
@@ -764,17 +766,17 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	var trace func(sent bool, f Frame)
+	var trace func(sent bool, f wire.Frame)
 	if t := c.cfg.Trace; t != nil {
 		conn := nc.LocalAddr().String()
-		trace = func(sent bool, f Frame) { t(conn, sent, f) }
+		trace = func(sent bool, f wire.Frame) { t(conn, sent, f) }
 	}
 	hello, fr, err := clientHandshake(in, c.cfg.Name, c.cfg.Secret, trace)
 	stop()
 	if err != nil {
 		nc.Close()
-		var e *Error
-		if errors.As(err, &e) && (e.Code == BadSecret || e.Code == UnsupportedVersion) {
+		var e *wire.Error
+		if errors.As(err, &e) && (e.Code == wire.BadSecret || e.Code == wire.UnsupportedVersion) {
 			c.log.Error("app tier rejected the handshake", "addr", ep.addr, "code", e.Code.String(), "reason", e.Message)
 		}
 		return nil, unavailable(err)
@@ -785,10 +787,10 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 
 // clientHandshake reads HELLO, sends AUTH and waits for READY (checked, not
 // kept: nothing in it is needed later). The caller sets the deadline.
-func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) (Hello, *Framer, error) {
-	fr := NewFramer(nc, nc)
-	fr.SetMaxPayload(handshakeMaxPayload)
-	read := func() (Frame, error) {
+func clientHandshake(nc net.Conn, name, secret string, trace func(bool, wire.Frame)) (wire.Hello, *wire.Framer, error) {
+	fr := wire.NewFramer(nc, nc)
+	fr.SetMaxPayload(wire.HandshakeMaxPayload)
+	read := func() (wire.Frame, error) {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return f, fmt.Errorf("handshake: %w", err)
@@ -796,8 +798,8 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 		if trace != nil {
 			trace(false, f)
 		}
-		if f.Type == FrameFatal {
-			e, perr := ParseFatal(f.Payload)
+		if f.Type == wire.FrameFatal {
+			e, perr := wire.ParseFatal(f.Payload)
 			if perr != nil {
 				return f, perr
 			}
@@ -807,17 +809,17 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 	}
 	f, err := read()
 	if err != nil {
-		return Hello{}, nil, err
+		return wire.Hello{}, nil, err
 	}
-	if f.Type != FrameHello {
-		return Hello{}, nil, &Error{Code: ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
+	if f.Type != wire.FrameHello {
+		return wire.Hello{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
 	}
-	hello, err := ParseHello(f.Payload)
+	hello, err := wire.ParseHello(f.Payload)
 	if err != nil {
 		return hello, nil, err
 	}
-	auth, _ := json.Marshal(Auth{Version: Version, Client: name, Secret: secret})
-	af := Frame{Type: FrameAuth, Payload: auth}
+	auth, _ := json.Marshal(wire.Auth{Version: wire.Version, Client: name, Secret: secret})
+	af := wire.Frame{Type: wire.FrameAuth, Payload: auth}
 	if trace != nil {
 		trace(true, af)
 	}
@@ -828,12 +830,12 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, Frame)) 
 	if err != nil {
 		return hello, nil, err
 	}
-	if f.Type != FrameReady {
-		return hello, nil, &Error{Code: ProtocolError, Message: "expected READY, got " + f.Type.String()}
+	if f.Type != wire.FrameReady {
+		return hello, nil, &wire.Error{Code: wire.ProtocolError, Message: "expected READY, got " + f.Type.String()}
 	}
-	var ready Ready
-	if err := unmarshalHandshake(f.Payload, &ready); err != nil {
-		return hello, nil, &Error{Code: ProtocolError, Message: "undecodable READY"}
+	var ready wire.Ready
+	if err := wire.UnmarshalHandshake(f.Payload, &ready); err != nil {
+		return hello, nil, &wire.Error{Code: wire.ProtocolError, Message: "undecodable READY"}
 	}
 	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))
 	return hello, fr, nil

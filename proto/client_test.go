@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // fakeServer accepts one connection at a time, greets and authenticates it
@@ -29,7 +30,7 @@ type fakeServer struct {
 	conns chan *rawConn
 }
 
-func startFake(t *testing.T, hello proto.Hello) *fakeServer {
+func startFake(t *testing.T, hello wire.Hello) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,7 +38,7 @@ func startFake(t *testing.T, hello proto.Hello) *fakeServer {
 	}
 	fs := &fakeServer{ln: ln, conns: make(chan *rawConn, 8)}
 	if hello.Versions == nil {
-		hello = proto.Hello{Versions: []int{1}, Server: "fake", MaxPayload: 1 << 20, MaxInFlight: 100, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 1000}
+		hello = wire.Hello{Versions: []int{1}, Server: "fake", MaxPayload: 1 << 20, MaxInFlight: 100, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 1000}
 	}
 	hb, _ := json.Marshal(hello)
 	var wg sync.WaitGroup
@@ -51,17 +52,17 @@ func startFake(t *testing.T, hello proto.Hello) *fakeServer {
 				return
 			}
 			t.Cleanup(func() { nc.Close() })
-			r := &rawConn{tb: t, nc: nc, fr: proto.NewFramer(nc, nc)}
+			r := &rawConn{tb: t, nc: nc, fr: wire.NewFramer(nc, nc)}
 			nc.SetDeadline(time.Now().Add(20 * time.Second))
-			if r.fr.WriteFrame(proto.Frame{Type: proto.FrameHello, Payload: hb}) != nil {
+			if r.fr.WriteFrame(wire.Frame{Type: wire.FrameHello, Payload: hb}) != nil {
 				continue
 			}
 			f, err := r.fr.ReadFrame()
-			if err != nil || f.Type != proto.FrameAuth {
+			if err != nil || f.Type != wire.FrameAuth {
 				continue
 			}
-			ready, _ := json.Marshal(proto.Ready{Version: 1, ConnID: "fake"})
-			if r.fr.WriteFrame(proto.Frame{Type: proto.FrameReady, Payload: ready}) != nil {
+			ready, _ := json.Marshal(wire.Ready{Version: 1, ConnID: "fake"})
+			if r.fr.WriteFrame(wire.Frame{Type: wire.FrameReady, Payload: ready}) != nil {
 				continue
 			}
 			fs.conns <- r
@@ -84,73 +85,73 @@ func (fs *fakeServer) next(t *testing.T) *rawConn {
 }
 
 // callAsync runs c.Call in a goroutine.
-func callAsync(c *proto.Client, ctx context.Context, op proto.Op, req any) <-chan error {
+func callAsync(c *proto.Client, ctx context.Context, op wire.Op, req any) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- c.Call(ctx, op, req, &echoMsg{}) }()
 	return ch
 }
 
 func TestClientResponseForUnknownID(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	done := callAsync(c, context.Background(), opEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
-	if f.Type != proto.FrameRequest {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	if f.Type != wire.FrameRequest {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID + 1000})
+	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID + 1000})
 	// The client names the violation and closes the connection.
-	r.expectFatal(proto.ProtocolError)
-	wantCode(t, <-done, proto.Unavailable)
+	r.expectFatal(wire.ProtocolError)
+	wantCode(t, <-done, wire.Unavailable)
 }
 
 func TestClientUndecodableFromServer(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 
 	// A RESPONSE whose body does not decode fails that call only.
 	done := callAsync(c, context.Background(), opEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: []byte{0x02, 0x05, 'a'}}) // n=1, then a 5-byte string with 1 byte left
-	wantCode(t, <-done, proto.Internal)
+	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: []byte{0x02, 0x05, 'a'}}) // n=1, then a 5-byte string with 1 byte left
+	wantCode(t, <-done, wire.Internal)
 
 	// An ERROR frame whose payload breaks the format is a protocol error.
 	done = callAsync(c, context.Background(), opEcho, echoMsg{})
 	f = r.read()
-	r.write(proto.Frame{Type: proto.FrameError, ID: f.ID, Payload: []byte{0}})
-	r.expectFatal(proto.ProtocolError)
-	wantCode(t, <-done, proto.Unavailable)
+	r.write(wire.Frame{Type: wire.FrameError, ID: f.ID, Payload: []byte{0}})
+	r.expectFatal(wire.ProtocolError)
+	wantCode(t, <-done, wire.Unavailable)
 
 	// A frame over the announced limit (the client holds the server to its
 	// own HELLO) is a protocol error.
 	done = callAsync(c, context.Background(), opEcho, echoMsg{})
 	r = fs.next(t)
 	f = r.read()
-	r.writeBytes(header(1, proto.FrameResponse, 0, f.ID, 2<<20))
-	r.expectFatal(proto.ProtocolError)
-	wantCode(t, <-done, proto.Unavailable)
+	r.writeBytes(header(1, wire.FrameResponse, 0, f.ID, 2<<20))
+	r.expectFatal(wire.ProtocolError)
+	wantCode(t, <-done, wire.Unavailable)
 
 	// An EVENT for a plain request is a protocol error.
 	done = callAsync(c, context.Background(), opEcho, echoMsg{})
 	r = fs.next(t)
 	f = r.read()
-	r.write(proto.Frame{Type: proto.FrameEvent, ID: f.ID, Payload: wire(proto.Event{Kind: proto.EventBalance})})
-	r.expectFatal(proto.ProtocolError)
-	wantCode(t, <-done, proto.Unavailable)
+	r.write(wire.Frame{Type: wire.FrameEvent, ID: f.ID, Payload: encode(wire.Event{Kind: wire.EventBalance})})
+	r.expectFatal(wire.ProtocolError)
+	wantCode(t, <-done, wire.Unavailable)
 }
 
 func TestClientServerClosesMidFrame(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	done := callAsync(c, context.Background(), opEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
-	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: wire(echoMsg{N: 1, Text: "abc"})})
+	full := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(echoMsg{N: 1, Text: "abc"})})
 	r.writeBytes(full[:len(full)-2])
 	r.nc.Close()
-	wantCode(t, <-done, proto.Unavailable)
+	wantCode(t, <-done, wire.Unavailable)
 }
 
 // A server that stops reading must not hang the client: the write times
@@ -158,10 +159,10 @@ func TestClientServerClosesMidFrame(t *testing.T) {
 // UNAVAILABLE. (Calls never written are retried on new connections, which
 // this server also never reads, so they end at their deadline.)
 func TestClientPeerStopsReading(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, WriteTimeout: 300 * time.Millisecond})
 	// Pre-encoded, so the test measures the writer, not the encoder under -race.
-	big := proto.RawBody(wire(echoMsg{Text: strings.Repeat("z", 900<<10)}))
+	big := wire.RawBody(encode(echoMsg{Text: strings.Repeat("z", 900<<10)}))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	var errs []<-chan error
@@ -172,10 +173,10 @@ func TestClientPeerStopsReading(t *testing.T) {
 	}
 	unavailable := 0
 	for _, ch := range errs {
-		switch code := proto.ErrorCode(<-ch); code {
-		case proto.Unavailable:
+		switch code := wire.ErrorCode(<-ch); code {
+		case wire.Unavailable:
 			unavailable++
-		case proto.DeadlineExceeded:
+		case wire.DeadlineExceeded:
 		default:
 			t.Fatalf("call ended with %s", code)
 		}
@@ -198,8 +199,8 @@ func TestClientLazyDialAndRecovery(t *testing.T) {
 
 	c := newClient(t, proto.ClientConfig{Addrs: []string{addr}}) // must not fail
 	start := time.Now()
-	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
-	wantCode(t, c.Ping(context.Background()), proto.Unavailable)
+	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
+	wantCode(t, c.Ping(context.Background()), wire.Unavailable)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("failing fast took %v", d)
 	}
@@ -247,19 +248,19 @@ func TestConcurrentMultiplexedLoad(t *testing.T) {
 
 type opCounter struct {
 	mu sync.Mutex
-	n  map[proto.Code]int
+	n  map[wire.Code]int
 }
 
-func (o *opCounter) observe(op proto.Op, code proto.Code, d time.Duration) {
+func (o *opCounter) observe(op wire.Op, code wire.Code, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.n == nil {
-		o.n = map[proto.Code]int{}
+		o.n = map[wire.Code]int{}
 	}
 	o.n[code]++
 }
 
-func (o *opCounter) get(code proto.Code) int {
+func (o *opCounter) get(code wire.Code) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.n[code]
@@ -311,7 +312,7 @@ func TestDrainUnderLoadLosesNothing(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { return countA.get(proto.OK) > 200 && countB.get(proto.OK) > 200 })
+	waitFor(t, func() bool { return countA.get(wire.OK) > 200 && countB.get(wire.OK) > 200 })
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	if err := a.Shutdown(sctx); err != nil {
@@ -322,7 +323,7 @@ func TestDrainUnderLoadLosesNothing(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d calls failed during drain", failed.Load())
 	}
-	t.Logf("%d calls ok; server A answered %d (UNAVAILABLE %d), B %d", ok.Load(), countA.get(proto.OK), countA.get(proto.Unavailable), countB.get(proto.OK))
+	t.Logf("%d calls ok; server A answered %d (UNAVAILABLE %d), B %d", ok.Load(), countA.get(wire.OK), countA.get(wire.Unavailable), countB.get(wire.OK))
 }
 
 // With a single server, drain finishes what it started; afterwards, calls
@@ -356,7 +357,7 @@ func TestDrainSingleServerAndRestart(t *testing.T) {
 			t.Fatalf("in-flight call failed during drain: %v", err)
 		}
 	}
-	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
 
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -380,26 +381,26 @@ func TestDrainFrameNamesLastID(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(context.Background()) }()
 	f := r.read()
-	last, err := proto.ParseDrain(f.Payload)
-	if f.Type != proto.FrameDrain || err != nil || last != 2 {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	last, err := wire.ParseDrain(f.Payload)
+	if f.Type != wire.FrameDrain || err != nil || last != 2 {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 	r.request(3, opEcho, 0, "", echoMsg{})
-	got := map[uint32]proto.FrameType{}
+	got := map[uint32]wire.FrameType{}
 	for len(got) < 3 {
 		f := r.read()
 		got[f.ID] = f.Type
 		if f.ID == 3 {
-			e, _ := proto.ParseError(f.Payload)
-			if e == nil || e.Code != proto.Unavailable {
-				t.Fatalf("request after drain: %s", proto.DescribeFrame(f))
+			e, _ := wire.ParseError(f.Payload)
+			if e == nil || e.Code != wire.Unavailable {
+				t.Fatalf("request after drain: %s", wire.DescribeFrame(f))
 			}
 		}
 	}
-	if got[1] != proto.FrameResponse || got[2] != proto.FrameResponse {
+	if got[1] != wire.FrameResponse || got[2] != wire.FrameResponse {
 		t.Fatalf("in-flight requests: %v", got)
 	}
-	r.expectFatal(proto.ShuttingDown)
+	r.expectFatal(wire.ShuttingDown)
 	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
@@ -439,22 +440,22 @@ func TestClientSpreadsOverResolvedAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if counts[0].get(proto.OK) < 20 || counts[1].get(proto.OK) < 20 || counts[2].get(proto.OK) != 0 {
-		t.Fatalf("spread over 2 replicas: %d %d %d", counts[0].get(proto.OK), counts[1].get(proto.OK), counts[2].get(proto.OK))
+	if counts[0].get(wire.OK) < 20 || counts[1].get(wire.OK) < 20 || counts[2].get(wire.OK) != 0 {
+		t.Fatalf("spread over 2 replicas: %d %d %d", counts[0].get(wire.OK), counts[1].get(wire.OK), counts[2].get(wire.OK))
 	}
 	// Scale: replica 3 appears, replica 1 goes away.
 	mu.Lock()
 	resolved = addrs[1:]
 	mu.Unlock()
 	time.Sleep(300 * time.Millisecond)
-	before := counts[0].get(proto.OK)
+	before := counts[0].get(wire.OK)
 	for i := 0; i < 100; i++ {
 		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if counts[0].get(proto.OK) != before || counts[2].get(proto.OK) < 20 {
-		t.Fatalf("after re-resolve: %d %d %d", counts[0].get(proto.OK)-before, counts[1].get(proto.OK), counts[2].get(proto.OK))
+	if counts[0].get(wire.OK) != before || counts[2].get(wire.OK) < 20 {
+		t.Fatalf("after re-resolve: %d %d %d", counts[0].get(wire.OK)-before, counts[1].get(wire.OK), counts[2].get(wire.OK))
 	}
 	// A failed lookup keeps the last known addresses.
 	mu.Lock()
@@ -486,7 +487,7 @@ func TestClientMarksEndpointDownAndProbesBack(t *testing.T) {
 	a.Close() // abrupt: no drain
 	for i := 0; i < 50; i++ {
 		err := c.Call(context.Background(), opEcho, echoMsg{}, nil)
-		if err != nil && proto.ErrorCode(err) != proto.Unavailable {
+		if err != nil && wire.ErrorCode(err) != wire.Unavailable {
 			t.Fatal(err)
 		}
 	}
@@ -504,7 +505,7 @@ func TestClientMarksEndpointDownAndProbesBack(t *testing.T) {
 	serveOn(t, lnA, proto.ServerConfig{Observe: cA2.observe}, newFixture().mux())
 	waitFor(t, func() bool {
 		_ = c.Call(context.Background(), opEcho, echoMsg{}, nil)
-		return cA2.get(proto.OK) > 0
+		return cA2.get(wire.OK) > 0
 	})
 }
 
@@ -520,10 +521,10 @@ func TestTLS(t *testing.T) {
 	}
 	// A plaintext client gets nowhere.
 	plain := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, DialTimeout: time.Second})
-	wantCode(t, plain.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	wantCode(t, plain.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
 	// A client that does not trust the certificate gets nowhere.
 	untrusting := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, TLS: &tls.Config{MinVersion: tls.VersionTLS13}})
-	wantCode(t, untrusting.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	wantCode(t, untrusting.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
 }
 
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
@@ -555,8 +556,8 @@ func TestClientClose(t *testing.T) {
 	done := callAsync(c, context.Background(), opWait, nil)
 	fx.waitStarted(t)
 	c.Close()
-	wantCode(t, <-done, proto.Unavailable)
-	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), proto.Unavailable)
+	wantCode(t, <-done, wire.Unavailable)
+	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
 	if w := <-fx.waits; !errors.Is(w.err, context.Canceled) {
 		t.Fatalf("handler ctx after client close: %v", w.err)
 	}

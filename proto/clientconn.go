@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // clientConn is one handshaken connection of a Client, built like Go's
@@ -36,11 +38,11 @@ type clientConn struct {
 	c     *Client
 	ep    *endpoint
 	nc    net.Conn
-	in    *arrivals // nc's reading side, noting when bytes arrive
-	fr    *Framer   // used by readLoop only
+	in    *arrivals    // nc's reading side, noting when bytes arrive
+	fr    *wire.Framer // used by readLoop only
 	w     *frameWriter
-	hello Hello
-	trace func(sent bool, f Frame) // ClientConfig.Trace with this connection's name; nil if unset
+	hello wire.Hello
+	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
 	forStreams   bool // a connection for streams only (see Client.Subscribe)
 	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
@@ -108,7 +110,7 @@ var (
 
 	// errNotResponding is why a connection whose server stopped answering
 	// is closed; its endpoint is ejected.
-	errNotResponding = &Error{Code: Unavailable, Message: "app tier not responding"}
+	errNotResponding = &wire.Error{Code: wire.Unavailable, Message: "app tier not responding"}
 
 	// errStreamEnded is what Subscription.Next returns after the server
 	// ended the stream normally.
@@ -130,14 +132,14 @@ type call struct {
 }
 
 type callResult struct {
-	f   Frame
+	f   wire.Frame
 	err error
 }
 
 // newClientConn starts the reader and the liveness timer of a handshaken
 // connection. It runs on a goroutine counted in c.wg (a dial), so that
 // Client.Close waits for the reader too.
-func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *Framer, hello Hello, forStreams bool, trace func(bool, Frame)) *clientConn {
+func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *wire.Framer, hello wire.Hello, forStreams bool, trace func(bool, wire.Frame)) *clientConn {
 	cc := &clientConn{
 		c: c, ep: ep, nc: in.Conn, in: in, fr: fr, hello: hello, trace: trace,
 		forStreams:  forStreams,
@@ -171,10 +173,10 @@ func (cc *clientConn) now() time.Duration { return time.Since(cc.in.born) }
 // roundTrip sends one request and waits for its answer or the end of ctx,
 // which has a deadline for unary calls. sub is non-nil when opening a
 // stream: the wait then ends at the stream's opening RESPONSE.
-func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body []byte, sub *Subscription) (Frame, error) {
+func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, body []byte, sub *Subscription) (wire.Frame, error) {
 	cl := &call{res: make(chan callResult, 1), sub: sub}
 	if err := cc.w.lock(); err != nil {
-		return Frame{}, errNotStarted
+		return wire.Frame{}, errNotStarted
 	}
 	var deadlineMs uint32
 	if dl, ok := ctx.Deadline(); ok && sub == nil {
@@ -182,19 +184,19 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		left := time.Until(dl)
 		if left <= 0 {
 			cc.w.unlock()
-			return Frame{}, ctxError(context.DeadlineExceeded)
+			return wire.Frame{}, ctxError(context.DeadlineExceeded)
 		}
 		deadlineMs = uint32(min(int64((left+time.Millisecond-1)/time.Millisecond), math.MaxUint32))
 	}
 	if err := cc.register(cl); err != nil {
 		cc.w.unlock()
-		return Frame{}, err
+		return wire.Frame{}, err
 	}
 	off := cc.w.beginFrame()
-	cc.w.buf = AppendRequest(cc.w.buf, RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
-	cc.w.endFrame(off, FrameRequest, 0, cl.id)
+	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
+	cc.w.endFrame(off, wire.FrameRequest, 0, cl.id)
 	if t := cc.trace; t != nil {
-		t(true, Frame{Type: FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+HeaderLen:]...)})
+		t(true, wire.Frame{Type: wire.FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+wire.HeaderLen:]...)})
 	}
 	_ = cc.w.unlock() // a failed write closes the connection, which answers the call
 
@@ -206,9 +208,9 @@ func (cc *clientConn) roundTrip(ctx context.Context, op Op, trace string, body [
 		// counts from when it read the request, so a request held up on
 		// the way would otherwise run after its caller gave up.
 		if cc.abandon(cl) {
-			_ = cc.writeTraced(FrameCancel, cl.id, nil)
+			_ = cc.writeTraced(wire.FrameCancel, cl.id, nil)
 		}
-		return Frame{}, ctxError(ctx.Err())
+		return wire.Frame{}, ctxError(ctx.Err())
 	}
 }
 
@@ -263,9 +265,9 @@ func (cc *clientConn) abandon(cl *call) bool {
 	return !cc.closed
 }
 
-func (cc *clientConn) writeTraced(t FrameType, id uint32, payload []byte) error {
+func (cc *clientConn) writeTraced(t wire.FrameType, id uint32, payload []byte) error {
 	if tr := cc.trace; tr != nil {
-		tr(true, Frame{Type: t, ID: id, Payload: payload})
+		tr(true, wire.Frame{Type: t, ID: id, Payload: payload})
 	}
 	return cc.w.write(t, 0, id, payload)
 }
@@ -294,7 +296,7 @@ func (cc *clientConn) ping(ctx context.Context) error {
 		delete(cc.pings, id)
 		cc.mu.Unlock()
 	}()
-	if err := cc.writeTraced(FramePing, id, nil); err != nil {
+	if err := cc.writeTraced(wire.FramePing, id, nil); err != nil {
 		return unavailable(err)
 	}
 	select {
@@ -351,7 +353,7 @@ func (cc *clientConn) checkAlive() {
 	if dead {
 		cc.close(errNotResponding)
 	} else if ping {
-		_ = cc.writeTraced(FramePing, 0, nil) // a failed write closes the connection
+		_ = cc.writeTraced(wire.FramePing, 0, nil) // a failed write closes the connection
 	}
 }
 
@@ -365,7 +367,7 @@ func (cc *clientConn) probe() {
 	}
 	cc.mu.Unlock()
 	if ping {
-		_ = cc.writeTraced(FramePing, 0, nil)
+		_ = cc.writeTraced(wire.FramePing, 0, nil)
 	}
 }
 
@@ -387,7 +389,7 @@ func (cc *clientConn) readLoop() {
 	for {
 		f, err := cc.fr.ReadFrame()
 		if err != nil {
-			if e, ok := errFatal(err); ok {
+			if e, ok := wire.AsFatal(err); ok {
 				err = cc.protocolError(e.Code, e.Message)
 			}
 			cc.close(connLost(err))
@@ -405,25 +407,25 @@ func (cc *clientConn) readLoop() {
 
 func connLost(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return &Error{Code: Unavailable, Message: "connection lost"}
+		return &wire.Error{Code: wire.Unavailable, Message: "connection lost"}
 	}
 	return unavailable(err)
 }
 
 // protocolError tells the server what it did wrong and ends the connection.
-func (cc *clientConn) protocolError(code Code, reason string) error {
+func (cc *clientConn) protocolError(code wire.Code, reason string) error {
 	cc.c.log.Error("app tier protocol error", "addr", cc.ep.addr, "code", code.String(), "reason", reason)
-	_ = cc.writeTraced(FrameFatal, 0, AppendFatal(nil, code, reason))
+	_ = cc.writeTraced(wire.FrameFatal, 0, wire.AppendFatal(nil, code, reason))
 	cc.w.waitIdle() // the FATAL must leave before the connection closes
-	return &Error{Code: Unavailable, Message: "app tier protocol error"}
+	return &wire.Error{Code: wire.Unavailable, Message: "app tier protocol error"}
 }
 
 // handle acts on one frame from the server; an error ends the connection.
-func (cc *clientConn) handle(f Frame) error {
+func (cc *clientConn) handle(f wire.Frame) error {
 	switch f.Type {
-	case FrameResponse, FrameError, FrameEvent:
+	case wire.FrameResponse, wire.FrameError, wire.FrameEvent:
 		return cc.route(f)
-	case FramePong:
+	case wire.FramePong:
 		cc.mu.Lock()
 		ch := cc.pings[f.ID]
 		delete(cc.pings, f.ID)
@@ -432,39 +434,39 @@ func (cc *clientConn) handle(f Frame) error {
 			close(ch)
 		}
 		return nil
-	case FramePing:
-		if len(f.Payload) > maxPingPayload {
-			return cc.protocolError(ProtocolError, "PING payload over 64 bytes")
+	case wire.FramePing:
+		if len(f.Payload) > wire.MaxPingPayload {
+			return cc.protocolError(wire.ProtocolError, "PING payload over 64 bytes")
 		}
-		_ = cc.writeTraced(FramePong, f.ID, f.Payload)
+		_ = cc.writeTraced(wire.FramePong, f.ID, f.Payload)
 		return nil
-	case FrameDrain:
-		last, err := ParseDrain(f.Payload)
+	case wire.FrameDrain:
+		last, err := wire.ParseDrain(f.Payload)
 		if err != nil {
-			return cc.protocolError(ProtocolError, "malformed DRAIN")
+			return cc.protocolError(wire.ProtocolError, "malformed DRAIN")
 		}
 		cc.onDrain(last)
 		return nil
-	case FrameFatal:
-		e, err := ParseFatal(f.Payload)
+	case wire.FrameFatal:
+		e, err := wire.ParseFatal(f.Payload)
 		if err != nil {
-			return &Error{Code: Unavailable, Message: "connection closed by app tier"}
+			return &wire.Error{Code: wire.Unavailable, Message: "connection closed by app tier"}
 		}
-		if e.Code != ShuttingDown {
+		if e.Code != wire.ShuttingDown {
 			cc.c.log.Warn("app tier closed the connection", "addr", cc.ep.addr, "code", e.Code.String(), "reason", e.Message)
 		}
-		return &Error{Code: Unavailable, Message: "connection closed by app tier: " + e.Code.String()}
+		return &wire.Error{Code: wire.Unavailable, Message: "connection closed by app tier: " + e.Code.String()}
 	}
-	return cc.protocolError(ProtocolError, "unexpected "+f.Type.String()+" frame from server")
+	return cc.protocolError(wire.ProtocolError, "unexpected "+f.Type.String()+" frame from server")
 }
 
 // route delivers a RESPONSE, ERROR or EVENT to its call.
-func (cc *clientConn) route(f Frame) error {
-	var ferr *Error
-	if f.Type == FrameError {
-		e, err := ParseError(f.Payload)
+func (cc *clientConn) route(f wire.Frame) error {
+	var ferr *wire.Error
+	if f.Type == wire.FrameError {
+		e, err := wire.ParseError(f.Payload)
 		if err != nil {
-			return cc.protocolError(ProtocolError, "undecodable ERROR payload")
+			return cc.protocolError(wire.ProtocolError, "undecodable ERROR payload")
 		}
 		ferr = e
 	}
@@ -476,13 +478,13 @@ func (cc *clientConn) route(f Frame) error {
 		if drop {
 			return nil
 		}
-		return cc.protocolError(ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
+		return cc.protocolError(wire.ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
 	}
 	switch {
-	case f.Type == FrameEvent:
+	case f.Type == wire.FrameEvent:
 		if cl.sub == nil || !cl.opened {
 			cc.mu.Unlock()
-			return cc.protocolError(ProtocolError, fmt.Sprintf("EVENT for request id %d, which is not an open stream", f.ID))
+			return cc.protocolError(wire.ProtocolError, fmt.Sprintf("EVENT for request id %d, which is not an open stream", f.ID))
 		}
 		abandoned := cl.abandoned
 		cc.mu.Unlock()
@@ -490,10 +492,10 @@ func (cc *clientConn) route(f Frame) error {
 			cl.sub.push(f.Payload)
 		}
 		return nil
-	case f.Type == FrameResponse && f.Flags&FlagStream != 0:
+	case f.Type == wire.FrameResponse && f.Flags&wire.FlagStream != 0:
 		if cl.sub == nil || cl.opened {
 			cc.mu.Unlock()
-			return cc.protocolError(ProtocolError, fmt.Sprintf("stream RESPONSE for request id %d, which is not a subscription", f.ID))
+			return cc.protocolError(wire.ProtocolError, fmt.Sprintf("stream RESPONSE for request id %d, which is not a subscription", f.ID))
 		}
 		cl.opened = true
 		abandoned := cl.abandoned
@@ -515,7 +517,7 @@ func (cc *clientConn) route(f Frame) error {
 	}
 	switch {
 	case cl.sub != nil && opened:
-		if res.err == nil || ErrorCode(res.err) == OK {
+		if res.err == nil || wire.ErrorCode(res.err) == wire.OK {
 			res.err = errStreamEnded
 		}
 		cl.sub.finish(res.err)
@@ -566,7 +568,7 @@ func (cc *clientConn) maybeFinishLocked() {
 			return
 		}
 	}
-	go cc.close(&Error{Code: Unavailable, Message: "connection drained"})
+	go cc.close(&wire.Error{Code: wire.Unavailable, Message: "connection drained"})
 }
 
 // close ends the connection and fails every pending call: UNAVAILABLE, or a
@@ -627,7 +629,7 @@ func (s *Subscription) push(p []byte) {
 	select {
 	case s.events <- p:
 	default:
-		s.finish(&Error{Code: ResourceExhausted, Message: "subscriber too slow: events dropped"})
+		s.finish(&wire.Error{Code: wire.ResourceExhausted, Message: "subscriber too slow: events dropped"})
 		s.sendCancel()
 	}
 }
@@ -669,15 +671,15 @@ func decodeEvent(p []byte, v any) error {
 	if v == nil {
 		return nil
 	}
-	if err := unmarshalBody(p, v); err != nil {
-		return &Error{Code: Internal, Message: "undecodable event"}
+	if err := wire.Unmarshal(p, v); err != nil {
+		return &wire.Error{Code: wire.Internal, Message: "undecodable event"}
 	}
 	return nil
 }
 
 // Close ends the subscription: it sends CANCEL, and Next returns CANCELED.
 func (s *Subscription) Close() error {
-	s.finish(&Error{Code: Canceled, Message: "subscription closed"})
+	s.finish(&wire.Error{Code: wire.Canceled, Message: "subscription closed"})
 	s.sendCancel()
 	return nil
 }
@@ -691,6 +693,6 @@ func (s *Subscription) sendCancel() {
 	cl := cc.pending[s.id]
 	cc.mu.Unlock()
 	if cl != nil && cc.abandon(cl) {
-		_ = cc.writeTraced(FrameCancel, s.id, nil)
+		_ = cc.writeTraced(wire.FrameCancel, s.id, nil)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // frameWriter serialises frames from many goroutines onto one connection
@@ -91,7 +93,7 @@ var errWriterSealed = errors.New("proto: connection's last frame already sent")
 // append afterwards (a handler's answer racing a FATAL) is refused instead
 // of following it on the wire. Frames appended before it still go out,
 // before it. It reports false if the writer was already sealed or failed.
-func (w *frameWriter) writeLast(t FrameType, payload []byte) bool {
+func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) bool {
 	if err := w.lock(); err != nil {
 		return false
 	}
@@ -207,16 +209,16 @@ func (w *frameWriter) waitIdle() {
 // with endFrame once the payload has been appended.
 func (w *frameWriter) beginFrame() int {
 	off := len(w.buf)
-	w.buf = append(w.buf, make([]byte, HeaderLen)...)
+	w.buf = append(w.buf, make([]byte, wire.HeaderLen)...)
 	return off
 }
 
-func (w *frameWriter) endFrame(off int, t FrameType, flags uint16, id uint32) {
-	PutHeader(w.buf[off:], Header{Version: Version, Type: t, Flags: flags, ID: id, Len: uint32(len(w.buf) - off - HeaderLen)})
+func (w *frameWriter) endFrame(off int, t wire.FrameType, flags uint16, id uint32) {
+	wire.PutHeader(w.buf[off:], wire.Header{Version: wire.Version, Type: t, Flags: flags, ID: id, Len: uint32(len(w.buf) - off - wire.HeaderLen)})
 }
 
 // write sends one complete frame.
-func (w *frameWriter) write(t FrameType, flags uint16, id uint32, payload []byte) error {
+func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload []byte) error {
 	if err := w.lock(); err != nil {
 		return err
 	}

@@ -1,24 +1,28 @@
 // Package proto is the bankwire wire protocol between the web tier and the
-// app tier: a small binary framing over TCP (optionally TLS) carrying
-// operation bodies in a compact binary encoding (wire.go), with a
-// server-first JSON handshake, a shared secret,
+// app tier, on the network: a server-first handshake with a shared secret,
 // multiplexed requests with deadlines and cancellation, server push for
-// subscriptions, liveness pings and graceful drain.
+// subscriptions, liveness pings and graceful drain, over TCP (optionally
+// TLS).
 //
-// PROTOCOL.md in this directory is the normative specification; this package
-// is one implementation of it. The layers, bottom up:
+// PROTOCOL.md in this directory is the normative specification; this
+// package and its subpackage wire are one implementation of it, split in
+// two:
 //
-//   - Framer, Frame, Header: the 12-byte header and bounded payload reader,
-//     used by the server, the client, the fuzzers and the terminal client's
-//     trace mode.
-//   - Hello, Auth, Ready, RequestHeader and the Append/Parse helpers: the
-//     payload layouts of each frame type.
-//   - Server, Mux, Request, Stream: the app tier side.
-//   - Client, Subscription: the web tier side, a pool of multiplexed
-//     connections over every address a host name resolves to.
+//   - bankwire/proto/wire: the bytes, with no network code. Frames and
+//     their header, the payload layout of each frame type, error codes,
+//     the JSON handshake payloads (Hello, Auth, Ready), the binary body
+//     encoding and every operation's body types. Start reading there.
+//   - this package: connections. Server, Mux, Request, Stream are the app
+//     tier side (accept loop, limits, handlers, push); Client and
+//     Subscription the web tier side, a pool of multiplexed connections
+//     over every address a host name resolves to, with deadlines, retries
+//     of requests that provably never started, and drain.
 //
-// Errors crossing the wire are always *Error values with a Code; internal
-// error text never leaves the server.
+// Callers import both: proto for the Client or Server, wire for the
+// operations, bodies and codes (wire.OpSignIn, wire.SignInRequest,
+// wire.Unavailable, wire.ErrorCode). Errors crossing the wire are always
+// *wire.Error values with a Code; internal error text never leaves the
+// server.
 //
 // # How a call travels (client side)
 //

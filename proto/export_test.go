@@ -1,10 +1,14 @@
 package proto
 
-import "time"
+import (
+	"time"
+
+	"bankwire/proto/wire"
+)
 
 // Inline reports whether the server currently runs op's handler on the
 // reading goroutine (see inlineBudget).
-func (s *Server) Inline(op Op) bool {
+func (s *Server) Inline(op wire.Op) bool {
 	rt := s.routes[op]
 	return rt != nil && s.inline(rt)
 }

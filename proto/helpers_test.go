@@ -13,21 +13,22 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 const testSecret = "test-secret"
 
 // Test-only operations, outside the app tier's numbering.
 const (
-	opEcho   proto.Op = 1000 // echoes echoMsg
-	opWait   proto.Op = 1001 // blocks until ctx is done, reports why on the waitLog channel
-	opPanic  proto.Op = 1002 // panics
-	opLeak   proto.Op = 1003 // returns a plain error with internal text
-	opStream proto.Op = 1004 // stream: accepts, sends streamN events, then waits for ctx
-	opSlow   proto.Op = 1005 // sleeps slowMs then echoes
-	opBig    proto.Op = 1006 // returns a response of the requested size
-	opGate   proto.Op = 1007 // answers at once, or, while the fixture's gate is shut, blocks until it opens or ctx is done
-	opChild  proto.Op = 1008 // waits on a context derived from the request's and returns its error
+	opEcho   wire.Op = 1000 // echoes echoMsg
+	opWait   wire.Op = 1001 // blocks until ctx is done, reports why on the waitLog channel
+	opPanic  wire.Op = 1002 // panics
+	opLeak   wire.Op = 1003 // returns a plain error with internal text
+	opStream wire.Op = 1004 // stream: accepts, sends streamN events, then waits for ctx
+	opSlow   wire.Op = 1005 // sleeps slowMs then echoes
+	opBig    wire.Op = 1006 // returns a response of the requested size
+	opGate   wire.Op = 1007 // answers at once, or, while the fixture's gate is shut, blocks until it opens or ctx is done
+	opChild  wire.Op = 1008 // waits on a context derived from the request's and returns its error
 )
 
 type echoMsg struct {
@@ -36,10 +37,10 @@ type echoMsg struct {
 }
 
 func (m echoMsg) MarshalWire(dst []byte) []byte {
-	return proto.AppendString(proto.AppendInt(dst, int64(m.N)), m.Text)
+	return wire.AppendString(wire.AppendInt(dst, int64(m.N)), m.Text)
 }
 
-func (m *echoMsg) UnmarshalWire(d *proto.Decoder) {
+func (m *echoMsg) UnmarshalWire(d *wire.Decoder) {
 	m.N = d.IntN()
 	m.Text = d.Text()
 }
@@ -80,12 +81,12 @@ func newFixture() *fixture {
 
 func (fx *fixture) mux() *proto.Mux {
 	m := proto.NewMux()
-	m.Handle(proto.OpInfo, func(ctx context.Context, req *proto.Request) (any, error) {
-		var in proto.InfoRequest
+	m.Handle(wire.OpInfo, func(ctx context.Context, req *proto.Request) (any, error) {
+		var in wire.InfoRequest
 		if err := req.Decode(&in); err != nil {
 			return nil, err
 		}
-		return proto.InfoResponse{Server: "test", MinPassword: 8, MaxPassword: 64}, nil
+		return wire.InfoResponse{Server: "test", MinPassword: 8, MaxPassword: 64}, nil
 	})
 	m.Handle(opEcho, func(ctx context.Context, req *proto.Request) (any, error) {
 		var in echoMsg
@@ -93,7 +94,7 @@ func (fx *fixture) mux() *proto.Mux {
 			return nil, err
 		}
 		if in.Text == "invalid" {
-			return nil, proto.FieldError(proto.InvalidArgument, "text", "text may not be invalid")
+			return nil, wire.FieldError(wire.InvalidArgument, "text", "text may not be invalid")
 		}
 		return in, nil
 	})
@@ -163,13 +164,13 @@ func (fx *fixture) mux() *proto.Mux {
 			return err
 		}
 		if in.Text == "refuse" {
-			return proto.Errorf(proto.Unauthenticated, "session expired")
+			return wire.Errorf(wire.Unauthenticated, "session expired")
 		}
 		if err := s.Accept(nil); err != nil {
 			return err
 		}
 		for i := 0; i < in.N; i++ {
-			if err := s.Send(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: int64(i), Body: "hi"}}); err != nil {
+			if err := s.Send(wire.Event{Kind: wire.EventChatMessage, Message: &wire.Message{ID: int64(i), Body: "hi"}}); err != nil {
 				return err
 			}
 		}
@@ -267,7 +268,7 @@ func newClient(tb testing.TB, cfg proto.ClientConfig) *proto.Client {
 type rawConn struct {
 	tb testing.TB
 	nc net.Conn
-	fr *proto.Framer
+	fr *wire.Framer
 
 	cancels []uint32 // ids of the CANCELs readRequest passed over
 }
@@ -280,27 +281,27 @@ func dialRaw(tb testing.TB, addr string) *rawConn {
 	}
 	tb.Cleanup(func() { nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	return &rawConn{tb: tb, nc: nc, fr: proto.NewFramer(nc, nc)}
+	return &rawConn{tb: tb, nc: nc, fr: wire.NewFramer(nc, nc)}
 }
 
 // read returns the next frame, answering (and skipping) the server's own
 // PINGs, which measure the round-trip time (PROTOCOL.md §4.2).
-func (r *rawConn) read() proto.Frame {
+func (r *rawConn) read() wire.Frame {
 	r.tb.Helper()
 	for {
 		f, err := r.fr.ReadFrame()
 		if err != nil {
 			r.tb.Fatalf("read frame: %v", err)
 		}
-		if f.Type == proto.FramePing {
-			r.write(proto.Frame{Type: proto.FramePong, ID: f.ID, Payload: f.Payload})
+		if f.Type == wire.FramePing {
+			r.write(wire.Frame{Type: wire.FramePong, ID: f.ID, Payload: f.Payload})
 			continue
 		}
 		return f
 	}
 }
 
-func (r *rawConn) write(f proto.Frame) {
+func (r *rawConn) write(f wire.Frame) {
 	r.tb.Helper()
 	if err := r.fr.WriteFrame(f); err != nil {
 		r.tb.Fatalf("write frame: %v", err)
@@ -314,34 +315,41 @@ func (r *rawConn) writeBytes(b []byte) {
 	}
 }
 
-func authFrame(tb testing.TB, version uint8, secret string) proto.Frame {
-	b, err := json.Marshal(proto.Auth{Version: version, Client: "raw-test", Secret: secret})
+func authFrame(tb testing.TB, version uint8, secret string) wire.Frame {
+	b, err := json.Marshal(wire.Auth{Version: version, Client: "raw-test", Secret: secret})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return proto.Frame{Type: proto.FrameAuth, Payload: b}
+	return wire.Frame{Type: wire.FrameAuth, Payload: b}
 }
 
 // handshake reads HELLO, authenticates and reads READY.
-func (r *rawConn) handshake() proto.Hello {
+func (r *rawConn) handshake() wire.Hello {
 	r.tb.Helper()
 	f := r.read()
-	if f.Type != proto.FrameHello {
-		r.tb.Fatalf("first frame %s, want HELLO", proto.DescribeFrame(f))
+	if f.Type != wire.FrameHello {
+		r.tb.Fatalf("first frame %s, want HELLO", wire.DescribeFrame(f))
 	}
-	h, err := proto.ParseHello(f.Payload)
+	h, err := wire.ParseHello(f.Payload)
 	if err != nil {
 		r.tb.Fatal(err)
 	}
-	r.write(authFrame(r.tb, proto.Version, testSecret))
-	if f := r.read(); f.Type != proto.FrameReady {
-		r.tb.Fatalf("after AUTH got %s, want READY", proto.DescribeFrame(f))
+	r.write(authFrame(r.tb, wire.Version, testSecret))
+	if f := r.read(); f.Type != wire.FrameReady {
+		r.tb.Fatalf("after AUTH got %s, want READY", wire.DescribeFrame(f))
 	}
 	return h
 }
 
-// wire encodes a message body (nil: an empty body).
-func wire(v proto.WireMarshaler) []byte {
+// header is a frame header with any field values, valid or not.
+func header(version uint8, ft wire.FrameType, flags uint16, id, n uint32) []byte {
+	b := make([]byte, wire.HeaderLen)
+	wire.PutHeader(b, wire.Header{Version: version, Type: ft, Flags: flags, ID: id, Len: n})
+	return b
+}
+
+// encode encodes a message body (nil: an empty body).
+func encode(v wire.Marshaler) []byte {
 	if v == nil {
 		return nil
 	}
@@ -349,34 +357,34 @@ func wire(v proto.WireMarshaler) []byte {
 }
 
 // unwire decodes a whole body into v.
-func unwire(p []byte, v proto.WireUnmarshaler) error {
-	d := proto.NewDecoder(p)
+func unwire(p []byte, v wire.Unmarshaler) error {
+	d := wire.NewDecoder(p)
 	v.UnmarshalWire(d)
 	return d.End()
 }
 
-func (r *rawConn) request(id uint32, op proto.Op, deadlineMs uint32, trace string, body proto.WireMarshaler) {
+func (r *rawConn) request(id uint32, op wire.Op, deadlineMs uint32, trace string, body wire.Marshaler) {
 	r.tb.Helper()
-	b := wire(body)
-	r.write(proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, b)})
+	b := encode(body)
+	r.write(wire.Frame{Type: wire.FrameRequest, ID: id, Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, b)})
 }
 
 // expectFatal reads frames until FATAL (skipping HELLO) and checks its code,
 // then checks that the server closes the connection.
-func (r *rawConn) expectFatal(code proto.Code) *proto.Error {
+func (r *rawConn) expectFatal(code wire.Code) *wire.Error {
 	r.tb.Helper()
 	for {
 		f, err := r.fr.ReadFrame()
 		if err != nil {
 			r.tb.Fatalf("waiting for FATAL %s: %v", code, err)
 		}
-		if f.Type == proto.FrameHello || f.Type == proto.FrameDrain || f.Type == proto.FramePing {
+		if f.Type == wire.FrameHello || f.Type == wire.FrameDrain || f.Type == wire.FramePing {
 			continue
 		}
-		if f.Type != proto.FrameFatal {
-			r.tb.Fatalf("got %s, want FATAL %s", proto.DescribeFrame(f), code)
+		if f.Type != wire.FrameFatal {
+			r.tb.Fatalf("got %s, want FATAL %s", wire.DescribeFrame(f), code)
 		}
-		e, err := proto.ParseFatal(f.Payload)
+		e, err := wire.ParseFatal(f.Payload)
 		if err != nil {
 			r.tb.Fatal(err)
 		}
@@ -410,12 +418,12 @@ func isReset(err error) bool {
 	return errors.As(err, &ne) && !ne.Timeout()
 }
 
-func wantCode(tb testing.TB, err error, code proto.Code) *proto.Error {
+func wantCode(tb testing.TB, err error, code wire.Code) *wire.Error {
 	tb.Helper()
-	if got := proto.ErrorCode(err); got != code {
+	if got := wire.ErrorCode(err); got != code {
 		tb.Fatalf("error %v: code %s, want %s", err, got, code)
 	}
-	var e *proto.Error
+	var e *wire.Error
 	errors.As(err, &e)
 	return e
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // startInlineServer starts a server whose inline budget is 1 ms instead of
@@ -23,7 +24,7 @@ func startInlineServer(t *testing.T, fx *fixture) *testServer {
 
 // warmInline answers op a few times on r so that the server measures it as
 // quick and starts running it inline; ids start at *id.
-func warmInline(t *testing.T, srv *testServer, r *rawConn, op proto.Op, id *uint32) {
+func warmInline(t *testing.T, srv *testServer, r *rawConn, op wire.Op, id *uint32) {
 	t.Helper()
 	if srv.Inline(op) {
 		t.Fatalf("%s runs inline before it was ever measured", op)
@@ -38,11 +39,11 @@ func warmInline(t *testing.T, srv *testServer, r *rawConn, op proto.Op, id *uint
 }
 
 // answered sends request id for op and requires its RESPONSE next.
-func answered(t *testing.T, r *rawConn, id uint32, op proto.Op) {
+func answered(t *testing.T, r *rawConn, id uint32, op wire.Op) {
 	t.Helper()
 	r.request(id, op, 0, "", echoMsg{N: 1})
-	if f := r.read(); f.Type != proto.FrameResponse || f.ID != id {
-		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), id)
+	if f := r.read(); f.Type != wire.FrameResponse || f.ID != id {
+		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), id)
 	}
 }
 
@@ -66,15 +67,15 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 		t.Fatalf("started %d, want %d", got, blocked)
 	}
 	// The reader is inside the handler now. Everything below needs a reader.
-	r.write(proto.Frame{Type: proto.FramePing, ID: 7, Payload: []byte("hi")})
-	if f := r.read(); f.Type != proto.FramePong || f.ID != 7 || string(f.Payload) != "hi" {
-		t.Fatalf("got %s, want PONG 7", proto.DescribeFrame(f))
+	r.write(wire.Frame{Type: wire.FramePing, ID: 7, Payload: []byte("hi")})
+	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 || string(f.Payload) != "hi" {
+		t.Fatalf("got %s, want PONG 7", wire.DescribeFrame(f))
 	}
 	r.request(blocked+1, opEcho, 0, "", echoMsg{N: 42, Text: "meanwhile"})
 	f := r.read()
 	var out echoMsg
-	if f.Type != proto.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
-		t.Fatalf("got %s, want the echo RESPONSE %d", proto.DescribeFrame(f), blocked+1)
+	if f.Type != wire.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
+		t.Fatalf("got %s, want the echo RESPONSE %d", wire.DescribeFrame(f), blocked+1)
 	}
 	// At least one hand-off; under -race on a loaded machine a quick
 	// handler may also outlive the watchdog now and then.
@@ -83,12 +84,12 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 		t.Fatalf("hand-offs = %d, want at least 1", handOffs)
 	}
 	// CANCEL reaches the blocked handler through the new reader.
-	r.write(proto.Frame{Type: proto.FrameCancel, ID: blocked})
+	r.write(wire.Frame{Type: wire.FrameCancel, ID: blocked})
 	f = r.read()
-	if f.Type != proto.FrameError || f.ID != blocked {
-		t.Fatalf("got %s, want ERROR %d", proto.DescribeFrame(f), blocked)
+	if f.Type != wire.FrameError || f.ID != blocked {
+		t.Fatalf("got %s, want ERROR %d", wire.DescribeFrame(f), blocked)
 	}
-	if e, err := proto.ParseError(f.Payload); err != nil || e.Code != proto.Canceled {
+	if e, err := wire.ParseError(f.Payload); err != nil || e.Code != wire.Canceled {
 		t.Fatalf("blocked request ended with %v (%v), want CANCELED", e, err)
 	}
 
@@ -113,8 +114,8 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	time.Sleep(5 * inlineWatchdogForTest)
 	open()
 	f = r.read()
-	if err := unwire(f.Payload, &out); f.Type != proto.FrameResponse || f.ID != blocked || err != nil || out.N != int(blocked) {
-		t.Fatalf("got %s, want RESPONSE %d", proto.DescribeFrame(f), blocked)
+	if err := unwire(f.Payload, &out); f.Type != wire.FrameResponse || f.ID != blocked || err != nil || out.N != int(blocked) {
+		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), blocked)
 	}
 	if srv.HandOffs() <= handOffs {
 		t.Fatalf("hand-offs = %d, want more than %d", srv.HandOffs(), handOffs)
@@ -140,22 +141,22 @@ func TestInlineAnswersToABurstAllArrive(t *testing.T) {
 	const burst = 50
 	var buf bytes.Buffer
 	for i := uint32(1); i <= burst; i++ {
-		body := wire(echoMsg{N: int(id + i)})
-		buf.Write(proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: id + i,
-			Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, body)}))
+		body := encode(echoMsg{N: int(id + i)})
+		buf.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameRequest, ID: id + i,
+			Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: opEcho}, body)}))
 	}
 	// A CANCEL for an id no longer in flight is ignored and writes
 	// nothing, so only the flush before the next read sends the answers
 	// held while it was buffered.
-	buf.Write(proto.AppendFrame(nil, proto.Frame{Type: proto.FrameCancel, ID: id}))
+	buf.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameCancel, ID: id}))
 	r.writeBytes(buf.Bytes())
 	_ = r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	seen := map[uint32]bool{}
 	for range burst {
 		f := r.read() // answers may come in any order; none may be missing
 		var out echoMsg
-		if f.Type != proto.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
-			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", proto.DescribeFrame(f), id+1, id+burst)
+		if f.Type != wire.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
+			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", wire.DescribeFrame(f), id+1, id+burst)
 		}
 		seen[f.ID] = true
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // faultProxy is a TCP proxy in front of one server that can black-hole the
@@ -144,8 +145,8 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if onA.get(proto.OK) == 0 || onB.get(proto.OK) == 0 {
-		t.Fatalf("warm-up: %d calls on A, %d on B; want both used", onA.get(proto.OK), onB.get(proto.OK))
+	if onA.get(wire.OK) == 0 || onB.get(wire.OK) == 0 {
+		t.Fatalf("warm-up: %d calls on A, %d on B; want both used", onA.get(wire.OK), onB.get(wire.OK))
 	}
 	// Four streams, opened one after another: round robin puts two on
 	// each tier.
@@ -183,10 +184,10 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			err := call()
-			switch proto.ErrorCode(err) {
-			case proto.OK:
+			switch wire.ErrorCode(err) {
+			case wire.OK:
 				ok.Add(1)
-			case proto.Unavailable, proto.DeadlineExceeded:
+			case wire.Unavailable, wire.DeadlineExceeded:
 				failed.Add(1)
 			default:
 				t.Errorf("call during the black hole: %v", err)
@@ -200,16 +201,16 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 
 	// The streams on A were probed when A was ejected and end UNAVAILABLE
 	// (their subscribers can open them elsewhere); those on B stay open.
-	ended := make(chan proto.Code, len(subs))
+	ended := make(chan wire.Code, len(subs))
 	for _, sub := range subs {
 		go func() {
 			nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			ended <- proto.ErrorCode(sub.Next(nctx, nil))
+			ended <- wire.ErrorCode(sub.Next(nctx, nil))
 		}()
 	}
 	for i := 0; i < 2; i++ {
-		if code := <-ended; code != proto.Unavailable {
+		if code := <-ended; code != wire.Unavailable {
 			t.Fatalf("a stream ended %v, want the two on A to end UNAVAILABLE first", code)
 		}
 	}
@@ -248,7 +249,7 @@ func TestClientRecoversFromTotalOutageOnDemand(t *testing.T) {
 		return c.Call(ctx, opEcho, echoMsg{}, nil)
 	}
 	for start := time.Now(); time.Since(start) < 1500*time.Millisecond; time.Sleep(10 * time.Millisecond) {
-		wantCode(t, call(), proto.Unavailable)
+		wantCode(t, call(), wire.Unavailable)
 	}
 
 	ln, err = net.Listen("tcp", addr)
@@ -293,7 +294,7 @@ func TestClientRedialsAfterReset(t *testing.T) {
 	p.reset()
 	select {
 	case err := <-inFlight:
-		wantCode(t, err, proto.Unavailable)
+		wantCode(t, err, wire.Unavailable)
 	case <-time.After(5 * time.Second):
 		t.Fatal("the call in flight did not fail after the reset")
 	}
@@ -330,7 +331,7 @@ func TestStreamsDoNotStarveCalls(t *testing.T) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err := c.Subscribe(sctx, opStream, echoMsg{})
 	cancel()
-	wantCode(t, err, proto.Unavailable)
+	wantCode(t, err, wire.Unavailable)
 
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -346,7 +347,7 @@ func TestStreamsDoNotStarveCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := obs.get(proto.ResourceExhausted); n != 0 {
+	if n := obs.get(wire.ResourceExhausted); n != 0 {
 		t.Fatalf("the server refused %d requests as over max_in_flight", n)
 	}
 }
@@ -363,7 +364,7 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 	ctx := context.Background()
 	waitFor(t, func() bool { // both endpoints connected
 		_ = c.Call(ctx, opEcho, echoMsg{}, nil)
-		return obsA.get(proto.OK) > 0 && obsB.get(proto.OK) > 0
+		return obsA.get(wire.OK) > 0 && obsB.get(wire.OK) > 0
 	})
 	open := fx.shutGate()
 	defer open()
@@ -379,7 +380,7 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 		}
 	}
 	// Every slot is taken: the ninth call fails without being sent.
-	wantCode(t, c.Call(ctx, opGate, nil, nil), proto.Unavailable)
+	wantCode(t, c.Call(ctx, opGate, nil, nil), wire.Unavailable)
 	open()
 	for i := 0; i < 8; i++ {
 		select {
@@ -391,14 +392,14 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 			t.Fatal("a gated call never returned")
 		}
 	}
-	if n := obsA.get(proto.ResourceExhausted) + obsB.get(proto.ResourceExhausted); n != 0 {
+	if n := obsA.get(wire.ResourceExhausted) + obsB.get(wire.ResourceExhausted); n != 0 {
 		t.Fatalf("servers refused %d requests as over max_in_flight", n)
 	}
 }
 
-// The flood that used to take a web tier offline, at the default limits:
-// 300 streams open from one client, and still all 2 × 128 request slots
-// of its unary connections take calls at once.
+// A flood of streams must not take a web tier offline: at the default
+// limits, with 300 streams open from one client, all 2 × 128 request
+// slots of its unary connections still take calls at once.
 func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
 	var obs opCounter
 	fx := newFixture()
@@ -419,7 +420,7 @@ func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
 	}
 	open := fx.shutGate()
 	defer open()
-	const n = 2 * proto.DefaultMaxInFlight
+	const n = 2 * wire.DefaultMaxInFlight
 	results := make(chan error, n)
 	for i := 0; i < n; i++ {
 		go func() { results <- c.Call(ctx, opGate, nil, nil) }()
@@ -442,7 +443,7 @@ func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
 			t.Fatal("a gated call never returned")
 		}
 	}
-	if r := obs.get(proto.ResourceExhausted); r != 0 {
+	if r := obs.get(wire.ResourceExhausted); r != 0 {
 		t.Fatalf("the server refused %d requests as over max_in_flight", r)
 	}
 }
@@ -489,9 +490,9 @@ func TestRequestCarriesTheRemainingBudget(t *testing.T) {
 	p.delay.Store(int64(300 * time.Millisecond))
 	var mu sync.Mutex
 	var sent []uint32
-	c := newClient(t, proto.ClientConfig{Addrs: []string{p.addr()}, Trace: func(conn string, out bool, f proto.Frame) {
-		if out && f.Type == proto.FrameRequest {
-			h, _, err := proto.ParseRequest(f.Payload)
+	c := newClient(t, proto.ClientConfig{Addrs: []string{p.addr()}, Trace: func(conn string, out bool, f wire.Frame) {
+		if out && f.Type == wire.FrameRequest {
+			h, _, err := wire.ParseRequest(f.Payload)
 			if err != nil {
 				t.Error(err)
 			}
@@ -521,11 +522,11 @@ func TestClientWaitsOutASlowHandler(t *testing.T) {
 	var pings atomic.Int64
 	conns := map[string]bool{}
 	var mu sync.Mutex
-	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1, Trace: func(conn string, sent bool, f proto.Frame) {
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1, Trace: func(conn string, sent bool, f wire.Frame) {
 		mu.Lock()
 		conns[conn] = true
 		mu.Unlock()
-		if sent && f.Type == proto.FramePing {
+		if sent && f.Type == wire.FramePing {
 			pings.Add(1)
 		}
 	}})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // Each client connection has one reader that routes every frame to the
@@ -13,29 +14,29 @@ import (
 // by frame: answers out of order, idle connections, streams beside calls,
 // deadlines, frames that arrive in pieces.
 
-func (r *rawConn) respond(id uint32, v proto.WireMarshaler) {
+func (r *rawConn) respond(id uint32, v wire.Marshaler) {
 	r.tb.Helper()
-	r.write(proto.Frame{Type: proto.FrameResponse, ID: id, Payload: wire(v)})
+	r.write(wire.Frame{Type: wire.FrameResponse, ID: id, Payload: encode(v)})
 }
 
 // readRequest reads the next REQUEST as a server would: it answers PINGs
 // (the client probes a connection whose answers are overdue) and notes
 // CANCELs in r.cancels.
-func (r *rawConn) readRequest() (proto.Frame, echoMsg) {
+func (r *rawConn) readRequest() (wire.Frame, echoMsg) {
 	r.tb.Helper()
 	f := r.read()
-	for f.Type == proto.FramePing || f.Type == proto.FrameCancel {
-		if f.Type == proto.FramePing {
-			r.write(proto.Frame{Type: proto.FramePong, ID: f.ID, Payload: f.Payload})
+	for f.Type == wire.FramePing || f.Type == wire.FrameCancel {
+		if f.Type == wire.FramePing {
+			r.write(wire.Frame{Type: wire.FramePong, ID: f.ID, Payload: f.Payload})
 		} else {
 			r.cancels = append(r.cancels, f.ID)
 		}
 		f = r.read()
 	}
-	if f.Type != proto.FrameRequest {
-		r.tb.Fatalf("got %s, want REQUEST", proto.DescribeFrame(f))
+	if f.Type != wire.FrameRequest {
+		r.tb.Fatalf("got %s, want REQUEST", wire.DescribeFrame(f))
 	}
-	_, body, err := proto.ParseRequest(f.Payload)
+	_, body, err := wire.ParseRequest(f.Payload)
 	if err != nil {
 		r.tb.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func wantEcho(t *testing.T, ch <-chan echoResult, n int) {
 // Answers in any order reach the right callers, whether the first call's
 // answer comes first or last.
 func TestClientRoutesAnswersInAnyOrder(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx := context.Background()
 	var r *rawConn
@@ -127,7 +128,7 @@ func TestClientRoutesAnswersInAnyOrder(t *testing.T) {
 // close by the server is noticed before the next call, which then goes to
 // a new connection instead of failing on the dead one.
 func TestClientIdleConnectionIsStillRead(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx := context.Background()
 	done := callEcho(c, ctx, 1)
@@ -135,9 +136,9 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 	r.echoBack(t, done, 1)
 
 	time.Sleep(50 * time.Millisecond) // idle: nobody calls
-	r.write(proto.Frame{Type: proto.FramePing, ID: 7, Payload: []byte("idle?")})
-	if f := r.read(); f.Type != proto.FramePong || f.ID != 7 || string(f.Payload) != "idle?" {
-		t.Fatalf("got %s, want PONG 7", proto.DescribeFrame(f))
+	r.write(wire.Frame{Type: wire.FramePing, ID: 7, Payload: []byte("idle?")})
+	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 || string(f.Payload) != "idle?" {
+		t.Fatalf("got %s, want PONG 7", wire.DescribeFrame(f))
 	}
 
 	r.nc.Close()
@@ -150,7 +151,7 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 // waits for its answer goes to a second connection, and its events arrive
 // both while that call waits and after it has returned.
 func TestClientStreamRunsBesideACall(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx := context.Background()
 	unary := callEcho(c, ctx, 5)
@@ -167,21 +168,21 @@ func TestClientStreamRunsBesideACall(t *testing.T) {
 	}()
 	rs := fs.next(t)
 	fs2, _ := rs.readRequest()
-	rs.write(proto.Frame{Type: proto.FrameResponse, ID: fs2.ID, Flags: proto.FlagStream})
+	rs.write(wire.Frame{Type: wire.FrameResponse, ID: fs2.ID, Flags: wire.FlagStream})
 	sub := <-subc
 	if sub == nil {
 		t.FailNow()
 	}
 	defer sub.Close()
 	event := func(id int64) {
-		b := wire(proto.Event{Kind: proto.EventChatMessage, Message: &proto.Message{ID: id, Body: "hi"}})
-		rs.write(proto.Frame{Type: proto.FrameEvent, ID: fs2.ID, Payload: b})
+		b := encode(wire.Event{Kind: wire.EventChatMessage, Message: &wire.Message{ID: id, Body: "hi"}})
+		rs.write(wire.Frame{Type: wire.FrameEvent, ID: fs2.ID, Payload: b})
 	}
 	next := func(id int64) {
 		t.Helper()
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		var ev proto.Event
+		var ev wire.Event
 		if err := sub.Next(nctx, &ev); err != nil || ev.Message == nil || ev.Message.ID != id {
 			t.Fatalf("event %d: got %+v, %v", id, ev, err)
 		}
@@ -199,13 +200,13 @@ func TestClientStreamRunsBesideACall(t *testing.T) {
 // timeout even if the server never answers, and tells the server that
 // deadline.
 func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, DefaultTimeout: 300 * time.Millisecond})
 	start := time.Now()
 	done := callEcho(c, context.Background(), 1)
 	r := fs.next(t)
 	f := r.read()
-	h, _, err := proto.ParseRequest(f.Payload)
+	h, _, err := wire.ParseRequest(f.Payload)
 	if err != nil || h.DeadlineMs == 0 || h.DeadlineMs > 300 {
 		t.Fatalf("request deadline %d ms (%v), want (0, 300]", h.DeadlineMs, err)
 	}
@@ -216,7 +217,7 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	for _, ch := range []<-chan echoResult{done, second} {
 		select {
 		case res := <-ch:
-			wantCode(t, res.err, proto.DeadlineExceeded)
+			wantCode(t, res.err, wire.DeadlineExceeded)
 		case <-time.After(10 * time.Second):
 			t.Fatal("call never returned")
 		}
@@ -239,7 +240,7 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 // at its own deadline. The connection survives, since the frame is read
 // whole when the rest comes.
 func TestClientCallEndsAtItsDeadlineDuringAPartialFrame(t *testing.T) {
-	fs := startFake(t, proto.Hello{})
+	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -248,17 +249,17 @@ func TestClientCallEndsAtItsDeadlineDuringAPartialFrame(t *testing.T) {
 	r := fs.next(t)
 	f, m := r.readRequest()
 	m.Text = "long enough to cut in two"
-	full := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameResponse, ID: f.ID, Payload: wire(m)})
-	r.writeBytes(full[:proto.HeaderLen+2])
+	full := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(m)})
+	r.writeBytes(full[:wire.HeaderLen+2])
 	select {
 	case res := <-done:
-		wantCode(t, res.err, proto.DeadlineExceeded)
+		wantCode(t, res.err, wire.DeadlineExceeded)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call waited for the rest of the frame")
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("call ended after %v, want about 300ms", d)
 	}
-	r.writeBytes(full[proto.HeaderLen+2:]) // the late answer completes and is dropped
+	r.writeBytes(full[wire.HeaderLen+2:]) // the late answer completes and is dropped
 	r.echoBack(t, callEcho(c, context.Background(), 2), 2)
 }

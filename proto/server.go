@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // DefaultAddr is the app tier's default listen address: the port of the
@@ -31,27 +33,27 @@ var ErrServerClosed = errors.New("proto: server closed")
 
 // Request is one decoded REQUEST as a handler sees it.
 type Request struct {
-	Op      Op
+	Op      wire.Op
 	ID      uint32
 	TraceID string
 	Payload []byte // the body (decode it with Decode); the handler owns it
 }
 
 // Decode decodes the body into v, which must be the operation's request
-// type (a WireUnmarshaler) and must account for every byte of the body.
+// type (a wire.Unmarshaler) and must account for every byte of the body.
 // Any failure is an INVALID_ARGUMENT "malformed request body" that can go
 // to the caller as is.
 func (r *Request) Decode(v any) error {
-	if err := unmarshalBody(r.Payload, v); err != nil {
-		if errors.Is(err, errNotWire) {
+	if err := wire.Unmarshal(r.Payload, v); err != nil {
+		if errors.Is(err, wire.ErrNoEncoding) {
 			panic("proto: Request.Decode: " + err.Error()) // a handler bug: the server turns it into INTERNAL
 		}
-		return &Error{Code: InvalidArgument, Message: "malformed request body"}
+		return &wire.Error{Code: wire.InvalidArgument, Message: "malformed request body"}
 	}
 	return nil
 }
 
-// HandlerFunc serves one operation. The returned value (a WireMarshaler,
+// HandlerFunc serves one operation. The returned value (a wire.Marshaler,
 // or nil for Empty) is encoded into the RESPONSE; a returned *Error goes
 // to the caller as is; any other error is logged and the caller gets
 // INTERNAL "internal error".
@@ -70,29 +72,29 @@ type StreamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
 
 // Mux routes requests to handlers by operation.
 type Mux struct {
-	unary  map[Op]HandlerFunc
-	stream map[Op]StreamHandlerFunc
+	unary  map[wire.Op]HandlerFunc
+	stream map[wire.Op]StreamHandlerFunc
 }
 
 // NewMux returns an empty Mux.
 func NewMux() *Mux {
-	return &Mux{unary: map[Op]HandlerFunc{}, stream: map[Op]StreamHandlerFunc{}}
+	return &Mux{unary: map[wire.Op]HandlerFunc{}, stream: map[wire.Op]StreamHandlerFunc{}}
 }
 
 // Handle registers h for op. It panics on a nil handler or a second
 // registration of op, which are programming errors.
-func (m *Mux) Handle(op Op, h HandlerFunc) {
+func (m *Mux) Handle(op wire.Op, h HandlerFunc) {
 	m.check(op, h == nil)
 	m.unary[op] = h
 }
 
 // HandleStream registers a streaming handler for op.
-func (m *Mux) HandleStream(op Op, h StreamHandlerFunc) {
+func (m *Mux) HandleStream(op wire.Op, h StreamHandlerFunc) {
 	m.check(op, h == nil)
 	m.stream[op] = h
 }
 
-func (m *Mux) check(op Op, isNil bool) {
+func (m *Mux) check(op wire.Op, isNil bool) {
 	if isNil {
 		panic("proto: nil handler for " + op.String())
 	}
@@ -140,7 +142,7 @@ type ServerConfig struct {
 	// operation, result code and duration (metrics): how long its handler
 	// took, counted from the request's arrival when it ran inline on the
 	// reading goroutine, and not counting the write of its answer.
-	Observe func(op Op, code Code, d time.Duration)
+	Observe func(op wire.Op, code wire.Code, d time.Duration)
 }
 
 func (c *ServerConfig) setDefaults() {
@@ -148,13 +150,13 @@ func (c *ServerConfig) setDefaults() {
 		c.Name = "bankwire-apptier"
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
+		c.MaxConns = wire.DefaultMaxConns
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
+		c.MaxInFlight = wire.DefaultMaxInFlight
 	}
 	if c.MaxPayload <= 0 {
-		c.MaxPayload = DefaultMaxPayload
+		c.MaxPayload = wire.DefaultMaxPayload
 	}
 	if c.MaxPayload > 1<<30 {
 		c.MaxPayload = 1 << 30
@@ -213,10 +215,10 @@ type Server struct {
 	// work hands requests to idle handler goroutines (see dispatch).
 	work chan job
 
-	routes       map[Op]*route // filled once in NewServer; only route.cost changes
-	inlineBudget time.Duration // normally the inlineBudget constant; tests raise it, as -race slows every handler
-	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
-	idleWorkers  atomic.Int64  // handler goroutines waiting for work (see maxIdleWorkers)
+	routes       map[wire.Op]*route // filled once in NewServer; only route.cost changes
+	inlineBudget time.Duration      // normally the inlineBudget constant; tests raise it, as -race slows every handler
+	handOffs     atomic.Uint64      // watchdog hand-offs, for tests
+	idleWorkers  atomic.Int64       // handler goroutines waiting for work (see maxIdleWorkers)
 }
 
 // route is one operation's handler and, for a unary one, its recent
@@ -360,7 +362,7 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		preAuthPerIP: map[string]int{},
 		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
 		work:         make(chan job),
-		routes:       make(map[Op]*route, len(h.unary)+len(h.stream)),
+		routes:       make(map[wire.Op]*route, len(h.unary)+len(h.stream)),
 
 		inlineBudget: inlineBudget,
 	}
@@ -373,8 +375,8 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 		s.routes[op] = &route{stream: st}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.hello, _ = json.Marshal(Hello{
-		Versions: []int{int(Version)}, Server: cfg.Name,
+	s.hello, _ = json.Marshal(wire.Hello{
+		Versions: []int{int(wire.Version)}, Server: cfg.Name,
 		MaxPayload: cfg.MaxPayload, MaxInFlight: cfg.MaxInFlight,
 		IdleTimeoutMs:      cfg.IdleTimeout.Milliseconds(),
 		HandshakeTimeoutMs: cfg.HandshakeTimeout.Milliseconds(),
@@ -492,7 +494,7 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 		defer s.refusing.Add(-1)
 		defer nc.Close()
 		_ = nc.SetDeadline(time.Now().Add(time.Second))
-		msg := AppendFrame(nil, Frame{Type: FrameFatal, Payload: AppendFatal(nil, TooManyConnections, "server has too many connections, try again later")})
+		msg := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.TooManyConnections, "server has too many connections, try again later")})
 		if _, err := nc.Write(msg); err == nil {
 			if cw, ok := nc.(closeWriter); ok {
 				_ = cw.CloseWrite()
@@ -566,7 +568,7 @@ type serverConn struct {
 	nc     net.Conn
 	id     string
 	remote string
-	fr     *Framer
+	fr     *wire.Framer
 	w      *frameWriter
 
 	ctx    context.Context // canceled when the connection ends
@@ -687,7 +689,7 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.watchdog.Stop()
 	c.dlTimer = time.AfterFunc(time.Hour, c.deadlinesFired)
 	c.dlTimer.Stop()
-	c.fr = NewFramer(nc, nil)
+	c.fr = wire.NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
 		nc.Close()
@@ -836,7 +838,7 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 						c.setReadDeadline(c.lastRecv.Add(cfg.IdleTimeout))
 						continue
 					}
-					return c.fatal(IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout)), false
+					return c.fatal(wire.IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout)), false
 				}
 				return readEndReason(err), false
 			}
@@ -846,11 +848,11 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
-			if e, ok := errFatal(err); ok {
+			if e, ok := wire.AsFatal(err); ok {
 				return c.fatal(e.Code, e.Message), false
 			}
 			if isTimeout(err) && !c.closing.Load() {
-				return c.fatal(ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout)), false
+				return c.fatal(wire.ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout)), false
 			}
 			if c.closing.Load() {
 				return c.linger(), false
@@ -858,7 +860,7 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 			return readEndReason(err), false
 		}
 		c.lastRecv = monoNow()
-		if f.Type == FrameRequest {
+		if f.Type == wire.FrameRequest {
 			reason, ok, lost := c.handleRequest(f)
 			if lost {
 				return "", true
@@ -878,14 +880,14 @@ func (c *serverConn) read() (reason string, handedOver bool) {
 // it cannot block.
 func frameBuffered(br *bufio.Reader) bool {
 	n := br.Buffered()
-	if n < HeaderLen {
+	if n < wire.HeaderLen {
 		return false
 	}
-	h, err := br.Peek(HeaderLen)
+	h, err := br.Peek(wire.HeaderLen)
 	if err != nil {
 		return false
 	}
-	return uint64(n) >= HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
+	return uint64(n) >= wire.HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
 }
 
 func readEndReason(err error) string {
@@ -906,15 +908,15 @@ func (c *serverConn) handshake() (string, bool) {
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	_ = c.nc.SetReadDeadline(deadline)
 	if c.evicted.Load() { // evicted before this goroutine set its deadline
-		return c.fatal(TooManyConnections, evictedReason), false
+		return c.fatal(wire.TooManyConnections, evictedReason), false
 	}
-	if err := c.w.write(FrameHello, 0, 0, c.srv.hello); err != nil {
+	if err := c.w.write(wire.FrameHello, 0, 0, c.srv.hello); err != nil {
 		return "write HELLO: " + err.Error(), false
 	}
-	c.fr.SetMaxPayload(handshakeMaxPayload)
+	c.fr.SetMaxPayload(wire.HandshakeMaxPayload)
 	f, err := c.fr.ReadFrame()
 	if err != nil {
-		if e, ok := errFatal(err); ok {
+		if e, ok := wire.AsFatal(err); ok {
 			return c.fatal(e.Code, e.Message), false
 		}
 		if isTimeout(err) {
@@ -922,40 +924,40 @@ func (c *serverConn) handshake() (string, bool) {
 			draining := c.draining
 			c.mu.Unlock()
 			if c.evicted.Load() {
-				return c.fatal(TooManyConnections, evictedReason), false
+				return c.fatal(wire.TooManyConnections, evictedReason), false
 			}
 			if draining {
-				return c.fatal(ShuttingDown, "server shutting down"), false
+				return c.fatal(wire.ShuttingDown, "server shutting down"), false
 			}
-			return c.fatal(HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout)), false
+			return c.fatal(wire.HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout)), false
 		}
 		return "handshake: " + readEndReason(err), false
 	}
-	if f.Type != FrameAuth {
-		return c.fatal(ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type)), false
+	if f.Type != wire.FrameAuth {
+		return c.fatal(wire.ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type)), false
 	}
-	a, err := ParseAuth(f.Payload)
+	a, err := wire.ParseAuth(f.Payload)
 	if err != nil {
-		e := err.(*Error)
+		e := err.(*wire.Error)
 		return c.fatal(e.Code, e.Message), false
 	}
 	// Hash both sides so the comparison is constant-time in the secret's
 	// length too.
 	sum := sha256.Sum256([]byte(a.Secret))
 	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
-		return c.fatal(BadSecret, "bad secret"), false
+		return c.fatal(wire.BadSecret, "bad secret"), false
 	}
 	if !c.srv.leavePreAuth(c, true) {
-		return c.fatal(TooManyConnections, evictedReason), false
+		return c.fatal(wire.TooManyConnections, evictedReason), false
 	}
-	ready, _ := json.Marshal(Ready{Version: Version, ConnID: c.id})
+	ready, _ := json.Marshal(wire.Ready{Version: wire.Version, ConnID: c.id})
 	c.mu.Lock()
 	c.ready = true
 	c.client = a.Client
 	c.quiet = c.srv.cfg.Quiet != nil && c.srv.cfg.Quiet(a.Client)
 	draining := c.draining
 	c.mu.Unlock()
-	if err := c.w.write(FrameReady, 0, 0, ready); err != nil {
+	if err := c.w.write(wire.FrameReady, 0, 0, ready); err != nil {
 		return "write READY: " + err.Error(), false
 	}
 	c.fr.SetMaxPayload(cfg.MaxPayload)
@@ -967,9 +969,9 @@ func (c *serverConn) handshake() (string, bool) {
 
 // fatal sends a FATAL frame and closes gracefully. It returns the reason for
 // the log.
-func (c *serverConn) fatal(code Code, reason string) string {
+func (c *serverConn) fatal(code wire.Code, reason string) string {
 	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(FrameFatal, AppendFatal(nil, code, reason))
+		c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, code, reason))
 		c.halfClose()
 	}
 	if !c.evicted.Load() { // an evicted connection makes room at once
@@ -996,9 +998,9 @@ func (c *serverConn) linger() string {
 }
 
 // handleFrame processes one frame after the handshake.
-func (c *serverConn) handleFrame(f Frame) (string, bool) {
+func (c *serverConn) handleFrame(f wire.Frame) (string, bool) {
 	switch f.Type {
-	case FrameCancel:
+	case wire.FrameCancel:
 		c.mu.Lock()
 		r := c.inflight[f.ID]
 		c.mu.Unlock()
@@ -1006,31 +1008,31 @@ func (c *serverConn) handleFrame(f Frame) (string, bool) {
 			r.cancel(errClientCancel)
 		}
 		return "", true
-	case FramePing:
-		if len(f.Payload) > maxPingPayload {
-			return c.fatal(ProtocolError, "PING payload over 64 bytes"), false
+	case wire.FramePing:
+		if len(f.Payload) > wire.MaxPingPayload {
+			return c.fatal(wire.ProtocolError, "PING payload over 64 bytes"), false
 		}
-		if err := c.w.write(FramePong, 0, f.ID, f.Payload); err != nil {
+		if err := c.w.write(wire.FramePong, 0, f.ID, f.Payload); err != nil {
 			return "write: " + err.Error(), false
 		}
 		return "", true
-	case FramePong:
+	case wire.FramePong:
 		c.pongReceived(f.Payload)
 		return "", true
-	case FrameFatal:
-		e, err := ParseFatal(f.Payload)
+	case wire.FrameFatal:
+		e, err := wire.ParseFatal(f.Payload)
 		if err != nil {
 			return "client sent undecodable FATAL", false
 		}
 		return "client FATAL " + e.Code.String() + ": " + e.Message, false
 	}
-	return c.fatal(ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
+	return c.fatal(wire.ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type)), false
 }
 
 // handleRequest registers a REQUEST and runs it, inline or on a handler
 // goroutine. lost reports that it ran inline and the watchdog handed
 // reading to another goroutine meanwhile.
-func (c *serverConn) handleRequest(f Frame) (reason string, ok, lost bool) {
+func (c *serverConn) handleRequest(f wire.Frame) (reason string, ok, lost bool) {
 	j, reason, ok := c.admitRequest(f)
 	if !ok || j.req == nil {
 		return reason, ok, false
@@ -1045,11 +1047,11 @@ func (c *serverConn) handleRequest(f Frame) (reason string, ok, lost bool) {
 // admitRequest parses a REQUEST and registers it in flight, returning the
 // job to run; a request refused at once (draining, over the in-flight
 // limit, unknown operation) is answered here and j.req is nil.
-func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
+func (c *serverConn) admitRequest(f wire.Frame) (j job, reason string, ok bool) {
 	s := c.srv
-	h, body, err := ParseRequest(f.Payload)
+	h, body, err := wire.ParseRequest(f.Payload)
 	if err != nil {
-		return j, c.fatal(ProtocolError, err.(*Error).Message), false
+		return j, c.fatal(wire.ProtocolError, err.(*wire.Error).Message), false
 	}
 	var rtt time.Duration
 	if h.DeadlineMs > 0 {
@@ -1062,28 +1064,28 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		last := c.lastID
 		c.mu.Unlock()
 		if dup {
-			return j, c.fatal(ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID)), false
+			return j, c.fatal(wire.ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID)), false
 		}
-		return j, c.fatal(ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last)), false
+		return j, c.fatal(wire.ProtocolError, fmt.Sprintf("request id %d not greater than previous id %d", f.ID, last)), false
 	}
 	c.lastID = f.ID
-	var reject *Error
+	var reject *wire.Error
 	switch {
 	case c.draining:
-		reject = &Error{Code: Unavailable, Message: "server is shutting down"}
+		reject = &wire.Error{Code: wire.Unavailable, Message: "server is shutting down"}
 	case len(c.inflight) >= s.cfg.MaxInFlight:
-		reject = &Error{Code: ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
+		reject = &wire.Error{Code: wire.ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
 	}
 	rt := s.routes[h.Op]
 	if reject == nil && rt == nil {
-		reject = &Error{Code: Unimplemented, Message: "unknown operation " + h.Op.String()}
+		reject = &wire.Error{Code: wire.Unimplemented, Message: "unknown operation " + h.Op.String()}
 	}
 	if reject != nil {
 		c.mu.Unlock()
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(h.Op, reject.Code, 0)
 		}
-		if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, reject)); err != nil {
+		if err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, reject)); err != nil {
 			return j, "write: " + err.Error(), false
 		}
 		return j, "", true
@@ -1106,9 +1108,9 @@ func (c *serverConn) admitRequest(f Frame) (j job, reason string, ok bool) {
 		if budget <= 0 {
 			c.mu.Unlock()
 			if s.cfg.Observe != nil {
-				s.cfg.Observe(h.Op, DeadlineExceeded, 0)
+				s.cfg.Observe(h.Op, wire.DeadlineExceeded, 0)
 			}
-			if err := c.w.write(FrameError, 0, f.ID, AppendError(nil, &Error{Code: DeadlineExceeded, Message: "deadline exceeded"})); err != nil {
+			if err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"})); err != nil {
 				return j, "write: " + err.Error(), false
 			}
 			return j, "", true
@@ -1249,9 +1251,9 @@ func (c *serverConn) answer(j job, resp any, err error, start time.Time, mode fl
 	d := time.Since(start) // the handler's time; one clock reading serves both uses
 	observeCost(j.rt, d)
 	c.release(j.req.ID)
-	var code Code
+	var code wire.Code
 	if err == nil {
-		code = c.writeFrame(j.ctx, j.req, FrameResponse, 0, resp, mode)
+		code = c.writeFrame(j.ctx, j.req, wire.FrameResponse, 0, resp, mode)
 	} else {
 		code = c.writeErrorFrame(j.ctx, j.req, err, mode)
 	}
@@ -1264,7 +1266,7 @@ func (c *serverConn) callUnary(ctx context.Context, req *Request, h HandlerFunc)
 	defer func() {
 		if p := recover(); p != nil {
 			c.logPanic(ctx, req, p)
-			resp, err = nil, &Error{Code: Internal, Message: "internal error"}
+			resp, err = nil, &wire.Error{Code: wire.Internal, Message: "internal error"}
 		}
 	}()
 	return h(ctx, req)
@@ -1276,75 +1278,75 @@ func (c *serverConn) logPanic(ctx context.Context, req *Request, p any) {
 }
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame.
-func (c *serverConn) writeResult(ctx context.Context, req *Request, t FrameType, flags uint16, v any) Code {
+func (c *serverConn) writeResult(ctx context.Context, req *Request, t wire.FrameType, flags uint16, v any) wire.Code {
 	return c.writeFrame(ctx, req, t, flags, v, flushBatched)
 }
 
 // writeFrame is writeResult with a choice of flush mode (see answer).
-func (c *serverConn) writeFrame(ctx context.Context, req *Request, t FrameType, flags uint16, v any, mode flushMode) Code {
+func (c *serverConn) writeFrame(ctx context.Context, req *Request, t wire.FrameType, flags uint16, v any, mode flushMode) wire.Code {
 	if err := c.w.lock(); err != nil {
-		return Unavailable
+		return wire.Unavailable
 	}
 	off := c.w.beginFrame()
 	var err error
-	c.w.buf, err = marshalBody(c.w.buf, v)
-	if err == nil && len(c.w.buf)-off-HeaderLen > c.srv.cfg.MaxPayload {
-		err = fmt.Errorf("encoded response of %d bytes is over the %d-byte payload limit", len(c.w.buf)-off-HeaderLen, c.srv.cfg.MaxPayload)
+	c.w.buf, err = wire.Marshal(c.w.buf, v)
+	if err == nil && len(c.w.buf)-off-wire.HeaderLen > c.srv.cfg.MaxPayload {
+		err = fmt.Errorf("encoded response of %d bytes is over the %d-byte payload limit", len(c.w.buf)-off-wire.HeaderLen, c.srv.cfg.MaxPayload)
 	}
 	if err != nil {
 		c.w.buf = c.w.buf[:off]
 		c.w.unlock()
 		c.srv.log.ErrorContext(ctx, "encode response", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "err", err)
-		return c.writeError(ctx, req, &Error{Code: Internal, Message: "internal error"})
+		return c.writeError(ctx, req, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, req.ID)
 	if err := c.w.unlockMode(mode); err != nil {
-		return Unavailable
+		return wire.Unavailable
 	}
-	return OK
+	return wire.OK
 }
 
 // writeError sends err as the terminal ERROR frame of req and returns its code.
-func (c *serverConn) writeError(ctx context.Context, req *Request, err error) Code {
+func (c *serverConn) writeError(ctx context.Context, req *Request, err error) wire.Code {
 	return c.writeErrorFrame(ctx, req, err, flushBatched)
 }
 
-func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err error, mode flushMode) Code {
+func (c *serverConn) writeErrorFrame(ctx context.Context, req *Request, err error, mode flushMode) wire.Code {
 	e := c.wireError(ctx, req, err)
 	if c.w.lock() != nil {
 		return e.Code
 	}
 	off := c.w.beginFrame()
-	c.w.buf = AppendError(c.w.buf, e)
-	c.w.endFrame(off, FrameError, 0, req.ID)
+	c.w.buf = wire.AppendError(c.w.buf, e)
+	c.w.endFrame(off, wire.FrameError, 0, req.ID)
 	_ = c.w.unlockMode(mode)
 	return e.Code
 }
 
 // wireError maps a handler error to what the caller may see.
-func (c *serverConn) wireError(ctx context.Context, req *Request, err error) *Error {
-	var e *Error
+func (c *serverConn) wireError(ctx context.Context, req *Request, err error) *wire.Error {
+	var e *wire.Error
 	isErr := errors.As(err, &e)
 	// A context derived from the request's ends with Canceled when the
 	// request's deadline passes; the cause says why.
 	if expired(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		isErr && (e.Code == Canceled || e.Code == DeadlineExceeded)) {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		isErr && (e.Code == wire.Canceled || e.Code == wire.DeadlineExceeded)) {
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
-	if isErr && e.Code != OK && !e.Code.Fatal() {
+	if isErr && e.Code != wire.OK && !e.Code.Fatal() {
 		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		if errors.Is(context.Cause(ctx), errClientCancel) {
-			return &Error{Code: Canceled, Message: "canceled"}
+			return &wire.Error{Code: wire.Canceled, Message: "canceled"}
 		}
-		return &Error{Code: Unavailable, Message: "server shutting down"}
+		return &wire.Error{Code: wire.Unavailable, Message: "server shutting down"}
 	}
 	c.srv.log.ErrorContext(ctx, "request failed", "conn", c.id, "op", req.Op.String(), "id", req.ID, "trace", req.TraceID, "err", err)
-	return &Error{Code: Internal, Message: "internal error"}
+	return &wire.Error{Code: wire.Internal, Message: "internal error"}
 }
 
 // release takes a request out of the in-flight set just before its terminal
@@ -1358,7 +1360,7 @@ func (c *serverConn) release(id uint32) {
 
 // finish records a request whose terminal frame has been written; the last
 // one to finish on a draining connection closes it.
-func (c *serverConn) finish(req *Request, code Code, d time.Duration) {
+func (c *serverConn) finish(req *Request, code wire.Code, d time.Duration) {
 	s := c.srv
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(req.Op, code, d)
@@ -1407,7 +1409,7 @@ func (c *serverConn) sendDrain() {
 		}
 	}
 	c.mu.Unlock()
-	_ = c.w.write(FrameDrain, 0, 0, AppendDrain(nil, last))
+	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
 	if idle {
 		c.finishDrain()
 	}
@@ -1415,7 +1417,7 @@ func (c *serverConn) sendDrain() {
 
 func (c *serverConn) finishDrain() {
 	if c.closing.CompareAndSwap(false, true) {
-		c.w.writeLast(FrameFatal, AppendFatal(nil, ShuttingDown, "server shutting down"))
+		c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down"))
 		c.halfClose()
 	}
 }
@@ -1454,7 +1456,7 @@ func (c *serverConn) networkBudget() time.Duration {
 		if sent := c.pingSent.Load(); sent == 0 || now-sent >= int64(pingLost) {
 			c.pingSent.Store(now)
 			p := binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(now))
-			_ = c.w.write(FramePing, 0, 0, p)
+			_ = c.w.write(wire.FramePing, 0, 0, p)
 		}
 	}
 	return time.Duration(c.rtt.Load())

@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // opStreamNil accepts a stream and returns nil when its context ends, as
 // the app tier's subscribe does: the terminal code must come from why the
 // context ended, not from the handler's nil.
-const opStreamNil proto.Op = 1010
+const opStreamNil wire.Op = 1010
 
 func specMux(fx *fixture) *proto.Mux {
 	m := fx.mux()
@@ -36,20 +37,20 @@ func specMux(fx *fixture) *proto.Mux {
 
 // readUntilError reads frames until the terminal ERROR of id, skipping
 // EVENTs and the stream-opening RESPONSE.
-func (r *rawConn) readUntilError(id uint32) *proto.Error {
+func (r *rawConn) readUntilError(id uint32) *wire.Error {
 	r.tb.Helper()
 	for {
 		f := r.read()
-		if f.ID != id || f.Type == proto.FrameEvent || f.Type == proto.FrameResponse || f.Type == proto.FrameDrain {
-			if f.Type == proto.FrameFatal {
+		if f.ID != id || f.Type == wire.FrameEvent || f.Type == wire.FrameResponse || f.Type == wire.FrameDrain {
+			if f.Type == wire.FrameFatal {
 				r.tb.Fatalf("FATAL before the terminal ERROR of %d", id)
 			}
 			continue
 		}
-		if f.Type != proto.FrameError {
-			r.tb.Fatalf("got %s, want ERROR for %d", proto.DescribeFrame(f), id)
+		if f.Type != wire.FrameError {
+			r.tb.Fatalf("got %s, want ERROR for %d", wire.DescribeFrame(f), id)
 		}
-		e, err := proto.ParseError(f.Payload)
+		e, err := wire.ParseError(f.Payload)
 		if err != nil {
 			r.tb.Fatal(err)
 		}
@@ -65,11 +66,11 @@ func TestStreamTerminalCodes(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
 		r.handshake()
 		r.request(1, opStreamNil, 0, "", nil)
-		if f := r.read(); f.Type != proto.FrameResponse || f.Flags != proto.FlagStream {
-			t.Fatalf("got %s, want RESPONSE STREAM", proto.DescribeFrame(f))
+		if f := r.read(); f.Type != wire.FrameResponse || f.Flags != wire.FlagStream {
+			t.Fatalf("got %s, want RESPONSE STREAM", wire.DescribeFrame(f))
 		}
-		r.write(proto.Frame{Type: proto.FrameCancel, ID: 1})
-		if e := r.readUntilError(1); e.Code != proto.Canceled {
+		r.write(wire.Frame{Type: wire.FrameCancel, ID: 1})
+		if e := r.readUntilError(1); e.Code != wire.Canceled {
 			t.Fatalf("after CANCEL: %v, want CANCELED", e)
 		}
 	})
@@ -77,7 +78,7 @@ func TestStreamTerminalCodes(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
 		r.handshake()
 		r.request(1, opStreamNil, 200, "", nil)
-		if e := r.readUntilError(1); e.Code != proto.DeadlineExceeded {
+		if e := r.readUntilError(1); e.Code != wire.DeadlineExceeded {
 			t.Fatalf("after the deadline: %v, want DEADLINE_EXCEEDED", e)
 		}
 	})
@@ -86,8 +87,8 @@ func TestStreamTerminalCodes(t *testing.T) {
 		r := dialRaw(t, srv2.Addr)
 		r.handshake()
 		r.request(1, opStreamNil, 0, "", nil)
-		if f := r.read(); f.Type != proto.FrameResponse {
-			t.Fatalf("got %s", proto.DescribeFrame(f))
+		if f := r.read(); f.Type != wire.FrameResponse {
+			t.Fatalf("got %s", wire.DescribeFrame(f))
 		}
 		done := make(chan error, 1)
 		go func() {
@@ -95,10 +96,10 @@ func TestStreamTerminalCodes(t *testing.T) {
 			defer cancel()
 			done <- srv2.Shutdown(ctx)
 		}()
-		if e := r.readUntilError(1); e.Code != proto.Unavailable {
+		if e := r.readUntilError(1); e.Code != wire.Unavailable {
 			t.Fatalf("after drain: %v, want UNAVAILABLE", e)
 		}
-		r.expectFatal(proto.ShuttingDown)
+		r.expectFatal(wire.ShuttingDown)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -110,19 +111,19 @@ func TestStreamTerminalCodes(t *testing.T) {
 // malformed AUTH.
 func TestAuthUnsupportedNumericVersion(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
-	for auth, want := range map[string]proto.Code{
-		`{"version":256,"secret":"test-secret"}`:   proto.UnsupportedVersion,
-		`{"version":-1,"secret":"test-secret"}`:    proto.UnsupportedVersion,
-		`{"version":2,"secret":"test-secret"}`:     proto.UnsupportedVersion,
-		`{"version":1e400,"secret":"test-secret"}`: proto.UnsupportedVersion,
-		`{"version":1.5,"secret":"test-secret"}`:   proto.UnsupportedVersion,
-		`{"secret":"test-secret"}`:                 proto.UnsupportedVersion,
-		`{"version":"1","secret":"test-secret"}`:   proto.ProtocolError,
-		`{"version":null,"secret":"test-secret"}`:  proto.ProtocolError,
+	for auth, want := range map[string]wire.Code{
+		`{"version":256,"secret":"test-secret"}`:   wire.UnsupportedVersion,
+		`{"version":-1,"secret":"test-secret"}`:    wire.UnsupportedVersion,
+		`{"version":2,"secret":"test-secret"}`:     wire.UnsupportedVersion,
+		`{"version":1e400,"secret":"test-secret"}`: wire.UnsupportedVersion,
+		`{"version":1.5,"secret":"test-secret"}`:   wire.UnsupportedVersion,
+		`{"secret":"test-secret"}`:                 wire.UnsupportedVersion,
+		`{"version":"1","secret":"test-secret"}`:   wire.ProtocolError,
+		`{"version":null,"secret":"test-secret"}`:  wire.ProtocolError,
 	} {
 		r := dialRaw(t, srv.Addr)
 		r.read() // HELLO
-		r.write(proto.Frame{Type: proto.FrameAuth, Payload: []byte(auth)})
+		r.write(wire.Frame{Type: wire.FrameAuth, Payload: []byte(auth)})
 		if e := r.expectFatal(want); e == nil {
 			t.Fatalf("%s: no FATAL", auth)
 		}
@@ -155,7 +156,7 @@ func TestFatalIsLastFrame(t *testing.T) {
 		}
 		go open()
 		r.request(n, opEcho, 0, "", echoMsg{}) // duplicate or not-greater id: FATAL
-		var last proto.FrameType
+		var last wire.FrameType
 		frames := 0
 		for {
 			f, err := r.fr.ReadFrame()
@@ -165,16 +166,16 @@ func TestFatalIsLastFrame(t *testing.T) {
 				}
 				t.Fatalf("round %d: %v", round, err)
 			}
-			if f.Type == proto.FramePing {
+			if f.Type == wire.FramePing {
 				continue
 			}
 			frames++
-			if last == proto.FrameFatal {
-				t.Fatalf("round %d: %s after FATAL", round, proto.DescribeFrame(f))
+			if last == wire.FrameFatal {
+				t.Fatalf("round %d: %s after FATAL", round, wire.DescribeFrame(f))
 			}
 			last = f.Type
 		}
-		if last != proto.FrameFatal {
+		if last != wire.FrameFatal {
 			t.Fatalf("round %d: last frame %s, want FATAL", round, last)
 		}
 		r.nc.Close()
@@ -297,7 +298,7 @@ func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(proto.WithTraceID(context.Background(), trace), 300*time.Millisecond)
 		err := c.Call(cctx, opEcho, echoMsg{N: 2}, nil)
 		ccancel()
-		if proto.ErrorCode(err) != proto.DeadlineExceeded {
+		if wire.ErrorCode(err) != wire.DeadlineExceeded {
 			t.Fatalf("call with 300 ms over a 500 ms round trip: %v, want DEADLINE_EXCEEDED", err)
 		}
 		// Wait for the server's answer to have crossed back so the handler,
@@ -389,22 +390,22 @@ func TestPreAuthFloodLeavesRoomForClients(t *testing.T) {
 			held = append(held, nc)
 			// Read what the server says first: HELLO (admitted) or FATAL.
 			_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-			f, err := proto.NewFramer(nc, nil).ReadFrame()
-			if err == nil && f.Type == proto.FrameFatal {
+			f, err := wire.NewFramer(nc, nil).ReadFrame()
+			if err == nil && f.Type == wire.FrameFatal {
 				refused.Add(1)
 			}
 		}
 		// Check how the admitted ones ended: evicted with FATAL.
 		for _, nc := range held {
 			_ = nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			fr := proto.NewFramer(nc, nil)
+			fr := wire.NewFramer(nc, nil)
 			for {
 				f, err := fr.ReadFrame()
 				if err != nil {
 					break
 				}
-				if f.Type == proto.FrameFatal {
-					if e, _ := proto.ParseFatal(f.Payload); e != nil && e.Code == proto.TooManyConnections {
+				if f.Type == wire.FrameFatal {
+					if e, _ := wire.ParseFatal(f.Payload); e != nil && e.Code == wire.TooManyConnections {
 						evicted.Add(1)
 					}
 				}
@@ -449,13 +450,13 @@ func TestPreAuthPerIPCap(t *testing.T) {
 	var held []*rawConn
 	for range 8 { // a burst from one address, admitted while there is room
 		r := dialRaw(t, srv.Addr)
-		if f := r.read(); f.Type != proto.FrameHello {
-			t.Fatalf("got %s, want HELLO", proto.DescribeFrame(f))
+		if f := r.read(); f.Type != wire.FrameHello {
+			t.Fatalf("got %s, want HELLO", wire.DescribeFrame(f))
 		}
 		held = append(held, r)
 	}
 	over := dialRaw(t, srv.Addr)
-	if e := over.expectFatal(proto.TooManyConnections); e.Message == "" {
+	if e := over.expectFatal(wire.TooManyConnections); e.Message == "" {
 		t.Fatal("refusal without a reason")
 	}
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 2 * time.Second}
@@ -463,26 +464,26 @@ func TestPreAuthPerIPCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := &rawConn{tb: t, nc: nc, fr: proto.NewFramer(nc, nc)}
+	other := &rawConn{tb: t, nc: nc, fr: wire.NewFramer(nc, nc)}
 	t.Cleanup(func() { nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if f := other.read(); f.Type != proto.FrameHello {
-		t.Fatalf("another address: %s, want HELLO", proto.DescribeFrame(f))
+	if f := other.read(); f.Type != wire.FrameHello {
+		t.Fatalf("another address: %s, want HELLO", wire.DescribeFrame(f))
 	}
-	other.write(authFrame(t, proto.Version, testSecret))
-	if f := other.read(); f.Type != proto.FrameReady {
-		t.Fatalf("another address: %s, want READY", proto.DescribeFrame(f))
+	other.write(authFrame(t, wire.Version, testSecret))
+	if f := other.read(); f.Type != wire.FrameReady {
+		t.Fatalf("another address: %s, want READY", wire.DescribeFrame(f))
 	}
-	held[0].expectFatal(proto.TooManyConnections) // the heavy address's oldest made room
+	held[0].expectFatal(wire.TooManyConnections) // the heavy address's oldest made room
 	// Two more authenticate: the budget has room again.
 	for _, r := range held[1:3] {
-		r.write(authFrame(t, proto.Version, testSecret))
-		if f := r.read(); f.Type != proto.FrameReady {
-			t.Fatalf("got %s, want READY", proto.DescribeFrame(f))
+		r.write(authFrame(t, wire.Version, testSecret))
+		if f := r.read(); f.Type != wire.FrameReady {
+			t.Fatalf("got %s, want READY", wire.DescribeFrame(f))
 		}
 	}
 	again := dialRaw(t, srv.Addr)
-	if f := again.read(); f.Type != proto.FrameHello {
-		t.Fatalf("after two authenticated: %s, want HELLO", proto.DescribeFrame(f))
+	if f := again.read(); f.Type != wire.FrameHello {
+		t.Fatalf("after two authenticated: %s, want HELLO", wire.DescribeFrame(f))
 	}
 }

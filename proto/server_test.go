@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 func TestGreetingComesFirst(t *testing.T) {
@@ -24,8 +25,8 @@ func TestGreetingComesFirst(t *testing.T) {
 		t.Fatalf("HELLO = %+v", h)
 	}
 	r.request(1, opEcho, 1000, "t", echoMsg{N: 1})
-	if f := r.read(); f.Type != proto.FrameResponse || f.ID != 1 {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	if f := r.read(); f.Type != wire.FrameResponse || f.ID != 1 {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 }
 
@@ -34,25 +35,25 @@ func TestBytesBeforeHandshake(t *testing.T) {
 	t.Run("HTTP request", func(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
 		r.writeBytes([]byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"))
-		r.expectFatal(proto.UnsupportedVersion)
+		r.expectFatal(wire.UnsupportedVersion)
 	})
 	t.Run("request before AUTH", func(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
-		r.request(1, proto.OpInfo, 0, "", proto.InfoRequest{})
-		e := r.expectFatal(proto.ProtocolError)
+		r.request(1, wire.OpInfo, 0, "", wire.InfoRequest{})
+		e := r.expectFatal(wire.ProtocolError)
 		if !strings.Contains(e.Message, "expected AUTH") {
 			t.Fatalf("reason %q", e.Message)
 		}
 	})
 	t.Run("oversized AUTH", func(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
-		r.writeBytes(header(1, proto.FrameAuth, 0, 0, 1<<20))
-		r.expectFatal(proto.ProtocolError)
+		r.writeBytes(header(1, wire.FrameAuth, 0, 0, 1<<20))
+		r.expectFatal(wire.ProtocolError)
 	})
 	t.Run("undecodable AUTH", func(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
-		r.write(proto.Frame{Type: proto.FrameAuth, Payload: []byte("{secret")})
-		r.expectFatal(proto.ProtocolError)
+		r.write(wire.Frame{Type: wire.FrameAuth, Payload: []byte("{secret")})
+		r.expectFatal(wire.ProtocolError)
 	})
 }
 
@@ -60,7 +61,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{HandshakeTimeout: 200 * time.Millisecond}, newFixture().mux())
 	r := dialRaw(t, srv.Addr)
 	start := time.Now()
-	e := r.expectFatal(proto.HandshakeTimeout)
+	e := r.expectFatal(wire.HandshakeTimeout)
 	if !strings.Contains(e.Message, "AUTH") {
 		t.Fatalf("reason %q", e.Message)
 	}
@@ -74,12 +75,12 @@ func TestWrongSecret(t *testing.T) {
 	for _, secret := range []string{"", "test-secreT", testSecret + "x", strings.Repeat("a", 3000)} {
 		r := dialRaw(t, srv.Addr)
 		r.read() // HELLO
-		r.write(authFrame(t, proto.Version, secret))
-		r.expectFatal(proto.BadSecret)
+		r.write(authFrame(t, wire.Version, secret))
+		r.expectFatal(wire.BadSecret)
 	}
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, Secret: "wrong"})
-	err := c.Call(context.Background(), proto.OpInfo, nil, nil)
-	e := wantCode(t, err, proto.Unavailable)
+	err := c.Call(context.Background(), wire.OpInfo, nil, nil)
+	e := wantCode(t, err, wire.Unavailable)
 	if !strings.Contains(e.Message, "BAD_SECRET") {
 		t.Fatalf("client error %q does not say why", e.Message)
 	}
@@ -91,13 +92,13 @@ func TestUnsupportedVersion(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
 		r.read()
 		r.write(authFrame(t, 2, testSecret))
-		r.expectFatal(proto.UnsupportedVersion)
+		r.expectFatal(wire.UnsupportedVersion)
 	})
 	t.Run("in a frame header", func(t *testing.T) {
 		r := dialRaw(t, srv.Addr)
 		r.handshake()
-		r.writeBytes(header(7, proto.FramePing, 0, 1, 0))
-		r.expectFatal(proto.UnsupportedVersion)
+		r.writeBytes(header(7, wire.FramePing, 0, 1, 0))
+		r.expectFatal(wire.UnsupportedVersion)
 	})
 }
 
@@ -106,17 +107,17 @@ func TestMalformedFramesAfterHandshake(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []byte
-		want proto.Code
+		want wire.Code
 	}{
-		{"length over limit", header(1, proto.FrameRequest, 0, 1, 1025), proto.ProtocolError},
-		{"unknown frame type", header(1, 200, 0, 1, 0), proto.ProtocolError},
-		{"server-only frame type", header(1, proto.FrameResponse, 0, 1, 0), proto.ProtocolError},
-		{"second AUTH", proto.AppendFrame(nil, authFrame(t, 1, testSecret)), proto.ProtocolError},
-		{"truncated request prefix", proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 1, Payload: []byte{0, 1, 0}}), proto.ProtocolError},
-		{"oversized PING", proto.AppendFrame(nil, proto.Frame{Type: proto.FramePing, Payload: make([]byte, 65)}), proto.ProtocolError},
-		{"truncated header then silence", header(1, proto.FrameRequest, 0, 1, 0)[:5], proto.ProtocolError},
-		{"truncated payload then silence", header(1, proto.FrameRequest, 0, 1, 100), proto.ProtocolError},
-		{"request id zero", proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 0, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, wire(echoMsg{}))}), proto.ProtocolError},
+		{"length over limit", header(1, wire.FrameRequest, 0, 1, 1025), wire.ProtocolError},
+		{"unknown frame type", header(1, 200, 0, 1, 0), wire.ProtocolError},
+		{"server-only frame type", header(1, wire.FrameResponse, 0, 1, 0), wire.ProtocolError},
+		{"second AUTH", wire.AppendFrame(nil, authFrame(t, 1, testSecret)), wire.ProtocolError},
+		{"truncated request prefix", wire.AppendFrame(nil, wire.Frame{Type: wire.FrameRequest, ID: 1, Payload: []byte{0, 1, 0}}), wire.ProtocolError},
+		{"oversized PING", wire.AppendFrame(nil, wire.Frame{Type: wire.FramePing, Payload: make([]byte, 65)}), wire.ProtocolError},
+		{"truncated header then silence", header(1, wire.FrameRequest, 0, 1, 0)[:5], wire.ProtocolError},
+		{"truncated payload then silence", header(1, wire.FrameRequest, 0, 1, 100), wire.ProtocolError},
+		{"request id zero", wire.AppendFrame(nil, wire.Frame{Type: wire.FrameRequest, ID: 0, Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: opEcho}, encode(echoMsg{}))}), wire.ProtocolError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,10 +137,10 @@ func TestMalformedFramesAfterHandshake(t *testing.T) {
 func TestPeerClosesMidFrame(t *testing.T) {
 	logs := &logCapture{}
 	srv := startServer(t, proto.ServerConfig{Logger: logs.logger()}, newFixture().mux())
-	for _, n := range []int{3, proto.HeaderLen, proto.HeaderLen + 10} {
+	for _, n := range []int{3, wire.HeaderLen, wire.HeaderLen + 10} {
 		r := dialRaw(t, srv.Addr)
 		r.handshake()
-		frame := proto.AppendFrame(nil, proto.Frame{Type: proto.FrameRequest, ID: 1, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, bytes.Repeat([]byte(" "), 50))})
+		frame := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameRequest, ID: 1, Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: opEcho}, bytes.Repeat([]byte(" "), 50))})
 		r.writeBytes(frame[:n])
 		r.nc.(*net.TCPConn).CloseWrite()
 		r.expectClosed()
@@ -169,20 +170,20 @@ func TestUndecodableRequestBody(t *testing.T) {
 	}
 	for i, body := range bodies {
 		id := uint32(i + 1)
-		r.write(proto.Frame{Type: proto.FrameRequest, ID: id, Payload: proto.AppendRequest(nil, proto.RequestHeader{Op: opEcho}, []byte(body))})
+		r.write(wire.Frame{Type: wire.FrameRequest, ID: id, Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: opEcho}, []byte(body))})
 		f := r.read()
-		if f.Type != proto.FrameError || f.ID != id {
-			t.Fatalf("body %q: got %s", body, proto.DescribeFrame(f))
+		if f.Type != wire.FrameError || f.ID != id {
+			t.Fatalf("body %q: got %s", body, wire.DescribeFrame(f))
 		}
-		e, err := proto.ParseError(f.Payload)
-		if err != nil || e.Code != proto.InvalidArgument || e.Message != "malformed request body" {
+		e, err := wire.ParseError(f.Payload)
+		if err != nil || e.Code != wire.InvalidArgument || e.Message != "malformed request body" {
 			t.Fatalf("body %q: error %+v %v", body, e, err)
 		}
 	}
 	// Per-request errors leave the connection usable.
 	r.request(100, opEcho, 0, "", echoMsg{N: 5})
-	if f := r.read(); f.Type != proto.FrameResponse || !bytes.Equal(f.Payload, wire(echoMsg{N: 5})) {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	if f := r.read(); f.Type != wire.FrameResponse || !bytes.Equal(f.Payload, encode(echoMsg{N: 5})) {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 }
 
@@ -194,7 +195,7 @@ func TestDuplicateRequestIDInFlight(t *testing.T) {
 	r.request(5, opWait, 0, "", nil)
 	fx.waitStarted(t)
 	r.request(5, opWait, 0, "", nil)
-	e := r.expectFatal(proto.ProtocolError)
+	e := r.expectFatal(wire.ProtocolError)
 	if !strings.Contains(e.Message, "duplicate request id 5") {
 		t.Fatalf("reason %q", e.Message)
 	}
@@ -208,7 +209,7 @@ func TestDuplicateRequestIDInFlight(t *testing.T) {
 	r.request(9, opEcho, 0, "", echoMsg{})
 	r.read()
 	r.request(8, opEcho, 0, "", echoMsg{})
-	e = r.expectFatal(proto.ProtocolError)
+	e = r.expectFatal(wire.ProtocolError)
 	if !strings.Contains(e.Message, "not greater") {
 		t.Fatalf("reason %q", e.Message)
 	}
@@ -225,27 +226,27 @@ func TestInFlightLimit(t *testing.T) {
 	fx.waitStarted(t)
 	r.request(3, opEcho, 0, "", echoMsg{})
 	f := r.read()
-	e, _ := proto.ParseError(f.Payload)
-	if f.Type != proto.FrameError || f.ID != 3 || e.Code != proto.ResourceExhausted {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	e, _ := wire.ParseError(f.Payload)
+	if f.Type != wire.FrameError || f.ID != 3 || e.Code != wire.ResourceExhausted {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 	// CANCEL frees a slot: the handler returns, the server answers CANCELED.
-	r.write(proto.Frame{Type: proto.FrameCancel, ID: 1})
+	r.write(wire.Frame{Type: wire.FrameCancel, ID: 1})
 	f = r.read()
-	e, _ = proto.ParseError(f.Payload)
-	if f.Type != proto.FrameError || f.ID != 1 || e.Code != proto.Canceled {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	e, _ = wire.ParseError(f.Payload)
+	if f.Type != wire.FrameError || f.ID != 1 || e.Code != wire.Canceled {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 	r.request(4, opEcho, 0, "", echoMsg{N: 4})
-	if f := r.read(); f.Type != proto.FrameResponse || f.ID != 4 {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	if f := r.read(); f.Type != wire.FrameResponse || f.ID != 4 {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 }
 
 func TestUnknownOperation(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	wantCode(t, c.Call(context.Background(), proto.Op(4242), nil, nil), proto.Unimplemented)
+	wantCode(t, c.Call(context.Background(), wire.Op(4242), nil, nil), wire.Unimplemented)
 }
 
 func TestDeadlineAndTraceReachHandler(t *testing.T) {
@@ -256,7 +257,7 @@ func TestDeadlineAndTraceReachHandler(t *testing.T) {
 	ctx, cancel := context.WithTimeout(proto.WithTraceID(context.Background(), "trace-xyz"), 400*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	wantCode(t, c.Call(ctx, opWait, nil, nil), proto.DeadlineExceeded)
+	wantCode(t, c.Call(ctx, opWait, nil, nil), wire.DeadlineExceeded)
 	if d := time.Since(start); d < 350*time.Millisecond || d > 3*time.Second {
 		t.Fatalf("call returned after %v", d)
 	}
@@ -287,11 +288,11 @@ func TestServerDeadlinesOutOfOrder(t *testing.T) {
 		after time.Duration
 	}{{2, 100 * time.Millisecond}, {3, 200 * time.Millisecond}, {1, 300 * time.Millisecond}} {
 		f := r.read()
-		if f.Type != proto.FrameError || f.ID != want.id {
-			t.Fatalf("got %s, want ERROR for request %d", proto.DescribeFrame(f), want.id)
+		if f.Type != wire.FrameError || f.ID != want.id {
+			t.Fatalf("got %s, want ERROR for request %d", wire.DescribeFrame(f), want.id)
 		}
-		e, err := proto.ParseError(f.Payload)
-		if err != nil || e.Code != proto.DeadlineExceeded {
+		e, err := wire.ParseError(f.Payload)
+		if err != nil || e.Code != wire.DeadlineExceeded {
 			t.Fatalf("request %d: got %v, %v; want DEADLINE_EXCEEDED", want.id, e, err)
 		}
 		if d := time.Since(start); d < want.after {
@@ -304,8 +305,8 @@ func TestServerDeadlinesOutOfOrder(t *testing.T) {
 	// The connection carries on, with no deadline left armed to trip later
 	// requests.
 	r.request(4, opEcho, 50, "", echoMsg{N: 4})
-	if f := r.read(); f.Type != proto.FrameResponse || f.ID != 4 {
-		t.Fatalf("got %s, want RESPONSE 4", proto.DescribeFrame(f))
+	if f := r.read(); f.Type != wire.FrameResponse || f.ID != 4 {
+		t.Fatalf("got %s, want RESPONSE 4", wire.DescribeFrame(f))
 	}
 }
 
@@ -318,7 +319,7 @@ func TestCancelReachesHandler(t *testing.T) {
 	go func() { done <- c.Call(ctx, opWait, nil, nil) }()
 	fx.waitStarted(t)
 	cancel()
-	wantCode(t, <-done, proto.Canceled)
+	wantCode(t, <-done, wire.Canceled)
 	w := <-fx.waits
 	if !errors.Is(w.err, context.Canceled) || w.cause == nil || !strings.Contains(w.cause.Error(), "client") {
 		t.Fatalf("handler saw %+v", w)
@@ -342,7 +343,7 @@ func TestPanicBecomesInternalForThatRequestOnly(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			e := wantCode(t, c.Call(context.Background(), opPanic, nil, nil), proto.Internal)
+			e := wantCode(t, c.Call(context.Background(), opPanic, nil, nil), wire.Internal)
 			if e.Message != "internal error" {
 				t.Errorf("panic leaked %q", e.Message)
 			}
@@ -370,8 +371,8 @@ func TestInternalErrorTextNeverLeaves(t *testing.T) {
 	if bytes.Contains(f.Payload, []byte("relation")) || bytes.Contains(f.Payload, []byte("internal detail")) {
 		t.Fatalf("internal text on the wire: %q", f.Payload)
 	}
-	e, _ := proto.ParseError(f.Payload)
-	if e.Code != proto.Internal || e.Message != "internal error" {
+	e, _ := wire.ParseError(f.Payload)
+	if e.Code != wire.Internal || e.Message != "internal error" {
 		t.Fatalf("got %+v", e)
 	}
 	// ...but it is in the server's log, with the trace id.
@@ -386,7 +387,7 @@ func TestTooManyConnections(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		start := time.Now()
 		r := dialRaw(t, srv.Addr)
-		e := r.expectFatal(proto.TooManyConnections)
+		e := r.expectFatal(wire.TooManyConnections)
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("refusal took %v", d)
 		}
@@ -396,8 +397,8 @@ func TestTooManyConnections(t *testing.T) {
 	}
 	// The admitted connections still work.
 	a.request(1, opEcho, 0, "", echoMsg{N: 1})
-	if f := a.read(); f.Type != proto.FrameResponse {
-		t.Fatalf("got %s", proto.DescribeFrame(f))
+	if f := a.read(); f.Type != wire.FrameResponse {
+		t.Fatalf("got %s", wire.DescribeFrame(f))
 	}
 	// When one leaves, a newcomer is admitted.
 	b.nc.Close()
@@ -408,8 +409,8 @@ func TestTooManyConnections(t *testing.T) {
 		}
 		defer nc.Close()
 		nc.SetDeadline(time.Now().Add(2 * time.Second))
-		f, err := proto.NewFramer(nc, nc).ReadFrame()
-		return err == nil && f.Type == proto.FrameHello
+		f, err := wire.NewFramer(nc, nc).ReadFrame()
+		return err == nil && f.Type == wire.FrameHello
 	})
 }
 
@@ -417,7 +418,7 @@ func TestIdleTimeout(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{IdleTimeout: 300 * time.Millisecond}, newFixture().mux())
 	r := dialRaw(t, srv.Addr)
 	r.handshake()
-	r.expectFatal(proto.IdleTimeout)
+	r.expectFatal(wire.IdleTimeout)
 }
 
 // A client keeps an idle connection alive with pings, so the server's idle
@@ -473,8 +474,8 @@ func TestOneLogLinePerConnection(t *testing.T) {
 	// A connection that never completes the handshake is logged too.
 	bad := dialRaw(t, srv.Addr)
 	bad.read() // HELLO
-	bad.write(authFrame(t, proto.Version, "wrong"))
-	bad.expectFatal(proto.BadSecret)
+	bad.write(authFrame(t, wire.Version, "wrong"))
+	bad.expectFatal(wire.BadSecret)
 	waitFor(t, func() bool { return logs.count("connection closed", "remote", bad.nc.LocalAddr().String()) == 1 })
 	if n := logs.count("connection opened", "remote", bad.nc.LocalAddr().String(), "level", "INFO"); n != 1 {
 		t.Fatalf("%d 'connection opened' lines for the rejected client", n)
@@ -498,9 +499,9 @@ func TestQuietClientsAreLoggedAtDebug(t *testing.T) {
 		}
 	}
 	bad := dialRaw(t, srv.Addr)
-	bad.read()                                      // HELLO
-	bad.write(authFrame(t, proto.Version, "wrong")) // claims "raw-test" too
-	bad.expectFatal(proto.BadSecret)
+	bad.read()                                     // HELLO
+	bad.write(authFrame(t, wire.Version, "wrong")) // claims "raw-test" too
+	bad.expectFatal(wire.BadSecret)
 	addr = bad.nc.LocalAddr().String()
 	waitFor(t, func() bool { return logs.count("connection closed", "remote", addr) == 1 })
 	for _, msg := range []string{"connection opened", "connection closed"} {
@@ -522,19 +523,19 @@ func TestStreamPush(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; i < 3; i++ {
-			var ev proto.Event
+			var ev wire.Event
 			if err := sub.Next(ctx, &ev); err != nil {
 				t.Fatal(err)
 			}
-			if ev.Kind != proto.EventChatMessage || ev.Message == nil || ev.Message.ID != int64(i) {
+			if ev.Kind != wire.EventChatMessage || ev.Message == nil || ev.Message.ID != int64(i) {
 				t.Fatalf("event %d = %+v", i, ev)
 			}
 		}
 		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
-		wantCode(t, sub.Next(short, &proto.Event{}), proto.DeadlineExceeded)
+		wantCode(t, sub.Next(short, &wire.Event{}), wire.DeadlineExceeded)
 		sub.Close()
-		wantCode(t, sub.Next(ctx, &proto.Event{}), proto.Canceled)
+		wantCode(t, sub.Next(ctx, &wire.Event{}), wire.Canceled)
 		// The connection stays healthy after the terminal frame of the
 		// canceled stream arrives.
 		if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
@@ -547,17 +548,17 @@ func TestStreamPush(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; i < 2; i++ {
-			if err := sub.Next(ctx, &proto.Event{}); err != nil {
+			if err := sub.Next(ctx, &wire.Event{}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := sub.Next(ctx, &proto.Event{}); err == nil || err.Error() != "EOF" {
+		if err := sub.Next(ctx, &wire.Event{}); err == nil || err.Error() != "EOF" {
 			t.Fatalf("after end: %v, want io.EOF", err)
 		}
 	})
 	t.Run("refused before accept", func(t *testing.T) {
 		_, err := c.Subscribe(ctx, opStream, echoMsg{Text: "refuse"})
-		wantCode(t, err, proto.Unauthenticated)
+		wantCode(t, err, wire.Unauthenticated)
 	})
 	t.Run("shutdown ends stream with UNAVAILABLE", func(t *testing.T) {
 		srv2 := startServer(t, proto.ServerConfig{}, fx.mux())
@@ -566,7 +567,7 @@ func TestStreamPush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sub.Next(ctx, &proto.Event{}); err != nil {
+		if err := sub.Next(ctx, &wire.Event{}); err != nil {
 			t.Fatal(err)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -574,7 +575,7 @@ func TestStreamPush(t *testing.T) {
 		if err := srv2.Shutdown(sctx); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, sub.Next(ctx, &proto.Event{}), proto.Unavailable)
+		wantCode(t, sub.Next(ctx, &wire.Event{}), wire.Unavailable)
 	})
 }
 

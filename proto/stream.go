@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"bankwire/proto/wire"
 )
 
 // Stream is the server side of a streaming request (a subscription): one
@@ -35,9 +37,9 @@ func (s *Stream) Accept(v any) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	if code := s.c.writeResult(s.ctx, s.req, FrameResponse, FlagStream, v); code != OK {
+	if code := s.c.writeResult(s.ctx, s.req, wire.FrameResponse, wire.FlagStream, v); code != wire.OK {
 		s.ended = true
-		return &Error{Code: code, Message: "stream could not be opened"}
+		return &wire.Error{Code: code, Message: "stream could not be opened"}
 	}
 	s.accepted = true
 	return nil
@@ -55,9 +57,9 @@ func (s *Stream) Send(v any) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	if code := s.c.writeResult(s.ctx, s.req, FrameEvent, 0, v); code != OK {
+	if code := s.c.writeResult(s.ctx, s.req, wire.FrameEvent, 0, v); code != wire.OK {
 		s.ended = true
-		return &Error{Code: code, Message: "event could not be sent"}
+		return &wire.Error{Code: code, Message: "event could not be sent"}
 	}
 	return nil
 }
@@ -77,7 +79,7 @@ func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFu
 	err := c.callStream(ctx, req, st, h)
 	accepted := st.end()
 	c.release(req.ID)
-	var code Code
+	var code wire.Code
 	switch {
 	case ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The stream's context ended: why it ended decides the terminal
@@ -87,10 +89,10 @@ func (c *serverConn) runStream(ctx context.Context, cancel context.CancelCauseFu
 	case !accepted && err == nil:
 		// The handler finished without opening the stream: an empty,
 		// already-ended result.
-		code = c.writeResult(ctx, req, FrameResponse, 0, nil)
+		code = c.writeResult(ctx, req, wire.FrameResponse, 0, nil)
 	case err == nil:
-		code = OK
-		_ = c.w.write(FrameError, 0, req.ID, AppendError(nil, &Error{Code: OK, Message: "stream ended"}))
+		code = wire.OK
+		_ = c.w.write(wire.FrameError, 0, req.ID, wire.AppendError(nil, &wire.Error{Code: wire.OK, Message: "stream ended"}))
 	default:
 		code = c.writeError(ctx, req, err)
 	}
@@ -102,7 +104,7 @@ func (c *serverConn) callStream(ctx context.Context, req *Request, st *Stream, h
 	defer func() {
 		if p := recover(); p != nil {
 			c.logPanic(ctx, req, p)
-			err = &Error{Code: Internal, Message: "internal error"}
+			err = &wire.Error{Code: wire.Internal, Message: "internal error"}
 		}
 	}()
 	return h(ctx, req, st)
@@ -112,13 +114,13 @@ func (c *serverConn) callStream(ctx context.Context, req *Request, st *Stream, h
 // the cause: the client's CANCEL, the request's deadline, or the server
 // draining or closing (the connection closing ends it the same way, but
 // then nothing can be written anyway).
-func endedError(ctx context.Context) *Error {
+func endedError(ctx context.Context) *wire.Error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errClientCancel):
-		return &Error{Code: Canceled, Message: "canceled"}
+		return &wire.Error{Code: wire.Canceled, Message: "canceled"}
 	case cause == context.DeadlineExceeded:
-		return &Error{Code: DeadlineExceeded, Message: "deadline exceeded"}
+		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	default:
-		return &Error{Code: Unavailable, Message: "server shutting down"}
+		return &wire.Error{Code: wire.Unavailable, Message: "server shutting down"}
 	}
 }

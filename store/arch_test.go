@@ -6,10 +6,11 @@ import (
 	"testing"
 )
 
-// The store is the bottom tier (DESIGN.md): of bankwire's own packages it
-// may use only the schema (bankwire/migrations) and the constants-only leaf
-// of wire-visible limits (bankwire/proto/limits), never the protocol or the
-// tiers above. Test files are exempt.
+// The store is the bottom tier: of bankwire's own packages it may use only
+// the schema (bankwire/migrations) and the constants-only leaf of
+// wire-visible limits (bankwire/proto/limits), never the protocol or the
+// tiers above, so that the bank's data layer works, and is tested, without
+// any of them. Test files are exempt.
 func TestStoreImportsNoTierAbove(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "bankwire/store").CombinedOutput()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 	"bankwire/webtier"
 )
@@ -248,7 +249,7 @@ func sessionChecks(t *testing.T, s *site) int {
 	s.web.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	n := 0
 	for _, line := range strings.Split(rec.Body.String(), "\n") {
-		if strings.HasPrefix(line, `bankwire_webtier_apptier_calls_total{code=`) && strings.Contains(line, `op="`+proto.OpSessionCheck.String()+`"`) {
+		if strings.HasPrefix(line, `bankwire_webtier_apptier_calls_total{code=`) && strings.Contains(line, `op="`+wire.OpSessionCheck.String()+`"`) {
 			f := strings.Fields(line)
 			v, err := strconv.Atoi(f[len(f)-1])
 			if err != nil {

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"sort"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -22,11 +22,11 @@ type total struct {
 }
 
 type accountsData struct {
-	Accounts []proto.Account
+	Accounts []wire.Account
 	Totals   []total
 }
 
-func totals(accts []proto.Account) []total {
+func totals(accts []wire.Account) []total {
 	sums := map[string]int64{}
 	for _, a := range accts {
 		sums[a.Currency] += a.Balance
@@ -41,14 +41,14 @@ func totals(accts []proto.Account) []total {
 
 // AccountsPageData is the data of the accounts overview page, exported for
 // the benchmark's one-process baseline (it renders the same template).
-func accountsPage(accts []proto.Account) view {
+func accountsPage(accts []wire.Account) view {
 	return view{Title: "Your accounts", Nav: "accounts", Data: accountsData{Accounts: accts, Totals: totals(accts)}}
 }
 
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
-	var resp proto.AccountsResponse
-	if err := s.call(r, proto.OpAccountsList, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	var resp wire.AccountsResponse
+	if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -56,8 +56,8 @@ func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 }
 
 type accountData struct {
-	Account    proto.Account
-	Entries    []proto.Entry
+	Account    wire.Account
+	Entries    []wire.Entry
 	NextCursor string
 	Paged      bool // not the first page
 }
@@ -74,15 +74,15 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, "")
 		return
 	}
-	var resp proto.HistoryResponse
-	err := s.call(r, proto.OpAccountHistory, proto.HistoryRequest{
-		SessionRequest: proto.SessionRequest{Session: sess.Token},
+	var resp wire.HistoryResponse
+	err := s.call(r, wire.OpAccountHistory, wire.HistoryRequest{
+		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		Number:         number, Cursor: cursor, Limit: historyPageSize,
 	}, &resp)
 	if err != nil {
 		// A malformed number is as unknown as another customer's account.
 		var f form
-		if proto.ErrorCode(err) == proto.InvalidArgument && f.userError(err, nil) && cursor == "" {
+		if wire.ErrorCode(err) == wire.InvalidArgument && f.userError(err, nil) && cursor == "" {
 			s.errorPage(w, r, http.StatusNotFound, "")
 			return
 		}
@@ -118,9 +118,9 @@ func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
 		f.fail("kind", "Choose a checking or a savings account.")
 	}
 	if !f.Invalid() {
-		var resp proto.AccountResponse
-		err := s.call(r, proto.OpAccountOpen, proto.OpenAccountRequest{
-			SessionRequest: proto.SessionRequest{Session: sess.Token}, Kind: kind,
+		var resp wire.AccountResponse
+		err := s.call(r, wire.OpAccountOpen, wire.OpenAccountRequest{
+			SessionRequest: wire.SessionRequest{Session: sess.Token}, Kind: kind,
 		}, &resp)
 		if err == nil {
 			s.setFlash(w, "account_opened")

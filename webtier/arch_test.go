@@ -7,8 +7,10 @@ import (
 )
 
 // The web tier must not be able to reach the database: it may not import
-// the store, the app tier or pgx, directly or through anything else
-// (DESIGN.md). Test files are exempt; they start real tiers.
+// the store, the app tier or pgx, directly or through anything else. It
+// holds no database credentials either, so a compromised web tier can only
+// ask the app tier what any signed-in customer could ask. Test files are
+// exempt; they start real tiers.
 func TestWebTierImportsNeitherStoreNorPgx(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "bankwire/webtier/...").CombinedOutput()
 	if err != nil {

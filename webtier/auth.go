@@ -6,8 +6,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 )
 
 // Generous front-door bounds: the app tier applies the real policy, these
@@ -61,12 +61,12 @@ func (s *Server) signInForm(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", Nav: "signin", Data: s.signInData(r, newForm(), next)})
 }
 
-func (s *Server) clientOf(r *http.Request) proto.ClientInfo {
+func (s *Server) clientOf(r *http.Request) wire.ClientInfo {
 	ua := r.UserAgent()
 	if len(ua) > maxUserAgentLen || !utf8.ValidString(ua) {
 		ua = ""
 	}
-	return proto.ClientInfo{IP: clientIPOf(r), UserAgent: ua}
+	return wire.ClientInfo{IP: clientIPOf(r), UserAgent: ua}
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
@@ -95,16 +95,16 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var resp proto.SignInResponse
-	err := s.call(r, proto.OpSignIn, proto.SignInRequest{Username: username, Password: password, ClientInfo: s.clientOf(r)}, &resp)
+	var resp wire.SignInResponse
+	err := s.call(r, wire.OpSignIn, wire.SignInRequest{Username: username, Password: password, ClientInfo: s.clientOf(r)}, &resp)
 	if err != nil {
 		status := http.StatusUnprocessableEntity
-		switch proto.ErrorCode(err) {
-		case proto.Unauthenticated:
+		switch wire.ErrorCode(err) {
+		case wire.Unauthenticated:
 			// One message for unknown user and wrong password, as the app tier.
 			f.Error = "The username or password is incorrect."
 			status = http.StatusUnauthorized
-		case proto.ResourceExhausted, proto.PermissionDenied:
+		case wire.ResourceExhausted, wire.PermissionDenied:
 			f.userError(err, nil)
 			status = http.StatusTooManyRequests
 		default:
@@ -125,10 +125,10 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 
 // startSession replaces any old session with the new one: the old token is
 // revoked (best effort) so a fixed or stolen pre-sign-in cookie is useless.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, resp proto.SignInResponse) {
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, resp wire.SignInResponse) {
 	if old := s.sessionToken(r); old != "" && old != resp.Token {
 		s.sessions.drop(old)
-		_ = s.call(r, proto.OpSignOut, proto.SessionRequest{Session: old}, &proto.Empty{})
+		_ = s.call(r, wire.OpSignOut, wire.SessionRequest{Session: old}, &wire.Empty{})
 	}
 	s.setSessionCookie(w, resp.Token)
 	s.sessions.put(resp.Token, resp.Customer, time.Now())
@@ -190,8 +190,8 @@ func (s *Server) signUp(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnprocessableEntity, "signup", view{Title: "Open an account", Nav: "signup", Data: d})
 		return
 	}
-	var resp proto.SignInResponse
-	err := s.call(r, proto.OpSignUp, proto.SignUpRequest{
+	var resp wire.SignInResponse
+	err := s.call(r, wire.OpSignUp, wire.SignUpRequest{
 		Username: username, DisplayName: display, Password: password, ClientInfo: s.clientOf(r),
 	}, &resp)
 	if err != nil {
@@ -200,7 +200,7 @@ func (s *Server) signUp(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		status := http.StatusUnprocessableEntity
-		if proto.ErrorCode(err) == proto.ResourceExhausted {
+		if wire.ErrorCode(err) == wire.ResourceExhausted {
 			status = http.StatusTooManyRequests
 		}
 		s.render(w, r, status, "signup", view{Title: "Open an account", Nav: "signup", Data: d})
@@ -219,12 +219,12 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	}
 	if tok := s.sessionToken(r); tok != "" {
 		s.sessions.drop(tok)
-		op := proto.OpSignOut
+		op := wire.OpSignOut
 		if r.PostFormValue("everywhere") == "1" {
-			op = proto.OpSignOutAll
+			op = wire.OpSignOutAll
 		}
-		if err := s.call(r, op, proto.SessionRequest{Session: tok}, &proto.Empty{}); err != nil &&
-			proto.ErrorCode(err) != proto.Unauthenticated {
+		if err := s.call(r, op, wire.SessionRequest{Session: tok}, &wire.Empty{}); err != nil &&
+			wire.ErrorCode(err) != wire.Unauthenticated {
 			// The cookie still goes; the token then dies by its idle timeout.
 			s.log.WarnContext(r.Context(), "sign out at app tier failed", "err", err)
 		}

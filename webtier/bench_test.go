@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 )
 
@@ -41,7 +41,7 @@ func BenchmarkAccountsPage(b *testing.B) {
 		b.Fatal("no session cookie after sign-in")
 	}
 	st := s.app.Store
-	customer := proto.Customer{Username: "alice", DisplayName: "Alice Johnson"}
+	customer := wire.Customer{Username: "alice", DisplayName: "Alice Johnson"}
 
 	// The baseline does in one process what the three tiers do between
 	// them: validate the session (as the app tier does: by token hash,
@@ -109,10 +109,10 @@ func BenchmarkAccountsPage(b *testing.B) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func toProtoAccounts(accts []store.Account) []proto.Account {
-	out := make([]proto.Account, 0, len(accts))
+func toProtoAccounts(accts []store.Account) []wire.Account {
+	out := make([]wire.Account, 0, len(accts))
 	for _, a := range accts {
-		out = append(out, proto.Account{Number: a.Number, Kind: a.Kind, Currency: a.Currency, Balance: a.Balance, CreatedAt: a.CreatedAt})
+		out = append(out, wire.Account{Number: a.Number, Kind: a.Kind, Currency: a.Currency, Balance: a.Balance, CreatedAt: a.CreatedAt})
 	}
 	return out
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -20,13 +20,13 @@ const (
 )
 
 type chatListData struct {
-	Conversations []proto.Conversation
+	Conversations []wire.Conversation
 	Form          *form
 }
 
 type chatData struct {
-	Conversation proto.Conversation
-	Messages     []proto.Message // oldest first, as people read a chat
+	Conversation wire.Conversation
+	Messages     []wire.Message // oldest first, as people read a chat
 	OlderCursor  string
 	Paged        bool
 	Me           int64
@@ -35,8 +35,8 @@ type chatData struct {
 
 func (s *Server) renderChatList(w http.ResponseWriter, r *http.Request, status int, f *form) {
 	sess := sessionFrom(r.Context())
-	var resp proto.ConversationsResponse
-	if err := s.call(r, proto.OpChatList, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	var resp wire.ConversationsResponse
+	if err := s.call(r, wire.OpChatList, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -66,9 +66,9 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	status := http.StatusUnprocessableEntity
 	if !f.Invalid() {
-		var resp proto.ConversationResponse
-		err := s.call(r, proto.OpChatOpen, proto.ChatOpenRequest{
-			SessionRequest: proto.SessionRequest{Session: sess.Token}, Username: username,
+		var resp wire.ConversationResponse
+		err := s.call(r, wire.OpChatOpen, wire.ChatOpenRequest{
+			SessionRequest: wire.SessionRequest{Session: sess.Token}, Username: username,
 		}, &resp)
 		if err == nil {
 			http.Redirect(w, r, "/chat/"+strconv.FormatInt(resp.Conversation.ID, 10), http.StatusSeeOther)
@@ -78,7 +78,7 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		if proto.ErrorCode(err) == proto.ResourceExhausted {
+		if wire.ErrorCode(err) == wire.ResourceExhausted {
 			status = http.StatusTooManyRequests // too many lookups lately
 		}
 	}
@@ -92,9 +92,9 @@ func conversationID(r *http.Request) (int64, bool) {
 
 func (s *Server) renderConversation(w http.ResponseWriter, r *http.Request, status int, id int64, cursor string, f *form) {
 	sess := sessionFrom(r.Context())
-	var resp proto.ChatHistoryResponse
-	if err := s.call(r, proto.OpChatHistory, proto.ChatHistoryRequest{
-		SessionRequest: proto.SessionRequest{Session: sess.Token},
+	var resp wire.ChatHistoryResponse
+	if err := s.call(r, wire.OpChatHistory, wire.ChatHistoryRequest{
+		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		ConversationID: id, Cursor: cursor, Limit: chatPageSize,
 	}, &resp); err != nil {
 		s.fail(w, r, err)
@@ -148,15 +148,15 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 		f.fail("body", "Keep messages to "+strconv.Itoa(maxChatRunes)+" characters or fewer.")
 	}
 	if !f.Invalid() {
-		var resp proto.MessageResponse
-		err := s.call(r, proto.OpChatSend, proto.ChatSendRequest{
-			SessionRequest: proto.SessionRequest{Session: sess.Token}, ConversationID: id, Body: body,
+		var resp wire.MessageResponse
+		err := s.call(r, wire.OpChatSend, wire.ChatSendRequest{
+			SessionRequest: wire.SessionRequest{Session: sess.Token}, ConversationID: id, Body: body,
 		}, &resp)
 		if err == nil {
 			http.Redirect(w, r, "/chat/"+strconv.FormatInt(id, 10)+"#compose", http.StatusSeeOther)
 			return
 		}
-		if proto.ErrorCode(err) == proto.NotFound {
+		if wire.ErrorCode(err) == wire.NotFound {
 			s.errorPage(w, r, http.StatusNotFound, "")
 			return
 		}

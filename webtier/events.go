@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5/middleware"
 )
@@ -88,10 +89,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	ctx = proto.WithTraceID(ctx, middleware.GetReqID(r.Context()))
 
 	subCtx, subCancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	sub, err := s.client.Subscribe(subCtx, proto.OpSubscribe, proto.SessionRequest{Session: sess.Token})
+	sub, err := s.client.Subscribe(subCtx, wire.OpSubscribe, wire.SessionRequest{Session: sess.Token})
 	subCancel()
 	if err != nil {
-		if proto.ErrorCode(err) == proto.Unauthenticated {
+		if wire.ErrorCode(err) == wire.Unauthenticated {
 			s.sessions.drop(sess.Token)
 			w.WriteHeader(http.StatusNoContent) // EventSource stops on 204
 			return
@@ -129,11 +130,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// keep-alives; it ends when ctx is canceled (deferred cancel above) or
 	// the subscription ends, and the channel is never left with a blocked
 	// sender because of the ctx case.
-	events := make(chan proto.Event)
+	events := make(chan wire.Event)
 	done := make(chan error, 1)
 	go func() {
 		for {
-			var ev proto.Event
+			var ev wire.Event
 			if err := sub.Next(ctx, &ev); err != nil {
 				done <- err
 				return
@@ -159,7 +160,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case err := <-done:
 			done <- err // for the deferred wait
-			if proto.ErrorCode(err) == proto.Unauthenticated {
+			if wire.ErrorCode(err) == wire.Unauthenticated {
 				s.sessions.drop(sess.Token)
 			}
 			return
@@ -189,25 +190,25 @@ func (s *Server) endStream(w http.ResponseWriter, status int) {
 	fmt.Fprintf(w, "retry: %d\n\n", (5 * streamRetry).Milliseconds())
 }
 
-func (s *Server) eventPayload(r *http.Request, sess *session, ev proto.Event) (string, []byte, bool) {
+func (s *Server) eventPayload(r *http.Request, sess *session, ev wire.Event) (string, []byte, bool) {
 	var v any
 	var name string
 	switch {
-	case ev.Kind == proto.EventBalance && ev.Account != nil:
+	case ev.Kind == wire.EventBalance && ev.Account != nil:
 		a := ev.Account
 		name = "balance"
 		be := balanceEvent{Number: a.Number, Balance: FormatMoney(a.Balance, a.Currency), Label: kindName(a.Kind) + " " + a.Number}
 		// The overview shows totals too; one extra call per balance change
 		// (rare next to page views) keeps them right. Without it the
 		// totals just wait for the next reload.
-		var accts proto.AccountsResponse
-		if err := s.call(r, proto.OpAccountsList, proto.SessionRequest{Session: sess.Token}, &accts); err == nil {
+		var accts wire.AccountsResponse
+		if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &accts); err == nil {
 			for _, t := range totals(accts.Accounts) {
 				be.Totals = append(be.Totals, totalText{Currency: t.Currency, Total: FormatMoney(t.Amount, t.Currency)})
 			}
 		}
 		v = be
-	case ev.Kind == proto.EventChatMessage && ev.Message != nil:
+	case ev.Kind == wire.EventChatMessage && ev.Message != nil:
 		m := ev.Message
 		name = "chat"
 		v = chatEvent{

@@ -3,7 +3,7 @@ package webtier
 import (
 	"net/http"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // Hooks for the external tests in package webtier_test.
@@ -14,7 +14,7 @@ var AmountProblem = amountProblem
 // RenderAccountsPage renders the accounts overview exactly as the accounts
 // handler does, for the benchmark's one-process baseline, which has checked
 // the session itself (as the handler's data call confirms it).
-func (s *Server) RenderAccountsPage(w http.ResponseWriter, r *http.Request, customer proto.Customer, accts []proto.Account) {
+func (s *Server) RenderAccountsPage(w http.ResponseWriter, r *http.Request, customer wire.Customer, accts []wire.Account) {
 	r = r.WithContext(withSession(r.Context(), &session{Customer: customer, confirmed: true}))
 	s.render(w, r, http.StatusOK, "accounts", accountsPage(accts))
 }

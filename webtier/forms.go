@@ -8,7 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // form carries what the customer typed back into the page, with errors by
@@ -44,13 +44,13 @@ func (f *form) fail(field, msg string) {
 // a field not in it becomes a form-level error. It returns false for errors
 // that are not the customer's to fix (unavailable, internal, unauthenticated).
 func (f *form) userError(err error, fields map[string]string) bool {
-	var pe *proto.Error
+	var pe *wire.Error
 	if !errors.As(err, &pe) {
 		return false
 	}
 	switch pe.Code {
-	case proto.InvalidArgument, proto.FailedPrecondition, proto.NotFound, proto.AlreadyExists,
-		proto.PermissionDenied, proto.ResourceExhausted:
+	case wire.InvalidArgument, wire.FailedPrecondition, wire.NotFound, wire.AlreadyExists,
+		wire.PermissionDenied, wire.ResourceExhausted:
 	default:
 		return false
 	}

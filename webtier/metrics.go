@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -68,8 +68,8 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-func (m *metrics) observeCall(op proto.Op, err error, d time.Duration) {
-	m.calls.WithLabelValues(op.String(), proto.ErrorCode(err).String()).Inc()
+func (m *metrics) observeCall(op wire.Op, err error, d time.Duration) {
+	m.calls.WithLabelValues(op.String(), wire.ErrorCode(err).String()).Inc()
 	m.callLatency.WithLabelValues(op.String()).Observe(d.Seconds())
 }
 

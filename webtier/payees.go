@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -13,7 +13,7 @@ import (
 const maxNicknameRunes = 64
 
 type payeesData struct {
-	Payees     []proto.Payee
+	Payees     []wire.Payee
 	Add        *form
 	RenameID   int64 // the payee whose rename failed
 	RenameForm *form
@@ -21,8 +21,8 @@ type payeesData struct {
 
 func (s *Server) renderPayees(w http.ResponseWriter, r *http.Request, status int, d payeesData) {
 	sess := sessionFrom(r.Context())
-	var resp proto.PayeesResponse
-	if err := s.call(r, proto.OpPayeesList, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	var resp wire.PayeesResponse
+	if err := s.call(r, wire.OpPayeesList, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -71,9 +71,9 @@ func (s *Server) payeeAdd(w http.ResponseWriter, r *http.Request) {
 		f.fail("number", "That is not a valid account number.")
 	}
 	if !f.Invalid() {
-		var resp proto.PayeeResponse
-		err := s.call(r, proto.OpPayeeAdd, proto.PayeeAddRequest{
-			SessionRequest: proto.SessionRequest{Session: sess.Token}, Nickname: nick, Number: number,
+		var resp wire.PayeeResponse
+		err := s.call(r, wire.OpPayeeAdd, wire.PayeeAddRequest{
+			SessionRequest: wire.SessionRequest{Session: sess.Token}, Nickname: nick, Number: number,
 		}, &resp)
 		if err == nil {
 			s.setFlash(w, "payee_added")
@@ -110,16 +110,16 @@ func (s *Server) payeeRename(w http.ResponseWriter, r *http.Request) {
 		f.fail("nickname", p)
 	}
 	if !f.Invalid() {
-		var resp proto.PayeeResponse
-		err := s.call(r, proto.OpPayeeRename, proto.PayeeRenameRequest{
-			SessionRequest: proto.SessionRequest{Session: sess.Token}, ID: id, Nickname: nick,
+		var resp wire.PayeeResponse
+		err := s.call(r, wire.OpPayeeRename, wire.PayeeRenameRequest{
+			SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id, Nickname: nick,
 		}, &resp)
 		if err == nil {
 			s.setFlash(w, "payee_renamed")
 			http.Redirect(w, r, "/payees", http.StatusSeeOther)
 			return
 		}
-		if proto.ErrorCode(err) == proto.NotFound {
+		if wire.ErrorCode(err) == wire.NotFound {
 			s.errorPage(w, r, http.StatusNotFound, "")
 			return
 		}
@@ -138,9 +138,9 @@ func (s *Server) payeeDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	err := s.call(r, proto.OpPayeeDelete, proto.PayeeDeleteRequest{
-		SessionRequest: proto.SessionRequest{Session: sess.Token}, ID: id,
-	}, &proto.Empty{})
+	err := s.call(r, wire.OpPayeeDelete, wire.PayeeDeleteRequest{
+		SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id,
+	}, &wire.Empty{})
 	if err != nil {
 		s.fail(w, r, err)
 		return

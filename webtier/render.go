@@ -18,7 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -135,7 +135,7 @@ func displayNumber(n string) string {
 type view struct {
 	Title     string
 	Nav       string // which navigation item is current
-	Customer  *proto.Customer
+	Customer  *wire.Customer
 	FlashKind string
 	Flash     string
 	Status    int
@@ -160,10 +160,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 			c := sess.Customer
 			v.Customer = &c
 			v.Live = true
-		case proto.ErrorCode(err) == proto.Unauthenticated && name != "error":
+		case wire.ErrorCode(err) == wire.Unauthenticated && name != "error":
 			s.sessionEnded(w, r)
 			return
-		case proto.ErrorCode(err) == proto.Unauthenticated:
+		case wire.ErrorCode(err) == wire.Unauthenticated:
 			s.clearSessionCookie(w)
 		default:
 			// The app tier cannot say: the page (often the outage page or
@@ -250,20 +250,20 @@ func (s *Server) tooManyRequests(w http.ResponseWriter, r *http.Request) {
 // errBrieflyUnavailable replaces an answer that says the link to the app
 // tier is over its limit: for the customer that is an outage (503 "briefly
 // unavailable"), not something they did.
-var errBrieflyUnavailable = &proto.Error{Code: proto.Unavailable, Message: "The bank is briefly unavailable."}
+var errBrieflyUnavailable = &wire.Error{Code: wire.Unavailable, Message: "The bank is briefly unavailable."}
 
 // overloaded reports whether err is the protocol's own refusal of a request
 // over a connection's in-flight limit (PROTOCOL.md §4.1) rather than a rule
 // of the bank. Only sign-in, sign-up and chat.open answer RESOURCE_EXHAUSTED
 // by rule, and their answers are sentences for the customer (capitalized);
 // the protocol's are lower-case technical notes that no page may show.
-func overloaded(op proto.Op, err error) bool {
-	var pe *proto.Error
-	if !errors.As(err, &pe) || pe.Code != proto.ResourceExhausted {
+func overloaded(op wire.Op, err error) bool {
+	var pe *wire.Error
+	if !errors.As(err, &pe) || pe.Code != wire.ResourceExhausted {
 		return false
 	}
 	switch op {
-	case proto.OpSignIn, proto.OpSignUp, proto.OpChatOpen:
+	case wire.OpSignIn, wire.OpSignUp, wire.OpChatOpen:
 		r, _ := utf8.DecodeRuneInString(pe.Message)
 		return !unicode.IsUpper(r)
 	}
@@ -271,19 +271,19 @@ func overloaded(op proto.Op, err error) bool {
 }
 
 // statusOf is the one table from app-tier error codes to HTTP statuses.
-func statusOf(code proto.Code) int {
+func statusOf(code wire.Code) int {
 	switch code {
-	case proto.InvalidArgument, proto.FailedPrecondition:
+	case wire.InvalidArgument, wire.FailedPrecondition:
 		return http.StatusBadRequest
-	case proto.NotFound:
+	case wire.NotFound:
 		return http.StatusNotFound
-	case proto.AlreadyExists:
+	case wire.AlreadyExists:
 		return http.StatusConflict
-	case proto.PermissionDenied:
+	case wire.PermissionDenied:
 		return http.StatusForbidden
-	case proto.ResourceExhausted:
+	case wire.ResourceExhausted:
 		return http.StatusTooManyRequests
-	case proto.Unavailable, proto.DeadlineExceeded, proto.Canceled, proto.Aborted:
+	case wire.Unavailable, wire.DeadlineExceeded, wire.Canceled, wire.Aborted:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -291,8 +291,8 @@ func statusOf(code proto.Code) int {
 
 // fail answers a request whose app-tier call failed.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := proto.ErrorCode(err)
-	if code == proto.Unauthenticated {
+	code := wire.ErrorCode(err)
+	if code == wire.Unauthenticated {
 		s.sessionEnded(w, r)
 		return
 	}
@@ -304,7 +304,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Log(r.Context(), level, "app tier call failed", "request_id", middleware.GetReqID(r.Context()),
 		"code", code.String(), "err", err)
 	detail := ""
-	var pe *proto.Error
+	var pe *wire.Error
 	if status == http.StatusBadRequest || status == http.StatusConflict {
 		if errors.As(err, &pe) {
 			detail = pe.Message

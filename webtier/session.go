@@ -8,14 +8,14 @@ import (
 	"sync"
 	"time"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // session is the signed-in customer of a request. It belongs to one
 // request (one goroutine).
 type session struct {
 	Token    string
-	Customer proto.Customer
+	Customer wire.Customer
 
 	// confirmed is set once the app tier accepted Token during this
 	// request. checkErr remembers a failed session check, or an outage met
@@ -60,7 +60,7 @@ type sessionCache struct {
 }
 
 type sessionEntry struct {
-	customer proto.Customer
+	customer wire.Customer
 	expires  time.Time
 }
 
@@ -71,19 +71,19 @@ func newSessionCache(ttl time.Duration, max int) *sessionCache {
 // Keys are hashes so the cache does not hold live tokens.
 func cacheKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
-func (c *sessionCache) get(token string, now time.Time) (proto.Customer, bool) {
+func (c *sessionCache) get(token string, now time.Time) (wire.Customer, bool) {
 	k := cacheKey(token)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
 	if !ok || now.After(e.expires) {
 		delete(c.entries, k)
-		return proto.Customer{}, false
+		return wire.Customer{}, false
 	}
 	return e.customer, true
 }
 
-func (c *sessionCache) put(token string, cust proto.Customer, now time.Time) {
+func (c *sessionCache) put(token string, cust wire.Customer, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
@@ -117,9 +117,9 @@ func (s *Server) lookupSession(r *http.Request) (*session, error) {
 	if cust, ok := s.sessions.get(tok, time.Now()); ok {
 		return &session{Token: tok, Customer: cust}, nil
 	}
-	var resp proto.SessionResponse
-	if err := s.call(r, proto.OpSessionCheck, proto.SessionRequest{Session: tok}, &resp); err != nil {
-		if proto.ErrorCode(err) == proto.Unauthenticated {
+	var resp wire.SessionResponse
+	if err := s.call(r, wire.OpSessionCheck, wire.SessionRequest{Session: tok}, &resp); err != nil {
+		if wire.ErrorCode(err) == wire.Unauthenticated {
 			return nil, nil
 		}
 		return nil, err
@@ -134,10 +134,10 @@ func (s *Server) confirmSession(r *http.Request, sess *session) error {
 	if sess.confirmed || sess.checkErr != nil {
 		return sess.checkErr
 	}
-	var resp proto.SessionResponse
-	if err := s.call(r, proto.OpSessionCheck, proto.SessionRequest{Session: sess.Token}, &resp); err != nil {
+	var resp wire.SessionResponse
+	if err := s.call(r, wire.OpSessionCheck, wire.SessionRequest{Session: sess.Token}, &resp); err != nil {
 		sess.checkErr = err
-		if proto.ErrorCode(err) == proto.Unauthenticated {
+		if wire.ErrorCode(err) == wire.Unauthenticated {
 			s.sessions.drop(sess.Token)
 		}
 		return err
@@ -148,7 +148,7 @@ func (s *Server) confirmSession(r *http.Request, sess *session) error {
 
 // noteCall records what a call made with the request's session says about
 // it: success proves it live; an outage means asking again is pointless.
-func noteCall(r *http.Request, op proto.Op, err error) {
+func noteCall(r *http.Request, op wire.Op, err error) {
 	sess := sessionFrom(r.Context())
 	if sess == nil || !callConfirms(op) {
 		return
@@ -156,7 +156,7 @@ func noteCall(r *http.Request, op proto.Op, err error) {
 	switch {
 	case err == nil:
 		sess.confirmed = true
-	case sess.checkErr == nil && statusOf(proto.ErrorCode(err)) >= 500:
+	case sess.checkErr == nil && statusOf(wire.ErrorCode(err)) >= 500:
 		sess.checkErr = err
 	}
 }
@@ -164,9 +164,9 @@ func noteCall(r *http.Request, op proto.Op, err error) {
 // callConfirms reports whether a successful op proves the session it
 // carried is live: every op that takes a session authenticates it first,
 // except sign-out, which succeeds for ended sessions too.
-func callConfirms(op proto.Op) bool {
+func callConfirms(op wire.Op) bool {
 	switch op {
-	case proto.OpInfo, proto.OpSignIn, proto.OpSignUp, proto.OpSignOut:
+	case wire.OpInfo, wire.OpSignIn, wire.OpSignUp, wire.OpSignOut:
 		return false
 	}
 	return true

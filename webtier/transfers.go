@@ -7,8 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -22,14 +22,14 @@ var transferFields = map[string]string{"amount": "amount", "to": "to", "from": "
 
 type transferFormData struct {
 	Form     *form
-	Accounts []proto.Account
-	Payees   []proto.Payee
+	Accounts []wire.Account
+	Payees   []wire.Payee
 	Key      string
 }
 
 type transferConfirmData struct {
 	Key      string
-	From     proto.Account
+	From     wire.Account
 	To       string
 	ToName   string // payee nickname or "Your savings account"; may be empty
 	ToLabel  string
@@ -46,7 +46,7 @@ type transferConfirmData struct {
 }
 
 type transferResultData struct {
-	Transfer proto.Transfer
+	Transfer wire.Transfer
 	Sent     bool // the transfer left one of the customer's accounts
 	FromName string
 	ToName   string
@@ -67,13 +67,13 @@ type transferInput struct {
 const maxToNameRunes = 100
 
 // loadPayeesAndAccounts fetches what a transfer form offers.
-func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]proto.Account, []proto.Payee, error) {
-	var accts proto.AccountsResponse
-	if err := s.call(r, proto.OpAccountsList, proto.SessionRequest{Session: sess.Token}, &accts); err != nil {
+func (s *Server) loadAccountsAndPayees(r *http.Request, sess *session) ([]wire.Account, []wire.Payee, error) {
+	var accts wire.AccountsResponse
+	if err := s.call(r, wire.OpAccountsList, wire.SessionRequest{Session: sess.Token}, &accts); err != nil {
 		return nil, nil, err
 	}
-	var payees proto.PayeesResponse
-	if err := s.call(r, proto.OpPayeesList, proto.SessionRequest{Session: sess.Token}, &payees); err != nil {
+	var payees wire.PayeesResponse
+	if err := s.call(r, wire.OpPayeesList, wire.SessionRequest{Session: sess.Token}, &payees); err != nil {
 		return nil, nil, err
 	}
 	return accts.Accounts, payees.Payees, nil
@@ -260,9 +260,9 @@ func (s *Server) transferCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	var resp proto.TransferResponse
-	err := s.call(r, proto.OpTransferCreate, proto.TransferRequest{
-		SessionRequest: proto.SessionRequest{Session: sess.Token},
+	var resp wire.TransferResponse
+	err := s.call(r, wire.OpTransferCreate, wire.TransferRequest{
+		SessionRequest: wire.SessionRequest{Session: sess.Token},
 		IdempotencyKey: in.key, From: in.from, To: in.to, Amount: in.amount, Memo: in.memo,
 	}, &resp)
 	if err == nil {
@@ -274,7 +274,7 @@ func (s *Server) transferCreate(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/transfers/"+strconv.FormatInt(resp.Transfer.ID, 10), http.StatusSeeOther)
 		return
 	}
-	if proto.ErrorCode(err) == proto.Unauthenticated {
+	if wire.ErrorCode(err) == wire.Unauthenticated {
 		// The app tier checks the session before anything else: nothing moved.
 		s.sessionEnded(w, r)
 		return
@@ -301,9 +301,9 @@ const outcomeUnknownText = "We couldn’t confirm your transfer because our bank
 // the page shows comes from the posted form.
 func (s *Server) transferOutcomeUnknown(w http.ResponseWriter, r *http.Request, in transferInput, err error) {
 	s.log.WarnContext(r.Context(), "transfer outcome unknown", "request_id", middleware.GetReqID(r.Context()),
-		"code", proto.ErrorCode(err).String(), "err", err)
+		"code", wire.ErrorCode(err).String(), "err", err)
 	d := transferConfirmData{
-		Key: in.key, From: proto.Account{Number: in.from, Kind: in.fromKind, Currency: in.currency},
+		Key: in.key, From: wire.Account{Number: in.from, Kind: in.fromKind, Currency: in.currency},
 		To: in.to, ToName: in.toName, ToLabel: displayNumber(in.to), Amount: in.amount, Minor: in.minor,
 		Currency: in.currency, Memo: in.memo, Error: outcomeUnknownText, Unknown: true,
 	}
@@ -313,7 +313,7 @@ func (s *Server) transferOutcomeUnknown(w http.ResponseWriter, r *http.Request, 
 	// 503 for an outage; a fault of ours (INTERNAL) stays a 500, but with
 	// this page too: its outcome is just as unknown.
 	status := http.StatusInternalServerError
-	if statusOf(proto.ErrorCode(err)) == http.StatusServiceUnavailable {
+	if statusOf(wire.ErrorCode(err)) == http.StatusServiceUnavailable {
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
 	}
@@ -352,13 +352,13 @@ func (s *Server) transferResolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := sessionFrom(r.Context())
-	var resp proto.TransferResolveResponse
-	err := s.call(r, proto.OpTransferResolve, proto.TransferResolveRequest{
-		SessionRequest: proto.SessionRequest{Session: sess.Token}, IdempotencyKey: in.key, From: in.from,
+	var resp wire.TransferResolveResponse
+	err := s.call(r, wire.OpTransferResolve, wire.TransferResolveRequest{
+		SessionRequest: wire.SessionRequest{Session: sess.Token}, IdempotencyKey: in.key, From: in.from,
 	}, &resp)
-	switch code := proto.ErrorCode(err); {
+	switch code := wire.ErrorCode(err); {
 	case err == nil:
-	case code == proto.Unauthenticated:
+	case code == wire.Unauthenticated:
 		s.sessionEnded(w, r)
 		return
 	case statusOf(code) == http.StatusServiceUnavailable:
@@ -385,9 +385,9 @@ func (s *Server) transferResult(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "")
 		return
 	}
-	var resp proto.TransferResponse
-	if err := s.call(r, proto.OpTransferGet, proto.TransferGetRequest{
-		SessionRequest: proto.SessionRequest{Session: sess.Token}, ID: id,
+	var resp wire.TransferResponse
+	if err := s.call(r, wire.OpTransferGet, wire.TransferGetRequest{
+		SessionRequest: wire.SessionRequest{Session: sess.Token}, ID: id,
 	}, &resp); err != nil {
 		s.fail(w, r, err)
 		return

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -228,9 +229,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // call runs one app-tier operation for a request, bounded by the call
 // timeout and carrying the request id so both tiers' logs line up.
-func (s *Server) call(r *http.Request, op proto.Op, req, resp any) error {
+func (s *Server) call(r *http.Request, op wire.Op, req, resp any) error {
 	timeout := s.cfg.CallTimeout
-	if op == proto.OpSignIn || op == proto.OpSignUp {
+	if op == wire.OpSignIn || op == wire.OpSignUp {
 		timeout = s.cfg.AuthCallTimeout
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
@@ -253,14 +254,14 @@ func (s *Server) call(r *http.Request, op proto.Op, req, resp any) error {
 // when the app tier is redeployed, and the sign-in page shows it.
 type infoCache struct {
 	mu      sync.Mutex
-	info    proto.InfoResponse
+	info    wire.InfoResponse
 	fetched time.Time
 }
 
 const infoTTL = time.Minute
 
 // appInfo returns the app tier's facts, or ok=false when it cannot be asked.
-func (s *Server) appInfo(r *http.Request) (proto.InfoResponse, bool) {
+func (s *Server) appInfo(r *http.Request) (wire.InfoResponse, bool) {
 	s.info.mu.Lock()
 	if !s.info.fetched.IsZero() && time.Since(s.info.fetched) < infoTTL {
 		info := s.info.info
@@ -268,9 +269,9 @@ func (s *Server) appInfo(r *http.Request) (proto.InfoResponse, bool) {
 		return info, true
 	}
 	s.info.mu.Unlock()
-	var info proto.InfoResponse
-	if err := s.call(r, proto.OpInfo, proto.InfoRequest{}, &info); err != nil {
-		return proto.InfoResponse{}, false
+	var info wire.InfoResponse
+	if err := s.call(r, wire.OpInfo, wire.InfoRequest{}, &info); err != nil {
+		return wire.InfoResponse{}, false
 	}
 	s.info.mu.Lock()
 	s.info.info, s.info.fetched = info, time.Now()

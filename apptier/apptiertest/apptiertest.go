@@ -18,6 +18,7 @@ import (
 
 	"bankwire/apptier"
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store"
 	"bankwire/store/storetest"
 )
@@ -271,9 +272,9 @@ func (s *Server) SignIn(tb testing.TB, c *proto.Client, username, password strin
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var out proto.SignInResponse
-	if err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: username, Password: password,
-		ClientInfo: proto.ClientInfo{IP: "127.0.0.1", UserAgent: "apptiertest"}}, &out); err != nil {
+	var out wire.SignInResponse
+	if err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: username, Password: password,
+		ClientInfo: wire.ClientInfo{IP: "127.0.0.1", UserAgent: "apptiertest"}}, &out); err != nil {
 		tb.Fatalf("sign in %s: %v", username, err)
 	}
 	return out.Token

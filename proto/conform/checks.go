@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"bankwire/proto"
 	"bankwire/proto/limits"
+	"bankwire/proto/wire"
 )
 
 // checks lists every check, in the order they run; the drain checks come
@@ -31,16 +31,16 @@ func checks() []check {
 		{"3", "a first frame other than AUTH gets FATAL PROTOCOL_ERROR", checkFirstNotAuth},
 		{"3", "an HTTP request instead of frames gets FATAL PROTOCOL_ERROR or UNSUPPORTED_VERSION", checkHTTP},
 		{"3", "no AUTH within handshake_timeout_ms gets FATAL HANDSHAKE_TIMEOUT", checkHandshakeTimeout},
-		{"2", "a frame with version 2 gets FATAL UNSUPPORTED_VERSION", fatalAfterReady(frame{version: 2, typ: tPing}, proto.UnsupportedVersion)},
-		{"2.1", "an unknown frame type gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: 99}, proto.ProtocolError)},
-		{"2", "an unknown flag bit gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tPing, flags: 0x0002}, proto.ProtocolError)},
-		{"2", "STREAM on a REQUEST gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tRequest, flags: flagStream, id: 1, payload: infoPrefix()}, proto.ProtocolError)},
-		{"2.1", "a frame in the wrong direction (RESPONSE) gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tResponse, id: 1}, proto.ProtocolError)},
-		{"2.2", "a REQUEST shorter than its prefix gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tRequest, id: 1, payload: []byte{0, 1, 0}}, proto.ProtocolError)},
+		{"2", "a frame with version 2 gets FATAL UNSUPPORTED_VERSION", fatalAfterReady(frame{version: 2, typ: tPing}, wire.UnsupportedVersion)},
+		{"2.1", "an unknown frame type gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: 99}, wire.ProtocolError)},
+		{"2", "an unknown flag bit gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tPing, flags: 0x0002}, wire.ProtocolError)},
+		{"2", "STREAM on a REQUEST gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tRequest, flags: flagStream, id: 1, payload: infoPrefix()}, wire.ProtocolError)},
+		{"2.1", "a frame in the wrong direction (RESPONSE) gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tResponse, id: 1}, wire.ProtocolError)},
+		{"2.2", "a REQUEST shorter than its prefix gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tRequest, id: 1, payload: []byte{0, 1, 0}}, wire.ProtocolError)},
 		{"2", "a payload length over max_payload gets FATAL PROTOCOL_ERROR before the payload is sent", checkOverMaxPayload},
 		{"2", "a payload of exactly max_payload is read (an ERROR for its body, no FATAL)", checkAtMaxPayload},
 		{"7.1", "PING gets PONG with the same id and payload", checkPing},
-		{"7.1", "PING with over 64 bytes gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tPing, payload: make([]byte, 65)}, proto.ProtocolError)},
+		{"7.1", "PING with over 64 bytes gets FATAL PROTOCOL_ERROR", fatalAfterReady(frame{version: 1, typ: tPing, payload: make([]byte, 65)}, wire.ProtocolError)},
 		{"4.1", "50 pipelined requests get exactly one terminal frame each", checkPipelined},
 		{"4.1", "an unknown op gets ERROR UNIMPLEMENTED; the connection stays open", checkUnknownOp},
 		{"2.2", "a trace id of 255 bytes is accepted", checkTraceAtMax},
@@ -64,10 +64,10 @@ func checks() []check {
 	}
 }
 
-func infoPrefix() []byte { return proto.AppendRequest(nil, proto.RequestHeader{Op: proto.OpInfo}, nil) }
+func infoPrefix() []byte { return wire.AppendRequest(nil, wire.RequestHeader{Op: wire.OpInfo}, nil) }
 
-func wantCode(err error, code proto.Code, field string) error {
-	var e *proto.Error
+func wantCode(err error, code wire.Code, field string) error {
+	var e *wire.Error
 	if !errors.As(err, &e) {
 		if err == nil {
 			return fmt.Errorf("succeeded, want ERROR %s", code)
@@ -123,7 +123,7 @@ func dialHello(k *checker) (*conn, error) {
 	return c, nil
 }
 
-func authFatal(k *checker, payload []byte, code proto.Code) error {
+func authFatal(k *checker, payload []byte, code wire.Code) error {
 	c, err := dialHello(k)
 	if err != nil {
 		return err
@@ -137,14 +137,14 @@ func authFatal(k *checker, payload []byte, code proto.Code) error {
 
 func checkBadSecret(k *checker) error {
 	b, _ := json.Marshal(map[string]any{"version": 1, "client": "bankwire-conform/1.0", "secret": k.cfg.Secret + "-wrong"})
-	return authFatal(k, b, proto.BadSecret)
+	return authFatal(k, b, wire.BadSecret)
 }
 
 func checkAuthVersions(k *checker) error {
 	for _, v := range []string{"2", "256", "-1", "1.5"} {
 		secret, _ := json.Marshal(k.cfg.Secret)
 		p := []byte(`{"version":` + v + `,"client":"bankwire-conform/1.0","secret":` + string(secret) + `}`)
-		if err := authFatal(k, p, proto.UnsupportedVersion); err != nil {
+		if err := authFatal(k, p, wire.UnsupportedVersion); err != nil {
 			return fmt.Errorf("version %s: %w", v, err)
 		}
 	}
@@ -154,7 +154,7 @@ func checkAuthVersions(k *checker) error {
 func checkAuthMalformed(k *checker) error {
 	secret, _ := json.Marshal(k.cfg.Secret)
 	for _, p := range []string{`not json`, `{"version":1,"secret":` + string(secret) + `,"secret":` + string(secret) + `}`} {
-		if err := authFatal(k, []byte(p), proto.ProtocolError); err != nil {
+		if err := authFatal(k, []byte(p), wire.ProtocolError); err != nil {
 			return fmt.Errorf("AUTH %q: %w", p, err)
 		}
 	}
@@ -203,7 +203,7 @@ func checkTraceAtMax(k *checker) error {
 	}
 	defer c.close()
 	c.nextID++
-	p := proto.AppendRequest(nil, proto.RequestHeader{Op: proto.OpInfo, DeadlineMs: 10000, TraceID: strings.Repeat("t", 255)}, nil)
+	p := wire.AppendRequest(nil, wire.RequestHeader{Op: wire.OpInfo, DeadlineMs: 10000, TraceID: strings.Repeat("t", 255)}, nil)
 	if len(p) != 7+255 {
 		return fmt.Errorf("built a prefix of %d bytes", len(p))
 	}
@@ -221,7 +221,7 @@ func checkTraceAtMax(k *checker) error {
 }
 
 func checkAuthTooLong(k *checker) error {
-	return authFatal(k, authOfSize(k.cfg.Secret, 4097), proto.ProtocolError)
+	return authFatal(k, authOfSize(k.cfg.Secret, 4097), wire.ProtocolError)
 }
 
 func checkFirstNotAuth(k *checker) error {
@@ -233,7 +233,7 @@ func checkFirstNotAuth(k *checker) error {
 	if err := c.send(tRequest, 0, 1, infoPrefix()); err != nil {
 		return err
 	}
-	return c.expectFatal(proto.ProtocolError, 5*time.Second)
+	return c.expectFatal(wire.ProtocolError, 5*time.Second)
 }
 
 func checkHTTP(k *checker) error {
@@ -245,7 +245,7 @@ func checkHTTP(k *checker) error {
 	if err := c.write([]byte("GET / HTTP/1.1\r\nHost: bankwire\r\n\r\n")); err != nil {
 		return err
 	}
-	err1 := c.expectFatal(proto.ProtocolError, 5*time.Second, tHello)
+	err1 := c.expectFatal(wire.ProtocolError, 5*time.Second, tHello)
 	if err1 == nil {
 		return nil
 	}
@@ -257,7 +257,7 @@ func checkHTTP(k *checker) error {
 	if err := c2.write([]byte("GET / HTTP/1.1\r\nHost: bankwire\r\n\r\n")); err != nil {
 		return err
 	}
-	if err2 := c2.expectFatal(proto.UnsupportedVersion, 5*time.Second, tHello); err2 != nil {
+	if err2 := c2.expectFatal(wire.UnsupportedVersion, 5*time.Second, tHello); err2 != nil {
 		return fmt.Errorf("%v; %v", err1, err2)
 	}
 	return nil
@@ -280,7 +280,7 @@ func checkHandshakeTimeout(k *checker) error {
 		return skip(fmt.Sprintf("handshake_timeout_ms is %d; run with -slow", h.HandshakeTimeoutMs))
 	}
 	start := time.Now()
-	if err := c.expectFatal(proto.HandshakeTimeout, d+5*time.Second); err != nil {
+	if err := c.expectFatal(wire.HandshakeTimeout, d+5*time.Second); err != nil {
 		return err
 	}
 	if el := time.Since(start); el < d-time.Second {
@@ -290,7 +290,7 @@ func checkHandshakeTimeout(k *checker) error {
 }
 
 // fatalAfterReady sends f after the handshake and expects FATAL code.
-func fatalAfterReady(f frame, code proto.Code) func(k *checker) error {
+func fatalAfterReady(f frame, code wire.Code) func(k *checker) error {
 	return func(k *checker) error {
 		c, err := k.ready()
 		if err != nil {
@@ -314,7 +314,7 @@ func checkOverMaxPayload(k *checker) error {
 	if err := c.write(header(1, tRequest, 0, 1, uint32(c.hello.MaxPayload+1))); err != nil {
 		return err
 	}
-	return c.expectFatal(proto.ProtocolError, 5*time.Second)
+	return c.expectFatal(wire.ProtocolError, 5*time.Second)
 }
 
 func checkAtMaxPayload(k *checker) error {
@@ -333,7 +333,7 @@ func checkAtMaxPayload(k *checker) error {
 	if err != nil {
 		return err
 	}
-	if err := wantCode(errOf(r), proto.InvalidArgument, ""); err != nil {
+	if err := wantCode(errOf(r), wire.InvalidArgument, ""); err != nil {
 		return err
 	}
 	return stillOpen(c)
@@ -348,7 +348,7 @@ func errOf(r result) error {
 
 // stillOpen checks the connection still answers a request.
 func stillOpen(c *conn) error {
-	if err := c.call(proto.OpInfo, nil, &proto.InfoResponse{}); err != nil {
+	if err := c.call(wire.OpInfo, nil, &wire.InfoResponse{}); err != nil {
 		return fmt.Errorf("connection not usable afterwards: %w", err)
 	}
 	return nil
@@ -387,7 +387,7 @@ func checkPipelined(k *checker) error {
 	defer c.close()
 	const n = 50
 	for i := 0; i < n; i++ {
-		if _, err := c.request(proto.OpInfo, 10000, nil); err != nil {
+		if _, err := c.request(wire.OpInfo, 10000, nil); err != nil {
 			return err
 		}
 	}
@@ -427,7 +427,7 @@ func checkUnknownOp(k *checker) error {
 		return err
 	}
 	defer c.close()
-	if err := wantCode(c.call(proto.Op(65000), nil, nil), proto.Unimplemented, ""); err != nil {
+	if err := wantCode(c.call(wire.Op(65000), nil, nil), wire.Unimplemented, ""); err != nil {
 		return err
 	}
 	return stillOpen(c)
@@ -441,14 +441,14 @@ func checkMalformedBody(k *checker) error {
 	defer c.close()
 	c.nextID++
 	body := []byte{0x05, 'a'} // a string of 5 bytes with 1 present
-	if err := c.send(tRequest, 0, c.nextID, proto.AppendRequest(nil, proto.RequestHeader{Op: proto.OpSignIn}, body)); err != nil {
+	if err := c.send(tRequest, 0, c.nextID, wire.AppendRequest(nil, wire.RequestHeader{Op: wire.OpSignIn}, body)); err != nil {
 		return err
 	}
 	r, err := c.await(c.nextID, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	if err := wantCode(errOf(r), proto.InvalidArgument, ""); err != nil {
+	if err := wantCode(errOf(r), wire.InvalidArgument, ""); err != nil {
 		return err
 	}
 	if r.err.Message != "malformed request body" {
@@ -464,19 +464,19 @@ func checkIDNotIncreasing(k *checker) error {
 	}
 	defer c.close()
 	c.nextID = 9
-	if err := c.call(proto.OpInfo, nil, &proto.InfoResponse{}); err != nil {
+	if err := c.call(wire.OpInfo, nil, &wire.InfoResponse{}); err != nil {
 		return err
 	}
 	if err := c.send(tRequest, 0, 8, infoPrefix()); err != nil {
 		return err
 	}
-	return c.expectFatal(proto.ProtocolError, 5*time.Second)
+	return c.expectFatal(wire.ProtocolError, 5*time.Second)
 }
 
 // signIn signs the demo customer in on c.
 func (k *checker) signIn(c *conn) (string, error) {
-	var r proto.SignInResponse
-	if err := c.call(proto.OpSignIn, proto.SignInRequest{Username: k.cfg.User, Password: k.cfg.Password}, &r); err != nil {
+	var r wire.SignInResponse
+	if err := c.call(wire.OpSignIn, wire.SignInRequest{Username: k.cfg.User, Password: k.cfg.Password}, &r); err != nil {
 		return "", fmt.Errorf("sign in as %s: %w", k.cfg.User, err)
 	}
 	return r.Token, nil
@@ -484,7 +484,7 @@ func (k *checker) signIn(c *conn) (string, error) {
 
 // subscribe opens a stream and checks the server opened it.
 func subscribe(c *conn, token string, deadlineMs uint32) (uint32, error) {
-	id, err := c.request(proto.OpSubscribe, deadlineMs, proto.SessionRequest{Session: token})
+	id, err := c.request(wire.OpSubscribe, deadlineMs, wire.SessionRequest{Session: token})
 	if err != nil {
 		return 0, err
 	}
@@ -518,7 +518,7 @@ func checkDuplicateInFlight(k *checker) error {
 	if err := c.send(tRequest, 0, id, infoPrefix()); err != nil {
 		return err
 	}
-	return c.expectFatal(proto.ProtocolError, 5*time.Second, tEvent, tResponse, tError)
+	return c.expectFatal(wire.ProtocolError, 5*time.Second, tEvent, tResponse, tError)
 }
 
 func checkFatalLast(k *checker) error {
@@ -536,7 +536,7 @@ func checkFatalLast(k *checker) error {
 			c.close()
 			return err
 		}
-		err = c.expectFatal(proto.ProtocolError, 5*time.Second, tResponse, tError)
+		err = c.expectFatal(wire.ProtocolError, 5*time.Second, tResponse, tError)
 		c.close()
 		if err != nil {
 			return fmt.Errorf("try %d: %w", try+1, err)
@@ -560,14 +560,14 @@ func checkMaxInFlight(k *checker) error {
 	}
 	for i := 0; i < c.hello.MaxInFlight; i++ {
 		if _, err := subscribe(c, tok, 0); err != nil {
-			if proto.ErrorCode(err) == proto.ResourceExhausted {
+			if wire.ErrorCode(err) == wire.ResourceExhausted {
 				return skip(fmt.Sprintf("the server caps streams below max_in_flight (%d of %d open): cannot fill the connection", i, c.hello.MaxInFlight))
 			}
 			return err
 		}
 	}
 	start := time.Now()
-	if err := wantCode(c.call(proto.OpInfo, nil, nil), proto.ResourceExhausted, ""); err != nil {
+	if err := wantCode(c.call(wire.OpInfo, nil, nil), wire.ResourceExhausted, ""); err != nil {
 		return err
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -598,12 +598,12 @@ func checkDeadlineRTT(k *checker) error {
 	// round trip of at least 800 ms.
 	c.pongDelay = 800 * time.Millisecond
 	for try := 0; try < 5; try++ {
-		if err := c.call(proto.OpInfo, nil, &proto.InfoResponse{}); err != nil {
+		if err := c.call(wire.OpInfo, nil, &wire.InfoResponse{}); err != nil {
 			return err
 		}
 		// Let the late PONG go out and reach the server.
 		time.Sleep(c.pongDelay + 300*time.Millisecond)
-		id, err := c.request(proto.OpInfo, 300, nil)
+		id, err := c.request(wire.OpInfo, 300, nil)
 		if err != nil {
 			return err
 		}
@@ -611,7 +611,7 @@ func checkDeadlineRTT(k *checker) error {
 		if err != nil {
 			return err
 		}
-		if r.err != nil && r.err.Code == proto.DeadlineExceeded {
+		if r.err != nil && r.err.Code == wire.DeadlineExceeded {
 			return nil
 		}
 	}
@@ -647,9 +647,9 @@ func (k *checker) openStream(deadlineMs uint32) (c *conn, tok string, id uint32,
 	return c, tok, id, nil
 }
 
-func ownAccounts(c *conn, tok string) (from, to proto.Account, err error) {
-	var accs proto.AccountsResponse
-	if err := c.call(proto.OpAccountsList, proto.SessionRequest{Session: tok}, &accs); err != nil {
+func ownAccounts(c *conn, tok string) (from, to wire.Account, err error) {
+	var accs wire.AccountsResponse
+	if err := c.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, &accs); err != nil {
 		return from, to, err
 	}
 	for i, a := range accs.Accounts {
@@ -683,7 +683,7 @@ func checkStreamEvent(k *checker) error {
 	// learns of the commit and answers on different paths), so both are
 	// read from one loop rather than through call, which skips events.
 	key := fmt.Sprintf("conform-%d", time.Now().UnixNano())
-	tid, err := c.request(proto.OpTransferCreate, 10000, proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok},
+	tid, err := c.request(wire.OpTransferCreate, 10000, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
 		IdempotencyKey: key, From: from.Number, To: to.Number, Amount: "0.01", Memo: "bankwire-conform"})
 	if err != nil {
 		return fmt.Errorf("transfer: %w", err)
@@ -700,18 +700,18 @@ func checkStreamEvent(k *checker) error {
 		}
 		switch {
 		case f.id == tid && f.typ == tError:
-			e, _ := proto.ParseError(f.payload)
+			e, _ := wire.ParseError(f.payload)
 			return fmt.Errorf("transfer: ERROR %v", e)
 		case f.id == tid && f.typ == tResponse:
 			answered = true
 		case f.id == id && f.typ == tEvent:
-			var ev proto.Event
-			d := proto.NewDecoder(f.payload)
+			var ev wire.Event
+			d := wire.NewDecoder(f.payload)
 			ev.UnmarshalWire(d)
 			if err := d.End(); err != nil {
 				return fmt.Errorf("undecodable EVENT: %w", err)
 			}
-			evented = evented || (ev.Kind == proto.EventBalance && ev.Account != nil)
+			evented = evented || (ev.Kind == wire.EventBalance && ev.Account != nil)
 		case f.id == id:
 			return fmt.Errorf("the stream ended with %s before its EVENT", f)
 		}
@@ -720,7 +720,7 @@ func checkStreamEvent(k *checker) error {
 }
 
 // streamEnd waits for the terminal ERROR of stream id.
-func streamEnd(c *conn, id uint32, within time.Duration) (*proto.Error, error) {
+func streamEnd(c *conn, id uint32, within time.Duration) (*wire.Error, error) {
 	r, err := c.await(id, within)
 	if err != nil {
 		return nil, err
@@ -744,7 +744,7 @@ func checkStreamCancel(k *checker) error {
 	if err != nil {
 		return err
 	}
-	return wantCode(e, proto.Canceled, "")
+	return wantCode(e, wire.Canceled, "")
 }
 
 func checkStreamDeadline(k *checker) error {
@@ -757,7 +757,7 @@ func checkStreamDeadline(k *checker) error {
 	if err != nil {
 		return err
 	}
-	return wantCode(e, proto.DeadlineExceeded, "")
+	return wantCode(e, wire.DeadlineExceeded, "")
 }
 
 func checkStreamSignOut(k *checker) error {
@@ -771,7 +771,7 @@ func checkStreamSignOut(k *checker) error {
 		return err
 	}
 	defer other.close()
-	if err := other.call(proto.OpSignOut, proto.SessionRequest{Session: tok}, nil); err != nil {
+	if err := other.call(wire.OpSignOut, wire.SessionRequest{Session: tok}, nil); err != nil {
 		return fmt.Errorf("sign out: %w", err)
 	}
 	start := time.Now()
@@ -780,7 +780,7 @@ func checkStreamSignOut(k *checker) error {
 	if err != nil {
 		return err
 	}
-	if err := wantCode(e, proto.Unauthenticated, ""); err != nil {
+	if err := wantCode(e, wire.Unauthenticated, ""); err != nil {
 		return err
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -801,17 +801,17 @@ func checkHistoryLimit(k *checker) error {
 	if err != nil {
 		return err
 	}
-	req := proto.HistoryRequest{SessionRequest: proto.SessionRequest{Session: tok}, Number: from.Number, Limit: limits.HistoryMaxPage}
-	if err := c.call(proto.OpAccountHistory, req, &proto.HistoryResponse{}); err != nil {
+	req := wire.HistoryRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: from.Number, Limit: limits.HistoryMaxPage}
+	if err := c.call(wire.OpAccountHistory, req, &wire.HistoryResponse{}); err != nil {
 		return fmt.Errorf("limit %d: %w", req.Limit, err)
 	}
 	req.Limit++
-	return wantCode(c.call(proto.OpAccountHistory, req, &proto.HistoryResponse{}), proto.InvalidArgument, "limit")
+	return wantCode(c.call(wire.OpAccountHistory, req, &wire.HistoryResponse{}), wire.InvalidArgument, "limit")
 }
 
 func (k *checker) conversation(c *conn, tok string) (int64, error) {
-	var conv proto.ConversationResponse
-	if err := c.call(proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: tok}, Username: k.cfg.Peer}, &conv); err != nil {
+	var conv wire.ConversationResponse
+	if err := c.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: tok}, Username: k.cfg.Peer}, &conv); err != nil {
 		return 0, fmt.Errorf("open a chat with %s: %w", k.cfg.Peer, err)
 	}
 	return conv.Conversation.ID, nil
@@ -827,15 +827,15 @@ func checkChatLimit(k *checker) error {
 	if err != nil {
 		return err
 	}
-	req := proto.ChatHistoryRequest{SessionRequest: proto.SessionRequest{Session: tok}, ConversationID: conv}
+	req := wire.ChatHistoryRequest{SessionRequest: wire.SessionRequest{Session: tok}, ConversationID: conv}
 	for _, n := range []int{limits.HistoryMaxPage, limits.HistoryMaxPage + 1, limits.ChatMaxPage} {
 		req.Limit = n
-		if err := c.call(proto.OpChatHistory, req, &proto.ChatHistoryResponse{}); err != nil {
+		if err := c.call(wire.OpChatHistory, req, &wire.ChatHistoryResponse{}); err != nil {
 			return fmt.Errorf("limit %d: %w", n, err)
 		}
 	}
 	req.Limit = limits.ChatMaxPage + 1
-	return wantCode(c.call(proto.OpChatHistory, req, &proto.ChatHistoryResponse{}), proto.InvalidArgument, "limit")
+	return wantCode(c.call(wire.OpChatHistory, req, &wire.ChatHistoryResponse{}), wire.InvalidArgument, "limit")
 }
 
 func checkMemoLimit(k *checker) error {
@@ -849,13 +849,13 @@ func checkMemoLimit(k *checker) error {
 		return err
 	}
 	key := fmt.Sprintf("conform-memo-%d", time.Now().UnixNano())
-	req := proto.TransferRequest{SessionRequest: proto.SessionRequest{Session: tok}, IdempotencyKey: key + "-over",
+	req := wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok}, IdempotencyKey: key + "-over",
 		From: from.Number, To: to.Number, Amount: "0.01", Memo: strings.Repeat("é", limits.MaxMemoLen+1)}
-	if err := wantCode(c.call(proto.OpTransferCreate, req, &proto.TransferResponse{}), proto.InvalidArgument, "memo"); err != nil {
+	if err := wantCode(c.call(wire.OpTransferCreate, req, &wire.TransferResponse{}), wire.InvalidArgument, "memo"); err != nil {
 		return fmt.Errorf("memo of %d characters: %w", limits.MaxMemoLen+1, err)
 	}
 	req.IdempotencyKey, req.Memo = key, strings.Repeat("é", limits.MaxMemoLen)
-	if err := c.call(proto.OpTransferCreate, req, &proto.TransferResponse{}); err != nil {
+	if err := c.call(wire.OpTransferCreate, req, &wire.TransferResponse{}); err != nil {
 		return fmt.Errorf("memo of %d characters: %w", limits.MaxMemoLen, err)
 	}
 	return nil
@@ -871,12 +871,12 @@ func checkMessageLimit(k *checker) error {
 	if err != nil {
 		return err
 	}
-	req := proto.ChatSendRequest{SessionRequest: proto.SessionRequest{Session: tok}, ConversationID: conv, Body: strings.Repeat("ü", limits.MaxMessageLen+1)}
-	if err := wantCode(c.call(proto.OpChatSend, req, &proto.MessageResponse{}), proto.InvalidArgument, "body"); err != nil {
+	req := wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: tok}, ConversationID: conv, Body: strings.Repeat("ü", limits.MaxMessageLen+1)}
+	if err := wantCode(c.call(wire.OpChatSend, req, &wire.MessageResponse{}), wire.InvalidArgument, "body"); err != nil {
 		return fmt.Errorf("%d characters: %w", limits.MaxMessageLen+1, err)
 	}
 	req.Body = strings.Repeat("ü", limits.MaxMessageLen)
-	if err := c.call(proto.OpChatSend, req, &proto.MessageResponse{}); err != nil {
+	if err := c.call(wire.OpChatSend, req, &wire.MessageResponse{}); err != nil {
 		return fmt.Errorf("%d characters: %w", limits.MaxMessageLen, err)
 	}
 	return nil
@@ -892,7 +892,7 @@ func checkIdleTimeout(k *checker) error {
 	}
 	defer c.close()
 	d := time.Duration(c.hello.IdleTimeoutMs) * time.Millisecond
-	return c.expectFatal(proto.IdleTimeout, d+5*time.Second)
+	return c.expectFatal(wire.IdleTimeout, d+5*time.Second)
 }
 
 func checkDrain(k *checker) error {
@@ -931,21 +931,21 @@ func checkDrain(k *checker) error {
 				return fmt.Errorf("DRAIN last_id %d is below the open stream's id %d", lastID, stream)
 			}
 		case f.typ == tError && f.id == stream:
-			e, err := proto.ParseError(f.payload)
+			e, err := wire.ParseError(f.payload)
 			if err != nil {
 				return err
 			}
-			if e.Code != proto.Unavailable {
+			if e.Code != wire.Unavailable {
 				return fmt.Errorf("stream ended %s %q on drain, want UNAVAILABLE", e.Code, e.Message)
 			}
 			streamEnded = true
 		case f.typ == tEvent:
 		case f.typ == tFatal:
-			e, err := proto.ParseFatal(f.payload)
+			e, err := wire.ParseFatal(f.payload)
 			if err != nil {
 				return err
 			}
-			if e.Code != proto.ShuttingDown {
+			if e.Code != wire.ShuttingDown {
 				return fmt.Errorf("FATAL %s, want SHUTTING_DOWN", e.Code)
 			}
 			if !drained || !streamEnded {

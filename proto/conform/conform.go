@@ -1,9 +1,10 @@
 // Package conform checks a bankwire protocol server against PROTOCOL.md as
 // a black box: it connects to the server's address, speaks bytes on the
 // socket, and reports one line per check, PASS, FAIL or SKIP, with the
-// spec's section number. It uses nothing of the Go client or server: from
-// package proto only constants and the pure encoders and decoders of
-// payloads. The command proto/cmd/bankwire-conform runs it.
+// spec's section number. It uses nothing of the Go client or server (it
+// does not import package proto): from package proto/wire only constants
+// and the pure encoders and decoders of payloads. The command
+// proto/cmd/bankwire-conform runs it.
 //
 // It needs a customer (Config.User, Config.Password) with two accounts in
 // the same currency, such as the demo customer alice, and another

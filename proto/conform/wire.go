@@ -10,12 +10,12 @@ import (
 	"net"
 	"time"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // The checker reads and writes frames itself, byte by byte as PROTOCOL.md
 // §2 lays them out, so that it judges a server by what is on the wire and
-// by nothing the Go implementation does. From package proto it uses only
+// by nothing the Go implementation does. From package wire it uses only
 // constants and the pure encoders and decoders of payloads (§2.2, §10).
 
 // Frame types and flags (§2.1).
@@ -56,11 +56,11 @@ func (f frame) String() string {
 	s := fmt.Sprintf("%s id=%d flags=%#x len=%d", name, f.id, f.flags, len(f.payload))
 	switch f.typ {
 	case tError:
-		if e, err := proto.ParseError(f.payload); err == nil {
+		if e, err := wire.ParseError(f.payload); err == nil {
 			s += fmt.Sprintf(" %s %q", e.Code, e.Message)
 		}
 	case tFatal:
-		if e, err := proto.ParseFatal(f.payload); err == nil {
+		if e, err := wire.ParseFatal(f.payload); err == nil {
 			s += fmt.Sprintf(" %s %q", e.Code, e.Message)
 		}
 	}
@@ -196,20 +196,20 @@ func (c *conn) handshake(secret string) error {
 }
 
 // request sends a REQUEST with the next id and returns the id.
-func (c *conn) request(op proto.Op, deadlineMs uint32, body proto.WireMarshaler) (uint32, error) {
+func (c *conn) request(op wire.Op, deadlineMs uint32, body wire.Marshaler) (uint32, error) {
 	c.nextID++
 	var b []byte
 	if body != nil {
 		b = body.MarshalWire(nil)
 	}
-	return c.nextID, c.send(tRequest, 0, c.nextID, proto.AppendRequest(nil, proto.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: "conform"}, b))
+	return c.nextID, c.send(tRequest, 0, c.nextID, wire.AppendRequest(nil, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: "conform"}, b))
 }
 
 // result is a request's terminal frame, decoded.
 type result struct {
 	f      frame
-	err    *proto.Error // set for ERROR
-	stream bool         // RESPONSE with STREAM
+	err    *wire.Error // set for ERROR
+	stream bool        // RESPONSE with STREAM
 }
 
 // await reads until the first RESPONSE or ERROR for id, skipping frames
@@ -234,7 +234,7 @@ func (c *conn) await(id uint32, timeout time.Duration) (result, error) {
 			}
 			return result{f: f, stream: f.flags&flagStream != 0}, nil
 		case tError:
-			e, err := proto.ParseError(f.payload)
+			e, err := wire.ParseError(f.payload)
 			if err != nil {
 				return result{}, fmt.Errorf("undecodable ERROR payload: %w", err)
 			}
@@ -245,7 +245,7 @@ func (c *conn) await(id uint32, timeout time.Duration) (result, error) {
 }
 
 // call sends a request and decodes its RESPONSE into out (nil: Empty).
-func (c *conn) call(op proto.Op, body proto.WireMarshaler, out proto.WireUnmarshaler) error {
+func (c *conn) call(op wire.Op, body wire.Marshaler, out wire.Unmarshaler) error {
 	id, err := c.request(op, 10000, body)
 	if err != nil {
 		return err
@@ -266,7 +266,7 @@ func (c *conn) call(op proto.Op, body proto.WireMarshaler, out proto.WireUnmarsh
 		}
 		return nil
 	}
-	d := proto.NewDecoder(r.f.payload)
+	d := wire.NewDecoder(r.f.payload)
 	out.UnmarshalWire(d)
 	if err := d.End(); err != nil {
 		return fmt.Errorf("undecodable %s answer: %w", op, err)
@@ -276,7 +276,7 @@ func (c *conn) call(op proto.Op, body proto.WireMarshaler, out proto.WireUnmarsh
 
 // expectFatal reads until a FATAL (skipping the frames in skip), checks its
 // code, then checks that nothing follows it: the server closes (§6.2).
-func (c *conn) expectFatal(code proto.Code, timeout time.Duration, skip ...byte) error {
+func (c *conn) expectFatal(code wire.Code, timeout time.Duration, skip ...byte) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		f, err := c.read(time.Until(deadline))
@@ -289,7 +289,7 @@ func (c *conn) expectFatal(code proto.Code, timeout time.Duration, skip ...byte)
 			}
 			return fmt.Errorf("got %s, want FATAL %s", f, code)
 		}
-		e, err := proto.ParseFatal(f.payload)
+		e, err := wire.ParseFatal(f.payload)
 		if err != nil {
 			return fmt.Errorf("undecodable FATAL: %w", err)
 		}

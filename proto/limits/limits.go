@@ -5,9 +5,11 @@
 // early and tells people the numbers). PROTOCOL.md §10 states them.
 //
 // It is a leaf: constants only, importing nothing, so that every tier may
-// depend on it without depending on anything else (DESIGN.md keeps the
-// store from importing proto and the web tier from importing the store or
-// the app tier; the architecture tests allow exactly this package).
+// depend on it without depending on anything else. The tiers' import rules
+// are that the store imports neither the protocol nor any tier above it,
+// and the web tier neither the store, the app tier nor pgx; the
+// architecture tests (store/arch_test.go, webtier/arch_test.go) enforce
+// them and allow exactly this package across those lines.
 package limits
 
 // Text lengths, in characters (Unicode code points).

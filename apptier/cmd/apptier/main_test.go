@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store/storetest"
 )
 
@@ -80,12 +81,12 @@ func TestBinary(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var info proto.InfoResponse
-	if err := c.Call(ctx, proto.OpInfo, proto.InfoRequest{}, &info); err != nil || !info.DemoData {
+	var info wire.InfoResponse
+	if err := c.Call(ctx, wire.OpInfo, wire.InfoRequest{}, &info); err != nil || !info.DemoData {
 		t.Fatalf("info: %+v, %v", info, err)
 	}
-	var in proto.SignInResponse
-	if err := c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
+	var in wire.SignInResponse
+	if err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
 		t.Fatalf("sign in as alice: %v", err)
 	}
 	// A wrong secret is refused at the handshake.

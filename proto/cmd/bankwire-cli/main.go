@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 func main() {
@@ -64,8 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
 	if *trace {
-		var fd proto.FrameDescriber // decodes answers by the op of their request
-		cfg.Trace = func(conn string, sent bool, f proto.Frame) {
+		var fd wire.FrameDescriber // decodes answers by the op of their request
+		cfg.Trace = func(conn string, sent bool, f wire.Frame) {
 			dir := "<-"
 			if sent {
 				dir = "->"
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	fmt.Fprintf(out, "Connected to %s at %s (protocol v%d, max payload %d bytes, %d requests in flight)\n",
-		hello.Server, *addr, proto.Version, hello.MaxPayload, hello.MaxInFlight)
+		hello.Server, *addr, wire.Version, hello.MaxPayload, hello.MaxInFlight)
 
 	s := &session{c: c, out: out, timeout: *timeout, getenv: getenv}
 	defer s.signOutQuietly(ctx)
@@ -197,9 +198,9 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if pass == "" {
 			return false, errors.New("no password: give it after the username or set BANKWIRE_PASSWORD")
 		}
-		var out proto.SignInResponse
-		err := s.c.Call(ctx, proto.OpSignIn, proto.SignInRequest{Username: args[0], Password: pass,
-			ClientInfo: proto.ClientInfo{IP: "127.0.0.1", UserAgent: "bankwire-cli/1.0"}}, &out)
+		var out wire.SignInResponse
+		err := s.c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: args[0], Password: pass,
+			ClientInfo: wire.ClientInfo{IP: "127.0.0.1", UserAgent: "bankwire-cli/1.0"}}, &out)
 		if err != nil {
 			return false, err
 		}
@@ -209,8 +210,8 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		var out proto.SessionResponse
-		if err := s.c.Call(ctx, proto.OpSessionCheck, proto.SessionRequest{Session: s.token}, &out); err != nil {
+		var out wire.SessionResponse
+		if err := s.c.Call(ctx, wire.OpSessionCheck, wire.SessionRequest{Session: s.token}, &out); err != nil {
 			return false, err
 		}
 		fmt.Fprintf(s.out, "%s (%s), customer %d; session expires %s\n", out.Customer.Username, out.Customer.DisplayName, out.Customer.ID, out.ExpiresAt.Local().Format(time.DateTime))
@@ -218,8 +219,8 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		var out proto.AccountsResponse
-		if err := s.c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: s.token}, &out); err != nil {
+		var out wire.AccountsResponse
+		if err := s.c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: s.token}, &out); err != nil {
 			return false, err
 		}
 		if len(out.Accounts) == 0 {
@@ -235,13 +236,13 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		var conv proto.ConversationResponse
-		if err := s.c.Call(ctx, proto.OpChatOpen, proto.ChatOpenRequest{SessionRequest: proto.SessionRequest{Session: s.token}, Username: args[0]}, &conv); err != nil {
+		var conv wire.ConversationResponse
+		if err := s.c.Call(ctx, wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: s.token}, Username: args[0]}, &conv); err != nil {
 			return false, err
 		}
 		body := strings.Join(args[1:], " ")
-		var msg proto.MessageResponse
-		if err := s.c.Call(ctx, proto.OpChatSend, proto.ChatSendRequest{SessionRequest: proto.SessionRequest{Session: s.token},
+		var msg wire.MessageResponse
+		if err := s.c.Call(ctx, wire.OpChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: s.token},
 			ConversationID: conv.Conversation.ID, Body: body}, &msg); err != nil {
 			return false, err
 		}
@@ -250,7 +251,7 @@ func (s *session) exec(ctx context.Context, line string) (quit bool, err error) 
 		if err := s.needSession(); err != nil {
 			return false, err
 		}
-		if err := s.c.Call(ctx, proto.OpSignOut, proto.SessionRequest{Session: s.token}, nil); err != nil {
+		if err := s.c.Call(ctx, wire.OpSignOut, wire.SessionRequest{Session: s.token}, nil); err != nil {
 			return false, err
 		}
 		fmt.Fprintf(s.out, "signed out %s\n", s.who)
@@ -275,7 +276,7 @@ func (s *session) signOutQuietly(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := s.c.Call(ctx, proto.OpSignOut, proto.SessionRequest{Session: s.token}, nil); err == nil {
+	if err := s.c.Call(ctx, wire.OpSignOut, wire.SessionRequest{Session: s.token}, nil); err == nil {
 		fmt.Fprintf(s.out, "signed out %s\n", s.who)
 	}
 	s.token = ""

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // tinyAppTier serves just what the terminal client uses, with one demo
@@ -22,46 +23,46 @@ func tinyAppTier(t *testing.T) string {
 	const token = "tok-123"
 	auth := func(s string) error {
 		if s != token {
-			return proto.Errorf(proto.Unauthenticated, "Your session has ended. Please sign in again.")
+			return wire.Errorf(wire.Unauthenticated, "Your session has ended. Please sign in again.")
 		}
 		return nil
 	}
 	m := proto.NewMux()
-	m.Handle(proto.OpInfo, func(ctx context.Context, r *proto.Request) (any, error) {
-		return proto.InfoResponse{Server: "tiny/1.0", DemoData: true, MinPassword: 8, MaxPassword: 64, DailyLimit: 500000, LimitCurrency: "EUR", IdleTimeoutSec: 900}, nil
+	m.Handle(wire.OpInfo, func(ctx context.Context, r *proto.Request) (any, error) {
+		return wire.InfoResponse{Server: "tiny/1.0", DemoData: true, MinPassword: 8, MaxPassword: 64, DailyLimit: 500000, LimitCurrency: "EUR", IdleTimeoutSec: 900}, nil
 	})
-	m.Handle(proto.OpSignIn, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in proto.SignInRequest
+	m.Handle(wire.OpSignIn, func(ctx context.Context, r *proto.Request) (any, error) {
+		var in wire.SignInRequest
 		if err := r.Decode(&in); err != nil {
 			return nil, err
 		}
 		if in.Username != "alice" || in.Password != "alice-demo-pass" {
-			return nil, proto.Errorf(proto.Unauthenticated, "The username or password is incorrect.")
+			return nil, wire.Errorf(wire.Unauthenticated, "The username or password is incorrect.")
 		}
-		return proto.SignInResponse{Token: token, ExpiresAt: time.Now().Add(time.Hour), Customer: proto.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}}, nil
+		return wire.SignInResponse{Token: token, ExpiresAt: time.Now().Add(time.Hour), Customer: wire.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}}, nil
 	})
-	m.Handle(proto.OpSessionCheck, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in proto.SessionRequest
+	m.Handle(wire.OpSessionCheck, func(ctx context.Context, r *proto.Request) (any, error) {
+		var in wire.SessionRequest
 		if err := r.Decode(&in); err != nil {
 			return nil, err
 		}
-		return proto.SessionResponse{Customer: proto.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}, ExpiresAt: time.Now().Add(time.Hour)}, auth(in.Session)
+		return wire.SessionResponse{Customer: wire.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}, ExpiresAt: time.Now().Add(time.Hour)}, auth(in.Session)
 	})
-	m.Handle(proto.OpAccountsList, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in proto.SessionRequest
+	m.Handle(wire.OpAccountsList, func(ctx context.Context, r *proto.Request) (any, error) {
+		var in wire.SessionRequest
 		if err := r.Decode(&in); err != nil {
 			return nil, err
 		}
 		if err := auth(in.Session); err != nil {
 			return nil, err
 		}
-		return proto.AccountsResponse{Accounts: []proto.Account{
+		return wire.AccountsResponse{Accounts: []wire.Account{
 			{Number: "1000-0001-7", Kind: "checking", Currency: "EUR", Balance: 123456789},
 			{Number: "1000-0002-5", Kind: "savings", Currency: "EUR", Balance: -1200},
 		}}, nil
 	})
-	m.Handle(proto.OpChatOpen, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in proto.ChatOpenRequest
+	m.Handle(wire.OpChatOpen, func(ctx context.Context, r *proto.Request) (any, error) {
+		var in wire.ChatOpenRequest
 		if err := r.Decode(&in); err != nil {
 			return nil, err
 		}
@@ -69,12 +70,12 @@ func tinyAppTier(t *testing.T) string {
 			return nil, err
 		}
 		if in.Username != "bob" {
-			return nil, proto.FieldError(proto.NotFound, "username", "No customer with that username.")
+			return nil, wire.FieldError(wire.NotFound, "username", "No customer with that username.")
 		}
-		return proto.ConversationResponse{Conversation: proto.Conversation{ID: 7, With: proto.Customer{ID: 2, Username: "bob"}}}, nil
+		return wire.ConversationResponse{Conversation: wire.Conversation{ID: 7, With: wire.Customer{ID: 2, Username: "bob"}}}, nil
 	})
-	m.Handle(proto.OpChatSend, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in proto.ChatSendRequest
+	m.Handle(wire.OpChatSend, func(ctx context.Context, r *proto.Request) (any, error) {
+		var in wire.ChatSendRequest
 		if err := r.Decode(&in); err != nil {
 			return nil, err
 		}
@@ -82,12 +83,12 @@ func tinyAppTier(t *testing.T) string {
 			return nil, err
 		}
 		if in.ConversationID != 7 || in.Body != "hello there bob" {
-			return nil, proto.FieldError(proto.InvalidArgument, "body", "unexpected message "+in.Body)
+			return nil, wire.FieldError(wire.InvalidArgument, "body", "unexpected message "+in.Body)
 		}
-		return proto.MessageResponse{Message: proto.Message{ID: 1, ConversationID: 7, Body: in.Body, CreatedAt: time.Now()}}, nil
+		return wire.MessageResponse{Message: wire.Message{ID: 1, ConversationID: 7, Body: in.Body, CreatedAt: time.Now()}}, nil
 	})
-	m.Handle(proto.OpSignOut, func(ctx context.Context, r *proto.Request) (any, error) {
-		return proto.Empty{}, nil
+	m.Handle(wire.OpSignOut, func(ctx context.Context, r *proto.Request) (any, error) {
+		return wire.Empty{}, nil
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"bankwire/apptier/apptiertest"
-	"bankwire/proto"
+	"bankwire/proto/wire"
 	"bankwire/store/storetest"
 	"bankwire/webtier"
 )
@@ -306,8 +306,8 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()
 	aliceToken := app.SignIn(t, c, "alice", "alice-demo-pass")
-	var alice proto.AccountsResponse
-	if err := c.Call(pctx, proto.OpAccountsList, proto.SessionRequest{Session: aliceToken}, &alice); err != nil {
+	var alice wire.AccountsResponse
+	if err := c.Call(pctx, wire.OpAccountsList, wire.SessionRequest{Session: aliceToken}, &alice); err != nil {
 		t.Fatal(err)
 	}
 	var payer *customer
@@ -315,8 +315,8 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	var token string
 	for _, cu := range res.r.customers {
 		token = app.SignIn(t, c, cu.username, cu.password)
-		var accts proto.AccountsResponse
-		if err := c.Call(pctx, proto.OpAccountsList, proto.SessionRequest{Session: token}, &accts); err != nil {
+		var accts wire.AccountsResponse
+		if err := c.Call(pctx, wire.OpAccountsList, wire.SessionRequest{Session: token}, &accts); err != nil {
 			t.Fatal(err)
 		}
 		if accts.Accounts[0].Balance >= 100 {
@@ -327,9 +327,9 @@ func TestAppTierStoppedMidRun(t *testing.T) {
 	if payer == nil {
 		t.Fatal("no generator customer has 1.00 left")
 	}
-	var tr proto.TransferResponse
-	if err := c.Call(pctx, proto.OpTransferCreate, proto.TransferRequest{
-		SessionRequest: proto.SessionRequest{Session: token}, IdempotencyKey: "behind-the-generators-back",
+	var tr wire.TransferResponse
+	if err := c.Call(pctx, wire.OpTransferCreate, wire.TransferRequest{
+		SessionRequest: wire.SessionRequest{Session: token}, IdempotencyKey: "behind-the-generators-back",
 		From: from, To: alice.Accounts[0].Number, Amount: "1.00",
 	}, &tr); err != nil {
 		t.Fatalf("transfer to alice: %v", err)
@@ -357,17 +357,17 @@ func TestHistoryPaging(t *testing.T) {
 	}
 	c := app.Client(t)
 	token := app.SignIn(t, c, "alice", "alice-demo-pass")
-	var accts proto.AccountsResponse
-	if err := c.Call(ctx, proto.OpAccountsList, proto.SessionRequest{Session: token}, &accts); err != nil {
+	var accts wire.AccountsResponse
+	if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: token}, &accts); err != nil {
 		t.Fatal(err)
 	}
 	number := accts.Accounts[0].Number
 	want := map[int64]int{}
 	cursor := ""
 	for range 1000 {
-		var h proto.HistoryResponse
-		if err := c.Call(ctx, proto.OpAccountHistory, proto.HistoryRequest{
-			SessionRequest: proto.SessionRequest{Session: token}, Number: number, Cursor: cursor, Limit: 50,
+		var h wire.HistoryResponse
+		if err := c.Call(ctx, wire.OpAccountHistory, wire.HistoryRequest{
+			SessionRequest: wire.SessionRequest{Session: token}, Number: number, Cursor: cursor, Limit: 50,
 		}, &h); err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package proto
+package wire
 
 import (
 	"bufio"
@@ -25,10 +25,10 @@ const (
 	DefaultMaxInFlight = 128     // requests per connection
 	DefaultMaxConns    = 256     // connections per server
 
-	// handshakeMaxPayload bounds HELLO and AUTH: they are read before the
+	// HandshakeMaxPayload bounds HELLO and AUTH: they are read before the
 	// peer has proven anything, so they get a much smaller budget than
 	// ordinary frames.
-	handshakeMaxPayload = 4096
+	HandshakeMaxPayload = 4096
 
 	// MaxTraceID is the longest trace id a REQUEST can carry (its length is
 	// one byte on the wire).
@@ -315,12 +315,12 @@ func ParseDrain(p []byte) (uint32, error) {
 	return binary.BigEndian.Uint32(p), nil
 }
 
-// maxPingPayload bounds PING payloads, which are echoed verbatim in PONG.
-const maxPingPayload = 64
+// MaxPingPayload bounds PING payloads, which are echoed verbatim in PONG.
+const MaxPingPayload = 64
 
-// errFatal reports whether err is a protocol violation that deserves a FATAL
+// AsFatal reports whether err is a protocol violation that deserves a FATAL
 // frame (as opposed to an I/O error, after which nothing can be sent).
-func errFatal(err error) (*Error, bool) {
+func AsFatal(err error) (*Error, bool) {
 	var e *Error
 	if errors.As(err, &e) && e.Code.Fatal() {
 		return e, true

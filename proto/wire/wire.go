@@ -1,4 +1,4 @@
-package proto
+package wire
 
 import (
 	"encoding/binary"
@@ -36,18 +36,18 @@ import (
 // those are checked against the bytes that are left before anything is
 // allocated.
 //
-// Every message type implements WireMarshaler (value receiver) and
-// WireUnmarshaler (pointer receiver) by hand, in the order PROTOCOL.md
+// Every message type implements Marshaler (value receiver) and
+// Unmarshaler (pointer receiver) by hand, in the order PROTOCOL.md
 // lists its fields; TestWireMatchesSpec holds the two to each other.
 
-// WireMarshaler is a body the protocol can send.
-type WireMarshaler interface {
+// Marshaler is a body the protocol can send.
+type Marshaler interface {
 	// MarshalWire appends the message's encoding to dst.
 	MarshalWire(dst []byte) []byte
 }
 
-// WireUnmarshaler is a body the protocol can receive.
-type WireUnmarshaler interface {
+// Unmarshaler is a body the protocol can receive.
+type Unmarshaler interface {
 	// UnmarshalWire reads the message's fields from d. Errors stick to d.
 	UnmarshalWire(d *Decoder)
 }
@@ -66,22 +66,22 @@ func (b *RawBody) UnmarshalWire(d *Decoder) {
 	d.off = len(d.p)
 }
 
-// errNotWire is returned for a body type that has no wire encoding: a
+// ErrNoEncoding is returned for a body type that has no wire encoding: a
 // programming error in the caller, not bad input.
-var errNotWire = errors.New("type has no wire encoding")
+var ErrNoEncoding = errors.New("type has no wire encoding")
 
-// marshalBody appends the encoding of v (nil encodes as nothing, like
-// Empty). A MarshalWire that panics, as a value-receiver method called on
-// a typed nil pointer does, is an error here rather than a crash: the
-// server encodes while it holds the connection's write lock, outside the
-// handler's recover.
-func marshalBody(dst []byte, v any) (out []byte, err error) {
+// Marshal appends the encoding of v, a Marshaler, to dst (nil encodes
+// as nothing, like Empty). A MarshalWire that panics, as a value-receiver
+// method called on a typed nil pointer does, is an error here rather than
+// a crash: the server encodes while it holds the connection's write lock,
+// outside the handler's recover.
+func Marshal(dst []byte, v any) (out []byte, err error) {
 	if v == nil {
 		return dst, nil
 	}
-	m, ok := v.(WireMarshaler)
+	m, ok := v.(Marshaler)
 	if !ok {
-		return dst, fmt.Errorf("%T: %w", v, errNotWire)
+		return dst, fmt.Errorf("%T: %w", v, ErrNoEncoding)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -91,18 +91,13 @@ func marshalBody(dst []byte, v any) (out []byte, err error) {
 	return m.MarshalWire(dst), nil
 }
 
-// unmarshalBody decodes p into v, which must use every byte of p.
-func unmarshalBody(p []byte, v any) error {
-	u, ok := v.(WireUnmarshaler)
+// Unmarshal decodes p into v, a Unmarshaler, which must use every byte
+// of p. An error other than ErrNoEncoding means p is not a valid body.
+func Unmarshal(p []byte, v any) error {
+	u, ok := v.(Unmarshaler)
 	if !ok {
-		return fmt.Errorf("%T: %w", v, errNotWire)
+		return fmt.Errorf("%T: %w", v, ErrNoEncoding)
 	}
-	return decodeWire(p, u)
-}
-
-// decodeWire is unmarshalBody for a caller that already holds the
-// WireUnmarshaler.
-func decodeWire(p []byte, u WireUnmarshaler) error {
 	// Pooled: a Decoder handed to an interface method escapes, and would
 	// be an allocation per body.
 	d := decoderPool.Get().(*Decoder)
@@ -289,7 +284,7 @@ func (d *Decoder) uvarint(what string) uint64 {
 // the payload limit bounds n.)
 func decodeList[T any, PT interface {
 	*T
-	WireUnmarshaler
+	Unmarshaler
 }](d *Decoder) []T {
 	n := d.Count()
 	list := make([]T, 0, min(n, 64))

@@ -1,8 +1,8 @@
-package proto_test
+package wire_test
 
 import (
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"bankwire/proto"
+	"bankwire/proto/wire"
 )
 
 // bodyTypes lists every body type: the request and response types of
@@ -34,12 +34,12 @@ func bodyTypes() []reflect.Type {
 			walk(t.Field(i).Type)
 		}
 	}
-	for _, op := range proto.Ops() {
-		req, resp, _ := proto.BodyTypes(op)
+	for _, op := range wire.Ops() {
+		req, resp, _ := wire.BodyTypes(op)
 		walk(reflect.TypeOf(req))
 		walk(reflect.TypeOf(resp))
 	}
-	walk(reflect.TypeOf(proto.Event{}))
+	walk(reflect.TypeOf(wire.Event{}))
 	return out
 }
 
@@ -62,26 +62,26 @@ func roundTrip(t *testing.T, typ reflect.Type, flip bool) {
 	in := reflect.New(typ)
 	seq := 0
 	fill(t, in.Elem(), 0, &seq, flip)
-	b := in.Elem().Interface().(proto.WireMarshaler).MarshalWire(nil)
+	b := in.Elem().Interface().(wire.Marshaler).MarshalWire(nil)
 	out := reflect.New(typ)
-	if err := (&proto.Request{Payload: b}).Decode(out.Interface()); err != nil {
+	if err := wire.Unmarshal(b, out.Interface()); err != nil {
 		t.Fatalf("decode of % x: %v", b, err)
 	}
 	if !reflect.DeepEqual(in.Interface(), out.Interface()) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", out.Elem(), in.Elem())
 	}
 	ref := reflect.New(typ)
-	d := proto.NewDecoder(b)
+	d := wire.NewDecoder(b)
 	specRead(t, d, ref.Elem())
 	if err := d.End(); err != nil || !reflect.DeepEqual(in.Interface(), ref.Interface()) {
 		t.Fatalf("the codec does not write the fields in declaration order (%v):\n got %+v\nwant %+v", err, ref.Elem(), in.Elem())
 	}
 	for i := range b {
-		if err := (&proto.Request{Payload: b[:i]}).Decode(reflect.New(typ).Interface()); err == nil {
+		if err := wire.Unmarshal(b[:i], reflect.New(typ).Interface()); err == nil {
 			t.Fatalf("the first %d of %d bytes decoded", i, len(b))
 		}
 	}
-	if err := (&proto.Request{Payload: append(b, 0)}).Decode(reflect.New(typ).Interface()); err == nil {
+	if err := wire.Unmarshal(append(b, 0), reflect.New(typ).Interface()); err == nil {
 		t.Fatal("a trailing byte was accepted")
 	}
 }
@@ -137,7 +137,7 @@ func fill(t testing.TB, v reflect.Value, depth int, seq *int, flip bool) {
 
 // specRead reads v the way PROTOCOL.md §10 describes, by reflection over
 // its fields in declaration order.
-func specRead(t *testing.T, d *proto.Decoder, v reflect.Value) {
+func specRead(t *testing.T, d *wire.Decoder, v reflect.Value) {
 	if v.Type() == reflect.TypeOf(time.Time{}) {
 		v.Set(reflect.ValueOf(d.Time()))
 		return
@@ -177,22 +177,22 @@ func TestDecoderRejects(t *testing.T) {
 	cases := []struct {
 		name string
 		in   []byte
-		read func(d *proto.Decoder)
+		read func(d *wire.Decoder)
 		want string
 	}{
-		{"empty int", nil, func(d *proto.Decoder) { d.Int() }, "truncated int"},
-		{"cut varint", []byte{0x80}, func(d *proto.Decoder) { d.Int() }, "truncated int"},
-		{"padded varint", []byte{0x81, 0x00}, func(d *proto.Decoder) { d.Int() }, "not in its shortest form"},
-		{"varint past 64 bits", append(bytes.Repeat([]byte{0xff}, 9), 0x7f), func(d *proto.Decoder) { d.Int() }, "overflows 64 bits"},
-		{"bool 2", []byte{2}, func(d *proto.Decoder) { d.Bool() }, "bool byte 2"},
-		{"no bool", nil, func(d *proto.Decoder) { d.Bool() }, "missing bool"},
-		{"string past the end", []byte{3, 'a', 'b'}, func(d *proto.Decoder) { d.Text() }, "string of 3 bytes, 2 left"},
-		{"huge string", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, func(d *proto.Decoder) { d.Text() }, "string of 4294967295 bytes, 0 left"},
-		{"not UTF-8", []byte{2, 0xc3, 0x28}, func(d *proto.Decoder) { d.Text() }, "not UTF-8"},
-		{"count past the end", []byte{5, 1, 1}, func(d *proto.Decoder) { d.Count() }, "list of 5 elements, 2 bytes left"},
+		{"empty int", nil, func(d *wire.Decoder) { d.Int() }, "truncated int"},
+		{"cut varint", []byte{0x80}, func(d *wire.Decoder) { d.Int() }, "truncated int"},
+		{"padded varint", []byte{0x81, 0x00}, func(d *wire.Decoder) { d.Int() }, "not in its shortest form"},
+		{"varint past 64 bits", append(bytes.Repeat([]byte{0xff}, 9), 0x7f), func(d *wire.Decoder) { d.Int() }, "overflows 64 bits"},
+		{"bool 2", []byte{2}, func(d *wire.Decoder) { d.Bool() }, "bool byte 2"},
+		{"no bool", nil, func(d *wire.Decoder) { d.Bool() }, "missing bool"},
+		{"string past the end", []byte{3, 'a', 'b'}, func(d *wire.Decoder) { d.Text() }, "string of 3 bytes, 2 left"},
+		{"huge string", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, func(d *wire.Decoder) { d.Text() }, "string of 4294967295 bytes, 0 left"},
+		{"not UTF-8", []byte{2, 0xc3, 0x28}, func(d *wire.Decoder) { d.Text() }, "not UTF-8"},
+		{"count past the end", []byte{5, 1, 1}, func(d *wire.Decoder) { d.Count() }, "list of 5 elements, 2 bytes left"},
 	}
 	for _, c := range cases {
-		d := proto.NewDecoder(c.in)
+		d := wire.NewDecoder(c.in)
 		c.read(d)
 		err := d.Err()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -205,12 +205,12 @@ func TestDecoderRejects(t *testing.T) {
 	}
 	// Invalid UTF-8 is replaced on the way out, so a sender cannot make a
 	// body malformed with a stray byte in a string.
-	if d := proto.NewDecoder(proto.AppendString(nil, "a\xffb")); d.Text() != "a\uFFFDb" || d.End() != nil {
+	if d := wire.NewDecoder(wire.AppendString(nil, "a\xffb")); d.Text() != "a\uFFFDb" || d.End() != nil {
 		t.Error("invalid UTF-8 was not replaced by the encoder")
 	}
 	// The zero time survives (IsZero), and so do times before 1970.
 	for _, tm := range []time.Time{{}, time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)} {
-		d := proto.NewDecoder(proto.AppendTime(nil, tm))
+		d := wire.NewDecoder(wire.AppendTime(nil, tm))
 		if got := d.Time(); !got.Equal(tm) || got.IsZero() != tm.IsZero() || d.End() != nil {
 			t.Errorf("time %v came back as %v (%v)", tm, got, d.End())
 		}
@@ -221,17 +221,17 @@ func TestDecoderRejects(t *testing.T) {
 // check but lies ends the decode at the element that runs out of bytes,
 // without keeping the elements decoded so far.
 func TestListCountLies(t *testing.T) {
-	b := proto.AppendCount(nil, 1000)
+	b := wire.AppendCount(nil, 1000)
 	b = append(b, make([]byte, 1000)...) // 1000 bytes: enough for the count check, not for 1000 accounts
-	var out proto.AccountsResponse
-	if err := (&proto.Request{Payload: b}).Decode(&out); err == nil || out.Accounts != nil {
+	var out wire.AccountsResponse
+	if err := wire.Unmarshal(b, &out); err == nil || out.Accounts != nil {
 		t.Fatalf("decoded %d accounts, err %v", len(out.Accounts), err)
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	allocs := testing.AllocsPerRun(10, func() {
-		var out proto.AccountsResponse
-		_ = (&proto.Request{Payload: b}).Decode(&out)
+		var out wire.AccountsResponse
+		_ = wire.Unmarshal(b, &out)
 	})
 	runtime.ReadMemStats(&after)
 	// The 1000 bytes hold 200 empty accounts (5 one-byte fields each):
@@ -241,7 +241,7 @@ func TestListCountLies(t *testing.T) {
 		t.Fatalf("%v allocations for a lying count", allocs)
 	}
 	perRun := (after.TotalAlloc - before.TotalAlloc) / 11 // AllocsPerRun runs once more to warm up
-	if size := uint64(reflect.TypeOf(proto.Account{}).Size()); perRun >= 1000*size {
+	if size := uint64(reflect.TypeOf(wire.Account{}).Size()); perRun >= 1000*size {
 		t.Fatalf("%d bytes per decode: as much as the 1000 accounts announced (%d bytes)", perRun, 1000*size)
 	}
 }
@@ -249,7 +249,7 @@ func TestListCountLies(t *testing.T) {
 // PROTOCOL.md §9 names each operation's request and response types;
 // BodyTypes (which FrameDescriber decodes with) must agree, for every op.
 func TestOpBodyTypesMatchSpec(t *testing.T) {
-	spec, err := os.ReadFile("PROTOCOL.md")
+	spec, err := os.ReadFile("../PROTOCOL.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +258,8 @@ func TestOpBodyTypesMatchSpec(t *testing.T) {
 	for _, m := range row.FindAllStringSubmatch(string(spec), -1) {
 		var n int
 		fmt.Sscan(m[1], &n)
-		op := proto.Op(n)
-		req, resp, ok := proto.BodyTypes(op)
+		op := wire.Op(n)
+		req, resp, ok := wire.BodyTypes(op)
 		if !ok || op.String() != m[2] {
 			t.Errorf("§9 op %d %s: BodyTypes knows it %v, named %s", n, m[2], ok, op)
 			continue
@@ -269,35 +269,25 @@ func TestOpBodyTypesMatchSpec(t *testing.T) {
 		}
 		seen++
 	}
-	if seen != len(proto.Ops()) {
-		t.Errorf("§9 lists %d operations, the package defines %d", seen, len(proto.Ops()))
+	if seen != len(wire.Ops()) {
+		t.Errorf("§9 lists %d operations, the package defines %d", seen, len(wire.Ops()))
 	}
 }
 
-// A handler that returns a typed nil pointer makes MarshalWire panic while
-// the server holds the connection's write lock: the caller gets INTERNAL,
-// and the connection and the server stay usable. A response type that
-// cannot be decoded fails before the request is sent.
-func TestUnencodableResultsAndTypes(t *testing.T) {
-	const opNil proto.Op = 2000
-	fx := newFixture()
-	m := fx.mux()
-	m.Handle(opNil, func(ctx context.Context, req *proto.Request) (any, error) {
-		return (*proto.AccountResponse)(nil), nil
-	})
-	srv := startServer(t, proto.ServerConfig{}, m)
-	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
-	ctx := context.Background()
-	var out proto.AccountResponse
-	wantCode(t, c.Call(ctx, opNil, nil, &out), proto.Internal)
-	var echo echoMsg
-	if err := c.Call(ctx, opEcho, echoMsg{N: 7}, &echo); err != nil || echo.N != 7 {
-		t.Fatalf("after the failed encode: %+v, %v", echo, err)
+// Marshal and Unmarshal report a type without a wire encoding, and a
+// MarshalWire that panics (a value-receiver method on a typed nil
+// pointer), as errors.
+func TestMarshalUnencodable(t *testing.T) {
+	if _, err := wire.Marshal(nil, struct{ N int }{1}); !errors.Is(err, wire.ErrNoEncoding) {
+		t.Errorf("Marshal(struct) = %v, want ErrNoEncoding", err)
 	}
-	started := len(fx.started)
-	wantCode(t, c.Call(ctx, opSlow, echoMsg{N: 1}, echoMsg{}), proto.InvalidArgument) // a value, not a pointer
-	wantCode(t, c.Call(ctx, opEcho, struct{ N int }{1}, nil), proto.InvalidArgument)
-	if len(fx.started) != started {
-		t.Fatal("a call with a response type that cannot be decoded was sent")
+	if _, err := wire.Marshal(nil, (*wire.AccountResponse)(nil)); err == nil || errors.Is(err, wire.ErrNoEncoding) {
+		t.Errorf("Marshal(typed nil) = %v, want the panic as an error", err)
+	}
+	if err := wire.Unmarshal(nil, wire.AccountResponse{}); !errors.Is(err, wire.ErrNoEncoding) {
+		t.Errorf("Unmarshal into a value = %v, want ErrNoEncoding", err)
+	}
+	if b, err := wire.Marshal([]byte("x"), nil); err != nil || string(b) != "x" {
+		t.Errorf("Marshal(nil) = %q, %v; want nothing appended", b, err)
 	}
 }

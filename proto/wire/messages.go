@@ -1,6 +1,6 @@
-package proto
+package wire
 
-//go:generate go run ./cmd/wiregen
+//go:generate go run ../cmd/wiregen
 
 import (
 	"maps"
@@ -104,8 +104,8 @@ func BodyTypes(op Op) (req, resp any, ok bool) {
 
 // Bodies of REQUEST, RESPONSE and EVENT frames are the types below. Their
 // wire encoding (messages_gen.go) and the table of their fields in
-// PROTOCOL.md §10 are generated from this file by cmd/wiregen: after
-// changing a type, run go generate ./proto. The json tags name the fields
+// PROTOCOL.md §10 are generated from this file by proto/cmd/wiregen: after
+// changing a type, run go generate ./proto/wire. The json tags name the fields
 // in PROTOCOL.md and in the terminal client's trace; a field's line comment
 // is its note in the table. Money is always an integer count of minor units (int64) plus
 // an ISO 4217 currency code, except in TransferRequest.Amount, which is the
