@@ -148,9 +148,9 @@ func (c *Client) Close() error {
 	eps := c.eps
 	c.eps = nil
 	c.mu.Unlock()
-	c.cancel()
+	c.cancel() // closes every connection (see newClientConn)
 	for _, ep := range eps {
-		ep.retire(true)
+		ep.retire()
 	}
 	c.wg.Wait()
 	return nil
@@ -511,7 +511,7 @@ func (c *Client) resolveLocked(ctx context.Context) {
 	c.eps = eps
 	c.mu.Unlock()
 	for _, ep := range old {
-		ep.retire(false)
+		ep.retire()
 	}
 	if changed {
 		c.log.Info("app tier endpoints", "addrs", addrs)
@@ -729,19 +729,15 @@ func (ep *endpoint) eject(err error) {
 }
 
 // retire takes the endpoint out of service: its connections stop taking
-// requests and close once idle (or at once when now is set).
-func (ep *endpoint) retire(now bool) {
+// requests and close once idle.
+func (ep *endpoint) retire() {
 	ep.mu.Lock()
 	ep.retired = true
 	conns := append(ep.unary.conns, ep.streams.conns...)
 	ep.unary.conns, ep.streams.conns = nil, nil
 	ep.mu.Unlock()
 	for _, cc := range conns {
-		if now {
-			cc.close(errClientClosed)
-		} else {
-			cc.retireWhenIdle()
-		}
+		cc.retireWhenIdle()
 	}
 }
 

@@ -59,6 +59,7 @@ type clientConn struct {
 	closed    bool
 	closeErr  error
 	done      chan struct{} // closed by close
+	unhook    func() bool   // stops closing this connection when the client closes
 
 	// Liveness (checkAlive); times are durations since in.born.
 	alive      *time.Timer
@@ -161,6 +162,7 @@ func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *wire.Framer, hello
 	cc.mu.Lock()
 	cc.aliveAt = cc.now() + cc.pingInterval
 	cc.alive = time.AfterFunc(cc.pingInterval, cc.checkAlive)
+	cc.unhook = context.AfterFunc(c.ctx, func() { cc.close(errClientClosed) })
 	cc.mu.Unlock()
 	c.wg.Add(1)
 	go cc.readLoop()
@@ -586,6 +588,7 @@ func (cc *clientConn) close(reason error) {
 	draining, last := cc.draining, cc.drainLast
 	close(cc.done)
 	cc.alive.Stop()
+	cc.unhook()
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.ep.detach(cc)
