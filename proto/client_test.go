@@ -570,3 +570,43 @@ func TestNewClientRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// Close also ends connections that no longer take requests but still carry
+// a stream: here the app tier's address vanished from DNS, so its
+// connections are retired and would close only once idle.
+func TestClientCloseEndsRetiredConnections(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	var ips atomic.Value
+	ips.Store([]string{"127.0.0.1"})
+	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{net.JoinHostPort("apptier", port)}, Secret: testSecret,
+		Logger: quietLogger(t), ResolveInterval: 20 * time.Millisecond,
+		LookupHost: func(context.Context, string) ([]string, error) { return ips.Load().([]string), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := c.Subscribe(ctx, opStream, echoMsg{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips.Store([]string{"127.0.0.2"}) // the endpoint is retired at the next lookup
+	time.Sleep(200 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waits for a retired connection's stream to end")
+	}
+	for {
+		if err := sub.Next(ctx, nil); err != nil {
+			wantCode(t, err, wire.Unavailable)
+			break
+		}
+	}
+}
