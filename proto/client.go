@@ -63,12 +63,6 @@ func (c *ClientConfig) setDefaults() {
 	}
 }
 
-func orDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
-}
-
 // Client is a pool of multiplexed connections to one or more app tiers. It
 // is safe for concurrent use. Connections are dialed lazily, so NewClient
 // succeeds while every server is down.

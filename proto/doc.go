@@ -29,6 +29,28 @@
 // *wire.Error values with a Code; internal error text never leaves the
 // server.
 //
+// # How a request travels through the server
+//
+// Server.Serve accepts a connection, counts it against the handshake budget
+// (admitLocked) and starts its goroutine, serverConn.serve (serverconn.go):
+// it sends HELLO, checks AUTH and sends READY, then loops reading frames and
+// dispatching them by type (handleFrame). A REQUEST is admitted by
+// handleRequest: ids must increase; while draining, over MaxInFlight, for an
+// unknown operation or with no time left (deadline_ms less the round trip
+// the server measured with its own PINGs) it is answered at once with an
+// ERROR. Otherwise it becomes a serverReq in the connection's inflight map,
+// with a context that is a child of the connection's (canceled by CANCEL,
+// drain or the connection's end) and, if it has one, a standard deadline,
+// and its handler runs on a goroutine of its own (run, or runStream in
+// stream.go); a unary operation measured as quick runs on the reading
+// goroutine itself, under a watchdog that hands reading to a new goroutine
+// if the handler blocks (inline.go). The handler's goroutine takes the
+// request out of the in-flight set and writes its RESPONSE or ERROR through
+// the connection's frameWriter (conn.go), which lets concurrent answers
+// leave in one write. Shutdown
+// sends DRAIN, waits for the requests in flight, ends streams with
+// UNAVAILABLE and closes with FATAL SHUTTING_DOWN, the last frame.
+//
 // # How a call travels (client side)
 //
 // Client.Call encodes the request body and, if ctx has no deadline, bounds

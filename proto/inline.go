@@ -9,37 +9,29 @@ import (
 )
 
 // Inline execution: a unary request whose operation is known to be quick
-// runs its handler on the connection's reading goroutine instead of a
-// goroutine of its own. Starting a goroutine wakes a second thread (the Go
-// scheduler hands it to an idle processor), and on a small, busy machine
-// that wake-up and the context switches after it cost more than a quick
-// handler. Answers of inline runs to requests that arrived together are
-// held in the writer and leave in one write, before the reader waits for
-// the peer again. Measured beside the same server without them (medians
-// of 10 alternating runs of go test -bench . ./proto/): without inline
-// runs BenchmarkSequential fell to about 0.57× the raw echo (floor 0.6×);
-// inline runs without held answers kept it but dropped
-// BenchmarkConcurrent64 to about 1.3× (floor 1.5×).
+// runs on the connection's reading goroutine. Starting a goroutine wakes a
+// second thread, and on a small, busy machine that wake-up and its context
+// switches cost more than a quick handler. Answers to requests that arrived
+// together are held in the writer and leave in one write. Measured beside
+// the same server without them (medians of 10 alternating runs of go test
+// -bench . ./proto/): without inline runs BenchmarkSequential fell to about
+// 0.57× the raw echo (floor 0.6×); without held answers
+// BenchmarkConcurrent64 fell to about 1.3× (floor 1.5×).
 //
 // Invariants:
-//   - only unary operations whose recent handler time (a moving average,
-//     weight 1/8, over every call, inline or not; unknown until the first
-//     call) is under inlineBudget run inline; so every operation first runs
-//     on a goroutine of its own, and one that turns slow stops running
-//     inline;
-//   - a blocked handler cannot stall its connection: a watchdog fires
-//     inlineWatchdog after an inline run started and, if the run is still
-//     going, starts a new reading goroutine (readLoop), so CANCEL, PING and
-//     other requests are served again; the old goroutine answers its
-//     request like any handler goroutine and exits. Exactly one goroutine
-//     reads at any time, and it owns the reader-owned fields of serverConn;
-//   - an answer is held (flushHold) only by the goroutine that is still the
-//     reader, and only while the next frame is already buffered; the read
-//     loop flushes held answers before it waits for the peer (serverConn.held);
-//   - the watchdog timer is armed by an inline run and left armed: moving a
-//     timer on every request would cost a wake-up of its own. When it fires
-//     during a younger run it re-arms for that run's remaining time; between
-//     runs it stays off until the next one.
+//   - an operation runs inline only while its handler time, a moving
+//     average over every call (weight 1/8), is under inlineBudget; it is
+//     unknown until the first call, which therefore runs on a goroutine;
+//   - exactly one goroutine reads, and it owns serverConn's reader-owned
+//     fields. If an inline run is still going inlineWatchdog after it
+//     started, the watchdog starts a new reading goroutine (readLoop), so a
+//     blocked handler cannot keep CANCEL, PING or other requests waiting;
+//     the old goroutine answers its request and exits;
+//   - only the reader holds answers (flushHold), only while the next frame
+//     is already buffered, and it flushes them before it waits for the peer;
+//   - the watchdog timer stays armed across runs (moving a timer on every
+//     request would cost a wake-up of its own): when it fires during a
+//     younger run it re-arms for that run's remaining time.
 const (
 	inlineBudget   = 50 * time.Microsecond
 	inlineWatchdog = time.Millisecond

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -141,39 +142,27 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults() {
-	if c.Name == "" {
-		c.Name = "bankwire-apptier"
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = wire.DefaultMaxConns
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = wire.DefaultMaxInFlight
-	}
-	if c.MaxPayload <= 0 {
-		c.MaxPayload = wire.DefaultMaxPayload
-	}
+	orDefault(&c.Name, "bankwire-apptier")
+	orDefault(&c.MaxConns, wire.DefaultMaxConns)
+	orDefault(&c.MaxInFlight, wire.DefaultMaxInFlight)
+	orDefault(&c.MaxPayload, wire.DefaultMaxPayload)
 	c.MaxPayload = min(c.MaxPayload, 1<<30)
-	if c.MaxPreAuthConns <= 0 {
-		c.MaxPreAuthConns = max(c.MaxConns/4, min(c.MaxConns, 8))
-	}
-	if c.MaxPreAuthPerIP <= 0 {
-		c.MaxPreAuthPerIP = 16
-	}
-	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 5 * time.Second
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 60 * time.Second
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = 30 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 30 * time.Second
-	}
+	orDefault(&c.MaxPreAuthConns, max(c.MaxConns/4, min(c.MaxConns, 8)))
+	orDefault(&c.MaxPreAuthPerIP, 16)
+	orDefault(&c.HandshakeTimeout, 5*time.Second)
+	orDefault(&c.IdleTimeout, 60*time.Second)
+	orDefault(&c.ReadTimeout, 30*time.Second)
+	orDefault(&c.WriteTimeout, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+}
+
+// orDefault sets *p to def unless it is above the zero value.
+func orDefault[T cmp.Ordered](p *T, def T) {
+	var zero T
+	if *p <= zero {
+		*p = def
 	}
 }
 
@@ -413,20 +402,16 @@ func (s *Server) stop() []*serverConn {
 
 // Admission. Authenticated clients (the web tiers) must always be able to
 // connect, whatever strangers do to the port. A connection counts against
-// the handshake budget from accept until its AUTH is accepted, and against
-// MaxConns throughout. A new connection is refused (FATAL
-// TOO_MANY_CONNECTIONS instead of HELLO) when its address already has
-// MaxPreAuthPerIP connections in the handshake while the handshake budget
-// is full (a burst of handshakes from one busy client host is welcome while
-// there is room), or when MaxConns authenticated connections are open.
-// Otherwise, if the handshake budget (MaxPreAuthConns) or MaxConns is full,
-// a connection still in the handshake is evicted (FATAL
-// TOO_MANY_CONNECTIONS, closed at once) to make room: the oldest one of the
-// address with the most connections in the handshake. A web tier has one or
-// two in the handshake at a time, and completes them within a round trip; a
-// flood holds up to MaxPreAuthPerIP per address, so its own connections are
-// what gets evicted unless it comes from more addresses than the budget has
-// room for.
+// the handshake budget (MaxPreAuthConns) from accept until its AUTH is
+// accepted, and against MaxConns throughout. A new connection is refused
+// (FATAL TOO_MANY_CONNECTIONS instead of HELLO) when MaxConns authenticated
+// connections are open, or when either limit is full and its address
+// already has MaxPreAuthPerIP connections in the handshake. Otherwise, if either
+// limit is full, the oldest connection in the handshake of the address with
+// the most of them is evicted (FATAL, closed at once) to make room. A web
+// tier completes its handshakes within a round trip; a flood holds up to
+// MaxPreAuthPerIP per address, so its own connections are what gets evicted
+// unless it comes from more addresses than the budget has room for.
 const evictedReason = "too many connections in the handshake; evicted for a newer one"
 
 // admitLocked applies the rules above to the newly accepted c; it returns

@@ -151,6 +151,7 @@ func (c *serverConn) readLoop() {
 func (c *serverConn) end(reason string) {
 	s := c.srv
 	c.inline.watchdog.Stop()
+	c.w.flush() // held inline answers
 	c.cancel()
 	c.nc.Close()
 	c.handlersWG.Wait()
@@ -242,13 +243,13 @@ func (c *serverConn) read() string {
 	cfg := &c.srv.cfg
 	br := c.fr.Reader()
 	for {
-		// Wait for the next frame's first byte under the idle timeout
-		// (Peek consumes nothing), then give the rest of it the read
-		// timeout.
-		if c.held && br.Buffered() == 0 {
+		if c.held && !frameBuffered(br) { // about to wait: send held inline answers first
 			c.held = false
 			c.w.flush()
 		}
+		// Wait for the next frame's first byte under the idle timeout
+		// (Peek consumes nothing), then give the rest of it the read
+		// timeout.
 		if !c.armRead(cfg.IdleTimeout) {
 			return c.linger()
 		}
