@@ -427,7 +427,20 @@ func (r *runner) setup(ctx context.Context) error {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			made[i], errs[i] = r.signUp(ctx)
+			// "Briefly unavailable" during setup is retried with a new
+			// name (the first attempt's outcome is unknown); the run
+			// itself counts every 503.
+			for attempt := range 3 {
+				made[i], errs[i] = r.signUp(ctx)
+				var he *httpError
+				if !errors.As(errs[i], &he) || he.status != http.StatusServiceUnavailable || attempt == 2 {
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(attempt+1) * 500 * time.Millisecond):
+				}
+			}
 		}()
 	}
 	wg.Wait()
