@@ -14,122 +14,136 @@ import (
 	"bankwire/proto/wire"
 )
 
-// clientConn is one handshaken connection of a Client, built like Go's
-// net/rpc client: a map of pending calls keyed by request id, callers that
-// write their REQUEST and wait on their call's channel, and one reader that
-// routes every answer to its call. Added to net/rpc's design: deadlines and
-// cancellation, streams, drain, and a liveness check.
-//
-// Goroutines of a connection:
-//   - readLoop, the only reader of the socket: it routes RESPONSE, ERROR and
-//     EVENT by request id, PONG to the ping waiting for it, answers PING,
-//     and handles DRAIN and FATAL. When reading fails it closes the
-//     connection, which fails every pending call.
-//   - checkAlive, run by the alive timer: it sends PING when the connection
-//     has been silent too long and closes it when the PING goes unanswered.
-//   - the callers (roundTrip, ping, Subscription.Close), each on its own
-//     goroutine; they write frames and wait, never read.
-//
-// Locks, always taken in this order: the frameWriter's lock (w.lock: a
-// request's id is chosen while it is held, so ids reach the wire in
-// increasing order, §4.1), then mu. A Client's endpoint lock is taken
-// before mu, never after it. Nobody writes to the socket while holding mu.
-type clientConn struct {
-	c     *Client
-	ep    *endpoint
-	nc    net.Conn
-	in    *arrivals    // nc's reading side, noting when bytes arrive
-	fr    *wire.Framer // used by readLoop only
-	w     *frameWriter
-	hello wire.Hello
-	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
+// errNotStarted marks a request the server provably never started: it was
+// never written, or a DRAIN named a lower last id. Such requests are retried.
+var errNotStarted = errors.New("proto: request not started")
 
-	forStreams   bool // a connection for streams only (see Client.Subscribe)
-	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
-	pingInterval time.Duration
-
-	mu        sync.Mutex // guards the fields below
-	nextID    uint32
-	pending   map[uint32]*call // sent and not yet answered with a terminal frame, given up or not
-	pingSeq   uint32
-	pings     map[uint32]chan struct{} // ping waiting for the PONG with that id
-	draining  bool                     // DRAIN arrived: no new requests
-	drainLast uint32                   // DRAIN's last id: answers for higher ids are dropped
-	retiring  bool                     // no new requests; close once no caller waits
-	closed    bool
-	closeErr  error
-	done      chan struct{} // closed by close
-	unhook    func() bool   // stops closing this connection when the client closes
-
-	// Liveness (checkAlive); times are durations since in.born.
-	alive      *time.Timer
-	aliveAt    time.Duration // when alive fires next
-	awaitSince time.Duration // when pending last became non-empty
-	pingedAt   time.Duration // when our unanswered PING went out; 0: none
-	pingGrace  time.Duration // how long that PING may go unanswered
-}
-
-// arrivals is the reading side of a connection; it notes when bytes last
-// arrived, which is what the liveness check asks: has anything at all come
-// in (a frame that is still arriving counts).
-type arrivals struct {
-	net.Conn
-	born time.Time
-	last atomic.Int64 // time.Duration since born of the last read that returned bytes
-}
-
-func (a *arrivals) Read(p []byte) (int, error) {
-	n, err := a.Conn.Read(p)
-	if n > 0 {
-		a.last.Store(int64(time.Since(a.born)))
-	}
-	return n, err
-}
-
-// Failure detection (§7.1, §11). A unary connection on which an answer is
-// awaited and nothing has arrived for probeAfter sends PING; if nothing at
-// all arrives within probeTimeout after it, the server is declared dead:
-// the connection is closed (its calls fail UNAVAILABLE) and its endpoint
-// ejected like one that refused a dial. A slow handler is not a dead
-// server: the server answers PING while handlers run. Any connection
-// otherwise pings after pingInterval of silence and gives that PING
-// max(pingInterval, 2s).
-const (
-	probeAfter   = 300 * time.Millisecond
-	probeTimeout = 500 * time.Millisecond
-)
-
-var (
-	// errNotStarted marks a request the server provably never started: it
-	// was never written, or a DRAIN named a lower last id. Such requests
-	// are retried.
-	errNotStarted = errors.New("proto: request not started")
-
-	// errConnFull marks a request not sent because its connection already
-	// has max_in_flight requests in flight; it goes to another connection.
-	errConnFull = errors.New("proto: connection at max_in_flight")
-
-	// errNotResponding is why a connection whose server stopped answering
-	// is closed; its endpoint is ejected.
-	errNotResponding = &wire.Error{Code: wire.Unavailable, Message: "app tier not responding"}
-
-	// errStreamEnded is what Subscription.Next returns after the server
-	// ended the stream normally.
-	errStreamEnded = io.EOF
-)
+// errStreamEnded is what Subscription.Next returns after the server ended
+// the stream normally.
+var errStreamEnded = io.EOF
 
 // subscriptionBuffer is how many events a subscription holds for a slow
 // reader before it is ended with RESOURCE_EXHAUSTED; the connection's reader
 // never blocks on one consumer.
 const subscriptionBuffer = 256
 
+// clientConn is one handshaken connection: net/rpc's design (a pending map
+// keyed by request id, and one reader routing answers) plus deadlines,
+// cancellation, streams and drain.
+//
+// The reader is a role, not a goroutine ("leader/follower"). A unary call
+// that finds nobody reading reads the connection itself until its own
+// answer arrives, routing whatever else comes meanwhile. Alone on a
+// connection, a round trip then runs on one goroutine from write to
+// answer, with no hand-off: no other goroutine to wake, which on an idle
+// machine means no other core to wake, and that hand-off used to cost
+// more than the round trip. Calls that find a reader wait for their answer
+// on a channel, as in net/rpc. When the leading caller is done and others
+// still wait (or a stream is open, or a PING), a background reader takes
+// over at once; when nobody waits, one starts after idleReaderDelay, so
+// an idle connection still answers PINGs, notices DRAIN and EOF, and sends
+// its keepalive PINGs.
+type clientConn struct {
+	c     *Client
+	ep    *endpoint
+	slot  int
+	nc    net.Conn
+	fr    *wire.Framer
+	w     *frameWriter
+	hello wire.Hello
+	ready wire.Ready
+	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
+
+	forStreams   bool // a connection for streams only (see Client.Subscribe)
+	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
+	pingInterval time.Duration
+	lastRecv     atomic.Int64 // monoNanos
+	awaitSince   atomic.Int64 // monoNanos when pending last became non-empty
+
+	mu        sync.Mutex
+	nextID    uint32
+	pending   map[uint32]*call
+	bounced   map[uint32]struct{} // ids above a DRAIN's last id, handed back for retry; their late answers are dropped
+	live      int                 // pending calls not abandoned
+	pingSeq   uint32
+	pings     map[uint32]chan struct{}
+	draining  bool
+	drainLast uint32
+	retiring  bool
+	closed    bool
+	closeErr  error
+	done      chan struct{}
+
+	// The reading role; guarded by mu.
+	reader    readerRole
+	leader    *call       // the call holding the role when reader is readerCaller
+	streams   int         // stream calls in pending, abandoned or not: they need a reader at all times
+	idleT     *time.Timer // starts a background reader once the role has been free for idleReaderDelay
+	idleArmed bool
+
+	// Owned by whoever holds the reading role (handed over under mu).
+	pinged   bool      // a PING is unanswered
+	pingDead time.Time // when pinged: without a frame by then, the server is dead
+	dl       time.Time // the read deadline armed on nc; zero: must be re-armed
+
+	// Waking a leading caller whose context ends (see kick).
+	kmu     sync.Mutex
+	peeking bool // the leader waits in Peek: kick may move the read deadline
+	kicked  bool
+}
+
+type readerRole uint8
+
+const (
+	readerNone       readerRole = iota
+	readerCaller                // a unary call reads until its answer arrives
+	readerBackground            // readLoop
+)
+
+// idleReaderDelay is how long the reading role stays free before a
+// background reader takes it: short enough for DRAIN and EOF to be noticed
+// at once, long enough that back-to-back calls on an idle connection keep
+// reading for themselves.
+const idleReaderDelay = 2 * time.Millisecond
+
+// Fast failure detection (§11): a unary connection on which an answer is
+// awaited and nothing has been heard for probeAfter sends PING; if nothing
+// at all arrives within probeTimeout after it, the server is declared dead:
+// the connection is closed (its calls fail UNAVAILABLE) and its endpoint
+// ejected like one that refused a dial. A slow handler is not a dead
+// server: the server answers PING while handlers run.
+const (
+	probeAfter   = 300 * time.Millisecond
+	probeTimeout = 500 * time.Millisecond
+)
+
+// errNotResponding is why a connection whose server stopped answering is
+// closed; its endpoint is ejected.
+var errNotResponding = &wire.Error{Code: wire.Unavailable, Message: "app tier not responding"}
+
+// errConnFull marks a request not sent because its connection already has
+// max_in_flight requests in flight; it goes to another connection.
+var errConnFull = errors.New("proto: connection at max_in_flight")
+
+// Reasons readStep returns without a frame.
+var (
+	errStopRead     = errors.New("proto: reader stopped")
+	errCallDeadline = errors.New("proto: call deadline passed")
+	errPartialFrame = errors.New("proto: frame not yet complete")
+)
+
 // call is one request awaiting its terminal frame.
 type call struct {
 	id        uint32
-	res       chan callResult // buffered 1: the answer of a unary call, or a stream's opening
-	sub       *Subscription   // non-nil for a stream
-	opened    bool            // stream: the opening RESPONSE arrived (guarded by mu)
-	abandoned bool            // the caller gave up; the entry stays until the terminal frame so the id is not "unknown" (guarded by mu)
+	res       chan callResult // buffered 1; unary calls and stream opening
+	sub       *Subscription
+	opened    bool // stream: the opening RESPONSE arrived
+	abandoned bool // the caller gave up; the entry stays until the terminal frame so the id is not "unknown"
+
+	// A leader's own answer, routed by itself (see route): set and read
+	// by the leading goroutine only, so it needs neither res nor a lock.
+	direct    callResult
+	hasDirect bool
 }
 
 type callResult struct {
@@ -137,15 +151,14 @@ type callResult struct {
 	err error
 }
 
-// newClientConn starts the reader and the liveness timer of a handshaken
-// connection. It runs on a goroutine counted in c.wg (a dial), so that
-// Client.Close waits for the reader too.
-func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *wire.Framer, hello wire.Hello, forStreams bool, trace func(bool, wire.Frame)) *clientConn {
+var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResult, 1)} }}
+
+func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello wire.Hello, ready wire.Ready) *clientConn {
 	cc := &clientConn{
-		c: c, ep: ep, nc: in.Conn, in: in, fr: fr, hello: hello, trace: trace,
-		forStreams:  forStreams,
+		c: c, ep: ep, slot: -1, nc: nc, fr: fr, hello: hello, ready: ready,
 		maxInFlight: hello.MaxInFlight,
 		pending:     map[uint32]*call{},
+		bounced:     map[uint32]struct{}{},
 		pings:       map[uint32]chan struct{}{},
 		done:        make(chan struct{}),
 	}
@@ -156,43 +169,73 @@ func newClientConn(c *Client, ep *endpoint, in *arrivals, fr *wire.Framer, hello
 		cc.pingInterval = min(cc.pingInterval, time.Duration(hello.IdleTimeoutMs)*time.Millisecond/3)
 	}
 	cc.pingInterval = max(cc.pingInterval, 10*time.Millisecond)
-	cc.w = newFrameWriter(cc.nc, c.cfg.WriteTimeout, func(err error) {
+	cc.lastRecv.Store(monoNanos())
+	cc.w = newFrameWriter(nc, c.cfg.WriteTimeout, func(err error) {
 		cc.close(unavailable(fmt.Errorf("write: %w", err)))
 	})
-	cc.mu.Lock()
-	cc.aliveAt = cc.now() + cc.pingInterval
-	cc.alive = time.AfterFunc(cc.pingInterval, cc.checkAlive)
-	cc.unhook = context.AfterFunc(c.ctx, func() { cc.close(errClientClosed) })
-	cc.mu.Unlock()
-	c.wg.Add(1)
-	go cc.readLoop()
+	cc.idleT = time.AfterFunc(time.Hour, cc.idleFired)
+	cc.idleT.Stop()
 	return cc
 }
 
-// now is the time on the connection's clock (see arrivals).
-func (cc *clientConn) now() time.Duration { return time.Since(cc.in.born) }
-
-// roundTrip sends one request and waits for its answer or the end of ctx,
-// which has a deadline for unary calls. sub is non-nil when opening a
-// stream: the wait then ends at the stream's opening RESPONSE.
-func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, body []byte, sub *Subscription) (wire.Frame, error) {
-	cl := &call{res: make(chan callResult, 1), sub: sub}
-	if err := cc.w.lock(); err != nil {
-		return wire.Frame{}, errNotStarted
-	}
+// roundTrip sends one request and waits for its answer, until dl at the
+// latest. sub is non-nil when opening a stream.
+func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, body []byte, sub *Subscription, dl time.Time) (wire.Frame, error) {
 	var deadlineMs uint32
-	if dl, ok := ctx.Deadline(); ok && sub == nil {
-		// The time left when the request is written (§4.2).
+	if sub == nil {
 		left := time.Until(dl)
 		if left <= 0 {
-			cc.w.unlock()
 			return wire.Frame{}, ctxError(context.DeadlineExceeded)
 		}
-		deadlineMs = uint32(min(int64((left+time.Millisecond-1)/time.Millisecond), math.MaxUint32))
+		ms := (left + time.Millisecond - 1) / time.Millisecond
+		deadlineMs = uint32(min(int64(ms), math.MaxUint32))
 	}
-	if err := cc.register(cl); err != nil {
+	cl := callPool.Get().(*call)
+	cl.sub, cl.opened, cl.abandoned = sub, false, false
+
+	if err := cc.w.lock(); err != nil {
+		callPool.Put(cl)
+		return wire.Frame{}, errNotStarted
+	}
+	cc.mu.Lock()
+	if len(cc.pending) >= cc.maxInFlight && !cc.closed {
+		// The server would refuse it (§4.1): the server counts an id
+		// from reading it to its terminal frame, this side from writing
+		// it to reading that frame, so this count is never the lower.
+		cc.mu.Unlock()
 		cc.w.unlock()
-		return wire.Frame{}, err
+		callPool.Put(cl)
+		return wire.Frame{}, errConnFull
+	}
+	if cc.closed || cc.draining || cc.retiring || cc.nextID == math.MaxUint32 {
+		if cc.nextID == math.MaxUint32 && !cc.closed {
+			cc.retiring = true // ids are exhausted: new requests go elsewhere
+			go cc.ep.detach(cc)
+		}
+		cc.mu.Unlock()
+		cc.w.unlock()
+		callPool.Put(cl)
+		return wire.Frame{}, errNotStarted
+	}
+	cc.nextID++
+	cl.id = cc.nextID
+	if len(cc.pending) == 0 {
+		cc.awaitSince.Store(monoNanos())
+	}
+	cc.pending[cl.id] = cl
+	cc.live++
+	if sub != nil {
+		cc.streams++
+	}
+	// Alone, write at once; with other calls in flight, let them add
+	// their frames to this write (see flushBatched).
+	mode := flushNow
+	if cc.live > 1 {
+		mode = flushBatched
+	}
+	cc.mu.Unlock()
+	if sub != nil {
+		sub.cc, sub.id = cc, cl.id
 	}
 	off := cc.w.beginFrame()
 	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
@@ -200,58 +243,188 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 	if t := cc.trace; t != nil {
 		t(true, wire.Frame{Type: wire.FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+wire.HeaderLen:]...)})
 	}
-	_ = cc.w.unlock() // a failed write closes the connection, which answers the call
+	_ = cc.w.unlockMode(mode) // a failed write closes the conn, which fails the call
 
+	cc.mu.Lock()
+	lead := cc.reader == readerNone && cc.streams == 0 && !cc.closed
+	if lead {
+		cc.reader = readerCaller
+		cc.leader = cl
+	} else if cc.reader == readerNone && !cc.closed {
+		cc.startReaderLocked() // a stream's opening: streams need a reader at all times
+	}
+	cc.mu.Unlock()
+	if lead {
+		return cc.lead(ctx, cl, dl)
+	}
+	return cc.follow(ctx, cl, dl)
+}
+
+// follow waits for cl's answer while somebody else reads.
+func (cc *clientConn) follow(ctx context.Context, cl *call, dl time.Time) (wire.Frame, error) {
+	var expiry <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(time.Until(dl))
+		defer t.Stop()
+		expiry = t.C
+	}
 	select {
 	case r := <-cl.res:
+		if cl.sub == nil { // a stream's call stays in pending until it ends
+			callPool.Put(cl)
+		}
 		return r.f, r.err
 	case <-ctx.Done():
-		// CANCEL goes out on a deadline too (§4.2): the server's timer
-		// counts from when it read the request, so a request held up on
-		// the way would otherwise run after its caller gave up.
-		if cc.abandon(cl) {
-			_ = cc.writeTraced(wire.FrameCancel, cl.id, nil)
-		}
-		return wire.Frame{}, ctxError(ctx.Err())
+		return wire.Frame{}, cc.giveUp(cl, ctx.Err())
+	case <-expiry:
+		return wire.Frame{}, cc.giveUp(cl, context.DeadlineExceeded)
 	}
 }
 
-// register gives cl the next request id and makes it pending, unless the
-// connection takes no new requests (errNotStarted) or is at max_in_flight
-// (errConnFull). Called under the writer's lock.
-func (cc *clientConn) register(cl *call) error {
+// giveUp abandons cl because of err, a context error, and returns the
+// caller's error. CANCEL goes out on a deadline too (§4.2): the server's
+// timer counts from when it read the request, so a request held up on the
+// way would otherwise run after its caller gave up.
+func (cc *clientConn) giveUp(cl *call, err error) error {
+	if cc.abandon(cl) {
+		_ = cc.writeTraced(wire.FrameCancel, cl.id, nil)
+	}
+	return ctxError(err)
+}
+
+// lead is a unary call holding the reading role: it reads and routes
+// frames until its own answer arrives, its context ends or dl passes, then
+// hands the role on. A frame that has only partly arrived (a big one, or a
+// slow peer) is left to a background reader, and the call waits for its
+// answer like any other: its context can only interrupt a wait between
+// frames, and it must not be held up by someone else's frame.
+func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (wire.Frame, error) {
+	var stop, unkick func() bool
+	if ctx.Done() != nil { // a context that can end: it must be able to interrupt the read
+		stop = func() bool { return ctx.Err() != nil }
+		unkick = context.AfterFunc(ctx, cc.kick)
+	}
+	var res callResult
+	var failed error // why the call was given up
+	handOff := false
+	for {
+		if cl.hasDirect {
+			res, cl.direct, cl.hasDirect = cl.direct, callResult{}, false
+			break
+		}
+		select {
+		case res = <-cl.res:
+		default:
+			err := cc.readStep(dl, true, stop)
+			switch {
+			case err == nil:
+				continue
+			case errors.Is(err, errStopRead):
+				failed = ctx.Err()
+			case errors.Is(err, errCallDeadline):
+				failed = context.DeadlineExceeded
+			case errors.Is(err, errPartialFrame):
+				handOff = true
+			default:
+				// The connection failed; closing it answers every
+				// pending call, this one too.
+				cc.close(err)
+				res = <-cl.res
+			}
+		}
+		break
+	}
+	if unkick != nil {
+		unkick()
+	}
+	cc.mu.Lock()
+	cc.reader, cc.leader = readerNone, nil
+	cc.releaseLocked() // this call is still live when handing off: a reader starts at once
+	cc.mu.Unlock()
+	if handOff {
+		return cc.follow(ctx, cl, dl)
+	}
+	if failed != nil {
+		return wire.Frame{}, cc.giveUp(cl, failed)
+	}
+	callPool.Put(cl)
+	return res.f, res.err
+}
+
+// kick interrupts a leading caller's wait for the peer: its context ended.
+// The read deadline is moved only while the leader is in Peek, which
+// consumes nothing, so no frame is ever cut in half.
+func (cc *clientConn) kick() {
+	cc.kmu.Lock()
+	cc.kicked = true
+	if cc.peeking {
+		_ = cc.nc.SetReadDeadline(time.Now())
+	}
+	cc.kmu.Unlock()
+}
+
+// setPeeking marks whether the leader is about to wait in Peek (on) or is
+// not waiting, and reports (and clears) a kick that came meanwhile. After
+// a kick the armed read deadline is unknown. A kicked leader does not
+// start to peek: it checks why it was kicked first.
+func (cc *clientConn) setPeeking(on bool) (kicked bool) {
+	cc.kmu.Lock()
+	kicked = cc.kicked
+	cc.kicked = false
+	cc.peeking = on && !kicked
+	cc.kmu.Unlock()
+	if kicked {
+		cc.dl = time.Time{}
+	}
+	return kicked
+}
+
+// startReaderLocked hands the reading role to a new background reader.
+func (cc *clientConn) startReaderLocked() {
+	cc.reader = readerBackground
+	cc.c.wg.Add(1) // under mu, after the closed check: Client.Close waits for it
+	go cc.readLoop()
+}
+
+// needReaderLocked reports whether someone waits for a frame other than a
+// leader reading for itself.
+func (cc *clientConn) needReaderLocked() bool {
+	return cc.live > 0 || cc.streams > 0 || len(cc.pings) > 0
+}
+
+// releaseLocked is called when the reading role became free: a background
+// reader takes it at once if anybody waits, else after idleReaderDelay.
+func (cc *clientConn) releaseLocked() {
+	if cc.closed {
+		return
+	}
+	if cc.needReaderLocked() {
+		cc.startReaderLocked()
+		return
+	}
+	if !cc.idleArmed {
+		cc.idleArmed = true
+		cc.idleT.Reset(idleReaderDelay)
+	}
+}
+
+// idleFired starts a background reader once no frame has arrived for
+// idleReaderDelay (the role is freed right after a frame, so that is how
+// long it has been free); the timer is left armed across calls rather than
+// moved by each (moving it would cost more than the round trip).
+func (cc *clientConn) idleFired() {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.closed || cc.draining || cc.retiring {
-		return errNotStarted
+	cc.idleArmed = false
+	if cc.closed || cc.reader != readerNone {
+		return // whoever holds the role re-arms it on release
 	}
-	if cc.nextID == math.MaxUint32 {
-		cc.retiring = true // ids are exhausted: new requests go to a new connection
-		go cc.ep.detach(cc)
-		return errNotStarted
+	if left := idleReaderDelay - time.Duration(monoNanos()-cc.lastRecv.Load()); left > 0 {
+		cc.idleArmed = true
+		cc.idleT.Reset(left)
+		return
 	}
-	if len(cc.pending) >= cc.maxInFlight {
-		// The server would refuse it (§4.1): the server counts an id from
-		// reading it to its terminal frame, this side from writing it to
-		// reading that frame, so this count is never the lower.
-		return errConnFull
-	}
-	cc.nextID++
-	cl.id = cc.nextID
-	if cl.sub != nil {
-		cl.sub.cc, cl.sub.id = cc, cl.id
-	}
-	if len(cc.pending) == 0 && !cc.forStreams {
-		// An answer is awaited from now on: silence is suspect after
-		// probeAfter.
-		now := cc.now()
-		cc.awaitSince = now
-		if cc.aliveAt > now+probeAfter {
-			cc.scheduleLocked(now, now+probeAfter)
-		}
-	}
-	cc.pending[cl.id] = cl
-	return nil
+	cc.startReaderLocked()
 }
 
 // abandon marks cl as given up, keeping its id known until the server's
@@ -263,6 +436,7 @@ func (cc *clientConn) abandon(cl *call) bool {
 		return false
 	}
 	cl.abandoned = true
+	cc.live--
 	cc.maybeFinishLocked()
 	return !cc.closed
 }
@@ -274,24 +448,20 @@ func (cc *clientConn) writeTraced(t wire.FrameType, id uint32, payload []byte) e
 	return cc.w.write(t, 0, id, payload)
 }
 
-// hasRoom reports whether a new request may be sent on cc now.
-func (cc *clientConn) hasRoom() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return !cc.closed && !cc.draining && !cc.retiring && len(cc.pending) < cc.maxInFlight
-}
-
 // ping sends PING and waits for the PONG with the same id.
 func (cc *clientConn) ping(ctx context.Context) error {
 	cc.mu.Lock()
 	if cc.closed {
-		defer cc.mu.Unlock()
-		return cc.closeErr
+		cc.mu.Unlock()
+		return errNotStarted
 	}
 	cc.pingSeq++
 	id := cc.pingSeq
 	ch := make(chan struct{})
 	cc.pings[id] = ch
+	if cc.reader == readerNone {
+		cc.startReaderLocked()
+	}
 	cc.mu.Unlock()
 	defer func() {
 		cc.mu.Lock()
@@ -305,107 +475,175 @@ func (cc *clientConn) ping(ctx context.Context) error {
 	case <-ch:
 		return nil
 	case <-cc.done:
-		cc.mu.Lock()
-		defer cc.mu.Unlock()
-		return cc.closeErr
+		return cc.closeErrOrDefault()
 	case <-ctx.Done():
 		return ctxError(ctx.Err())
 	}
 }
 
-// checkAlive runs when the alive timer fires. It pings a connection that
-// has been silent too long and closes one whose PING went unanswered
-// (see probeAfter), then sets the timer for the next moment to look.
-func (cc *clientConn) checkAlive() {
+func (cc *clientConn) closeErrOrDefault() error {
 	cc.mu.Lock()
-	if cc.closed {
-		cc.mu.Unlock()
-		return
+	defer cc.mu.Unlock()
+	if cc.closeErr != nil {
+		return cc.closeErr
 	}
-	now, last := cc.now(), time.Duration(cc.in.last.Load())
-	if last >= cc.pingedAt {
-		cc.pingedAt = 0 // heard from since our PING
-	}
-	awaiting := !cc.forStreams && len(cc.pending) > 0
-	quiet := last // silence counts from here
-	if awaiting {
-		quiet = max(last, cc.awaitSince)
-	}
-	ping, dead := false, false
-	switch {
-	case cc.pingedAt > 0:
-		deadAt := cc.pingedAt + cc.pingGrace
-		if awaiting {
-			deadAt = min(deadAt, quiet+probeAfter+probeTimeout)
-		}
-		dead = now >= deadAt
-		cc.scheduleLocked(now, min(deadAt, now+cc.pingInterval)) // the PING may be answered meanwhile
-	case awaiting && now >= quiet+probeAfter:
-		ping = true
-		cc.pingLocked(now, probeTimeout)
-	case now >= last+cc.pingInterval:
-		ping = true
-		cc.pingLocked(now, max(cc.pingInterval, 2*time.Second)) // a busy server is not a dead one
-	case awaiting:
-		cc.scheduleLocked(now, min(last+cc.pingInterval, quiet+probeAfter))
-	default:
-		cc.scheduleLocked(now, last+cc.pingInterval)
-	}
-	cc.mu.Unlock()
-	if dead {
-		cc.close(errNotResponding)
-	} else if ping {
-		_ = cc.writeTraced(wire.FramePing, 0, nil) // a failed write closes the connection
-	}
+	return &wire.Error{Code: wire.Unavailable, Message: "connection lost"}
 }
 
-// probe pings the connection at once, unless a PING is unanswered already,
-// and closes it if nothing arrives within probeTimeout.
-func (cc *clientConn) probe() {
-	cc.mu.Lock()
-	ping := !cc.closed && cc.pingedAt == 0
-	if ping {
-		cc.pingLocked(cc.now(), probeTimeout)
-	}
-	cc.mu.Unlock()
-	if ping {
-		_ = cc.writeTraced(wire.FramePing, 0, nil)
-	}
-}
-
-// pingLocked notes a PING sent now that may go unanswered for grace.
-func (cc *clientConn) pingLocked(now, grace time.Duration) {
-	cc.pingedAt, cc.pingGrace = now, grace
-	cc.scheduleLocked(now, now+min(grace, cc.pingInterval))
-}
-
-// scheduleLocked sets the alive timer to fire at at.
-func (cc *clientConn) scheduleLocked(now, at time.Duration) {
-	cc.aliveAt = at
-	cc.alive.Reset(at - now)
-}
-
-// readLoop is the connection's reader (see clientConn).
+// readLoop is the background reader: it routes frames while anybody but a
+// leading caller waits for one, then gives the role back (see clientConn).
+// When the connection fails it closes it, failing every pending call.
 func (cc *clientConn) readLoop() {
 	defer cc.c.wg.Done()
 	for {
-		f, err := cc.fr.ReadFrame()
-		if err != nil {
-			if e, ok := wire.AsFatal(err); ok {
-				err = cc.protocolError(e.Code, e.Message)
-			}
-			cc.close(connLost(err))
-			return
-		}
-		if t := cc.trace; t != nil {
-			t(false, f)
-		}
-		if err := cc.handle(f); err != nil {
+		if err := cc.readStep(time.Time{}, false, nil); err != nil {
 			cc.close(err)
 			return
 		}
+		cc.mu.Lock()
+		if !cc.needReaderLocked() && cc.fr.Reader().Buffered() == 0 {
+			cc.reader = readerNone
+			cc.releaseLocked()
+			cc.mu.Unlock()
+			return
+		}
+		cc.mu.Unlock()
 	}
 }
+
+// readStep waits for one frame and handles it. While waiting it keeps the
+// connection alive: after pingInterval without a frame it sends PING, and
+// without an answer to that it fails the connection. A leading caller
+// (lead) passes its deadline as want (errCallDeadline once passed) and, if
+// its context can end, stop, checked when kicked (errStopRead); a context
+// that cannot end never kicks, so its leader skips the kick bookkeeping.
+//
+// As on the server, read deadlines are set lazily: re-armed only when the
+// armed one is later than wanted, and rechecked when they fire (early is
+// harmless), so small frames arriving whole cost no deadline updates.
+func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) error {
+	br := cc.fr.Reader()
+	if stop != nil && cc.setPeeking(false) && stop() {
+		return errStopRead
+	}
+	for br.Buffered() == 0 {
+		// act is when to send PING, or, once one is unanswered, when to
+		// declare the server dead.
+		awaiting := cc.awaiting(lead)
+		last := monoTime(cc.lastRecv.Load())
+		act := last.Add(cc.pingInterval)
+		if cc.pinged {
+			act = cc.pingDead
+		}
+		if awaiting {
+			// An answer is due: silence is suspect much sooner.
+			quiet := monoTime(max(cc.lastRecv.Load(), cc.awaitSince.Load()))
+			wait := probeAfter
+			if cc.pinged {
+				wait += probeTimeout
+			}
+			if at := quiet.Add(wait); at.Before(act) {
+				act = at
+			}
+		}
+		target := act
+		if !want.IsZero() && want.Before(target) {
+			target = want
+		}
+		if cc.dl.IsZero() || cc.dl.After(target) {
+			cc.setReadDeadline(target)
+		}
+		if stop != nil && cc.setPeeking(true) {
+			if stop() {
+				return errStopRead
+			}
+			continue // a kick meant for an earlier leader
+		}
+		_, err := br.Peek(1)
+		if stop != nil && cc.setPeeking(false) && stop() {
+			return errStopRead
+		}
+		if err == nil {
+			break
+		}
+		if !isTimeout(err) || cc.isClosed() {
+			return connLost(err)
+		}
+		cc.dl = time.Time{} // it has passed
+		now := time.Now()
+		switch {
+		case !want.IsZero() && !now.Before(want):
+			return errCallDeadline
+		case now.Before(act):
+			// Early: a kick, or a deadline armed for an earlier wish.
+		case cc.pinged:
+			return errNotResponding
+		default:
+			cc.pinged = true
+			// An idle connection's keepalive PING gets at least a couple
+			// of seconds (a busy server is not a dead one); a probe for
+			// an overdue answer gets probeTimeout.
+			grace := max(cc.pingInterval, 2*time.Second)
+			if awaiting {
+				grace = probeTimeout
+			}
+			cc.pingDead = now.Add(grace)
+			if err := cc.writeTraced(wire.FramePing, 0, nil); err != nil {
+				return connLost(err)
+			}
+		}
+	}
+	if !frameBuffered(br) {
+		if lead {
+			return errPartialFrame // a leader does not wait for the rest (see lead)
+		}
+		cc.setReadDeadline(time.Now().Add(frameReadTimeout))
+	}
+	f, err := cc.fr.ReadFrame()
+	if err != nil {
+		if e, ok := wire.AsFatal(err); ok {
+			return cc.protocolError(e.Code, e.Message)
+		}
+		return connLost(err)
+	}
+	cc.lastRecv.Store(monoNanos())
+	cc.pinged = false
+	if t := cc.trace; t != nil {
+		t(false, f)
+	}
+	return cc.handle(f)
+}
+
+// awaiting reports whether this connection waits for an answer to a unary
+// call, given up or not: that is when it probes a silent server quickly.
+// Stream connections keep the keepalive pace: a stream may be quiet for
+// hours.
+func (cc *clientConn) awaiting(lead bool) bool {
+	if cc.forStreams {
+		return false
+	}
+	if lead {
+		return true
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.pending) > 0
+}
+
+// hasRoom reports whether a new request may be sent on cc now.
+func (cc *clientConn) hasRoom() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return !cc.closed && !cc.draining && !cc.retiring && len(cc.pending) < cc.maxInFlight
+}
+
+func (cc *clientConn) setReadDeadline(t time.Time) {
+	cc.dl = t
+	_ = cc.nc.SetReadDeadline(t)
+}
+
+// frameReadTimeout bounds how long the rest of a started frame may take.
+const frameReadTimeout = 30 * time.Second
 
 func connLost(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
@@ -422,7 +660,6 @@ func (cc *clientConn) protocolError(code wire.Code, reason string) error {
 	return &wire.Error{Code: wire.Unavailable, Message: "app tier protocol error"}
 }
 
-// handle acts on one frame from the server; an error ends the connection.
 func (cc *clientConn) handle(f wire.Frame) error {
 	switch f.Type {
 	case wire.FrameResponse, wire.FrameError, wire.FrameEvent:
@@ -475,11 +712,14 @@ func (cc *clientConn) route(f wire.Frame) error {
 	cc.mu.Lock()
 	cl := cc.pending[f.ID]
 	if cl == nil {
-		drop := cc.draining && f.ID > cc.drainLast // a late answer to a request retried elsewhere
-		cc.mu.Unlock()
-		if drop {
+		if _, ok := cc.bounced[f.ID]; ok {
+			if f.Type != wire.FrameEvent && f.Flags&wire.FlagStream == 0 {
+				delete(cc.bounced, f.ID)
+			}
+			cc.mu.Unlock()
 			return nil
 		}
+		cc.mu.Unlock()
 		return cc.protocolError(wire.ProtocolError, fmt.Sprintf("%s for unknown request id %d", f.Type, f.ID))
 	}
 	switch {
@@ -509,8 +749,15 @@ func (cc *clientConn) route(f wire.Frame) error {
 	}
 	// Terminal frame: the id is free again.
 	delete(cc.pending, f.ID)
+	if !cl.abandoned {
+		cc.live--
+	}
+	if cl.sub != nil {
+		cc.streams--
+	}
 	abandoned, opened := cl.abandoned, cl.opened
-	cl.abandoned = true // no second delivery
+	cl.abandoned = true    // no second delivery
+	own := cl == cc.leader // the leader is routing its own answer
 	cc.maybeFinishLocked()
 	cc.mu.Unlock()
 	res := callResult{f: f}
@@ -523,6 +770,8 @@ func (cc *clientConn) route(f wire.Frame) error {
 			res.err = errStreamEnded
 		}
 		cl.sub.finish(res.err)
+	case own && !abandoned:
+		cl.direct, cl.hasDirect = res, true
 	case !abandoned:
 		cl.res <- res
 	}
@@ -539,7 +788,14 @@ func (cc *clientConn) onDrain(last uint32) {
 	var retry []*call
 	for id, cl := range cc.pending {
 		if id > last && !cl.abandoned {
-			delete(cc.pending, id) // a late answer is dropped (see route)
+			// Forget the call so it can be reused by its retry; remember
+			// the id so a late answer is not an "unknown id".
+			delete(cc.pending, id)
+			cc.bounced[id] = struct{}{}
+			cc.live--
+			if cl.sub != nil {
+				cc.streams--
+			}
 			retry = append(retry, cl)
 		}
 	}
@@ -559,18 +815,18 @@ func (cc *clientConn) retireWhenIdle() {
 	cc.mu.Unlock()
 }
 
-// maybeFinishLocked closes a draining or retiring connection once no
-// caller waits for an answer on it.
+// maybeFinishLocked closes a draining or retiring connection once no live
+// call remains.
 func (cc *clientConn) maybeFinishLocked() {
-	if !cc.draining && !cc.retiring || cc.closed {
-		return
+	if (cc.draining || cc.retiring) && cc.live == 0 && !cc.closed {
+		go cc.close(&wire.Error{Code: wire.Unavailable, Message: "connection drained"})
 	}
-	for _, cl := range cc.pending {
-		if !cl.abandoned {
-			return
-		}
-	}
-	go cc.close(&wire.Error{Code: wire.Unavailable, Message: "connection drained"})
+}
+
+func (cc *clientConn) isClosed() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.closed
 }
 
 // close ends the connection and fails every pending call: UNAVAILABLE, or a
@@ -585,10 +841,11 @@ func (cc *clientConn) close(reason error) {
 	cc.closeErr = unavailable(reason)
 	pending := cc.pending
 	cc.pending = map[uint32]*call{}
+	cc.live = 0
+	cc.streams = 0
 	draining, last := cc.draining, cc.drainLast
 	close(cc.done)
-	cc.alive.Stop()
-	cc.unhook()
+	cc.idleT.Stop()
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.ep.detach(cc)
@@ -616,9 +873,10 @@ type Subscription struct {
 	id     uint32
 	events chan []byte
 
+	once sync.Once
 	mu   sync.Mutex
-	err  error         // why it ended; guarded by mu
-	done chan struct{} // closed when err is set
+	err  error
+	done chan struct{}
 }
 
 // push hands an event to the subscriber without ever blocking the
@@ -639,12 +897,12 @@ func (s *Subscription) push(p []byte) {
 
 // finish ends the subscription with err (set once).
 func (s *Subscription) finish(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil {
+	s.once.Do(func() {
+		s.mu.Lock()
 		s.err = err
+		s.mu.Unlock()
 		close(s.done)
-	}
+	})
 }
 
 // Next blocks for the next event and decodes it into v. It returns
@@ -653,20 +911,27 @@ func (s *Subscription) finish(err error) {
 // server's error if it ended the stream with one. Events that arrived before
 // the end are delivered first.
 func (s *Subscription) Next(ctx context.Context, v any) error {
-	select {
-	case p := <-s.events:
-		return decodeEvent(p, v)
-	case <-s.done:
+	for {
 		select {
 		case p := <-s.events:
 			return decodeEvent(p, v)
 		default:
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.err
-	case <-ctx.Done():
-		return ctxError(ctx.Err())
+		select {
+		case p := <-s.events:
+			return decodeEvent(p, v)
+		case <-s.done:
+			select {
+			case p := <-s.events:
+				return decodeEvent(p, v)
+			default:
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.err
+		case <-ctx.Done():
+			return ctxError(ctx.Err())
+		}
 	}
 }
 
@@ -682,20 +947,31 @@ func decodeEvent(p []byte, v any) error {
 
 // Close ends the subscription: it sends CANCEL, and Next returns CANCELED.
 func (s *Subscription) Close() error {
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
 	s.finish(&wire.Error{Code: wire.Canceled, Message: "subscription closed"})
 	s.sendCancel()
 	return nil
 }
 
 func (s *Subscription) sendCancel() {
-	if s.cc == nil {
+	cc := s.cc
+	if cc == nil {
 		return
 	}
-	cc := s.cc
 	cc.mu.Lock()
 	cl := cc.pending[s.id]
+	send := cl != nil && !cl.abandoned && !cc.closed
+	if send {
+		cl.abandoned = true
+		cc.live--
+		cc.maybeFinishLocked()
+	}
 	cc.mu.Unlock()
-	if cl != nil && cc.abandon(cl) {
+	if send {
 		_ = cc.writeTraced(wire.FrameCancel, s.id, nil)
 	}
 }

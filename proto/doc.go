@@ -50,22 +50,4 @@
 // leave in one write. Shutdown
 // sends DRAIN, waits for the requests in flight, ends streams with
 // UNAVAILABLE and closes with FATAL SHUTTING_DOWN, the last frame.
-//
-// # How a call travels (client side)
-//
-// Client.Call encodes the request body and, if ctx has no deadline, bounds
-// it by DefaultTimeout. pick chooses an endpoint (one resolved address)
-// round robin, those that are up first, and a connection of it with room
-// under the server's max_in_flight, dialing one if needed. On that
-// clientConn the caller takes the writer's lock, gets the next request id,
-// records its call in the pending map, appends the REQUEST frame with the
-// time it has left as deadline_ms, and waits on the call's channel. The
-// connection's reader goroutine reads the RESPONSE or ERROR, finds the
-// call by id and hands it the frame; Call decodes the body. If ctx ends
-// first the caller sends CANCEL and leaves; the id stays pending until the
-// server's terminal frame. A request the server provably never started
-// (never written, or above a DRAIN's last id) is sent again elsewhere; any
-// other failure is UNAVAILABLE. A timer per connection pings a connection
-// whose answer is overdue, and one that stays silent is closed and its
-// endpoint ejected.
 package proto

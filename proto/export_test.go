@@ -19,10 +19,11 @@ func (s *Server) SetInlineBudget(d time.Duration) { s.inlineBudget = d }
 // DownUntil reports when the background probe may next dial the endpoint
 // addr (zero: the endpoint is up or unknown).
 func (c *Client) DownUntil(addr string) time.Time {
-	c.mu.Lock()
-	eps := c.eps
-	c.mu.Unlock()
-	for _, ep := range eps {
+	p := c.snap.Load()
+	if p == nil {
+		return time.Time{}
+	}
+	for _, ep := range *p {
 		if ep.addr == addr {
 			ep.mu.Lock()
 			defer ep.mu.Unlock()

@@ -512,39 +512,3 @@ func TestRequestCarriesTheRemainingBudget(t *testing.T) {
 		t.Fatalf("deadline_ms %v after waiting 300ms for the connection, want one in (0, 700]", sent)
 	}
 }
-
-// A slow handler is not a dead server: while a call waits longer than
-// the probe interval, the client pings the silent connection, the server
-// answers, and the call gets its answer on the same connection, with the
-// endpoint still in service.
-func TestClientWaitsOutASlowHandler(t *testing.T) {
-	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
-	var pings atomic.Int64
-	conns := map[string]bool{}
-	var mu sync.Mutex
-	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1, Trace: func(conn string, sent bool, f wire.Frame) {
-		mu.Lock()
-		conns[conn] = true
-		mu.Unlock()
-		if sent && f.Type == wire.FramePing {
-			pings.Add(1)
-		}
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var out echoMsg
-	if err := c.Call(ctx, opSlow, echoMsg{N: 1500}, &out); err != nil || out.N != 1500 {
-		t.Fatalf("slow call: %+v, %v", out, err)
-	}
-	if n := pings.Load(); n < 2 {
-		t.Fatalf("%d PINGs while the answer was overdue for 1.2s, want the connection probed every ~300ms", n)
-	}
-	if err := c.Call(ctx, opEcho, echoMsg{N: 1}, nil); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(conns) != 1 || !c.DownUntil(srv.Addr).IsZero() {
-		t.Fatalf("%d connections used, endpoint down until %v: want one connection, endpoint up", len(conns), c.DownUntil(srv.Addr))
-	}
-}

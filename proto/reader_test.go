@@ -9,10 +9,10 @@ import (
 	"bankwire/proto/wire"
 )
 
-// Each client connection has one reader that routes every frame to the
-// call it answers (see clientConn). These tests drive a fake server frame
-// by frame: answers out of order, idle connections, streams beside calls,
-// deadlines, frames that arrive in pieces.
+// The client reads a connection with whichever goroutine needs it (see
+// clientConn): a lone call reads for itself, other calls wait for it or
+// for a background reader. These tests drive a fake server frame by frame
+// through the hand-overs.
 
 func (r *rawConn) respond(id uint32, v wire.Marshaler) {
 	r.tb.Helper()
@@ -85,36 +85,36 @@ func wantEcho(t *testing.T, ch <-chan echoResult, n int) {
 	}
 }
 
-// Answers in any order reach the right callers, whether the first call's
-// answer comes first or last.
-func TestClientRoutesAnswersInAnyOrder(t *testing.T) {
+// Answers in any order reach the right callers, whether the call reading
+// the connection finishes first or last.
+func TestClientAnswersReachLeaderAndFollowers(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx := context.Background()
 	var r *rawConn
-	for round, firstFirst := range []bool{true, false, true} {
+	for round, leaderFirst := range []bool{true, false, true} {
 		n := 10 * (round + 1)
-		first := callEcho(c, ctx, n)
+		first := callEcho(c, ctx, n) // alone: it reads for itself
 		if r == nil {
 			r = fs.next(t)
 		}
 		f1, m1 := r.readRequest()
-		second := callEcho(c, ctx, n+1)
+		second := callEcho(c, ctx, n+1) // waits for the first, or for a background reader
 		f2, m2 := r.readRequest()
 		third := callEcho(c, ctx, n+2)
 		f3, m3 := r.readRequest()
 		if m1.N != n || m2.N != n+1 || m3.N != n+2 {
 			t.Fatalf("requests carried %d %d %d", m1.N, m2.N, m3.N)
 		}
-		if firstFirst {
+		if leaderFirst {
 			r.respond(f1.ID, m1)
 			wantEcho(t, first, n)
-			r.respond(f3.ID, m3)
+			r.respond(f3.ID, m3) // now read by a background reader
 			r.respond(f2.ID, m2)
 			wantEcho(t, second, n+1)
 			wantEcho(t, third, n+2)
 		} else {
-			r.respond(f3.ID, m3)
+			r.respond(f3.ID, m3) // read by the first call, for the others
 			r.respond(f2.ID, m2)
 			wantEcho(t, third, n+2)
 			wantEcho(t, second, n+1)
@@ -124,9 +124,9 @@ func TestClientRoutesAnswersInAnyOrder(t *testing.T) {
 	}
 }
 
-// An idle connection is still read: it answers the server's PING, and a
-// close by the server is noticed before the next call, which then goes to
-// a new connection instead of failing on the dead one.
+// An idle connection still has a reader: it answers the server's PING,
+// and a close by the server is noticed before the next call, which then
+// goes to a new connection instead of failing on the dead one.
 func TestClientIdleConnectionIsStillRead(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
@@ -148,9 +148,9 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 }
 
 // Streams run on connections of their own: a stream opened while a call
-// waits for its answer goes to a second connection, and its events arrive
-// both while that call waits and after it has returned.
-func TestClientStreamRunsBesideACall(t *testing.T) {
+// reads its connection for itself goes to a second connection, and its
+// events arrive both while that call waits and after it has returned.
+func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx := context.Background()
@@ -203,7 +203,7 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, DefaultTimeout: 300 * time.Millisecond})
 	start := time.Now()
-	done := callEcho(c, context.Background(), 1)
+	done := callEcho(c, context.Background(), 1) // alone: it reads for itself
 	r := fs.next(t)
 	f := r.read()
 	h, _, err := wire.ParseRequest(f.Payload)
@@ -236,16 +236,17 @@ func TestClientDefaultTimeoutWithoutAnswer(t *testing.T) {
 	}
 }
 
-// A call does not wait out a frame that has only partly arrived: it ends
-// at its own deadline. The connection survives, since the frame is read
-// whole when the rest comes.
-func TestClientCallEndsAtItsDeadlineDuringAPartialFrame(t *testing.T) {
+// A call reading for itself does not wait out a frame that has only partly
+// arrived: a background reader takes the rest, and the call still ends at
+// its own deadline. The connection survives, since the frame is read whole
+// when the rest comes.
+func TestClientLeaderLeavesAPartialFrameToABackgroundReader(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	done := callEcho(c, ctx, 1)
+	done := callEcho(c, ctx, 1) // alone: it reads for itself
 	r := fs.next(t)
 	f, m := r.readRequest()
 	m.Text = "long enough to cut in two"
