@@ -6,7 +6,8 @@ import (
 )
 
 // Code is a per-request or connection-fatal error code, modelled on gRPC's
-// status codes. The numeric values are part of the wire format (PROTOCOL.md).
+// status codes. The numbers are part of the wire format (PROTOCOL.md §6);
+// a code's name there is its Go name in upper snake case (String, generated).
 type Code uint16
 
 const (
@@ -36,38 +37,6 @@ const (
 	IdleTimeout        Code = 105 // nothing was received for too long
 	ShuttingDown       Code = 106 // the server is closing the connection after a drain
 )
-
-var codeNames = map[Code]string{
-	OK:                 "OK",
-	Canceled:           "CANCELED",
-	Unknown:            "UNKNOWN",
-	InvalidArgument:    "INVALID_ARGUMENT",
-	DeadlineExceeded:   "DEADLINE_EXCEEDED",
-	NotFound:           "NOT_FOUND",
-	AlreadyExists:      "ALREADY_EXISTS",
-	PermissionDenied:   "PERMISSION_DENIED",
-	ResourceExhausted:  "RESOURCE_EXHAUSTED",
-	FailedPrecondition: "FAILED_PRECONDITION",
-	Aborted:            "ABORTED",
-	Unimplemented:      "UNIMPLEMENTED",
-	Internal:           "INTERNAL",
-	Unavailable:        "UNAVAILABLE",
-	Unauthenticated:    "UNAUTHENTICATED",
-	ProtocolError:      "PROTOCOL_ERROR",
-	UnsupportedVersion: "UNSUPPORTED_VERSION",
-	BadSecret:          "BAD_SECRET",
-	HandshakeTimeout:   "HANDSHAKE_TIMEOUT",
-	TooManyConnections: "TOO_MANY_CONNECTIONS",
-	IdleTimeout:        "IDLE_TIMEOUT",
-	ShuttingDown:       "SHUTTING_DOWN",
-}
-
-func (c Code) String() string {
-	if s, ok := codeNames[c]; ok {
-		return s
-	}
-	return fmt.Sprintf("CODE_%d", uint16(c))
-}
 
 // Fatal reports whether c is a connection-fatal code.
 func (c Code) Fatal() bool { return c >= 100 }

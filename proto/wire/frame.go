@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -38,7 +37,8 @@ const (
 // FrameType is the second byte of the header.
 type FrameType uint8
 
-// Frame types. The numeric values are part of the wire format.
+// Frame types (PROTOCOL.md §2.1). The numbers are part of the wire format;
+// a type's name there is its Go name without Frame (String, generated).
 const (
 	FrameHello    FrameType = 1  // server → client greeting, first frame on a connection
 	FrameAuth     FrameType = 2  // client → server handshake answer
@@ -53,20 +53,6 @@ const (
 	FrameDrain    FrameType = 11 // server → client: going away, last request id it will answer
 	FrameFatal    FrameType = 12 // either way: connection-fatal error, sender closes
 )
-
-var frameTypeNames = [...]string{
-	FrameHello: "HELLO", FrameAuth: "AUTH", FrameReady: "READY",
-	FrameRequest: "REQUEST", FrameResponse: "RESPONSE", FrameError: "ERROR",
-	FrameCancel: "CANCEL", FrameEvent: "EVENT", FramePing: "PING",
-	FramePong: "PONG", FrameDrain: "DRAIN", FrameFatal: "FATAL",
-}
-
-func (t FrameType) String() string {
-	if int(t) < len(frameTypeNames) && frameTypeNames[t] != "" {
-		return frameTypeNames[t]
-	}
-	return "FRAME_" + strconv.Itoa(int(t))
-}
 
 // Valid reports whether t is a frame type of this protocol version.
 func (t FrameType) Valid() bool { return t >= FrameHello && t <= FrameFatal }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -265,7 +266,13 @@ func TestFrameDescriberDecodesAnswers(t *testing.T) {
 	}
 }
 
+// Every op, code and frame type has a name of its own, and the tables of
+// PROTOCOL.md (§2.1, §6) give each code and frame type that name.
 func TestOpsAndCodesHaveNames(t *testing.T) {
+	spec, err := os.ReadFile("../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for _, op := range wire.Ops() {
 		name := op.String()
@@ -278,12 +285,23 @@ func TestOpsAndCodesHaveNames(t *testing.T) {
 		t.Errorf("unknown op named %q", got)
 	}
 	for _, c := range allCodes {
-		if strings.HasPrefix(c.String(), "CODE_") {
-			t.Errorf("code %d has no name", c)
+		if row := fmt.Sprintf("| %d | %s |", c, c); !bytes.Contains(spec, []byte(row)) {
+			t.Errorf("PROTOCOL.md §6 has no row %q", row)
 		}
 		if c.Fatal() != (c >= 100) {
 			t.Errorf("%s: Fatal() = %v", c, c.Fatal())
 		}
+	}
+	if got := wire.Code(11).String(); got != "CODE_11" {
+		t.Errorf("unknown code named %q", got)
+	}
+	for ft := wire.FrameHello; ft <= wire.FrameFatal; ft++ {
+		if row := fmt.Sprintf("| %d | %s |", ft, ft); !bytes.Contains(spec, []byte(row)) {
+			t.Errorf("PROTOCOL.md §2.1 has no row %q", row)
+		}
+	}
+	if got := wire.FrameType(13).String(); got != "FRAME_13" {
+		t.Errorf("unknown frame type named %q", got)
 	}
 }
 

@@ -4,83 +4,46 @@ package wire
 
 import "time"
 
-// Op identifies an operation of the app tier. The numeric values are part of
-// the wire format: a REQUEST frame carries one (see PROTOCOL.md, "Operations").
-type Op uint16
-
-const (
-	OpInfo Op = 1
-
-	OpSignUp       Op = 10
-	OpSignIn       Op = 11
-	OpSessionCheck Op = 12
-	OpSignOut      Op = 13
-	OpSignOutAll   Op = 14
-
-	OpAccountsList   Op = 20
-	OpAccountOpen    Op = 21
-	OpAccountGet     Op = 22
-	OpAccountHistory Op = 23
-
-	OpTransferCreate  Op = 30
-	OpTransferGet     Op = 31
-	OpTransferResolve Op = 32
-	OpTransferForm    Op = 33
-
-	OpPayeesList  Op = 40
-	OpPayeeAdd    Op = 41
-	OpPayeeRename Op = 42
-	OpPayeeDelete Op = 43
-
-	OpChatOpen    Op = 50
-	OpChatList    Op = 51
-	OpChatSend    Op = 52
-	OpChatHistory Op = 53
-
-	OpSubscribe Op = 60
-)
-
 // The operations (PROTOCOL.md §9; TestOpBodyTypesMatchSpec holds the two
-// to each other): each one's Op, its name, and its request → response
-// types. go generate collects them into the table of operations.
+// to each other): each one's request → response types, Op and name.
 var (
-	Info = Method[InfoRequest, InfoResponse]{OpInfo, "info"} // no session needed
+	Info = Method[InfoRequest, InfoResponse]{1, "info"} // no session needed
 
-	SignUp       = Method[SignUpRequest, SignInResponse]{OpSignUp, "signup"}
-	SignIn       = Method[SignInRequest, SignInResponse]{OpSignIn, "signin"}
-	SessionCheck = Method[SessionRequest, SessionResponse]{OpSessionCheck, "session.check"}
-	SignOut      = Method[SessionRequest, Empty]{OpSignOut, "signout"}
-	SignOutAll   = Method[SessionRequest, Empty]{OpSignOutAll, "signout.all"}
+	SignUp       = Method[SignUpRequest, SignInResponse]{10, "signup"}
+	SignIn       = Method[SignInRequest, SignInResponse]{11, "signin"}
+	SessionCheck = Method[SessionRequest, SessionResponse]{12, "session.check"}
+	SignOut      = Method[SessionRequest, Empty]{13, "signout"}
+	SignOutAll   = Method[SessionRequest, Empty]{14, "signout.all"}
 
-	AccountsList   = Method[SessionRequest, AccountsResponse]{OpAccountsList, "accounts.list"}
-	AccountOpen    = Method[OpenAccountRequest, AccountResponse]{OpAccountOpen, "accounts.open"}
-	AccountGet     = Method[AccountRequest, AccountResponse]{OpAccountGet, "accounts.get"}
-	AccountHistory = Method[HistoryRequest, HistoryResponse]{OpAccountHistory, "accounts.history"}
+	AccountsList   = Method[SessionRequest, AccountsResponse]{20, "accounts.list"}
+	AccountOpen    = Method[OpenAccountRequest, AccountResponse]{21, "accounts.open"}
+	AccountGet     = Method[AccountRequest, AccountResponse]{22, "accounts.get"}
+	AccountHistory = Method[HistoryRequest, HistoryResponse]{23, "accounts.history"}
 
-	TransferCreate = Method[TransferRequest, TransferResponse]{OpTransferCreate, "transfers.create"}
-	TransferGet    = Method[TransferGetRequest, TransferResponse]{OpTransferGet, "transfers.get"}
+	TransferCreate = Method[TransferRequest, TransferResponse]{30, "transfers.create"}
+	TransferGet    = Method[TransferGetRequest, TransferResponse]{31, "transfers.get"}
 	// TransferResolve settles a transfer whose outcome is unknown: made
 	// (the transfer) or not made (and then its key can never make one).
-	TransferResolve = Method[TransferResolveRequest, TransferResolveResponse]{OpTransferResolve, "transfers.resolve"}
+	TransferResolve = Method[TransferResolveRequest, TransferResolveResponse]{32, "transfers.resolve"}
 	// TransferForm is what a transfer form offers: the caller's accounts
 	// and payees, in one call.
-	TransferForm = Method[SessionRequest, TransferFormResponse]{OpTransferForm, "transfers.form"}
+	TransferForm = Method[SessionRequest, TransferFormResponse]{33, "transfers.form"}
 
-	PayeesList  = Method[SessionRequest, PayeesResponse]{OpPayeesList, "payees.list"}
-	PayeeAdd    = Method[PayeeAddRequest, PayeeResponse]{OpPayeeAdd, "payees.add"}
-	PayeeRename = Method[PayeeRenameRequest, PayeeResponse]{OpPayeeRename, "payees.rename"}
-	PayeeDelete = Method[PayeeDeleteRequest, Empty]{OpPayeeDelete, "payees.delete"}
+	PayeesList  = Method[SessionRequest, PayeesResponse]{40, "payees.list"}
+	PayeeAdd    = Method[PayeeAddRequest, PayeeResponse]{41, "payees.add"}
+	PayeeRename = Method[PayeeRenameRequest, PayeeResponse]{42, "payees.rename"}
+	PayeeDelete = Method[PayeeDeleteRequest, Empty]{43, "payees.delete"}
 
-	ChatOpen    = Method[ChatOpenRequest, ConversationResponse]{OpChatOpen, "chat.open"}
-	ChatList    = Method[SessionRequest, ConversationsResponse]{OpChatList, "chat.list"}
-	ChatSend    = Method[ChatSendRequest, MessageResponse]{OpChatSend, "chat.send"}
-	ChatHistory = Method[ChatHistoryRequest, ChatHistoryResponse]{OpChatHistory, "chat.history"}
+	ChatOpen    = Method[ChatOpenRequest, ConversationResponse]{50, "chat.open"}
+	ChatList    = Method[SessionRequest, ConversationsResponse]{51, "chat.list"}
+	ChatSend    = Method[ChatSendRequest, MessageResponse]{52, "chat.send"}
+	ChatHistory = Method[ChatHistoryRequest, ChatHistoryResponse]{53, "chat.history"}
 
 	// Subscribe starts a stream: the server answers with an empty
 	// RESPONSE, then sends EVENT frames (always Event) carrying the
 	// subscribe request's id until the client cancels that id or the
 	// connection ends.
-	Subscribe = Method[SessionRequest, Empty]{OpSubscribe, "subscribe"}
+	Subscribe = Method[SessionRequest, Empty]{60, "subscribe"}
 )
 
 // Bodies of REQUEST, RESPONSE and EVENT frames are the types below. Their

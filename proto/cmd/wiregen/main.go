@@ -1,8 +1,9 @@
-// Command wiregen writes, from the message types of proto/wire/messages.go,
-// the two things that must follow them exactly: their binary codec
-// (proto/wire/messages_gen.go) and the table of their fields in
-// proto/PROTOCOL.md §10 (between the "bodies" markers). It runs through go
-// generate, from the directive in messages.go:
+// Command wiregen writes, from the message types and operations of
+// proto/wire/messages.go, the things that must follow them exactly: their
+// binary codec and the table of operations (proto/wire/messages_gen.go),
+// and the table of their fields in proto/PROTOCOL.md §10 (between the
+// "bodies" markers). It runs through go generate, from the directive in
+// messages.go:
 //
 //	go generate ./proto/wire
 //
@@ -19,9 +20,14 @@
 // so a new message cannot silently get a form the spec does not define.
 //
 // Every package-level variable of messages.go whose value is a
-// Method[Req, Resp]{…} literal is an operation: the generated file lists
-// them all in the table of operations (ops), and Req and Resp must be
-// message types of messages.go.
+// Method[Req, Resp]{op, "name"} literal is an operation: SignIn's number
+// becomes the constant OpSignIn, and the generated Ops, Op.String and
+// BodyTypes answer for all of them. Req and Resp must be message types of
+// messages.go; two operations with one number or one name are an error.
+//
+// The String methods of FrameType and Code are generated too, from the
+// constants of frame.go and errors.go: a constant's wire name is its Go
+// name without the prefix Frame, in upper snake case.
 package main
 
 import (
@@ -36,6 +42,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -58,15 +65,15 @@ func main() {
 }
 
 func run(dir, specPath string) error {
-	src, err := os.ReadFile(filepath.Join(dir, "messages.go"))
-	if err != nil {
-		return err
-	}
 	spec, err := os.ReadFile(specPath)
 	if err != nil {
 		return err
 	}
-	code, newSpec, err := Generate(src, spec)
+	srcs, err := readSources(dir)
+	if err != nil {
+		return err
+	}
+	code, newSpec, err := Generate(srcs[0], spec, srcs[1:]...)
 	if err != nil {
 		return err
 	}
@@ -74,6 +81,19 @@ func run(dir, specPath string) error {
 		return err
 	}
 	return os.WriteFile(specPath, newSpec, 0o644)
+}
+
+// readSources returns messages.go, frame.go and errors.go of dir.
+func readSources(dir string) ([][]byte, error) {
+	var srcs [][]byte
+	for _, name := range []string{"messages.go", "frame.go", "errors.go"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, b)
+	}
+	return srcs, nil
 }
 
 // field is one field of a message type as the generator sees it.
@@ -95,18 +115,38 @@ type message struct {
 // method is one operation descriptor of messages.go: a variable
 // initialized with a Method[req, resp] literal.
 type method struct {
-	name      string
+	name      string // the variable, e.g. SignIn; its Op constant is OpSignIn
+	op        string // its number, in decimal
+	wireName  string // as in PROTOCOL.md §9, e.g. "signin"
 	req, resp string
 }
 
-// Generate returns the codec source for the message types in src
-// (messages.go) and spec (PROTOCOL.md) with its §10 table rewritten.
-func Generate(src, spec []byte) (code, newSpec []byte, err error) {
+// enum is a type whose constants have names on the wire (PROTOCOL.md
+// §2.1, §6): a constant's name is its Go name without the prefix, in upper
+// snake case (InvalidArgument is INVALID_ARGUMENT, FrameHello is HELLO).
+type enum struct {
+	typ, prefix, unknown string // unknown prefixes the number of a value without a constant
+	consts               []string
+}
+
+// enums are the types whose String methods are generated, from the
+// constants of the files run passes after messages.go.
+var enums = []enum{{typ: "FrameType", prefix: "Frame", unknown: "FRAME_"}, {typ: "Code", unknown: "CODE_"}}
+
+// Generate returns messages_gen.go, made from the message types and
+// operations of src (messages.go) and the enum constants of enumSrcs
+// (frame.go, errors.go), and spec (PROTOCOL.md) with its §10 table
+// rewritten.
+func Generate(src, spec []byte, enumSrcs ...[]byte) (code, newSpec []byte, err error) {
 	msgs, methods, err := parseMessages(src)
 	if err != nil {
 		return nil, nil, err
 	}
-	code, err = codec(msgs, methods)
+	es, err := parseEnums(enumSrcs)
+	if err != nil {
+		return nil, nil, err
+	}
+	code, err = codec(msgs, methods, es)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -125,7 +165,11 @@ func parseMessages(src []byte) ([]message, []method, error) {
 	for _, decl := range file.Decls {
 		gd, ok := decl.(*ast.GenDecl)
 		if ok && gd.Tok == token.VAR {
-			methods = append(methods, methodsOf(gd)...)
+			ms, err := methodsOf(gd)
+			if err != nil {
+				return nil, nil, err
+			}
+			methods = append(methods, ms...)
 		}
 		if !ok || gd.Tok != token.TYPE {
 			continue
@@ -157,7 +201,12 @@ func parseMessages(src []byte) ([]message, []method, error) {
 			}
 		}
 	}
+	ops, names := map[string]bool{}, map[string]bool{}
 	for _, m := range methods {
+		if ops[m.op] || names[m.wireName] || m.wireName == "" {
+			return nil, nil, fmt.Errorf("operation %s: op %s or name %q used twice, or no name", m.name, m.op, m.wireName)
+		}
+		ops[m.op], names[m.wireName] = true, true
 		for _, t := range []string{m.req, m.resp} {
 			if !declared[t] {
 				return nil, nil, fmt.Errorf("operation %s: %s is not a struct type of messages.go", m.name, t)
@@ -171,8 +220,9 @@ func parseMessages(src []byte) ([]message, []method, error) {
 }
 
 // methodsOf returns the operation descriptors a var declaration holds:
-// the variables whose value is a Method[Req, Resp]{…} literal.
-func methodsOf(gd *ast.GenDecl) []method {
+// the variables whose value is a Method[Req, Resp]{op, "name"} literal,
+// op an integer literal.
+func methodsOf(gd *ast.GenDecl) ([]method, error) {
 	var out []method
 	for _, s := range gd.Specs {
 		vs := s.(*ast.ValueSpec)
@@ -190,10 +240,86 @@ func methodsOf(gd *ast.GenDecl) []method {
 			}
 			// A type argument that is not a plain name is reported as
 			// not being a message type of messages.go.
-			out = append(out, method{name: vs.Names[i].Name, req: types(idx.Indices[0]), resp: types(idx.Indices[1])})
+			m := method{name: vs.Names[i].Name, req: types(idx.Indices[0]), resp: types(idx.Indices[1])}
+			var op, name ast.Expr
+			for j, e := range lit.Elts {
+				if kv, ok := e.(*ast.KeyValueExpr); ok {
+					e = kv.Value
+					if k, _ := kv.Key.(*ast.Ident); k != nil && k.Name == "Op" {
+						j = 0
+					} else {
+						j = 1
+					}
+				}
+				if j == 0 {
+					op = e
+				} else {
+					name = e
+				}
+			}
+			var err error
+			if m.op, err = basicLit(op, token.INT); err == nil {
+				m.wireName, err = basicLit(name, token.STRING)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("operation %s: want Method[Req, Resp]{op number, \"name\"}: %w", m.name, err)
+			}
+			out = append(out, m)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// basicLit returns the value of e, a literal of the given kind.
+func basicLit(e ast.Expr, kind token.Token) (string, error) {
+	lit, ok := e.(*ast.BasicLit)
+	if !ok || lit.Kind != kind {
+		return "", fmt.Errorf("%s is not a literal %s", types(e), kind)
+	}
+	if kind == token.STRING {
+		return strconv.Unquote(lit.Value)
+	}
+	n, err := strconv.ParseUint(lit.Value, 0, 16)
+	return strconv.FormatUint(n, 10), err
+}
+
+// parseEnums collects, from the Go files srcs, the constants of each type
+// of enums, in declaration order.
+func parseEnums(srcs [][]byte) ([]enum, error) {
+	out := slices.Clone(enums)
+	for _, src := range srcs {
+		file, err := parser.ParseFile(token.NewFileSet(), "", src, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, decl := range file.Decls {
+			if gd, ok := decl.(*ast.GenDecl); ok && gd.Tok == token.CONST {
+				for _, s := range gd.Specs {
+					vs := s.(*ast.ValueSpec)
+					for i := range out {
+						if id, ok := vs.Type.(*ast.Ident); ok && id.Name == out[i].typ {
+							for _, n := range vs.Names {
+								out[i].consts = append(out[i].consts, n.Name)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// wireName is the name of an enum constant: upper snake case.
+func wireName(goName string) string {
+	var b strings.Builder
+	for i, r := range goName {
+		if i > 0 && unicode.IsUpper(r) && unicode.IsLower(rune(goName[i-1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
 }
 
 func fieldsOf(f *ast.Field) ([]field, error) {
@@ -275,18 +401,28 @@ func receiver(typ string) string {
 	return r
 }
 
-func codec(msgs []message, methods []method) ([]byte, error) {
+func codec(msgs []message, methods []method, es []enum) ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteString(`// Code generated by wiregen from messages.go; DO NOT EDIT.
+	b.WriteString(`// Code generated by wiregen from messages.go, frame.go and errors.go; DO NOT EDIT.
 
 package wire
 `)
+	if len(methods) > 0 || len(es) > 0 {
+		b.WriteString("\nimport \"strconv\"\n")
+	}
 	if len(methods) > 0 {
-		b.WriteString("\n// ops is the table of operations: every Method of messages.go.\nvar ops = opTable(\n")
-		for _, m := range methods {
-			fmt.Fprintf(&b, "%s,\n", m.name)
+		operations(&b, methods)
+	}
+	for _, e := range es {
+		if len(e.consts) == 0 {
+			continue
 		}
-		b.WriteString(")\n")
+		r := strings.ToLower(e.typ[:1])
+		fmt.Fprintf(&b, "\n// String returns the name PROTOCOL.md gives %s.\nfunc (%s %s) String() string {\nswitch %s {\n", r, r, e.typ, r)
+		for _, c := range e.consts {
+			fmt.Fprintf(&b, "case %s:\nreturn %q\n", c, wireName(strings.TrimPrefix(c, e.prefix)))
+		}
+		fmt.Fprintf(&b, "}\nreturn %q + strconv.Itoa(int(%s))\n}\n", e.unknown, r)
 	}
 	b.WriteString(`
 // Wire encodings of the message types, field by field in declaration order
@@ -350,6 +486,40 @@ package wire
 		b.WriteString("}\n")
 	}
 	return format.Source(b.Bytes())
+}
+
+// operations writes the Op constants, Ops, Op.String and BodyTypes: the
+// table of operations, from the Method variables.
+func operations(b *bytes.Buffer, methods []method) {
+	sorted := slices.Clone(methods)
+	slices.SortStableFunc(sorted, func(x, y method) int {
+		a, _ := strconv.Atoi(x.op)
+		c, _ := strconv.Atoi(y.op)
+		return a - c
+	})
+	b.WriteString("\n// The operations' numbers: OpSignIn is SignIn.Op.\nconst (\n")
+	for _, m := range methods {
+		fmt.Fprintf(b, "Op%s Op = %s\n", m.name, m.op)
+	}
+	b.WriteString(")\n\n// Ops lists every operation, in numeric order.\nfunc Ops() []Op {\nreturn []Op{\n")
+	for _, m := range sorted {
+		b.WriteString("Op" + m.name + ",\n")
+	}
+	b.WriteString("}\n}\n\n// String returns the operation's name in PROTOCOL.md §9.\nfunc (o Op) String() string {\nswitch o {\n")
+	for _, m := range methods {
+		fmt.Fprintf(b, "case Op%s:\nreturn %q\n", m.name, m.wireName)
+	}
+	b.WriteString("}\nreturn \"op.\" + strconv.Itoa(int(o))\n}\n")
+	b.WriteString(`
+// BodyTypes returns new values (pointers) of op's request and response
+// types, or ok=false for an operation this package does not define.
+func BodyTypes(op Op) (req, resp any, ok bool) {
+switch op {
+`)
+	for _, m := range methods {
+		fmt.Fprintf(b, "case Op%s:\nreturn new(%s), new(%s), true\n", m.name, m.req, m.resp)
+	}
+	b.WriteString("}\nreturn nil, nil, false\n}\n")
 }
 
 // cells renders m's fields as the table shows them, embedded structs

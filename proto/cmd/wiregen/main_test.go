@@ -13,7 +13,7 @@ import (
 // not only in CI's "go generate leaves no diff" check.
 func TestCommittedOutputIsFresh(t *testing.T) {
 	dir := filepath.Join("..", "..", "wire")
-	src, err := os.ReadFile(filepath.Join(dir, "messages.go"))
+	srcs, err := readSources(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestCommittedOutputIsFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, newSpec, err := Generate(src, spec)
+	code, newSpec, err := Generate(srcs[0], spec, srcs[1:]...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,27 +115,71 @@ func TestRejects(t *testing.T) {
 	}
 }
 
-// Every Method literal of messages.go, and nothing else, goes into the
-// generated table of operations; one whose types are not message types of
-// messages.go stops the generator.
+// Every Method literal of messages.go, and nothing else, is an operation:
+// its number becomes an Op constant and it joins Ops (in numeric order),
+// Op.String and BodyTypes. One whose types are not message types of
+// messages.go, whose number is not a literal, or which repeats another's
+// number or name stops the generator.
 func TestMethods(t *testing.T) {
 	src := "package wire\n\ntype Ask struct{}\n\ntype Answer struct{}\n\n" +
-		"var (\n\tHow = Method[Ask, Answer]{OpHow, \"how\"}\n\tWhy = Method[Ask, Ask]{Op: OpWhy, Name: \"why\"}\n\tlimit = 3\n)\n\n" +
+		"var (\n\tHow = Method[Ask, Answer]{7, \"how\"}\n\tWhy = Method[Ask, Ask]{Name: \"why\", Op: 0x3}\n\tlimit = 3\n)\n\n" +
 		"var Other = Other2[Ask, Answer]{}\n"
 	code, _, err := Generate([]byte(src), []byte(specStub))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(code), "var ops = opTable(\n\tHow,\n\tWhy,\n)\n") {
-		t.Errorf("generated code lacks the table of How and Why:\n%s", code)
-	}
-	for _, bad := range []string{"Method[Ask, Unknown]{}", "Method[Ask, other.Answer]{}", "Method[[]Ask, Answer]{}"} {
-		_, _, err := Generate([]byte("package wire\n\ntype Ask struct{}\n\ntype Answer struct{}\n\nvar M = "+bad+"\n"), []byte(specStub))
-		if err == nil || !strings.Contains(err.Error(), "operation M:") || !strings.Contains(err.Error(), "is not a struct type of messages.go") {
-			t.Errorf("%s: err = %v, want the operation and type named", bad, err)
+	for _, want := range []string{
+		"OpHow Op = 7\n", "OpWhy Op = 3\n",
+		"return []Op{\n\t\tOpWhy,\n\t\tOpHow,\n\t}",
+		"case OpHow:\n\t\treturn \"how\"\n",
+		"case OpWhy:\n\t\treturn new(Ask), new(Ask), true\n",
+	} {
+		if !strings.Contains(string(code), want) {
+			t.Errorf("generated code lacks %q:\n%s", want, code)
 		}
 	}
-	if code, _, _ := Generate([]byte("package wire\n\ntype X struct{}\n"), []byte(specStub)); strings.Contains(string(code), "opTable") {
+	if strings.Contains(string(code), "Other") || strings.Contains(string(code), "limit") {
+		t.Errorf("a variable that is not a Method became an operation:\n%s", code)
+	}
+	for bad, want := range map[string]string{
+		"Method[Ask, Unknown]{1, \"m\"}":      "is not a struct type of messages.go",
+		"Method[Ask, other.Answer]{1, \"m\"}": "is not a struct type of messages.go",
+		"Method[[]Ask, Answer]{1, \"m\"}":     "is not a struct type of messages.go",
+		"Method[Ask, Answer]{OpM, \"m\"}":     "OpM is not a literal INT",
+		"Method[Ask, Answer]{1, name}":        "name is not a literal STRING",
+		"Method[Ask, Answer]{70000, \"m\"}":   "out of range",
+		"Method[Ask, Answer]{1, \"how\"}":     "used twice",
+		"Method[Ask, Answer]{7, \"m\"}":       "used twice",
+	} {
+		src := "package wire\n\ntype Ask struct{}\n\ntype Answer struct{}\n\nvar How = Method[Ask, Answer]{7, \"how\"}\n\nvar M = " + bad + "\n"
+		_, _, err := Generate([]byte(src), []byte(specStub))
+		if err == nil || !strings.Contains(err.Error(), "operation M:") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want the operation named and %q", bad, err, want)
+		}
+	}
+	if code, _, _ := Generate([]byte("package wire\n\ntype X struct{}\n"), []byte(specStub)); strings.Contains(string(code), "Ops()") {
 		t.Errorf("a table of operations without operations:\n%s", code)
+	}
+}
+
+// The String methods of FrameType and Code name each constant of the
+// other files the way PROTOCOL.md does, and ignore other constants.
+func TestEnums(t *testing.T) {
+	frame := "package wire\n\nconst Version uint8 = 1\n\nconst (\n\tFrameHello FrameType = 1 // greeting\n\tFramePong FrameType = 10\n)\n"
+	errs := "package wire\n\nconst (\n\tOK Code = 0\n\tTooManyConnections Code = 104\n)\n"
+	code, _, err := Generate([]byte("package wire\n\ntype X struct{}\n"), []byte(specStub), []byte(frame), []byte(errs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"case FrameHello:\n\t\treturn \"HELLO\"\n", "case FramePong:\n\t\treturn \"PONG\"\n", "return \"FRAME_\" + strconv.Itoa(int(f))",
+		"case OK:\n\t\treturn \"OK\"\n", "case TooManyConnections:\n\t\treturn \"TOO_MANY_CONNECTIONS\"\n", "return \"CODE_\" + strconv.Itoa(int(c))",
+	} {
+		if !strings.Contains(string(code), want) {
+			t.Errorf("generated code lacks %q:\n%s", want, code)
+		}
+	}
+	if strings.Contains(string(code), "Version") {
+		t.Errorf("a constant of another type got a name:\n%s", code)
 	}
 }
