@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -54,17 +53,10 @@ const (
 	FrameFatal    FrameType = 12 // either way: connection-fatal error, sender closes
 )
 
-// Valid reports whether t is a frame type of this protocol version.
-func (t FrameType) Valid() bool { return t >= FrameHello && t <= FrameFatal }
-
-// Flags (header bytes 2-3).
-const (
-	// FlagStream on a RESPONSE means the request opened a stream: EVENT
-	// frames with the same id follow until a terminal ERROR frame.
-	FlagStream uint16 = 1 << 0
-
-	knownFlags = FlagStream
-)
+// FlagStream, the only flag (header bytes 2-3), on a RESPONSE means the
+// request opened a stream: EVENT frames with the same id follow until a
+// terminal ERROR frame.
+const FlagStream uint16 = 1 << 0
 
 // Header is the fixed 12-byte frame header, big-endian:
 //
@@ -96,35 +88,6 @@ func PutHeader(b []byte, h Header) {
 	binary.BigEndian.PutUint16(b[2:4], h.Flags)
 	binary.BigEndian.PutUint32(b[4:8], h.ID)
 	binary.BigEndian.PutUint32(b[8:12], h.Len)
-}
-
-// ParseHeader decodes and validates a header against maxPayload. Errors are
-// *Error values with a connection-fatal code (ProtocolError or
-// UnsupportedVersion), ready to be sent in a FATAL frame.
-func ParseHeader(b []byte, maxPayload int) (Header, error) {
-	if len(b) < HeaderLen {
-		return Header{}, &Error{Code: ProtocolError, Message: "truncated header"}
-	}
-	h := Header{
-		Version: b[0],
-		Type:    FrameType(b[1]),
-		Flags:   binary.BigEndian.Uint16(b[2:4]),
-		ID:      binary.BigEndian.Uint32(b[4:8]),
-		Len:     binary.BigEndian.Uint32(b[8:12]),
-	}
-	if h.Version != Version {
-		return h, &Error{Code: UnsupportedVersion, Message: fmt.Sprintf("unsupported frame version %d", h.Version)}
-	}
-	if !h.Type.Valid() {
-		return h, &Error{Code: ProtocolError, Message: fmt.Sprintf("unknown frame type %d", uint8(h.Type))}
-	}
-	if h.Flags&^knownFlags != 0 || (h.Flags&FlagStream != 0 && h.Type != FrameResponse) {
-		return h, &Error{Code: ProtocolError, Message: fmt.Sprintf("invalid flags %#04x for %s", h.Flags, h.Type)}
-	}
-	if uint64(h.Len) > uint64(maxPayload) {
-		return h, &Error{Code: ProtocolError, Message: fmt.Sprintf("payload length %d over limit %d", h.Len, maxPayload)}
-	}
-	return h, nil
 }
 
 // AppendFrame appends the encoding of f to dst.
@@ -163,27 +126,33 @@ func (f *Framer) SetMaxPayload(n int) {
 	f.maxPayload = n
 }
 
-// MaxPayload returns the current payload limit.
-func (f *Framer) MaxPayload() int { return f.maxPayload }
-
 // Reader returns the buffered reader the Framer reads from.
 func (f *Framer) Reader() *bufio.Reader { return f.r }
 
-// ReadFrame reads one frame. It returns io.EOF only when the stream ended
-// cleanly between frames, io.ErrUnexpectedEOF when it ended inside one, an
-// *Error with a fatal code when the frame breaks the format, and otherwise
-// the reader's error (for example a timeout).
+// ReadFrame reads one frame, checking its header (§2) before it reads the
+// payload. It returns io.EOF only when the stream ended cleanly between
+// frames, io.ErrUnexpectedEOF when it ended inside one, an *Error with a
+// fatal code (ready for a FATAL frame) when the frame breaks the format,
+// and otherwise the reader's error (for example a timeout).
 func (f *Framer) ReadFrame() (Frame, error) {
-	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+	b := f.hdr[:]
+	if _, err := io.ReadFull(f.r, b); err != nil {
 		return Frame{}, err
 	}
-	h, err := ParseHeader(f.hdr[:], f.maxPayload)
-	if err != nil {
-		return Frame{}, err
+	fr := Frame{Type: FrameType(b[1]), Flags: binary.BigEndian.Uint16(b[2:4]), ID: binary.BigEndian.Uint32(b[4:8])}
+	n := binary.BigEndian.Uint32(b[8:12])
+	switch {
+	case b[0] != Version:
+		return Frame{}, Errorf(UnsupportedVersion, "unsupported frame version %d", b[0])
+	case fr.Type < FrameHello || fr.Type > FrameFatal:
+		return Frame{}, Errorf(ProtocolError, "unknown frame type %d", b[1])
+	case fr.Flags&^FlagStream != 0 || fr.Flags != 0 && fr.Type != FrameResponse:
+		return Frame{}, Errorf(ProtocolError, "invalid flags %#04x for %s", fr.Flags, fr.Type)
+	case uint64(n) > uint64(f.maxPayload):
+		return Frame{}, Errorf(ProtocolError, "payload length %d over limit %d", n, f.maxPayload)
 	}
-	fr := Frame{Type: h.Type, Flags: h.Flags, ID: h.ID}
-	if h.Len > 0 {
-		fr.Payload = make([]byte, h.Len)
+	if n > 0 {
+		fr.Payload = make([]byte, n)
 		if _, err := io.ReadFull(f.r, fr.Payload); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -197,7 +166,7 @@ func (f *Framer) ReadFrame() (Frame, error) {
 // WriteFrame writes one frame with a single Write call.
 func (f *Framer) WriteFrame(fr Frame) error {
 	if len(fr.Payload) > math.MaxUint32 {
-		return &Error{Code: ProtocolError, Message: "payload too large"}
+		return Errorf(ProtocolError, "payload too large")
 	}
 	_, err := f.w.Write(AppendFrame(make([]byte, 0, HeaderLen+len(fr.Payload)), fr))
 	return err
@@ -233,7 +202,7 @@ func AppendRequest(dst []byte, h RequestHeader, body []byte) []byte {
 // body aliases p.
 func ParseRequest(p []byte) (RequestHeader, []byte, error) {
 	if len(p) < requestPrefixLen {
-		return RequestHeader{}, nil, &Error{Code: ProtocolError, Message: "truncated request prefix"}
+		return RequestHeader{}, nil, Errorf(ProtocolError, "truncated request prefix")
 	}
 	h := RequestHeader{
 		Op:         Op(binary.BigEndian.Uint16(p[0:2])),
@@ -241,7 +210,7 @@ func ParseRequest(p []byte) (RequestHeader, []byte, error) {
 	}
 	n := int(p[6])
 	if len(p) < requestPrefixLen+n {
-		return RequestHeader{}, nil, &Error{Code: ProtocolError, Message: "truncated trace id"}
+		return RequestHeader{}, nil, Errorf(ProtocolError, "truncated trace id")
 	}
 	h.TraceID = string(p[requestPrefixLen : requestPrefixLen+n])
 	return h, p[requestPrefixLen+n:], nil
@@ -258,13 +227,13 @@ func AppendError(dst []byte, e *Error) []byte {
 // ParseError decodes an ERROR payload.
 func ParseError(p []byte) (*Error, error) {
 	if len(p) < 2 {
-		return nil, &Error{Code: ProtocolError, Message: "truncated error payload"}
+		return nil, Errorf(ProtocolError, "truncated error payload")
 	}
 	e := &Error{Code: Code(binary.BigEndian.Uint16(p[0:2]))}
 	d := Decoder{p: p[2:]}
 	e.Message, e.Field = d.Text(), d.Text()
 	if d.End() != nil {
-		return nil, &Error{Code: ProtocolError, Message: "undecodable error payload"}
+		return nil, Errorf(ProtocolError, "undecodable error payload")
 	}
 	return e, nil
 }
@@ -278,11 +247,11 @@ func AppendFatal(dst []byte, code Code, reason string) []byte {
 // ParseFatal decodes a FATAL payload into an *Error.
 func ParseFatal(p []byte) (*Error, error) {
 	if len(p) < 2 {
-		return nil, &Error{Code: ProtocolError, Message: "truncated fatal payload"}
+		return nil, Errorf(ProtocolError, "truncated fatal payload")
 	}
 	reason := p[2:]
 	if !utf8.Valid(reason) {
-		return nil, &Error{Code: ProtocolError, Message: "fatal reason is not UTF-8"}
+		return nil, Errorf(ProtocolError, "fatal reason is not UTF-8")
 	}
 	return &Error{Code: Code(binary.BigEndian.Uint16(p[0:2])), Message: string(reason)}, nil
 }
@@ -296,7 +265,7 @@ func AppendDrain(dst []byte, lastID uint32) []byte {
 // ParseDrain decodes a DRAIN payload.
 func ParseDrain(p []byte) (uint32, error) {
 	if len(p) != 4 {
-		return 0, &Error{Code: ProtocolError, Message: "drain payload must be 4 bytes"}
+		return 0, Errorf(ProtocolError, "drain payload must be 4 bytes")
 	}
 	return binary.BigEndian.Uint32(p), nil
 }
