@@ -13,19 +13,12 @@ import (
 	"unicode/utf8"
 )
 
-// The handshake (HELLO, AUTH, READY) is JSON, unlike every later frame's
-// body (wire.go): it is read once per connection, so speed does not matter
-// there, and it is where a newer peer must be able to add keys that an
-// older one ignores, which is how versions get negotiated at all.
-//
-// It is encoded with encoding/json's Marshal and decoded by
-// UnmarshalHandshake, which walks the object's keys with a json.Decoder
-// instead of calling json.Unmarshal. AUTH comes from a peer that has
-// proven nothing yet, and json.Unmarshal is too lenient a reader for it
-// (PROTOCOL.md §3 says what an AUTH must be): it matches keys to fields
-// ignoring case, so "SECRET" would fill Secret; it keeps the last of two
-// equal keys, so two parsers could disagree about one greeting; and it
-// replaces invalid UTF-8 silently.
+// The handshake (HELLO, AUTH, READY) is JSON, unlike every later body
+// (wire.go): it is read once per connection, and it is where a newer peer
+// adds keys that an older one ignores, which is how versions get
+// negotiated at all. It is encoded with json.Marshal and decoded by
+// UnmarshalHandshake, stricter than json.Unmarshal because AUTH comes from
+// a peer that has proven nothing yet (§3).
 
 // Hello is the JSON payload of the server's greeting, the first frame on
 // every connection. Clients ignore fields they do not know.
@@ -52,7 +45,8 @@ type Ready struct {
 	ConnID  string `json:"conn_id"` // the server's name for this connection in its logs
 }
 
-// ParseHello decodes a HELLO payload and checks that it is usable.
+// ParseHello decodes a HELLO payload and checks that it is usable:
+// "versions" includes 1, "max_payload" and "max_in_flight" are positive.
 func ParseHello(p []byte) (Hello, error) {
 	var h Hello
 	if err := UnmarshalHandshake(p, &h); err != nil {
@@ -67,13 +61,11 @@ func ParseHello(p []byte) (Hello, error) {
 	return h, nil
 }
 
-// ParseAuth decodes an AUTH payload. Unknown fields are ignored so that a
-// later version can add some.
-//
-// A version that is a JSON number but not one this package speaks (0, 2,
-// 256, -1, 1.5) is an UNSUPPORTED_VERSION error, with the other fields
-// decoded; a version that is not a number is a PROTOCOL_ERROR like any
-// other undecodable AUTH.
+// ParseAuth decodes an AUTH payload. A "version" that is a JSON number
+// other than 1 (0, 2, 256, -1, 1.5), or none, is UNSUPPORTED_VERSION, with
+// the other fields decoded; anything else is PROTOCOL_ERROR like any
+// undecodable AUTH. A missing "secret" is the empty string, compared with
+// the server's like any other.
 func ParseAuth(p []byte) (Auth, error) {
 	var w struct {
 		Version json.RawMessage `json:"version"`
@@ -100,11 +92,13 @@ func ParseAuth(p []byte) (Auth, error) {
 
 // UnmarshalHandshake decodes p, exactly one JSON object, into v, a pointer
 // to a struct such as Hello, Auth or Ready. A key fills the field whose
-// json tag names it exactly; every other key (one that differs from a
-// field's name only in case included) is skipped, so that a later version
-// can add some. A key that appears twice, bytes that are not UTF-8, and
-// anything after the object are errors. Only the top-level keys are
-// matched this way: a field's value is decoded by encoding/json.
+// json tag names it exactly; every other key (one that differs only in
+// case included: json.Unmarshal would let "SECRET" fill Secret) is
+// skipped, so that a later version can add some. A key that appears twice
+// (json.Unmarshal keeps the last, so two parsers could disagree), bytes
+// that are not UTF-8, and anything after the object are errors. Only the
+// top-level keys are matched this way: a field's value is decoded by
+// encoding/json.
 func UnmarshalHandshake(p []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {

@@ -12,9 +12,9 @@ import (
 )
 
 // Bodies of REQUEST, RESPONSE and EVENT frames are in the protocol's
-// compact binary encoding (PROTOCOL.md §10): a message is its fields in a
-// fixed order with no names and no padding, each field in one of five
-// forms:
+// compact binary encoding (PROTOCOL.md §10, which also says why it is not
+// JSON): a message is its fields in a fixed order with no names and no
+// padding, each field in one of five forms:
 //
 //	int     zigzag varint (like protobuf's sint64): 1 byte for -64..63
 //	bool    one byte, 0 or 1
@@ -23,22 +23,10 @@ import (
 //	list    uvarint element count, then the elements
 //
 // A nested message is its fields inline; an optional one is a bool and,
-// if that is 1, the message.
-//
-// Why not JSON, which the handshake still uses: for a small request the
-// four JSON codec calls of a round trip (encode and decode on each side)
-// cost about 3 µs in place, a tenth of a loopback round trip; this
-// encoding's calls are about 4% of a round trip's CPU samples (perf), and
-// BenchmarkSequential went from 0.77-0.80x to 0.82-0.85x of the raw echo
-// (README, Performance). It also leaves a reader less to get
-// wrong: there are no names to match, no duplicates, no escapes and no
-// number syntax, so the only hostile inputs are lengths and counts, and
-// those are checked against the bytes that are left before anything is
-// allocated.
-//
-// Every message type implements Marshaler (value receiver) and
-// Unmarshaler (pointer receiver) by hand, in the order PROTOCOL.md
-// lists its fields; TestWireMatchesSpec holds the two to each other.
+// if that is 1, the message. One value has one encoding, and the only
+// hostile inputs are lengths and counts, which Decoder checks against the
+// bytes left before it allocates anything. The message types' MarshalWire
+// and UnmarshalWire are generated (messages_gen.go).
 
 // Marshaler is a body the protocol can send.
 type Marshaler interface {
@@ -174,9 +162,6 @@ func (d *Decoder) fail(format string, args ...any) {
 
 // Int reads a zigzag varint.
 func (d *Decoder) Int() int64 {
-	if d.err != nil {
-		return 0
-	}
 	u := d.uvarint("int")
 	return int64(u>>1) ^ -int64(u&1) // zigzag, as binary.Varint
 }
@@ -278,10 +263,8 @@ func (d *Decoder) uvarint(what string) uint64 {
 // decodeList reads a count and that many elements. The slice grows as
 // elements arrive rather than being made at the announced count, so a
 // count that lies costs memory in proportion to the elements actually
-// there, not to the count. (A decoded element is bigger than its smallest
-// encoding: a 7-byte Message is a 96-byte struct, so a body of n bytes can
-// become up to about 30n bytes of slices. Only responses carry lists, and
-// the payload limit bounds n.)
+// there (a body of n bytes can become about 30n bytes of slices: a 7-byte
+// Message is a 96-byte struct).
 func decodeList[T any, PT interface {
 	*T
 	Unmarshaler

@@ -47,8 +47,8 @@ func bodyTypes() []reflect.Type {
 // its own, so a forgotten field or two fields swapped show up, twice: with
 // every bool true and every optional present, then false and absent; the bytes
 // read back the same with a reflection reader that follows the spec's
-// rules over the fields in declaration order (TestSpecListsWireFields ties
-// that order to PROTOCOL.md); and every prefix of the encoding, and the
+// rules over the fields in declaration order (the order of PROTOCOL.md's
+// table, which wiregen writes); and every prefix of the encoding, and the
 // encoding plus one byte, are rejected.
 func TestMessageTypesWireRoundTrip(t *testing.T) {
 	for _, typ := range bodyTypes() {
