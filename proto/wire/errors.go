@@ -79,3 +79,13 @@ func ErrorCode(err error) Code {
 	}
 	return Internal
 }
+
+// AsFatal reports whether err is a protocol violation that deserves a FATAL
+// frame (as opposed to an I/O error, after which nothing can be sent).
+func AsFatal(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Code.Fatal() {
+		return e, true
+	}
+	return nil, false
+}

@@ -3,7 +3,6 @@ package wire
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"io"
 	"math"
 	"strings"
@@ -217,11 +216,10 @@ func ParseRequest(p []byte) (RequestHeader, []byte, error) {
 }
 
 // AppendError appends an ERROR payload: code u16, then message and field
-// as wire strings (§10).
+// as strings (§10).
 func AppendError(dst []byte, e *Error) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(e.Code))
-	dst = AppendString(dst, e.Message)
-	return AppendString(dst, e.Field)
+	return AppendString(AppendString(dst, e.Message), e.Field)
 }
 
 // ParseError decodes an ERROR payload.
@@ -229,9 +227,8 @@ func ParseError(p []byte) (*Error, error) {
 	if len(p) < 2 {
 		return nil, Errorf(ProtocolError, "truncated error payload")
 	}
-	e := &Error{Code: Code(binary.BigEndian.Uint16(p[0:2]))}
 	d := Decoder{p: p[2:]}
-	e.Message, e.Field = d.Text(), d.Text()
+	e := &Error{Code: Code(binary.BigEndian.Uint16(p)), Message: d.Text(), Field: d.Text()}
 	if d.End() != nil {
 		return nil, Errorf(ProtocolError, "undecodable error payload")
 	}
@@ -272,13 +269,3 @@ func ParseDrain(p []byte) (uint32, error) {
 
 // MaxPingPayload bounds PING payloads, which are echoed verbatim in PONG.
 const MaxPingPayload = 64
-
-// AsFatal reports whether err is a protocol violation that deserves a FATAL
-// frame (as opposed to an I/O error, after which nothing can be sent).
-func AsFatal(err error) (*Error, bool) {
-	var e *Error
-	if errors.As(err, &e) && e.Code.Fatal() {
-		return e, true
-	}
-	return nil, false
-}

@@ -20,14 +20,10 @@ var (
 	AccountGet     = Method[AccountRequest, AccountResponse]{22, "accounts.get"}
 	AccountHistory = Method[HistoryRequest, HistoryResponse]{23, "accounts.history"}
 
-	TransferCreate = Method[TransferRequest, TransferResponse]{30, "transfers.create"}
-	TransferGet    = Method[TransferGetRequest, TransferResponse]{31, "transfers.get"}
-	// TransferResolve settles a transfer whose outcome is unknown: made
-	// (the transfer) or not made (and then its key can never make one).
+	TransferCreate  = Method[TransferRequest, TransferResponse]{30, "transfers.create"}
+	TransferGet     = Method[TransferGetRequest, TransferResponse]{31, "transfers.get"}
 	TransferResolve = Method[TransferResolveRequest, TransferResolveResponse]{32, "transfers.resolve"}
-	// TransferForm is what a transfer form offers: the caller's accounts
-	// and payees, in one call.
-	TransferForm = Method[SessionRequest, TransferFormResponse]{33, "transfers.form"}
+	TransferForm    = Method[SessionRequest, TransferFormResponse]{33, "transfers.form"}
 
 	PayeesList  = Method[SessionRequest, PayeesResponse]{40, "payees.list"}
 	PayeeAdd    = Method[PayeeAddRequest, PayeeResponse]{41, "payees.add"}
@@ -46,14 +42,11 @@ var (
 	Subscribe = Method[SessionRequest, Empty]{60, "subscribe"}
 )
 
-// Bodies of REQUEST, RESPONSE and EVENT frames are the types below. Their
-// wire encoding (messages_gen.go) and the table of their fields in
-// PROTOCOL.md §10 are generated from this file by proto/cmd/wiregen: after
-// changing a type, run go generate ./proto/wire. The json tags name the fields
-// in PROTOCOL.md and in the terminal client's trace; a field's line comment
-// is its note in the table. Money is always an integer count of minor units (int64) plus
-// an ISO 4217 currency code, except in TransferRequest.Amount, which is the
-// decimal string the customer typed ("12.34"), parsed by the app tier.
+// The bodies of REQUEST, RESPONSE and EVENT frames. After changing one, run
+// go generate ./proto/wire: it writes their codec (messages_gen.go) and
+// their table in PROTOCOL.md §10, where the json tags name the fields and
+// a field's line comment is its note. Money is an integer count of minor
+// units plus an ISO 4217 currency code, except TransferRequest.Amount.
 
 // Empty is the payload of responses that carry nothing.
 type Empty struct{}
@@ -72,10 +65,8 @@ type InfoResponse struct {
 	IdleTimeoutSec int    `json:"idle_timeout_s"` // session idle timeout, seconds
 }
 
-// ClientInfo describes the browser behind a sign-in or sign-up, as seen by
-// the web tier. IP is what the app tier throttles on. (It is not named Client
-// because proto.Client is the protocol client. Its fields are inline in the
-// requests that embed it.)
+// ClientInfo describes the browser behind a sign-in or sign-up, as the web
+// tier sees it.
 type ClientInfo struct {
 	IP        string `json:"client_ip,omitempty"`  // the browser's address; may be empty; the server throttles on it
 	UserAgent string `json:"user_agent,omitempty"` // may be empty
@@ -103,8 +94,8 @@ type Customer struct {
 	DisplayName string `json:"display_name"`
 }
 
-// SignInResponse carries a new session token. The token is secret: the web
-// tier puts it in an HttpOnly cookie and never logs it.
+// SignInResponse carries a new session token, a secret: the web tier puts
+// it in an HttpOnly cookie and never logs it.
 type SignInResponse struct {
 	Token     string    `json:"token"`      // secret: the session token
 	ExpiresAt time.Time `json:"expires_at"` // absolute expiry
@@ -154,8 +145,7 @@ type AccountResponse struct {
 	Account Account `json:"account"`
 }
 
-// HistoryRequest pages through an account's ledger, newest first. Cursor is
-// empty for the first page and otherwise the NextCursor of the previous page.
+// HistoryRequest pages through an account's ledger, newest first.
 type HistoryRequest struct {
 	SessionRequest
 	Number string `json:"number"`
@@ -175,7 +165,7 @@ type Entry struct {
 	CreatedAt    time.Time `json:"created_at"`
 }
 
-// HistoryResponse is one page of history. NextCursor is empty on the last page.
+// HistoryResponse is one page of an account's history.
 type HistoryResponse struct {
 	Account    Account `json:"account"`
 	Entries    []Entry `json:"entries"`               // newest first

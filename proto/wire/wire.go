@@ -178,38 +178,28 @@ func (d *Decoder) IntN() int {
 
 // Bool reads one byte that must be 0 or 1.
 func (d *Decoder) Bool() bool {
-	if d.err != nil {
-		return false
-	}
-	if d.off >= len(d.p) {
+	switch {
+	case d.err != nil:
+	case d.off >= len(d.p):
 		d.fail("missing bool")
-		return false
+	case d.p[d.off] > 1:
+		d.fail("bool byte %d", d.p[d.off])
+	default:
+		d.off++
+		return d.p[d.off-1] == 1
 	}
-	b := d.p[d.off]
-	if b > 1 {
-		d.fail("bool byte %d", b)
-		return false
-	}
-	d.off++
-	return b == 1
+	return false
 }
 
 // Text reads a string (named so as not to look like fmt.Stringer).
 func (d *Decoder) Text() string {
-	n := d.uvarint("string length")
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.p)-d.off) {
-		d.fail("string of %d bytes, %d left", n, len(d.p)-d.off)
-		return ""
-	}
-	b := d.p[d.off : d.off+int(n)]
+	n := d.length("string length", "string of %d bytes, %d left")
+	b := d.p[d.off : d.off+n]
 	if !utf8.Valid(b) {
 		d.fail("string is not UTF-8")
 		return ""
 	}
-	d.off += int(n)
+	d.off += n
 	return string(b)
 }
 
@@ -222,17 +212,17 @@ func (d *Decoder) Time() time.Time {
 	return time.UnixMicro(v).UTC()
 }
 
-// Count reads a list's element count, which may not exceed the bytes left:
-// every element of every list in the protocol takes at least one byte, so
-// a larger count is a lie, and believing it would let a 10-byte body make
-// the reader allocate gigabytes.
-func (d *Decoder) Count() int {
-	n := d.uvarint("list count")
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(len(d.p)-d.off) {
-		d.fail("list of %d elements, %d bytes left", n, len(d.p)-d.off)
+// Count reads a list's element count.
+func (d *Decoder) Count() int { return d.length("list count", "list of %d elements, %d bytes left") }
+
+// length reads a string's length or a list's count, which may not exceed
+// the bytes left: every element of every list in the protocol takes at
+// least one byte, so a larger count is a lie, and believing it would let
+// a 10-byte body make the reader allocate gigabytes.
+func (d *Decoder) length(what, tooLong string) int {
+	n := d.uvarint(what)
+	if left := len(d.p) - d.off; n > uint64(left) {
+		d.fail(tooLong, n, left)
 		return 0
 	}
 	return int(n)
@@ -246,18 +236,17 @@ func (d *Decoder) uvarint(what string) uint64 {
 	switch {
 	case n == 0:
 		d.fail("truncated %s", what)
-		return 0
 	case n < 0:
 		d.fail("%s overflows 64 bits", what)
-		return 0
 	case n > 1 && d.p[d.off+n-1] == 0:
 		// One value, one encoding: a padded varint would let two bodies
 		// that differ byte for byte say the same thing.
 		d.fail("%s not in its shortest form", what)
-		return 0
+	default:
+		d.off += n
+		return v
 	}
-	d.off += n
-	return v
+	return 0
 }
 
 // decodeList reads a count and that many elements. The slice grows as
