@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,14 +46,8 @@ func (d *FrameDescriber) Describe(conn string, f Frame) string {
 		}
 	case f.Type == FrameError, f.Type == FrameResponse && f.Flags&FlagStream == 0:
 		delete(d.ops, k)
-	case f.Type == FrameReady:
-		// A new connection under this name (the old one's port reused):
-		// its ids start again.
-		for k := range d.ops {
-			if k.conn == conn {
-				delete(d.ops, k)
-			}
-		}
+	case f.Type == FrameReady: // a new connection under this name: its ids start again
+		maps.DeleteFunc(d.ops, func(k connID, _ Op) bool { return k.conn == conn })
 	}
 	d.mu.Unlock()
 	return describe(f, op)

@@ -50,13 +50,13 @@ type Ready struct {
 func ParseHello(p []byte) (Hello, error) {
 	var h Hello
 	if err := UnmarshalHandshake(p, &h); err != nil {
-		return Hello{}, &Error{Code: ProtocolError, Message: "undecodable HELLO"}
+		return Hello{}, Errorf(ProtocolError, "undecodable HELLO")
 	}
 	if h.MaxPayload <= 0 || h.MaxInFlight <= 0 {
-		return Hello{}, &Error{Code: ProtocolError, Message: "HELLO without limits"}
+		return Hello{}, Errorf(ProtocolError, "HELLO without limits")
 	}
 	if !slices.Contains(h.Versions, int(Version)) {
-		return h, &Error{Code: UnsupportedVersion, Message: fmt.Sprintf("server speaks versions %v, client speaks %d", h.Versions, Version)}
+		return h, Errorf(UnsupportedVersion, "server speaks versions %v, client speaks %d", h.Versions, Version)
 	}
 	return h, nil
 }
@@ -73,18 +73,18 @@ func ParseAuth(p []byte) (Auth, error) {
 		Secret  string          `json:"secret"`
 	}
 	if err := UnmarshalHandshake(p, &w); err != nil {
-		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
+		return Auth{}, Errorf(ProtocolError, "undecodable AUTH")
 	}
 	a := Auth{Client: w.Client, Secret: w.Secret}
 	if len(w.Version) == 0 {
-		return a, &Error{Code: UnsupportedVersion, Message: "AUTH names no version"}
+		return a, Errorf(UnsupportedVersion, "AUTH names no version")
 	}
 	if c := w.Version[0]; c != '-' && (c < '0' || c > '9') {
-		return Auth{}, &Error{Code: ProtocolError, Message: "undecodable AUTH"}
+		return Auth{}, Errorf(ProtocolError, "undecodable AUTH")
 	}
 	n, err := strconv.ParseInt(string(w.Version), 10, 64)
 	if err != nil || n != int64(Version) {
-		return a, &Error{Code: UnsupportedVersion, Message: fmt.Sprintf("version %s not supported; server speaks %d", w.Version, Version)}
+		return a, Errorf(UnsupportedVersion, "version %s not supported; server speaks %d", w.Version, Version)
 	}
 	a.Version = uint8(n)
 	return a, nil
