@@ -40,19 +40,12 @@ type Unmarshaler interface {
 	UnmarshalWire(d *Decoder)
 }
 
-// RawBody is a body that is already encoded: it is sent as is and
-// received as a copy. Tools and tests use it to send bytes that no message
-// type would produce.
+// RawBody is a body that is already encoded, sent as is: tools and tests
+// use it to send bytes that no message type would produce.
 type RawBody []byte
 
 // MarshalWire appends b.
 func (b RawBody) MarshalWire(dst []byte) []byte { return append(dst, b...) }
-
-// UnmarshalWire takes every byte left.
-func (b *RawBody) UnmarshalWire(d *Decoder) {
-	*b = append((*b)[:0], d.p[d.off:]...)
-	d.off = len(d.p)
-}
 
 // ErrNoEncoding is returned for a body type that has no wire encoding: a
 // programming error in the caller, not bad input.
@@ -141,9 +134,6 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder reading p.
 func NewDecoder(p []byte) *Decoder { return &Decoder{p: p} }
-
-// Err returns the first error, if any.
-func (d *Decoder) Err() error { return d.err }
 
 // End returns the first error, or an error if bytes are left over: every
 // body is exactly its fields.

@@ -194,12 +194,12 @@ func TestDecoderRejects(t *testing.T) {
 	for _, c := range cases {
 		d := wire.NewDecoder(c.in)
 		c.read(d)
-		err := d.Err()
+		err := d.End()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 			continue
 		}
-		if s := d.Text(); s != "" || d.Int() != 0 || d.Bool() || d.Err() != err {
+		if s := d.Text(); s != "" || d.Int() != 0 || d.Bool() || d.End() != err {
 			t.Errorf("%s: reads after an error are not zero, or the error changed", c.name)
 		}
 	}
