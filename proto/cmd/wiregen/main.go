@@ -32,6 +32,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -116,7 +117,7 @@ type message struct {
 // initialized with a Method[req, resp] literal.
 type method struct {
 	name      string // the variable, e.g. SignIn; its Op constant is OpSignIn
-	op        string // its number, in decimal
+	op        uint64 // its number
 	wireName  string // as in PROTOCOL.md §9, e.g. "signin"
 	req, resp string
 }
@@ -201,10 +202,10 @@ func parseMessages(src []byte) ([]message, []method, error) {
 			}
 		}
 	}
-	ops, names := map[string]bool{}, map[string]bool{}
+	ops, names := map[uint64]bool{}, map[string]bool{}
 	for _, m := range methods {
 		if ops[m.op] || names[m.wireName] || m.wireName == "" {
-			return nil, nil, fmt.Errorf("operation %s: op %s or name %q used twice, or no name", m.name, m.op, m.wireName)
+			return nil, nil, fmt.Errorf("operation %s: op %d or name %q used twice, or no name", m.name, m.op, m.wireName)
 		}
 		ops[m.op], names[m.wireName] = true, true
 		for _, t := range []string{m.req, m.resp} {
@@ -241,25 +242,15 @@ func methodsOf(gd *ast.GenDecl) ([]method, error) {
 			// A type argument that is not a plain name is reported as
 			// not being a message type of messages.go.
 			m := method{name: vs.Names[i].Name, req: types(idx.Indices[0]), resp: types(idx.Indices[1])}
-			var op, name ast.Expr
-			for j, e := range lit.Elts {
-				if kv, ok := e.(*ast.KeyValueExpr); ok {
-					e = kv.Value
-					if k, _ := kv.Key.(*ast.Ident); k != nil && k.Name == "Op" {
-						j = 0
-					} else {
-						j = 1
-					}
-				}
-				if j == 0 {
-					op = e
-				} else {
-					name = e
-				}
+			if len(lit.Elts) != 2 {
+				return nil, fmt.Errorf("operation %s: want Method[Req, Resp]{op number, \"name\"}", m.name)
 			}
-			var err error
-			if m.op, err = basicLit(op, token.INT); err == nil {
-				m.wireName, err = basicLit(name, token.STRING)
+			op, err := basicLit(lit.Elts[0], token.INT)
+			if err == nil {
+				m.op, err = strconv.ParseUint(op, 0, 16)
+			}
+			if err == nil {
+				m.wireName, err = basicLit(lit.Elts[1], token.STRING)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("operation %s: want Method[Req, Resp]{op number, \"name\"}: %w", m.name, err)
@@ -270,7 +261,8 @@ func methodsOf(gd *ast.GenDecl) ([]method, error) {
 	return out, nil
 }
 
-// basicLit returns the value of e, a literal of the given kind.
+// basicLit returns the text of e, a literal of the given kind (a string
+// unquoted).
 func basicLit(e ast.Expr, kind token.Token) (string, error) {
 	lit, ok := e.(*ast.BasicLit)
 	if !ok || lit.Kind != kind {
@@ -279,8 +271,7 @@ func basicLit(e ast.Expr, kind token.Token) (string, error) {
 	if kind == token.STRING {
 		return strconv.Unquote(lit.Value)
 	}
-	n, err := strconv.ParseUint(lit.Value, 0, 16)
-	return strconv.FormatUint(n, 10), err
+	return lit.Value, nil
 }
 
 // parseEnums collects, from the Go files srcs, the constants of each type
@@ -407,7 +398,7 @@ func codec(msgs []message, methods []method, es []enum) ([]byte, error) {
 
 package wire
 `)
-	if len(methods) > 0 || len(es) > 0 {
+	if len(methods) > 0 || slices.ContainsFunc(es, func(e enum) bool { return len(e.consts) > 0 }) {
 		b.WriteString("\nimport \"strconv\"\n")
 	}
 	if len(methods) > 0 {
@@ -492,14 +483,10 @@ package wire
 // table of operations, from the Method variables.
 func operations(b *bytes.Buffer, methods []method) {
 	sorted := slices.Clone(methods)
-	slices.SortStableFunc(sorted, func(x, y method) int {
-		a, _ := strconv.Atoi(x.op)
-		c, _ := strconv.Atoi(y.op)
-		return a - c
-	})
+	slices.SortFunc(sorted, func(x, y method) int { return cmp.Compare(x.op, y.op) })
 	b.WriteString("\n// The operations' numbers: OpSignIn is SignIn.Op.\nconst (\n")
 	for _, m := range methods {
-		fmt.Fprintf(b, "Op%s Op = %s\n", m.name, m.op)
+		fmt.Fprintf(b, "Op%s Op = %d\n", m.name, m.op)
 	}
 	b.WriteString(")\n\n// Ops lists every operation, in numeric order.\nfunc Ops() []Op {\nreturn []Op{\n")
 	for _, m := range sorted {
