@@ -5,7 +5,8 @@ package wire
 import "time"
 
 // The operations (PROTOCOL.md §9; TestOpBodyTypesMatchSpec holds the two
-// to each other): each one's request → response types, Op and name.
+// to each other): request → response types, op number (go generate makes
+// it a constant: OpSignIn) and name.
 var (
 	Info = Method[InfoRequest, InfoResponse]{1, "info"} // no session needed
 
