@@ -62,10 +62,10 @@ func ParseHello(p []byte) (Hello, error) {
 }
 
 // ParseAuth decodes an AUTH payload. A "version" that is a JSON number
-// other than 1 (0, 2, 256, -1, 1.5), or none, is UNSUPPORTED_VERSION, with
-// the other fields decoded; anything else is PROTOCOL_ERROR like any
-// undecodable AUTH. A missing "secret" is the empty string, compared with
-// the server's like any other.
+// other than 1 written 1 (0, 2, 256, -1, 1.5, 1.0), or none, is
+// UNSUPPORTED_VERSION, with the other fields decoded; anything else is
+// PROTOCOL_ERROR like any undecodable AUTH. A missing "secret" is the
+// empty string, compared with the server's like any other.
 func ParseAuth(p []byte) (Auth, error) {
 	var w struct {
 		Version json.RawMessage `json:"version"`
