@@ -160,8 +160,8 @@ func orDefault[T cmp.Ordered](p *T, def T) {
 // Server serves the bankwire protocol. Create it with NewServer.
 //
 // Goroutines: Serve runs the accept loop; each connection has one reading
-// goroutine (serverConn.serve); each request runs its handler on a
-// goroutine of its own unless it runs inline (inline.go); a refused
+// goroutine at a time (serverConn.serve); each request runs its handler on
+// a goroutine of its own unless it runs inline (inline.go); a refused
 // connection gets a short-lived goroutine that tells it why.
 type Server struct {
 	cfg       ServerConfig

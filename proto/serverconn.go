@@ -565,14 +565,12 @@ func (c *serverConn) finish(r *serverReq, code wire.Code, d time.Duration) {
 // FATAL SHUTTING_DOWN.
 func (c *serverConn) drain() {
 	c.mu.Lock()
-	was, ready := c.draining, c.ready
+	first, ready := !c.draining, c.ready
 	c.draining = true
 	c.mu.Unlock()
-	switch {
-	case was:
-	case ready:
+	if first && ready {
 		c.sendDrain()
-	default:
+	} else if first {
 		_ = c.nc.SetReadDeadline(time.Now())
 	}
 }
