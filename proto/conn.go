@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -14,41 +15,39 @@ import (
 )
 
 // frameWriter serialises frames from many goroutines (a server's request
-// handlers, a client's callers) onto one connection, without a writer
-// goroutine ("flush combining"): a goroutine appends its frame to buf under
-// mu; if no goroutine is writing to the socket it becomes the flusher and
-// writes buf outside mu, then whatever others appended meanwhile, until buf
-// is empty. The others append and return at once.
+// handlers, a client's callers) onto one connection without a writer
+// goroutine: a goroutine appends its frame to buf under mu and, if no one
+// is writing to the socket, becomes the flusher: it writes buf outside mu,
+// then whatever others appended meanwhile, until buf is empty. The others
+// append and return at once.
 //
 // Invariants:
-//   - whenever mu is free and err is nil, buf is empty, or flushing is
-//     set, or the server's reading goroutine holds inline answers there
-//     that it flushes before it waits for the peer (flushHold): every
-//     appended frame has a goroutine that will write it;
+//   - whenever mu is free and err is nil, buf is empty, or flushing is set,
+//     or it holds answers the server's reader flushes before it waits for
+//     the peer (flushHold): every appended frame has a goroutine that will
+//     write it;
 //   - at most maxBuffered bytes wait: appenders block in lock until the
-//     flusher made room (a peer that stops reading cannot pin memory);
-//   - every socket write runs under a write deadline; the first failure is
-//     sticky (err), wakes every waiter and closes the connection
-//     (onError), which ends its reader;
+//     flusher made room, so a peer that stops reading cannot pin memory;
+//   - every socket write has a write deadline; the first failure is sticky
+//     (err), wakes every waiter and closes the connection (onError);
 //   - after writeLast nothing more is appended (sealed).
 //
-// Kept for speed: before writing, a batched flusher yields the processor
-// (runtime.Gosched), so that handler goroutines that are ready to run append
-// their answers first and many frames leave in one write system call.
-// Without the yield (on the server) BenchmarkConcurrent64 fell from about
-// 1.5× to about 0.9× the raw echo (go test -bench . ./proto/).
+// A batched flusher yields the processor before writing (runtime.Gosched),
+// so that handler goroutines ready to run append their answers first and
+// leave in the same write: without it the server's BenchmarkConcurrent64
+// falls below its floor.
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration
 	onError func(error) // called once, with the first write error
 
-	mu       sync.Mutex
-	written  sync.Cond // L is &mu; broadcast after each socket write
-	buf      []byte    // frames waiting for the socket; protected by mu
-	spare    []byte    // the previous write's buffer, reused; protected by mu
-	flushing bool      // a goroutine is writing buf out; protected by mu
-	sealed   bool      // the last frame was appended (writeLast); protected by mu
-	err      error     // the first write error; protected by mu
+	mu       sync.Mutex // guards the fields below
+	written  sync.Cond  // L is &mu; broadcast after each socket write
+	buf      []byte     // frames waiting for the socket
+	spare    []byte     // the previous write's buffer, reused
+	flushing bool       // a goroutine is writing buf out
+	sealed   bool       // the last frame was appended (writeLast)
+	err      error      // the first write error
 }
 
 // maxBuffered bounds the bytes waiting for the socket per connection.
@@ -85,17 +84,9 @@ func (w *frameWriter) lock() error {
 type flushMode uint8
 
 const (
-	// flushBatched yields before writing, so that goroutines ready to run
-	// append their frames to the same write. For a writer that is one of
-	// many.
-	flushBatched flushMode = iota
-	// flushNow writes at once. For a writer that is alone: yielding would
-	// gain nothing, and on an idle machine it costs a wake-up of another
-	// core.
-	flushNow
-	// flushHold leaves the frame in the buffer: the caller promises a
-	// later flush (the server's inline runs, inline.go).
-	flushHold
+	flushBatched flushMode = iota // yield first, for one writer of many
+	flushNow                      // write at once, for a writer that is alone
+	flushHold                     // leave it buffered: the caller flushes later (inline.go)
 )
 
 // unlock is unlockMode(flushBatched).
@@ -142,10 +133,8 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 	return err
 }
 
-// waitIdle blocks until everything appended so far has been written (or a
-// write failed). A goroutine about to close the connection calls it, since
-// its own last frame may be in the hands of another goroutine's flush.
-// Bounded by the write timeout.
+// waitIdle blocks until everything appended so far has been written or a
+// write failed: a goroutine's last frame may be in another's flush.
 func (w *frameWriter) waitIdle() {
 	w.flush()
 	w.mu.Lock()
@@ -190,10 +179,8 @@ func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload [
 }
 
 // writeLast sends the connection's last frame and seals the writer under
-// the same lock, so a frame another goroutine tries to append afterwards (a
-// handler's answer racing a FATAL) is refused instead of following it on
-// the wire. Frames appended before it still go out, before it. It reports
-// false if the writer was already sealed or failed.
+// the same lock, so that no frame follows it on the wire. It reports false
+// if the writer was already sealed or failed.
 func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) bool {
 	if err := w.lock(); err != nil {
 		return false
@@ -248,10 +235,21 @@ func TraceID(ctx context.Context) string {
 	return s
 }
 
-// closeWriter is implemented by *net.TCPConn and *tls.Conn.
-type closeWriter interface{ CloseWrite() error }
-
 // lingerTimeout bounds how long a closing side keeps reading (and
-// discarding) after it sent its last frame, so that its close does not
-// become a TCP reset that destroys frames the peer has not read yet.
+// discarding) after its last frame, so that its close does not become a TCP
+// reset that destroys frames the peer has not read yet.
 const lingerTimeout = time.Second
+
+// linger reads r, nc's reader, until the peer closes or lingerTimeout
+// passes.
+func linger(nc net.Conn, r io.Reader) {
+	_ = nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<20))
+}
+
+// closeWrite half-closes nc (sends FIN) if it can.
+func closeWrite(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}

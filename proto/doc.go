@@ -31,23 +31,17 @@
 //
 // # How a request travels through the server
 //
-// Server.Serve accepts a connection, counts it against the handshake budget
-// (admitLocked) and starts its goroutine, serverConn.serve (serverconn.go):
-// it sends HELLO, checks AUTH and sends READY, then loops reading frames and
-// dispatching them by type (handleFrame). A REQUEST is admitted by
-// handleRequest: ids must increase; while draining, over MaxInFlight, for an
-// unknown operation or with no time left (deadline_ms less the round trip
-// the server measured with its own PINGs) it is answered at once with an
-// ERROR. Otherwise it becomes a serverReq in the connection's inflight map,
-// with a context that is a child of the connection's (canceled by CANCEL,
-// drain or the connection's end) and, if it has one, a standard deadline,
-// and its handler runs on a goroutine of its own (run, or runStream in
-// stream.go); a unary operation measured as quick runs on the reading
-// goroutine itself, under a watchdog that hands reading to a new goroutine
-// if the handler blocks (inline.go). The handler's goroutine takes the
-// request out of the in-flight set and writes its RESPONSE or ERROR through
-// the connection's frameWriter (conn.go), which lets concurrent answers
-// leave in one write. Shutdown
-// sends DRAIN, waits for the requests in flight, ends streams with
-// UNAVAILABLE and closes with FATAL SHUTTING_DOWN, the last frame.
+// Server.Serve accepts a connection, admits it against the handshake budget
+// (admitLocked) and starts its reading goroutine, serverConn.serve: HELLO,
+// AUTH, READY, then a loop reading frames (handleFrame). handleRequest
+// answers a REQUEST at once with an ERROR while draining, over MaxInFlight,
+// for an unknown operation or with no time left (deadline_ms less the
+// measured round trip); otherwise the request enters the in-flight set with
+// a context that CANCEL, drain, its deadline and the connection's end can
+// end, and its handler runs on a goroutine of its own (run, runStream), or
+// on the reader itself for an operation measured as quick (inline.go). The
+// answer leaves through the connection's frameWriter (conn.go), which lets
+// concurrent answers share one write. Shutdown sends DRAIN, waits for the
+// requests in flight, ends streams with UNAVAILABLE and closes each
+// connection with FATAL SHUTTING_DOWN, its last frame.
 package proto

@@ -8,13 +8,13 @@ import (
 
 // Inline reports whether the server currently runs op's handler on the
 // reading goroutine (see inline.go).
-func (s *Server) Inline(op wire.Op) bool { return s.costs.quick(op, s.inlineBudget) }
+func (s *Server) Inline(op wire.Op) bool { return s.inline(op) }
 
 // HandOffs counts how often a watchdog moved reading to a new goroutine.
 func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }
 
 // SetInlineBudget changes the inline budget; call it before serving.
-func (s *Server) SetInlineBudget(d time.Duration) { s.inlineBudget = d }
+func (s *Server) SetInlineBudget(d time.Duration) { s.inlineMax = d }
 
 // DownUntil reports when the background probe may next dial the endpoint
 // addr (zero: the endpoint is up or unknown).

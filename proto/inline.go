@@ -2,36 +2,32 @@ package proto
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"bankwire/proto/wire"
 )
 
-// Inline execution: a unary request whose operation is known to be quick
-// runs on the connection's reading goroutine. Starting a goroutine wakes a
-// second thread, and on a small, busy machine that wake-up and its context
-// switches cost more than a quick handler. Answers to requests that arrived
-// together are held in the writer and leave in one write. Measured beside
-// the same server without them (medians of 10 alternating runs of go test
-// -bench . ./proto/): without inline runs BenchmarkSequential fell to about
-// 0.57× the raw echo (floor 0.6×); without held answers
-// BenchmarkConcurrent64 fell to about 1.3× (floor 1.5×).
+// Inline runs: a unary request whose operation is measured as quick runs on
+// the connection's reading goroutine, which saves waking a second thread
+// for it, and answers to requests that arrived together are held in the
+// writer to leave in one write. Without them BenchmarkSequential and
+// BenchmarkConcurrent64 fall to about their floors (0.6× and 1.5× the raw
+// echo).
 //
 // Invariants:
-//   - an operation runs inline only while its handler time, a moving
-//     average over every call (weight 1/8), is under inlineBudget; it is
-//     unknown until the first call, which therefore runs on a goroutine;
-//   - exactly one goroutine reads, and it owns serverConn's reader-owned
-//     fields. If an inline run is still going inlineWatchdog after it
-//     started, the watchdog starts a new reading goroutine (readLoop), so a
-//     blocked handler cannot keep CANCEL, PING or other requests waiting;
+//   - an operation runs inline only while the moving average (weight 1/8)
+//     of its handler time is under inlineBudget; its first call runs on a
+//     goroutine of its own;
+//   - exactly one goroutine reads, and it owns serverConn's reader fields.
+//     If an inline run is still going inlineWatchdog after its request
+//     arrived, the watchdog starts a new reading goroutine (readLoop), so
+//     that a blocked handler cannot hold up CANCEL, PING or other requests;
 //     the old goroutine answers its request and exits;
 //   - only the reader holds answers (flushHold), only while the next frame
 //     is already buffered, and it flushes them before it waits for the peer;
-//   - the watchdog timer stays armed across runs (moving a timer on every
-//     request would cost a wake-up of its own): when it fires during a
-//     younger run it re-arms for that run's remaining time.
+//   - the watchdog timer stays armed across runs (resetting it per request
+//     would cost a wake-up of its own): firing during a younger run, it
+//     re-arms for that run's remaining time.
 const (
 	inlineBudget   = 50 * time.Microsecond
 	inlineWatchdog = time.Millisecond
@@ -39,45 +35,33 @@ const (
 
 // inlineState is a connection's watchdog bookkeeping.
 type inlineState struct {
-	mu       sync.Mutex  // protects the fields below
+	mu       sync.Mutex  // guards the fields below
 	watchdog *time.Timer // calls watchdogFired
 	armed    bool        // the watchdog will fire
 	running  *serverReq  // the request the reader runs inline; nil: none
 	since    time.Time   // when running arrived
 }
 
-// lostReading is what the read loop returns to a goroutine that lost the
-// reading role to the watchdog while it ran a handler.
+// lostReading is what read returns to a goroutine that lost the reading
+// role to the watchdog while it ran a handler.
 const lostReading = "reading handed to another goroutine"
 
-// costs holds each unary operation's moving average handler time in
-// nanoseconds, -1 until measured. The map is filled in NewServer and only
-// read afterwards.
-type costs map[wire.Op]*atomic.Int64
-
-func newCosts(unary map[wire.Op]HandlerFunc) costs {
-	m := make(costs, len(unary))
-	for op := range unary {
-		m[op] = new(atomic.Int64)
-		m[op].Store(-1)
-	}
-	return m
+// inline reports whether op's handler runs on the reading goroutine. Its
+// average handler time in Server.costs is 0 until its first call.
+func (s *Server) inline(op wire.Op) bool {
+	c := s.costs[op]
+	return c != nil && c.Load() > 0 && c.Load() < int64(s.inlineMax)
 }
 
-// quick reports whether op's handler should run inline.
-func (m costs) quick(op wire.Op, budget time.Duration) bool {
-	c := m[op]
-	return c != nil && c.Load() >= 0 && c.Load() < int64(budget)
-}
-
-// observe folds one handler duration into op's average. Concurrent updates
-// may lose one another; for a heuristic that is fine.
-func (m costs) observe(op wire.Op, d time.Duration) {
-	c := m[op]
-	if old := c.Load(); old >= 0 {
-		d = time.Duration(old + (int64(d)-old)/8)
+// observeCost folds one handler time into op's average. Concurrent updates
+// may lose one another, which a heuristic can afford.
+func (s *Server) observeCost(op wire.Op, d time.Duration) {
+	c := s.costs[op]
+	n := int64(d)
+	if old := c.Load(); old > 0 {
+		n = old + (n-old)/8
 	}
-	c.Store(int64(d))
+	c.Store(max(n, 1))
 }
 
 // runInline runs r on the reading goroutine under the watchdog. It returns
@@ -94,18 +78,14 @@ func (c *serverConn) runInline(r *serverReq) string {
 	defer c.handlersWG.Done()
 	resp, err, d := c.callUnary(r)
 	in.mu.Lock()
-	lost := in.running != r // the watchdog cleared it, and a new reader may have started another run
+	lost := in.running != r // the watchdog cleared it, and a new reader may run another
 	if !lost {
 		in.running = nil
 	}
 	in.mu.Unlock()
-	// Still the reader, with the next frame already here: leave the answer
-	// in the writer, to go out with the next ones; the read loop flushes
-	// before it waits for the peer.
 	r.flush = flushNow
 	if !lost && frameBuffered(c.fr.Reader()) {
-		r.flush = flushHold
-		c.held = true
+		r.flush, c.held = flushHold, true
 	}
 	c.answer(r, resp, err, d)
 	if lost {
@@ -125,7 +105,7 @@ func (c *serverConn) watchdogFired() {
 		return
 	}
 	if age := time.Since(in.since); age < inlineWatchdog {
-		in.armed = true // armed by an earlier run: give this one its full time
+		in.armed = true
 		in.watchdog.Reset(inlineWatchdog - age)
 		return
 	}

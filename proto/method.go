@@ -6,14 +6,10 @@ import (
 	"bankwire/proto/wire"
 )
 
-// Typed operations. Each operation of the app tier has a descriptor in
-// package wire (wire.SignIn, wire.AccountsList, …) that pairs its Op with
-// its request and response types; the functions below take one, so that a
-// request, a response or a handler of the wrong type is a compile error
-// instead of an INVALID_ARGUMENT or INTERNAL at run time:
-//
-//	resp, err := proto.Call(ctx, c, wire.SignIn, wire.SignInRequest{…}) // resp is a wire.SignInResponse
-//	proto.Handle(mux, wire.SignIn, func(ctx context.Context, r *proto.Request, in wire.SignInRequest) (wire.SignInResponse, error) {…})
+// Typed operations: each function below takes an operation's descriptor
+// from package wire (wire.SignIn, …), which pairs its Op with its request
+// and response types, so that a value or handler of the wrong type does not
+// compile.
 
 // Call sends req as m's request and returns m's response. Errors are those
 // of Client.Call: always *wire.Error values with a Code.
@@ -29,11 +25,10 @@ func Subscribe[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req,
 	return c.Subscribe(ctx, m.Op, req)
 }
 
-// Handle registers h for m on mux. The request body is decoded as m's
-// request type before h runs (a malformed body is answered INVALID_ARGUMENT
-// "malformed request body" without calling h), and h's response is the
-// RESPONSE unless h returns an error (see HandlerFunc). It panics like
-// Mux.Handle on a nil h or a second registration of m.
+// Handle registers h for m on mux. The body is decoded as m's request type
+// before h runs (a malformed one is answered INVALID_ARGUMENT "malformed
+// request body" without calling h); h's result is answered as a
+// HandlerFunc's. It panics like Mux.Handle.
 func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req) (Resp, error)) {
 	var hf HandlerFunc
 	if h != nil {
@@ -53,8 +48,7 @@ func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx contex
 }
 
 // HandleStream registers the streaming handler h for m on mux, decoding
-// the request as Handle does; h opens and feeds the stream as a
-// StreamHandlerFunc does.
+// the request as Handle does.
 func HandleStream[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req, s *Stream) error) {
 	var hf StreamHandlerFunc
 	if h != nil {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -20,8 +19,7 @@ import (
 	"bankwire/proto/wire"
 )
 
-// DefaultAddr is the app tier's default listen address: the port of the
-// original socket walkthrough.
+// DefaultAddr is the app tier's default listen address.
 const DefaultAddr = ":12121"
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
@@ -68,38 +66,34 @@ type HandlerFunc func(ctx context.Context, req *Request) (any, error)
 type StreamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
 
 // Mux routes requests to handlers by operation.
-type Mux struct {
-	unary  map[wire.Op]HandlerFunc
-	stream map[wire.Op]StreamHandlerFunc
+type Mux struct{ ops map[wire.Op]handler }
+
+// handler is one operation's handler: exactly one of its fields is set.
+type handler struct {
+	unary  HandlerFunc
+	stream StreamHandlerFunc
 }
 
 // NewMux returns an empty Mux.
-func NewMux() *Mux {
-	return &Mux{unary: map[wire.Op]HandlerFunc{}, stream: map[wire.Op]StreamHandlerFunc{}}
-}
+func NewMux() *Mux { return &Mux{ops: map[wire.Op]handler{}} }
 
 // Handle registers h for op. It panics on a nil handler or a second
 // registration of op, which are programming errors.
-func (m *Mux) Handle(op wire.Op, h HandlerFunc) {
-	m.check(op, h == nil)
-	m.unary[op] = h
-}
+func (m *Mux) Handle(op wire.Op, h HandlerFunc) { m.add(op, h == nil, handler{unary: h}) }
 
 // HandleStream registers a streaming handler for op.
 func (m *Mux) HandleStream(op wire.Op, h StreamHandlerFunc) {
-	m.check(op, h == nil)
-	m.stream[op] = h
+	m.add(op, h == nil, handler{stream: h})
 }
 
-func (m *Mux) check(op wire.Op, isNil bool) {
+func (m *Mux) add(op wire.Op, isNil bool, h handler) {
 	if isNil {
 		panic("proto: nil handler for " + op.String())
 	}
-	_, u := m.unary[op]
-	_, s := m.stream[op]
-	if u || s {
+	if _, dup := m.ops[op]; dup {
 		panic("proto: duplicate handler for " + op.String())
 	}
+	m.ops[op] = h
 }
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -110,12 +104,10 @@ type ServerConfig struct {
 
 	MaxConns int // simultaneous connections; default 256
 
-	// Connections that have not completed the handshake have a budget of
-	// their own, so that strangers cannot take the room authenticated
-	// clients need (see admitLocked): at most MaxPreAuthConns in all
-	// (default a quarter of MaxConns, at least 8 or MaxConns if that is
-	// smaller) and, once that budget is full, MaxPreAuthPerIP from one
-	// address (default 16).
+	// Connections in the handshake have a budget of their own (see
+	// admitLocked): at most MaxPreAuthConns in all (default a quarter of
+	// MaxConns, at least 8 or MaxConns if that is smaller) and, once that
+	// budget is full, MaxPreAuthPerIP from one address (default 16).
 	MaxPreAuthConns int
 	MaxPreAuthPerIP int
 
@@ -130,14 +122,13 @@ type ServerConfig struct {
 	Logger *slog.Logger // default slog.Default()
 
 	// Quiet, when set, picks authenticated clients (by the name they sent
-	// in AUTH) whose connections are logged at DEBUG instead of INFO: a
-	// container healthcheck connecting every few seconds would otherwise
-	// fill the log. Clients that fail the handshake are always logged.
+	// in AUTH) whose connections are logged at DEBUG instead of INFO, such
+	// as a container healthcheck. Failed handshakes are always logged.
 	Quiet func(client string) bool
 
 	// Observe, when set, is called once per answered request with its
-	// operation, result code and duration (metrics): how long its handler
-	// took, not counting the write of its answer.
+	// operation, result code and handler duration (the answer's write not
+	// included), for metrics.
 	Observe func(op wire.Op, code wire.Code, d time.Duration)
 }
 
@@ -168,38 +159,39 @@ func orDefault[T cmp.Ordered](p *T, def T) {
 
 // Server serves the bankwire protocol. Create it with NewServer.
 //
-// Goroutines: Serve runs the accept loop; each connection has one goroutine
-// (serverConn.serve) that does the handshake, then reads and dispatches
-// frames; each request runs its handler on a goroutine of its own; a
-// refused connection gets a short-lived goroutine that tells it why.
+// Goroutines: Serve runs the accept loop; each connection has one reading
+// goroutine at a time (serverConn.serve); each request runs its handler on
+// a goroutine of its own unless it runs inline (inline.go); a refused
+// connection gets a short-lived goroutine that tells it why.
 type Server struct {
 	cfg       ServerConfig
 	log       *slog.Logger
 	secretSum [sha256.Size]byte
-	hello     []byte                        // encoded HELLO payload, the same for every connection
-	unary     map[wire.Op]HandlerFunc       // copied from the Mux in NewServer; read-only
-	stream    map[wire.Op]StreamHandlerFunc // likewise
-	costs     costs                         // which unary operations run inline (inline.go)
+	hello     []byte // encoded HELLO payload, the same for every connection
 
-	inlineBudget time.Duration // the inlineBudget constant; tests raise it, as -race slows every handler
-	handOffs     atomic.Uint64 // watchdog hand-offs, for tests
+	ops       map[wire.Op]handler       // copied from the Mux; read-only
+	costs     map[wire.Op]*atomic.Int64 // unary operations' average handler times, which decide inline runs (inline.go)
+	inlineMax time.Duration             // inlineBudget; tests raise it, as -race slows every handler
+	handOffs  atomic.Uint64             // watchdog hand-offs, for tests
+	refusing  atomic.Int32              // refusal writes in progress (see maxRefusing)
+	nextConn  atomic.Uint64             // for connection ids
+	connWG    sync.WaitGroup            // one count per reading goroutine
+	ctx       context.Context           // parent of every connection's context
+	cancel    context.CancelFunc        // called by Close, and by Shutdown once drained
 
-	ctx    context.Context // parent of every connection's context; canceled by Close and once Shutdown is done
-	cancel context.CancelFunc
+	logMu     sync.Mutex // guards logWindow, logged, suppress
+	logWindow time.Time  // start of the current refusal-log window
+	logged    int        // refusal lines logged in the window
+	suppress  int        // refusal lines dropped since the last one logged
 
-	nextConn atomic.Uint64
-	refusing atomic.Int32   // refusal writes in progress (see maxRefusing)
-	refusals *logLimiter    // refused and unauthenticated connections are logged at a rate
-	connWG   sync.WaitGroup // one count per connection goroutine
-
-	mu           sync.Mutex // protects the fields below
-	listeners    map[net.Listener]struct{}
-	conns        map[*serverConn]struct{}
-	addr         net.Addr
-	shutdown     bool
-	preAuth      []*serverConn  // connections in the handshake, oldest first (see admitLocked)
-	preAuthPerIP map[string]int // len(preAuth) by remote IP
-	authed       int            // authenticated connections
+	mu        sync.Mutex            // guards the fields below
+	listeners map[net.Listener]bool // open listeners
+	conns     map[*serverConn]bool  // open connections
+	addr      net.Addr              // of the last listener
+	shutdown  bool                  // Shutdown or Close was called
+	preAuth   []*serverConn         // connections in the handshake, oldest first
+	perIP     map[string]int        // len(preAuth) by remote IP
+	authed    int                   // authenticated connections
 }
 
 // NewServer returns a server for the handlers in h, which it copies:
@@ -211,15 +203,18 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger,
-		secretSum:    sha256.Sum256([]byte(cfg.Secret)),
-		unary:        maps.Clone(h.unary),
-		stream:       maps.Clone(h.stream),
-		costs:        newCosts(h.unary),
-		inlineBudget: inlineBudget,
-		listeners:    map[net.Listener]struct{}{},
-		conns:        map[*serverConn]struct{}{},
-		preAuthPerIP: map[string]int{},
-		refusals:     &logLimiter{every: refusalLogEvery, burst: refusalLogBurst},
+		secretSum: sha256.Sum256([]byte(cfg.Secret)),
+		ops:       maps.Clone(h.ops),
+		costs:     map[wire.Op]*atomic.Int64{},
+		inlineMax: inlineBudget,
+		listeners: map[net.Listener]bool{},
+		conns:     map[*serverConn]bool{},
+		perIP:     map[string]int{},
+	}
+	for op, h := range s.ops {
+		if h.unary != nil {
+			s.costs[op] = new(atomic.Int64)
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hello, _ = json.Marshal(wire.Hello{
@@ -241,12 +236,9 @@ func (s *Server) Addr() net.Addr {
 
 // ListenAndServe listens on addr (DefaultAddr when empty) and serves.
 func (s *Server) ListenAndServe(addr string) error {
-	if addr == "" {
-		addr = DefaultAddr
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cmp.Or(addr, DefaultAddr))
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
+		return fmt.Errorf("listen %s: %w", cmp.Or(addr, DefaultAddr), err)
 	}
 	return s.Serve(ln)
 }
@@ -257,29 +249,33 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
+	defer ln.Close()
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
-		ln.Close()
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
-	s.addr = ln.Addr()
+	s.listeners[ln], s.addr = true, ln.Addr()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
 		s.mu.Unlock()
-		ln.Close()
 	}()
 
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing() {
-				return ErrServerClosed
+		s.mu.Lock()
+		if s.shutdown {
+			s.mu.Unlock()
+			if nc != nil {
+				nc.Close()
 			}
+			return ErrServerClosed
+		}
+		if err != nil {
+			s.mu.Unlock()
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
@@ -287,50 +283,32 @@ func (s *Server) Serve(ln net.Listener) error {
 			// net/http does, instead of spinning or dying.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return ErrServerClosed
-			}
+			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		s.mu.Lock()
-		if s.shutdown {
-			s.mu.Unlock()
-			nc.Close()
-			return ErrServerClosed
-		}
 		c := s.newConn(nc)
 		if reason := s.admitLocked(c); reason != "" {
 			s.mu.Unlock()
 			s.refuse(nc, reason)
 			continue
 		}
-		s.conns[c] = struct{}{}
+		s.conns[c] = true
 		s.connWG.Add(1)
 		s.mu.Unlock()
 		go c.serve()
 	}
 }
 
-func (s *Server) closing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.shutdown
-}
-
-// maxRefusing bounds the goroutines writing TOO_MANY_CONNECTIONS, so a
-// connection flood cannot turn refusals into unbounded work.
+// maxRefusing bounds the goroutines writing TOO_MANY_CONNECTIONS, so that
+// a connection flood cannot turn refusals into unbounded work.
 const maxRefusing = 32
 
-// refuse tells a connection over the limit why it is being closed, without
-// blocking the accept loop. Each refusal is bounded by a one-second deadline.
+// refuse tells a connection over the limit why it is closed, off the accept
+// loop and within a second.
 func (s *Server) refuse(nc net.Conn, reason string) {
-	if ok, suppressed := s.refusals.allow(); ok {
-		s.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
-			"max_preauth_conns", s.cfg.MaxPreAuthConns, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP, "suppressed", suppressed)
-	}
+	s.logRefusal(slog.LevelWarn, "connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
+		"max_preauth_conns", s.cfg.MaxPreAuthConns, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP)
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		nc.Close()
@@ -339,13 +317,11 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 	go func() {
 		defer s.refusing.Add(-1)
 		defer nc.Close()
-		_ = nc.SetDeadline(time.Now().Add(time.Second))
-		msg := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.TooManyConnections, "server has too many connections, try again later")})
-		if _, err := nc.Write(msg); err == nil {
-			if cw, ok := nc.(closeWriter); ok {
-				_ = cw.CloseWrite()
-			}
-			_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+		_ = nc.SetDeadline(time.Now().Add(lingerTimeout))
+		fatal := wire.AppendFatal(nil, wire.TooManyConnections, "server has too many connections, try again later")
+		if _, err := nc.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameFatal, Payload: fatal})); err == nil {
+			closeWrite(nc)
+			linger(nc, nc)
 		}
 	}()
 }
@@ -405,13 +381,11 @@ func (s *Server) stop() []*serverConn {
 // the handshake budget (MaxPreAuthConns) from accept until its AUTH is
 // accepted, and against MaxConns throughout. A new connection is refused
 // (FATAL TOO_MANY_CONNECTIONS instead of HELLO) when MaxConns authenticated
-// connections are open, or when either limit is full and its address
-// already has MaxPreAuthPerIP connections in the handshake. Otherwise, if either
+// connections are open, or when either limit is full and its address already
+// has MaxPreAuthPerIP connections in the handshake. Otherwise, while either
 // limit is full, the oldest connection in the handshake of the address with
-// the most of them is evicted (FATAL, closed at once) to make room. A web
-// tier completes its handshakes within a round trip; a flood holds up to
-// MaxPreAuthPerIP per address, so its own connections are what gets evicted
-// unless it comes from more addresses than the budget has room for.
+// the most of them is evicted (FATAL, closed at once). A web tier completes
+// its handshake within a round trip, so a flood mostly evicts its own.
 const evictedReason = "too many connections in the handshake; evicted for a newer one"
 
 // admitLocked applies the rules above to the newly accepted c; it returns
@@ -420,45 +394,31 @@ func (s *Server) admitLocked(c *serverConn) string {
 	full := func() bool {
 		return len(s.preAuth) >= s.cfg.MaxPreAuthConns || s.authed+len(s.preAuth) >= s.cfg.MaxConns
 	}
-	if full() && s.preAuthPerIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
+	if full() && s.perIP[c.ip] >= s.cfg.MaxPreAuthPerIP {
 		return "too many unauthenticated connections from this address"
 	}
 	if s.authed >= s.cfg.MaxConns {
 		return "too many connections" // evicting would not make room
 	}
 	for full() {
-		v := s.evictionVictimLocked()
-		s.removePreAuthLocked(v)
+		most := slices.Max(slices.Collect(maps.Values(s.perIP)))
+		i := slices.IndexFunc(s.preAuth, func(v *serverConn) bool { return s.perIP[v.ip] == most })
+		v := s.preAuth[i]
+		s.leavePreAuthLocked(v)
 		v.evicted.Store(true)
 		_ = v.nc.SetReadDeadline(time.Now()) // its handshake read ends; it answers FATAL and closes
-		if ok, suppressed := s.refusals.allow(); ok {
-			s.log.Warn("connection evicted from the handshake", "conn", v.id, "remote", v.remote, "max_preauth_conns", s.cfg.MaxPreAuthConns, "suppressed", suppressed)
-		}
+		s.logRefusal(slog.LevelWarn, "connection evicted from the handshake", "conn", v.id, "remote", v.remote, "max_preauth_conns", s.cfg.MaxPreAuthConns)
 	}
 	s.preAuth = append(s.preAuth, c)
-	s.preAuthPerIP[c.ip]++
+	s.perIP[c.ip]++
 	c.preAuth = true
 	return ""
 }
 
-// evictionVictimLocked picks the oldest connection in the handshake of the
-// address with the most of them.
-func (s *Server) evictionVictimLocked() *serverConn {
-	most := slices.Max(slices.Collect(maps.Values(s.preAuthPerIP)))
-	for _, c := range s.preAuth { // oldest first
-		if s.preAuthPerIP[c.ip] == most {
-			return c
-		}
-	}
-	return s.preAuth[0]
-}
-
-func (s *Server) removePreAuthLocked(c *serverConn) {
-	if i := slices.Index(s.preAuth, c); i >= 0 {
-		s.preAuth = slices.Delete(s.preAuth, i, i+1)
-	}
-	if s.preAuthPerIP[c.ip]--; s.preAuthPerIP[c.ip] <= 0 {
-		delete(s.preAuthPerIP, c.ip)
+func (s *Server) leavePreAuthLocked(c *serverConn) {
+	s.preAuth = slices.DeleteFunc(s.preAuth, func(v *serverConn) bool { return v == c })
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
 	}
 	c.preAuth = false
 }
@@ -471,7 +431,7 @@ func (s *Server) leavePreAuth(c *serverConn, authed bool) bool {
 	if !c.preAuth {
 		return false
 	}
-	s.removePreAuthLocked(c)
+	s.leavePreAuthLocked(c)
 	if authed {
 		c.authed = true
 		s.authed++
@@ -480,38 +440,31 @@ func (s *Server) leavePreAuth(c *serverConn, authed bool) bool {
 }
 
 // Refused, evicted and unauthenticated connections are logged at most
-// refusalLogBurst lines per refusalLogEvery; each line that follows
+// refusalLogBurst lines per refusalLogEvery; the next line logged after
 // suppressed ones says how many.
 const (
 	refusalLogEvery = 10 * time.Second
 	refusalLogBurst = 10
 )
 
-// logLimiter allows burst log lines per interval and counts the rest.
-type logLimiter struct {
-	every time.Duration
-	burst int
-
-	mu         sync.Mutex // protects the fields below
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-// allow reports whether a line may be logged now and, if so, how many were
-// suppressed since the last one allowed.
-func (l *logLimiter) allow() (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now := time.Now(); now.Sub(l.start) >= l.every {
-		l.start, l.n = now, 0
+// logRefusal logs msg under the rate limit above, and reports whether it
+// did.
+func (s *Server) logRefusal(level slog.Level, msg string, args ...any) bool {
+	s.logMu.Lock()
+	if now := time.Now(); now.Sub(s.logWindow) >= refusalLogEvery {
+		s.logWindow, s.logged = now, 0
 	}
-	if l.n >= l.burst {
-		l.suppressed++
-		return false, 0
+	ok := s.logged < refusalLogBurst
+	if ok {
+		s.logged++
+		args = append(args, "suppressed", s.suppress)
+		s.suppress = 0
+	} else {
+		s.suppress++
 	}
-	l.n++
-	n := l.suppressed
-	l.suppressed = 0
-	return true, n
+	s.logMu.Unlock()
+	if ok {
+		s.log.Log(context.Background(), level, msg, args...)
+	}
+	return ok
 }

@@ -21,10 +21,9 @@ import (
 	"bankwire/proto/wire"
 )
 
-// serverConn is one accepted connection. Its goroutine (serve) does the
-// handshake, then reads frames and dispatches them by type; every request
-// runs on a goroutine of its own and writes its answer through w, which
-// serialises the writers.
+// serverConn is one accepted connection. Its reading goroutine (serve)
+// does the handshake, then reads frames and dispatches them by type; the
+// answers go out through w, which many goroutines share.
 type serverConn struct {
 	srv    *Server
 	nc     net.Conn
@@ -33,36 +32,33 @@ type serverConn struct {
 	ip     string // remote without its port
 	fr     *wire.Framer
 	w      *frameWriter
-
 	ctx    context.Context // parent of every request's context; canceled when the connection ends
 	cancel context.CancelFunc
 
-	closing    atomic.Bool    // the last frame (FATAL) was sent; only discard reads now
-	evicted    atomic.Bool    // made to leave the handshake for a newcomer (see admitLocked)
-	handlersWG sync.WaitGroup // one count per request goroutine
+	closing    atomic.Bool    // the last frame (FATAL) was sent; reads only discard now
+	evicted    atomic.Bool    // made to leave the handshake for a newcomer (admitLocked)
+	handlersWG sync.WaitGroup // one count per admitted request until it is answered
 
-	preAuth bool // counted in the server's handshake budget; protected by srv.mu
-	authed  bool // counted as authenticated; protected by srv.mu
+	preAuth bool // counted in the server's handshake budget; guarded by srv.mu
+	authed  bool // counted as authenticated; guarded by srv.mu
 
 	// Owned by the reading goroutine.
 	start    time.Time
 	client   string     // the name the client sent in AUTH
-	level    slog.Level // of the connection's opened and closed lines (see ServerConfig.Quiet)
-	unlogged bool       // a connection that failed the handshake and the log limiter skipped
+	level    slog.Level // of the connection's opened and closed lines (ServerConfig.Quiet)
+	unlogged bool       // it failed the handshake and its lines were rate-limited away
 	requests int
-	lastRecv time.Time // when the last frame arrived
-	held     bool      // inline answers wait in w for the flush before the next read (inline.go)
-	rtt      rttEstimate
+	lastRecv time.Time   // when the last frame arrived
+	held     bool        // inline answers wait in w, to be flushed before the next wait for the peer
+	rtt      rttEstimate // the round trip deadlines are reduced by
+	inline   inlineState // inline.go
 
-	inline inlineState // see inline.go
-
-	mu        sync.Mutex // protects the fields below
-	ready     bool       // the handshake succeeded
-	inflight  map[uint32]*serverReq
-	active    int // requests not finished writing their terminal frame; drain completes at 0
-	lastID    uint32
-	draining  bool
-	drainLast uint32
+	mu       sync.Mutex // guards the fields below
+	ready    bool       // the handshake succeeded
+	inflight map[uint32]*serverReq
+	active   int // requests whose terminal frame is not written yet; a draining connection closes at 0
+	lastID   uint32
+	draining bool
 }
 
 // serverReq is one request from its REQUEST frame to its terminal frame.
@@ -73,9 +69,8 @@ type serverReq struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc // ends ctx with a cause: errClientCancel, errDraining, or nil once answered
 	stop   context.CancelFunc      // releases ctx's deadline; nil without one
-	unary  HandlerFunc             // one of unary and stream is set
-	stream StreamHandlerFunc
-	flush  flushMode // how its terminal frame leaves; flushHold only for an inline run (inline.go)
+	handler
+	flush flushMode // how its terminal frame leaves; flushHold only for an inline run
 }
 
 // Cancellation causes, so that a request knows why its context ended.
@@ -83,12 +78,6 @@ var (
 	errClientCancel = errors.New("canceled by client")
 	errDraining     = errors.New("server shutting down")
 )
-
-// expired reports whether ctx (a request context or one derived from it)
-// ended because the request's deadline passed.
-func expired(ctx context.Context) bool {
-	return ctx.Err() != nil && context.Cause(ctx) == context.DeadlineExceeded
-}
 
 func (s *Server) newConn(nc net.Conn) *serverConn {
 	c := &serverConn{
@@ -98,6 +87,7 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 		remote:   nc.RemoteAddr().String(),
 		inflight: map[uint32]*serverReq{},
 		level:    slog.LevelInfo,
+		fr:       wire.NewFramer(nc, nil),
 	}
 	c.ip = c.remote
 	if host, _, err := net.SplitHostPort(c.remote); err == nil {
@@ -106,7 +96,6 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.inline.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
 	c.inline.watchdog.Stop()
-	c.fr = wire.NewFramer(nc, nil)
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
 		nc.Close()
@@ -115,29 +104,21 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 }
 
 func (c *serverConn) serve() {
-	s := c.srv
 	c.start = time.Now()
-	reason := c.handshake()
-	// Logged once the client is known. A connection that fails the
-	// handshake is logged too, but at a rate: a flood of strangers must
-	// not flood the log.
-	if reason != "" {
-		s.leavePreAuth(c, false)
-		allowed, suppressed := s.refusals.allow()
-		c.unlogged = !allowed
-		if allowed {
-			s.log.Log(context.Background(), c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client, "suppressed", suppressed)
-		}
+	if reason := c.handshake(); reason != "" {
+		c.srv.leavePreAuth(c, false)
+		// Strangers are logged at a rate, so that a flood cannot flood the log.
+		c.unlogged = !c.srv.logRefusal(c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client)
 		c.end(reason)
 		return
 	}
-	s.log.Log(context.Background(), c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client)
+	c.srv.log.Log(context.Background(), c.level, "connection opened", "conn", c.id, "remote", c.remote, "client", c.client)
 	c.readLoop()
 }
 
 // readLoop reads until the connection ends, then ends it; or, when the
 // watchdog handed reading to another goroutine during an inline run, until
-// that run is answered (inline.go).
+// that run is answered.
 func (c *serverConn) readLoop() {
 	if reason := c.read(); reason != lostReading {
 		c.end(reason)
@@ -158,7 +139,6 @@ func (c *serverConn) end(reason string) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	if c.authed {
-		c.authed = false
 		s.authed--
 	}
 	s.mu.Unlock()
@@ -174,7 +154,7 @@ func (c *serverConn) end(reason string) {
 func (c *serverConn) handshake() string {
 	cfg := &c.srv.cfg
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	if c.evicted.Load() { // evicted before this goroutine set its deadline
+	if c.evicted.Load() { // evicted before the deadline above was set
 		return c.fatal(wire.TooManyConnections, evictedReason)
 	}
 	if err := c.w.write(wire.FrameHello, 0, 0, c.srv.hello); err != nil {
@@ -183,23 +163,14 @@ func (c *serverConn) handshake() string {
 	c.fr.SetMaxPayload(wire.HandshakeMaxPayload)
 	f, err := c.fr.ReadFrame()
 	if err != nil {
-		if e, ok := wire.AsFatal(err); ok {
-			return c.fatal(e.Code, e.Message)
+		// Eviction and drain cut the read short with a deadline too.
+		code, msg := wire.HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout)
+		if c.evicted.Load() {
+			code, msg = wire.TooManyConnections, evictedReason
+		} else if c.isDraining() {
+			code, msg = wire.ShuttingDown, "server shutting down"
 		}
-		if !isTimeout(err) {
-			return "handshake: " + readEndReason(err)
-		}
-		// Evicted or drained (both cut the read short), or just too slow.
-		c.mu.Lock()
-		draining := c.draining
-		c.mu.Unlock()
-		switch {
-		case c.evicted.Load():
-			return c.fatal(wire.TooManyConnections, evictedReason)
-		case draining:
-			return c.fatal(wire.ShuttingDown, "server shutting down")
-		}
-		return c.fatal(wire.HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout))
+		return c.readEnded(err, code, msg)
 	}
 	if f.Type != wire.FrameAuth {
 		return c.fatal(wire.ProtocolError, fmt.Sprintf("expected AUTH, got %s", f.Type))
@@ -209,10 +180,8 @@ func (c *serverConn) handshake() string {
 		e := err.(*wire.Error)
 		return c.fatal(e.Code, e.Message)
 	}
-	// Hash both sides so the comparison is constant-time in the secret's
-	// length too.
-	sum := sha256.Sum256([]byte(a.Secret))
-	if subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
+	// Comparing hashes keeps the comparison constant-time in the secret's length too.
+	if sum := sha256.Sum256([]byte(a.Secret)); subtle.ConstantTimeCompare(sum[:], c.srv.secretSum[:]) != 1 {
 		return c.fatal(wire.BadSecret, "bad secret")
 	}
 	if !c.srv.leavePreAuth(c, true) {
@@ -237,6 +206,12 @@ func (c *serverConn) handshake() string {
 	return ""
 }
 
+func (c *serverConn) isDraining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
+}
+
 // read reads and dispatches frames until the connection ends, and returns
 // why it ended.
 func (c *serverConn) read() string {
@@ -247,36 +222,20 @@ func (c *serverConn) read() string {
 			c.held = false
 			c.w.flush()
 		}
-		// Wait for the next frame's first byte under the idle timeout
-		// (Peek consumes nothing), then give the rest of it the read
-		// timeout.
+		// The next frame's first byte may take the idle timeout (Peek
+		// consumes nothing), the rest of it the read timeout.
 		if !c.armRead(cfg.IdleTimeout) {
 			return c.linger()
 		}
 		if _, err := br.Peek(1); err != nil {
-			switch {
-			case c.closing.Load():
-				return c.linger()
-			case isTimeout(err):
-				return c.fatal(wire.IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
-			}
-			return readEndReason(err)
+			return c.readEnded(err, wire.IdleTimeout, fmt.Sprintf("no frame received for %s", cfg.IdleTimeout))
 		}
 		if !c.armRead(cfg.ReadTimeout) {
 			return c.linger()
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
-			if e, ok := wire.AsFatal(err); ok {
-				return c.fatal(e.Code, e.Message)
-			}
-			switch {
-			case c.closing.Load():
-				return c.linger()
-			case isTimeout(err):
-				return c.fatal(wire.ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
-			}
-			return readEndReason(err)
+			return c.readEnded(err, wire.ProtocolError, fmt.Sprintf("frame not completed within %s", cfg.ReadTimeout))
 		}
 		c.lastRecv = time.Now()
 		if reason := c.handleFrame(f); reason != "" {
@@ -285,16 +244,25 @@ func (c *serverConn) read() string {
 	}
 }
 
-// armRead sets the read deadline d from now. Once the connection is
-// closing, the deadline belongs to sendLast and linger: armRead then
-// reports false, and the caller lingers (which sets its own deadline).
+// armRead sets the read deadline d from now and reports whether the
+// connection is still open for reading: once closing, the deadline belongs
+// to sendLast and the reader must linger instead.
 func (c *serverConn) armRead(d time.Duration) bool {
 	_ = c.nc.SetReadDeadline(time.Now().Add(d))
 	return !c.closing.Load()
 }
 
-func readEndReason(err error) string {
+// readEnded ends the connection after a failed read and returns why; a
+// deadline's expiry is answered FATAL code with msg.
+func (c *serverConn) readEnded(err error, code wire.Code, msg string) string {
+	if e, ok := wire.AsFatal(err); ok {
+		return c.fatal(e.Code, e.Message)
+	}
 	switch {
+	case c.closing.Load():
+		return c.linger()
+	case isTimeout(err):
+		return c.fatal(code, msg)
 	case errors.Is(err, io.EOF):
 		return "peer closed"
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -340,43 +308,39 @@ func (c *serverConn) handleFrame(f wire.Frame) string {
 	return c.fatal(wire.ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type))
 }
 
-// fatal sends FATAL as the connection's last frame and lingers. It returns
-// the reason for the log.
+// fatal sends FATAL as the connection's last frame and lingers, unless the
+// connection was evicted, which must make room at once. It returns the
+// reason for the log.
 func (c *serverConn) fatal(code wire.Code, reason string) string {
 	c.sendLast(code, reason)
-	if !c.evicted.Load() { // an evicted connection makes room at once
+	if !c.evicted.Load() {
 		c.linger()
 	}
 	return code.String() + ": " + reason
 }
 
 // sendLast sends FATAL once, as the connection's last frame (PROTOCOL.md
-// §6.2), then half-closes (FIN) and bounds the reader's linger.
+// §6.2), and half-closes. Its read deadline ends the reader's wait, and
+// the reader lingers.
 func (c *serverConn) sendLast(code wire.Code, reason string) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
 	c.w.writeLast(wire.FrameFatal, wire.AppendFatal(nil, code, reason))
 	c.w.waitIdle()
-	if cw, ok := c.nc.(closeWriter); ok {
-		_ = cw.CloseWrite()
-	}
+	closeWrite(c.nc)
 	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
 }
 
-// linger reads and discards until the peer closes or lingerTimeout passes,
-// so our close does not reset frames the peer has yet to read.
 func (c *serverConn) linger() string {
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.fr.Reader(), 1<<20))
+	linger(c.nc, c.fr.Reader())
 	return "closed after final frame"
 }
 
-// handleRequest admits a REQUEST and starts its handler on a goroutine of
-// its own (bounded by MaxInFlight per connection), or answers it at once:
-// UNAVAILABLE while draining, RESOURCE_EXHAUSTED over the in-flight limit,
-// UNIMPLEMENTED for an unknown operation, DEADLINE_EXCEEDED when no time is
-// left.
+// handleRequest admits a REQUEST and runs its handler, or answers it at
+// once: UNAVAILABLE while draining, RESOURCE_EXHAUSTED over MaxInFlight,
+// UNIMPLEMENTED for an unknown operation, DEADLINE_EXCEEDED when no time
+// is left.
 func (c *serverConn) handleRequest(f wire.Frame) string {
 	s := c.srv
 	h, body, err := wire.ParseRequest(f.Payload)
@@ -385,17 +349,13 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	}
 	var budget time.Duration
 	if h.DeadlineMs > 0 {
-		// Relative to the frame's arrival, less the connection's round
-		// trip: the time the REQUEST spent on its way here and its answer
-		// will spend on the way back is no time to work in.
 		budget = time.Duration(h.DeadlineMs)*time.Millisecond - c.networkBudget()
 	}
 	c.requests++
-	unary, stream := s.unary[h.Op], s.stream[h.Op]
+	op := s.ops[h.Op]
 	c.mu.Lock()
-	if f.ID <= c.lastID {
+	if last := c.lastID; f.ID <= last {
 		_, dup := c.inflight[f.ID]
-		last := c.lastID
 		c.mu.Unlock()
 		if dup {
 			return c.fatal(wire.ProtocolError, fmt.Sprintf("duplicate request id %d in flight", f.ID))
@@ -409,7 +369,7 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 		reject = &wire.Error{Code: wire.Unavailable, Message: "server is shutting down"}
 	case len(c.inflight) >= s.cfg.MaxInFlight:
 		reject = &wire.Error{Code: wire.ResourceExhausted, Message: fmt.Sprintf("too many requests in flight on this connection (max %d)", s.cfg.MaxInFlight)}
-	case unary == nil && stream == nil:
+	case op.unary == nil && op.stream == nil:
 		reject = &wire.Error{Code: wire.Unimplemented, Message: "unknown operation " + h.Op.String()}
 	case h.DeadlineMs > 0 && budget <= 0:
 		reject = &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
@@ -426,7 +386,7 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	}
 	// The request's context ends with the connection's, on CANCEL or drain
 	// (with the cause), and at its deadline.
-	r := &serverReq{Request: Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}, unary: unary, stream: stream}
+	r := &serverReq{Request: Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}, handler: op}
 	r.ctx, r.cancel = context.WithCancelCause(c.ctx)
 	if h.TraceID != "" {
 		r.ctx = context.WithValue(r.ctx, traceKey{}, h.TraceID)
@@ -438,7 +398,7 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	c.active++
 	c.handlersWG.Add(1)
 	c.mu.Unlock()
-	if unary != nil && s.costs.quick(h.Op, s.inlineBudget) {
+	if op.unary != nil && s.inline(h.Op) {
 		return c.runInline(r)
 	}
 	go c.run(r)
@@ -456,21 +416,30 @@ func (c *serverConn) run(r *serverReq) {
 	c.answer(r, resp, err, d)
 }
 
-// callUnary runs r's handler and reports how long it took. A request
-// canceled (or out of time) before its handler started is not started:
-// nobody waits for its work.
+// callUnary runs r's handler and reports how long it took. A request that
+// ended (CANCEL, deadline) before its handler started does not start.
 func (c *serverConn) callUnary(r *serverReq) (resp any, err error, d time.Duration) {
-	start := time.Now()
 	if err := r.ctx.Err(); err != nil {
 		return nil, err, 0
 	}
+	start := time.Now()
 	defer func() {
 		d = time.Since(start)
-		c.srv.costs.observe(r.Op, d)
+		c.srv.observeCost(r.Op, d)
 	}()
 	defer c.recoverHandler(r, &err)
 	resp, err = r.unary(r.ctx, &r.Request)
 	return resp, err, 0 // d is set on the way out
+}
+
+// recoverHandler, deferred around a handler call, turns a panic into
+// INTERNAL for that request only.
+func (c *serverConn) recoverHandler(r *serverReq, err *error) {
+	if p := recover(); p != nil {
+		c.srv.log.ErrorContext(r.ctx, "handler panic", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID,
+			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		*err = &wire.Error{Code: wire.Internal, Message: "internal error"}
+	}
 }
 
 // answer writes a unary request's terminal frame and finishes it.
@@ -483,16 +452,6 @@ func (c *serverConn) answer(r *serverReq, resp any, err error, d time.Duration) 
 		code = c.writeError(r, err)
 	}
 	c.finish(r, code, d)
-}
-
-// recoverHandler, deferred around a handler call, turns a panic into
-// INTERNAL for that request only.
-func (c *serverConn) recoverHandler(r *serverReq, err *error) {
-	if p := recover(); p != nil {
-		c.srv.log.ErrorContext(r.ctx, "handler panic", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID,
-			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		*err = &wire.Error{Code: wire.Internal, Message: "internal error"}
-	}
 }
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame for r.
@@ -514,13 +473,14 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 		return c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, r.ID)
-	if err := c.w.unlockMode(r.flush); err != nil {
+	if c.w.unlockMode(r.flush) != nil {
 		return wire.Unavailable
 	}
 	return wire.OK
 }
 
-// writeError sends err as the terminal ERROR frame of r and returns its code.
+// writeError sends err, as the caller may see it, as r's terminal ERROR
+// frame and returns its code.
 func (c *serverConn) writeError(r *serverReq, err error) wire.Code {
 	e := c.wireError(r, err)
 	if c.w.lock() == nil {
@@ -534,32 +494,29 @@ func (c *serverConn) writeError(r *serverReq, err error) wire.Code {
 
 // wireError maps a handler error to what the caller may see: an *Error as
 // is, the end of the request's context by its cause, anything else INTERNAL
-// (logged; internal error text never leaves the server).
+// (logged; internal error text never leaves the server). Once the deadline
+// passed, whatever a handler made of its context's end (Canceled from a
+// wrapping context, an *Error of its own) is DEADLINE_EXCEEDED.
 func (c *serverConn) wireError(r *serverReq, err error) *wire.Error {
-	ctx := r.ctx
+	ctxErr := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 	var e *wire.Error
 	isErr := errors.As(err, &e)
-	// Once the deadline passed, whatever a handler made of its context's
-	// end (Canceled from a wrapping context, an *Error of its own) is
-	// DEADLINE_EXCEEDED.
-	if expired(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		isErr && (e.Code == wire.Canceled || e.Code == wire.DeadlineExceeded)) {
+	expired := r.ctx.Err() != nil && context.Cause(r.ctx) == context.DeadlineExceeded
+	switch {
+	case expired && (ctxErr || isErr && (e.Code == wire.Canceled || e.Code == wire.DeadlineExceeded)):
 		return &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
-	}
-	if isErr && e.Code != wire.OK && !e.Code.Fatal() {
+	case isErr && e.Code != wire.OK && !e.Code.Fatal():
 		return e
+	case ctxErr && r.ctx.Err() != nil:
+		return endedError(r.ctx)
 	}
-	if (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() != nil {
-		return endedError(ctx)
-	}
-	c.srv.log.ErrorContext(ctx, "request failed", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "err", err)
+	c.srv.log.ErrorContext(r.ctx, "request failed", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "err", err)
 	return &wire.Error{Code: wire.Internal, Message: "internal error"}
 }
 
 // endedError is the terminal error of a request whose context ended, by
-// the cause: the client's CANCEL, the request's deadline, or the server
-// draining or closing (the connection closing ends it the same way, but
-// then nothing can be written anyway).
+// the cause: the client's CANCEL, the deadline, or the server draining or
+// closing (a closed connection ends it too, but then nothing is written).
 func endedError(ctx context.Context) *wire.Error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errClientCancel):
@@ -572,7 +529,7 @@ func endedError(ctx context.Context) *wire.Error {
 
 // release takes a request out of the in-flight set just before its terminal
 // frame is written: from then on its slot is free and a CANCEL for it is
-// ignored, as PROTOCOL.md says.
+// ignored.
 func (c *serverConn) release(id uint32) {
 	c.mu.Lock()
 	delete(c.inflight, id)
@@ -603,31 +560,25 @@ func (c *serverConn) finish(r *serverReq, code wire.Code, d time.Duration) {
 }
 
 // drain starts a graceful close: DRAIN names the last request id that will
-// be answered; streams end at once; the connection closes when idle.
+// be answered; streams end at once; the connection closes when idle. A
+// connection still in the handshake has its read cut short, and answers
+// FATAL SHUTTING_DOWN.
 func (c *serverConn) drain() {
 	c.mu.Lock()
-	if c.draining {
-		c.mu.Unlock()
-		return
-	}
+	first, ready := !c.draining, c.ready
 	c.draining = true
-	ready := c.ready
 	c.mu.Unlock()
-	if ready {
+	if first && ready {
 		c.sendDrain()
-		return
+	} else if first {
+		_ = c.nc.SetReadDeadline(time.Now())
 	}
-	// Still in the handshake, so no request was sent yet: interrupt the
-	// handshake read; it answers FATAL SHUTTING_DOWN.
-	_ = c.nc.SetReadDeadline(time.Now())
 }
 
 // sendDrain runs exactly once per draining connection, after READY.
 func (c *serverConn) sendDrain() {
 	c.mu.Lock()
-	c.drainLast = c.lastID
-	last := c.drainLast
-	idle := c.active == 0
+	last, idle := c.lastID, c.active == 0
 	for _, r := range c.inflight {
 		if r.stream != nil {
 			r.cancel(errDraining)
@@ -640,41 +591,30 @@ func (c *serverConn) sendDrain() {
 	}
 }
 
-// End-to-end deadlines (PROTOCOL.md §4.2). A REQUEST's deadline_ms is the
-// caller's remaining budget when it wrote the frame; the frame may then
-// wait in the network and in queues before the server reads it, and the
-// answer takes time to travel back. Clocks of the two sides are not
-// compared; instead the server measures the connection's round-trip time
-// with its own PINGs, whose payload carries their send time, and gives a
-// handler deadline_ms minus that round trip from the frame's arrival.
+// A REQUEST's deadline is reduced by the connection's round trip
+// (PROTOCOL.md §4.2), which the server measures with PINGs of its own,
+// their payload rttPingMagic and the send time: one at a time (a lost one
+// blocks the next for pingLost), when a REQUEST with a deadline finds the
+// last sample older than rttRefresh. The estimate is the smallest of the
+// last rttSamples samples, as a PING can only overstate the link's delay.
 const (
-	// rttRefresh is how old the last sample may be before a REQUEST with a
-	// deadline triggers a new PING.
-	rttRefresh = time.Second
-	// pingLost is how long an unanswered PING blocks the next one.
-	pingLost = 10 * time.Second
-	// rttSamples is how many samples the estimate is the minimum of. A
-	// PING's round trip can only overstate the link's delay (it may wait
-	// behind other frames, or for a busy peer to read it), so one slow
-	// sample must not make every request on the connection look late.
-	rttSamples = 4
-	// rttPingMagic starts the payload of the server's own PINGs, so a PONG
-	// is matched to them and not to anything else.
+	rttRefresh   = time.Second
+	pingLost     = 10 * time.Second
+	rttSamples   = 4
 	rttPingMagic = "bwrtt"
 )
 
-// rttEstimate is a connection's round-trip time. Only the reading
-// goroutine uses it.
+// rttEstimate is a connection's round trip; the reading goroutine owns it.
 type rttEstimate struct {
-	est      time.Duration // the smallest of the last rttSamples samples; 0 until the first
-	at       time.Time     // when the last sample came
-	pingSent time.Time     // when the outstanding PING went out; zero: none
+	est      time.Duration // 0 until the first sample
+	at       time.Time     // of the last sample
+	pingSent time.Time     // of the outstanding PING; zero: none
 	samples  [rttSamples]time.Duration
 	n        int // samples taken so far
 }
 
-// networkBudget returns the round-trip time to subtract from a deadline,
-// and sends a PING if the last measurement is stale.
+// networkBudget returns the round trip to take off a deadline, and sends a
+// PING if the last measurement is stale.
 func (c *serverConn) networkBudget() time.Duration {
 	r := &c.rtt
 	if now := time.Now(); now.Sub(r.at) >= rttRefresh && (r.pingSent.IsZero() || now.Sub(r.pingSent) >= pingLost) {
@@ -684,12 +624,12 @@ func (c *serverConn) networkBudget() time.Duration {
 	return r.est
 }
 
-// pongReceived takes a round-trip sample from the PONG to the server's
-// outstanding PING; it ignores any other PONG (a stale or forged one).
+// pongReceived takes a sample from the PONG to the outstanding PING and
+// ignores any other PONG.
 func (c *serverConn) pongReceived(p []byte) {
 	r := &c.rtt
-	if len(p) != len(rttPingMagic)+8 || string(p[:len(rttPingMagic)]) != rttPingMagic ||
-		r.pingSent.IsZero() || binary.BigEndian.Uint64(p[len(rttPingMagic):]) != uint64(r.pingSent.UnixNano()) {
+	want := binary.BigEndian.AppendUint64([]byte(rttPingMagic), uint64(r.pingSent.UnixNano()))
+	if r.pingSent.IsZero() || string(p) != string(want) {
 		return
 	}
 	r.at = time.Now()

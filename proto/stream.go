@@ -17,7 +17,7 @@ type Stream struct {
 	c *serverConn
 	r *serverReq
 
-	mu       sync.Mutex // protects the fields below and orders Accept and Send
+	mu       sync.Mutex // guards the fields below and orders Accept and Send
 	accepted bool
 	ended    bool
 }
@@ -25,8 +25,8 @@ type Stream struct {
 // errStreamState is returned when Accept or Send are called out of order.
 var errStreamState = errors.New("proto: stream not open")
 
-// Accept sends the RESPONSE (v in the wire encoding; nil is Empty) that opens the
-// stream. It may be called once, before any Send.
+// Accept sends the RESPONSE (v in the wire encoding; nil is Empty) that
+// opens the stream. It may be called once, before any Send.
 func (s *Stream) Accept(v any) error {
 	return s.send(false, wire.FrameResponse, wire.FlagStream, v, "stream could not be opened")
 }
@@ -56,32 +56,27 @@ func (s *Stream) send(open bool, t wire.FrameType, flags uint16, v any, failure 
 	return nil
 }
 
-// end marks the stream finished and reports whether it had been accepted.
-func (s *Stream) end() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ended = true
-	return s.accepted
-}
-
-// runStream runs a streaming request on its goroutine and writes its
-// terminal frame.
+// runStream runs a streaming request's handler and writes its terminal
+// frame.
 func (c *serverConn) runStream(r *serverReq) {
 	start := time.Now()
 	st := &Stream{c: c, r: r}
-	err := c.callStream(r, st)
-	accepted := st.end()
+	err := func() (err error) {
+		defer c.recoverHandler(r, &err)
+		return r.stream(r.ctx, &r.Request, st)
+	}()
+	st.mu.Lock()
+	st.ended = true
+	accepted := st.accepted
+	st.mu.Unlock()
 	c.release(r.ID)
 	var code wire.Code
 	switch {
 	case r.ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		// The stream's context ended: why it ended decides the terminal
-		// code (PROTOCOL.md §5), whatever the handler returned on the way
-		// out (a handler typically returns nil on ctx.Done()).
+		// Why the context ended decides the terminal code (PROTOCOL.md §5),
+		// whatever the handler returned on the way out.
 		code = c.writeError(r, endedError(r.ctx))
-	case !accepted && err == nil:
-		// The handler finished without opening the stream: an empty,
-		// already-ended result.
+	case !accepted && err == nil: // never opened: an empty, already ended result
 		code = c.writeResult(r, wire.FrameResponse, 0, nil)
 	case err == nil:
 		code = wire.OK
@@ -90,9 +85,4 @@ func (c *serverConn) runStream(r *serverReq) {
 		code = c.writeError(r, err)
 	}
 	c.finish(r, code, time.Since(start))
-}
-
-func (c *serverConn) callStream(r *serverReq, st *Stream) (err error) {
-	defer c.recoverHandler(r, &err)
-	return r.stream(r.ctx, &r.Request, st)
 }

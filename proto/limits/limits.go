@@ -1,15 +1,9 @@
-// Package limits holds the limits a client can see on the wire: page sizes,
-// text lengths. It is the one place they are written down, shared by the
-// store (which enforces them in its checks and its schema's), the app tier
-// (which answers requests with them) and the web tier (which checks forms
-// early and tells people the numbers). PROTOCOL.md §10 states them.
-//
-// It is a leaf: constants only, importing nothing, so that every tier may
-// depend on it without depending on anything else. The tiers' import rules
-// are that the store imports neither the protocol nor any tier above it,
-// and the web tier neither the store, the app tier nor pgx; the
-// architecture tests (store/arch_test.go, webtier/arch_test.go) enforce
-// them and allow exactly this package across those lines.
+// Package limits holds the limits a client can see on the wire (text
+// lengths, page sizes; PROTOCOL.md §10) in one place, for the store, which
+// enforces them, the app tier, which answers with them, and the web tier,
+// which checks forms early. It imports nothing, so that every tier may
+// depend on it: the architecture tests (store/arch_test.go,
+// webtier/arch_test.go) allow exactly this package across the tiers' lines.
 package limits
 
 // Text lengths, in characters (Unicode code points).
