@@ -570,3 +570,42 @@ func TestNewClientRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// DRAIN precedes every frame a drain causes: the open stream's ERROR and
+// the FATAL that closes the idle connection, however long writing DRAIN is
+// delayed (a stream ended before DRAIN was written could close the
+// connection first).
+func TestDrainComesBeforeStreamEndAndFatal(t *testing.T) {
+	defer proto.SetHookBeforeDrain(func() { time.Sleep(50 * time.Millisecond) })()
+	for round := range 3 {
+		fx := newFixture()
+		srv := startServer(t, proto.ServerConfig{}, fx.mux())
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		r.request(1, opStream, 0, "", echoMsg{})
+		for f := r.read(); f.Type != wire.FrameResponse; f = r.read() {
+			if f.Type != wire.FrameEvent {
+				t.Fatalf("round %d: opening the stream: %s", round, wire.DescribeFrame(f))
+			}
+		}
+		shut := make(chan error, 1)
+		go func() { shut <- srv.Shutdown(context.Background()) }()
+		var order []wire.FrameType
+		for {
+			f := r.read()
+			if f.Type == wire.FrameEvent {
+				continue
+			}
+			order = append(order, f.Type)
+			if f.Type == wire.FrameFatal {
+				break
+			}
+		}
+		if len(order) != 3 || order[0] != wire.FrameDrain || order[1] != wire.FrameError {
+			t.Fatalf("round %d: frames after Shutdown: %v, want DRAIN, ERROR, FATAL", round, order)
+		}
+		if err := <-shut; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

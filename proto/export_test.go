@@ -35,3 +35,10 @@ func (c *Client) DownUntil(addr string) time.Time {
 	}
 	return time.Time{}
 }
+
+// SetHookBeforeDrain makes every draining connection call f just before it
+// writes DRAIN; the returned function removes it.
+func SetHookBeforeDrain(f func()) (undo func()) {
+	testHookBeforeDrain = f
+	return func() { testHookBeforeDrain = nil }
+}

@@ -59,6 +59,7 @@ type serverConn struct {
 	active   int // requests whose terminal frame is not written yet; a draining connection closes at 0
 	lastID   uint32
 	draining bool
+	drained  bool // DRAIN written: from now on the last request to finish closes the connection
 }
 
 // serverReq is one request from its REQUEST frame to its terminal frame.
@@ -552,7 +553,7 @@ func (c *serverConn) finish(r *serverReq, code wire.Code, d time.Duration) {
 	}
 	c.mu.Lock()
 	c.active--
-	done := c.draining && c.active == 0
+	done := c.drained && c.active == 0
 	c.mu.Unlock()
 	if done {
 		c.sendLast(wire.ShuttingDown, "server shutting down")
@@ -575,17 +576,31 @@ func (c *serverConn) drain() {
 	}
 }
 
-// sendDrain runs exactly once per draining connection, after READY.
+// testHookBeforeDrain, set only by tests, runs just before DRAIN is written.
+var testHookBeforeDrain func()
+
+// sendDrain runs exactly once per draining connection, after READY. DRAIN
+// is written before streams are ended and before any request may close the
+// connection (finish waits for drained), so it always precedes their
+// ERRORs and the FATAL. No request is admitted once draining is set, so
+// lastID cannot grow meanwhile.
 func (c *serverConn) sendDrain() {
 	c.mu.Lock()
-	last, idle := c.lastID, c.active == 0
+	last := c.lastID
+	c.mu.Unlock()
+	if testHookBeforeDrain != nil {
+		testHookBeforeDrain()
+	}
+	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
+	c.mu.Lock()
+	c.drained = true
+	idle := c.active == 0
 	for _, r := range c.inflight {
 		if r.stream != nil {
 			r.cancel(errDraining)
 		}
 	}
 	c.mu.Unlock()
-	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
 	if idle {
 		c.sendLast(wire.ShuttingDown, "server shutting down")
 	}
