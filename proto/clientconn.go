@@ -46,7 +46,6 @@ const subscriptionBuffer = 256
 type clientConn struct {
 	c     *Client
 	ep    *endpoint
-	slot  int
 	nc    net.Conn
 	fr    *wire.Framer
 	w     *frameWriter
@@ -155,7 +154,7 @@ var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResul
 
 func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello wire.Hello, ready wire.Ready) *clientConn {
 	cc := &clientConn{
-		c: c, ep: ep, slot: -1, nc: nc, fr: fr, hello: hello, ready: ready,
+		c: c, ep: ep, nc: nc, fr: fr, hello: hello, ready: ready,
 		maxInFlight: hello.MaxInFlight,
 		pending:     map[uint32]*call{},
 		bounced:     map[uint32]struct{}{},

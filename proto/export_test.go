@@ -16,21 +16,20 @@ func (s *Server) HandOffs() uint64 { return s.handOffs.Load() }
 // SetInlineBudget changes the inline budget; call it before serving.
 func (s *Server) SetInlineBudget(d time.Duration) { s.inlineMax = d }
 
-// DownUntil reports when the background probe may next dial the endpoint
-// addr (zero: the endpoint is up or unknown).
+// DownUntil reports when the back-off of the endpoint addr ends (zero: the
+// endpoint is up or unknown).
 func (c *Client) DownUntil(addr string) time.Time {
-	p := c.snap.Load()
-	if p == nil {
-		return time.Time{}
-	}
-	for _, ep := range *p {
+	c.mu.Lock()
+	eps := c.eps
+	c.mu.Unlock()
+	for _, ep := range eps {
 		if ep.addr == addr {
 			ep.mu.Lock()
 			defer ep.mu.Unlock()
 			if ep.failures == 0 {
 				return time.Time{}
 			}
-			return ep.downUntil
+			return ep.retryAt
 		}
 	}
 	return time.Time{}
