@@ -211,7 +211,7 @@ func (c *Client) Subscribe(ctx context.Context, op wire.Op, req any) (*Subscript
 	if err != nil {
 		return nil, &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
-	ctx, cancel := c.withDefaultTimeout(ctx)
+	ctx, cancel := withDeadline(ctx, time.Now().Add(c.cfg.DefaultTimeout))
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	sub := &Subscription{events: make(chan []byte, subscriptionBuffer), done: make(chan struct{})}
@@ -232,12 +232,8 @@ func (c *Client) Subscribe(ctx context.Context, op wire.Op, req any) (*Subscript
 func (c *Client) do(ctx context.Context, op wire.Op, body []byte, sub *Subscription, dl time.Time) (wire.Frame, error) {
 	trace := TraceID(ctx)
 	drained, full := false, 0
-	var cancel context.CancelFunc
-	defer func() {
-		if cancel != nil {
-			cancel()
-		}
-	}()
+	cancel := func() {}
+	defer func() { cancel() }()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return wire.Frame{}, ctxError(err)
@@ -273,14 +269,6 @@ func (c *Client) do(ctx context.Context, op wire.Op, body []byte, sub *Subscript
 		}
 		return f, err
 	}
-}
-
-// withDefaultTimeout bounds a ctx without a deadline by DefaultTimeout.
-func (c *Client) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, c.cfg.DefaultTimeout)
 }
 
 // withDeadline returns ctx bounded by dl, unless it has a deadline already.
@@ -357,7 +345,7 @@ func unavailable(err error) *wire.Error {
 // Ping checks that an app tier answers: it sends PING on a pooled
 // connection (dialing one if needed) and waits for PONG.
 func (c *Client) Ping(ctx context.Context) error {
-	ctx, cancel := c.withDefaultTimeout(ctx)
+	ctx, cancel := withDeadline(ctx, time.Now().Add(c.cfg.DefaultTimeout))
 	defer cancel()
 	cc, err := c.pick(ctx, time.Time{}, false)
 	if err != nil {
@@ -388,7 +376,7 @@ func (c *Client) pick(ctx context.Context, dl time.Time, forStreams bool) (*clie
 	}
 	n := uint64(len(eps))
 	start := c.rr.Add(1)
-	var lastErr error = &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: every address is down"}
+	var lastErr error = errAllDown
 	for _, onDemand := range []bool{false, true} {
 		for i := range n {
 			cc, err := eps[(start+i)%n].conn(ctx, dl, forStreams, onDemand)
@@ -409,6 +397,8 @@ func (c *Client) pick(ctx context.Context, dl time.Time, forStreams bool) (*clie
 	}
 	return nil, unavailable(lastErr)
 }
+
+var errAllDown = &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: every address is down"}
 
 // endpoints returns the current endpoint set, once the first lookup is
 // done.
@@ -730,8 +720,7 @@ func (ep *endpoint) retire(now bool) {
 func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", ep.addr)
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: " + err.Error()}
 	}
@@ -750,7 +739,7 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 		conn := nc.LocalAddr().String()
 		trace = func(sent bool, f wire.Frame) { t(conn, sent, f) }
 	}
-	hello, ready, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, trace)
+	hello, fr, err := clientHandshake(nc, c.cfg.Name, c.cfg.Secret, trace)
 	stop()
 	if err != nil {
 		nc.Close()
@@ -761,47 +750,42 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 		return nil, unavailable(err)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	cc := newClientConn(c, ep, nc, fr, hello, ready)
-	cc.trace = trace
-	cc.forStreams = forStreams
-	cc.mu.Lock()
-	cc.releaseLocked() // a reader starts once the connection has been idle a moment
-	cc.mu.Unlock()
-	return cc, nil
+	return newClientConn(c, ep, nc, fr, hello, trace, forStreams), nil
 }
 
 // clientHandshake reads HELLO, sends AUTH and waits for READY. The caller
 // sets the deadline.
-func clientHandshake(nc net.Conn, name, secret string, trace func(bool, wire.Frame)) (wire.Hello, wire.Ready, *wire.Framer, error) {
+func clientHandshake(nc net.Conn, name, secret string, trace func(bool, wire.Frame)) (wire.Hello, *wire.Framer, error) {
 	fr := wire.NewFramer(nc, nc)
 	fr.SetMaxPayload(wire.HandshakeMaxPayload)
-	read := func() (wire.Frame, error) {
+	// read returns the payload of the next frame, which must be of type want.
+	read := func(want wire.FrameType) ([]byte, error) {
 		f, err := fr.ReadFrame()
 		if err != nil {
-			return f, fmt.Errorf("handshake: %w", err)
+			return nil, fmt.Errorf("handshake: %w", err)
 		}
 		if trace != nil {
 			trace(false, f)
 		}
-		if f.Type == wire.FrameFatal {
+		switch {
+		case f.Type == wire.FrameFatal:
 			e, perr := wire.ParseFatal(f.Payload)
 			if perr != nil {
-				return f, perr
+				return nil, perr
 			}
-			return f, e
+			return nil, e
+		case f.Type != want:
+			return nil, &wire.Error{Code: wire.ProtocolError, Message: "expected " + want.String() + ", got " + f.Type.String()}
 		}
-		return f, nil
+		return f.Payload, nil
 	}
-	f, err := read()
+	p, err := read(wire.FrameHello)
 	if err != nil {
-		return wire.Hello{}, wire.Ready{}, nil, err
+		return wire.Hello{}, nil, err
 	}
-	if f.Type != wire.FrameHello {
-		return wire.Hello{}, wire.Ready{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "expected HELLO, got " + f.Type.String()}
-	}
-	hello, err := wire.ParseHello(f.Payload)
+	hello, err := wire.ParseHello(p)
 	if err != nil {
-		return hello, wire.Ready{}, nil, err
+		return hello, nil, err
 	}
 	auth, _ := json.Marshal(wire.Auth{Version: wire.Version, Client: name, Secret: secret})
 	af := wire.Frame{Type: wire.FrameAuth, Payload: auth}
@@ -809,19 +793,15 @@ func clientHandshake(nc net.Conn, name, secret string, trace func(bool, wire.Fra
 		trace(true, af)
 	}
 	if err := fr.WriteFrame(af); err != nil {
-		return hello, wire.Ready{}, nil, fmt.Errorf("handshake: %w", err)
+		return hello, nil, fmt.Errorf("handshake: %w", err)
 	}
-	f, err = read()
-	if err != nil {
-		return hello, wire.Ready{}, nil, err
+	if p, err = read(wire.FrameReady); err != nil {
+		return hello, nil, err
 	}
-	if f.Type != wire.FrameReady {
-		return hello, wire.Ready{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "expected READY, got " + f.Type.String()}
-	}
-	var ready wire.Ready
-	if err := wire.UnmarshalHandshake(f.Payload, &ready); err != nil {
-		return hello, wire.Ready{}, nil, &wire.Error{Code: wire.ProtocolError, Message: "undecodable READY"}
+	var ready wire.Ready // checked; nothing in it is used
+	if wire.UnmarshalHandshake(p, &ready) != nil {
+		return hello, nil, &wire.Error{Code: wire.ProtocolError, Message: "undecodable READY"}
 	}
 	fr.SetMaxPayload(min(hello.MaxPayload, math.MaxInt32))
-	return hello, ready, fr, nil
+	return hello, fr, nil
 }

@@ -35,10 +35,9 @@ const subscriptionBuffer = 256
 // that finds nobody reading reads the connection itself until its own
 // answer arrives, routing whatever else comes meanwhile. Alone on a
 // connection, a round trip then runs on one goroutine from write to
-// answer, with no hand-off: no other goroutine to wake, which on an idle
-// machine means no other core to wake, and that hand-off used to cost
-// more than the round trip. Calls that find a reader wait for their answer
-// on a channel, as in net/rpc. When the leading caller is done and others
+// answer, with no hand-off: no other goroutine (on an idle machine, no
+// other core) to wake, which would cost more than the round trip itself.
+// Calls that find a reader wait for their answer on a channel, as in net/rpc. When the leading caller is done and others
 // still wait (or a stream is open, or a PING), a background reader takes
 // over at once; when nobody waits, one starts after idleReaderDelay, so
 // an idle connection still answers PINGs, notices DRAIN and EOF, and sends
@@ -50,7 +49,6 @@ type clientConn struct {
 	fr    *wire.Framer
 	w     *frameWriter
 	hello wire.Hello
-	ready wire.Ready
 	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
 	forStreams   bool // a connection for streams only (see Client.Subscribe)
@@ -152,9 +150,10 @@ type callResult struct {
 
 var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResult, 1)} }}
 
-func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello wire.Hello, ready wire.Ready) *clientConn {
+func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello wire.Hello, trace func(bool, wire.Frame), forStreams bool) *clientConn {
 	cc := &clientConn{
-		c: c, ep: ep, nc: nc, fr: fr, hello: hello, ready: ready,
+		c: c, ep: ep, nc: nc, fr: fr, hello: hello, trace: trace,
+		forStreams:  forStreams,
 		maxInFlight: hello.MaxInFlight,
 		pending:     map[uint32]*call{},
 		bounced:     map[uint32]struct{}{},
@@ -174,6 +173,9 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello 
 	})
 	cc.idleT = time.AfterFunc(time.Hour, cc.idleFired)
 	cc.idleT.Stop()
+	cc.mu.Lock()
+	cc.releaseLocked() // a reader starts once the connection has been idle a moment
+	cc.mu.Unlock()
 	return cc
 }
 
@@ -234,7 +236,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 	}
 	cc.mu.Unlock()
 	if sub != nil {
-		sub.cc, sub.id = cc, cl.id
+		sub.cc, sub.cl = cc, cl
 	}
 	off := cc.w.beginFrame()
 	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
@@ -452,7 +454,7 @@ func (cc *clientConn) ping(ctx context.Context) error {
 	cc.mu.Lock()
 	if cc.closed {
 		cc.mu.Unlock()
-		return errNotStarted
+		return cc.closeErr
 	}
 	cc.pingSeq++
 	id := cc.pingSeq
@@ -474,19 +476,10 @@ func (cc *clientConn) ping(ctx context.Context) error {
 	case <-ch:
 		return nil
 	case <-cc.done:
-		return cc.closeErrOrDefault()
+		return cc.closeErr // set before done is closed
 	case <-ctx.Done():
 		return ctxError(ctx.Err())
 	}
-}
-
-func (cc *clientConn) closeErrOrDefault() error {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.closeErr != nil {
-		return cc.closeErr
-	}
-	return &wire.Error{Code: wire.Unavailable, Message: "connection lost"}
 }
 
 // readLoop is the background reader: it routes frames while anybody but a
@@ -618,11 +611,8 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 // Stream connections keep the keepalive pace: a stream may be quiet for
 // hours.
 func (cc *clientConn) awaiting(lead bool) bool {
-	if cc.forStreams {
-		return false
-	}
-	if lead {
-		return true
+	if lead || cc.forStreams {
+		return lead // only unary connections have leaders
 	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
@@ -665,12 +655,11 @@ func (cc *clientConn) handle(f wire.Frame) error {
 		return cc.route(f)
 	case wire.FramePong:
 		cc.mu.Lock()
-		ch := cc.pings[f.ID]
-		delete(cc.pings, f.ID)
-		cc.mu.Unlock()
-		if ch != nil {
+		if ch := cc.pings[f.ID]; ch != nil {
 			close(ch)
+			delete(cc.pings, f.ID)
 		}
+		cc.mu.Unlock()
 		return nil
 	case wire.FramePing:
 		if len(f.Payload) > wire.MaxPingPayload {
@@ -868,14 +857,13 @@ func (cc *clientConn) close(reason error) {
 
 // Subscription is the client side of a stream opened by Subscribe.
 type Subscription struct {
-	cc     *clientConn
-	id     uint32
+	cc     *clientConn // set with cl when the request is sent
+	cl     *call       // never returned to callPool: it stays valid for sendCancel
 	events chan []byte
 
 	once sync.Once
-	mu   sync.Mutex
-	err  error
-	done chan struct{}
+	err  error         // why it ended; set once, before done is closed
+	done chan struct{} // closed when it ended
 }
 
 // push hands an event to the subscriber without ever blocking the
@@ -897,9 +885,7 @@ func (s *Subscription) push(p []byte) {
 // finish ends the subscription with err (set once).
 func (s *Subscription) finish(err error) {
 	s.once.Do(func() {
-		s.mu.Lock()
 		s.err = err
-		s.mu.Unlock()
 		close(s.done)
 	})
 }
@@ -910,27 +896,23 @@ func (s *Subscription) finish(err error) {
 // server's error if it ended the stream with one. Events that arrived before
 // the end are delivered first.
 func (s *Subscription) Next(ctx context.Context, v any) error {
-	for {
+	select {
+	case p := <-s.events: // a buffered event comes before ctx's end
+		return decodeEvent(p, v)
+	default:
+	}
+	select {
+	case p := <-s.events:
+		return decodeEvent(p, v)
+	case <-s.done:
 		select {
-		case p := <-s.events:
+		case p := <-s.events: // and before the stream's end
 			return decodeEvent(p, v)
 		default:
+			return s.err // set before done was closed
 		}
-		select {
-		case p := <-s.events:
-			return decodeEvent(p, v)
-		case <-s.done:
-			select {
-			case p := <-s.events:
-				return decodeEvent(p, v)
-			default:
-			}
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return s.err
-		case <-ctx.Done():
-			return ctxError(ctx.Err())
-		}
+	case <-ctx.Done():
+		return ctxError(ctx.Err())
 	}
 }
 
@@ -945,32 +927,16 @@ func decodeEvent(p []byte, v any) error {
 }
 
 // Close ends the subscription: it sends CANCEL, and Next returns CANCELED.
+// After the stream has ended it does nothing.
 func (s *Subscription) Close() error {
-	select {
-	case <-s.done:
-		return nil
-	default:
-	}
 	s.finish(&wire.Error{Code: wire.Canceled, Message: "subscription closed"})
 	s.sendCancel()
 	return nil
 }
 
+// sendCancel sends CANCEL unless the stream has ended or was given up.
 func (s *Subscription) sendCancel() {
-	cc := s.cc
-	if cc == nil {
-		return
-	}
-	cc.mu.Lock()
-	cl := cc.pending[s.id]
-	send := cl != nil && !cl.abandoned && !cc.closed
-	if send {
-		cl.abandoned = true
-		cc.live--
-		cc.maybeFinishLocked()
-	}
-	cc.mu.Unlock()
-	if send {
-		_ = cc.writeTraced(wire.FrameCancel, s.id, nil)
+	if s.cc != nil && s.cc.abandon(s.cl) {
+		_ = s.cc.writeTraced(wire.FrameCancel, s.cl.id, nil)
 	}
 }
