@@ -57,7 +57,7 @@ type clientConn struct {
 	lastRecv     atomic.Int64 // monoNanos
 	awaitSince   atomic.Int64 // monoNanos when pending last became non-empty
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards these fields and the reading role; taken after endpoint.mu
 	nextID    uint32
 	pending   map[uint32]*call
 	bounced   map[uint32]struct{} // ids above a DRAIN's last id, handed back for retry; their late answers are dropped
@@ -68,7 +68,7 @@ type clientConn struct {
 	drainLast uint32
 	retiring  bool
 	closed    bool
-	closeErr  error
+	closeErr  error // why it closed; set before done is closed
 	done      chan struct{}
 
 	// The reading role; guarded by mu.
