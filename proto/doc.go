@@ -44,4 +44,18 @@
 // concurrent answers share one write. Shutdown sends DRAIN, waits for the
 // requests in flight, ends streams with UNAVAILABLE and closes each
 // connection with FATAL SHUTTING_DOWN, its last frame.
+//
+// # How a call travels through the client
+//
+// Client.Call encodes the request and hands it to do (client.go), which
+// asks pick for a connection: endpoints (every address the configured
+// names resolve to, kept by resolveLoop) are tried round robin, up ones
+// first, and endpoint.conn returns a connection with room under the
+// server's max_in_flight, dialing one if the endpoint has fewer than
+// ConnsPerAddr. clientConn.roundTrip (clientconn.go) registers the call
+// under the next request id and writes the REQUEST. If nobody reads the
+// connection, the caller reads it itself until its answer arrives (lead);
+// otherwise it waits for the reader to route the answer to it (follow).
+// A request the server provably never started comes back to do as
+// errNotStarted and is sent again on another connection.
 package proto
