@@ -37,11 +37,12 @@ const subscriptionBuffer = 256
 // connection, a round trip then runs on one goroutine from write to
 // answer, with no hand-off: no other goroutine (on an idle machine, no
 // other core) to wake, which would cost more than the round trip itself.
-// Calls that find a reader wait for their answer on a channel, as in net/rpc. When the leading caller is done and others
-// still wait (or a stream is open, or a PING), a background reader takes
-// over at once; when nobody waits, one starts after idleReaderDelay, so
-// an idle connection still answers PINGs, notices DRAIN and EOF, and sends
-// its keepalive PINGs.
+// Calls that find a reader wait for their answer on a channel, as in
+// net/rpc. When the leading caller is done and others still wait (or a
+// stream is open, or a PING), a background reader takes over at once;
+// when nobody waits, one starts after idleReaderDelay, so an idle
+// connection still answers PINGs, notices DRAIN and EOF, and sends its
+// keepalive PINGs.
 type clientConn struct {
 	c     *Client
 	ep    *endpoint
