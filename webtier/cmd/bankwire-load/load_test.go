@@ -28,9 +28,16 @@ func startStack(t *testing.T) (*apptiertest.Server, string) {
 	t.Helper()
 	clock := apptiertest.NewClock(time.Date(2031, 3, 4, 12, 0, 0, 0, time.UTC))
 	app := apptiertest.Start(t, apptiertest.WithClock(clock.Now))
+	return app, startWebTier(t, []string{app.Addr}, app.Secret)
+}
+
+// startWebTier serves a web tier in front of the app tiers at addrs and
+// returns its URL.
+func startWebTier(t *testing.T, addrs []string, secret string) string {
+	t.Helper()
 	cfg := webtier.DefaultConfig()
-	cfg.AppTierAddrs = []string{app.Addr}
-	cfg.AppTierSecret = app.Secret
+	cfg.AppTierAddrs = addrs
+	cfg.AppTierSecret = secret
 	cfg.TrustedProxies = []string{"127.0.0.1"}
 	cfg.StreamKeepAlive = time.Second
 	// A busy test machine (and -race) must not turn into 503s on a healthy
@@ -54,7 +61,7 @@ func startStack(t *testing.T) (*apptiertest.Server, string) {
 		srv.Close()
 		client.Close()
 	})
-	return app, srv.URL
+	return srv.URL
 }
 
 func testConfig(target string) Config {

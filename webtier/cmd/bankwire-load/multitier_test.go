@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
 	"bankwire/proto/wire"
-	"bankwire/webtier"
 )
 
 // Three app tiers on one database behind one web tier, as compose's
@@ -38,30 +35,9 @@ func TestRunAgainstThreeAppTiers(t *testing.T) {
 		}
 		addrs = append(addrs, app.Addr)
 	}
-	cfg := webtier.DefaultConfig()
-	cfg.AppTierAddrs = addrs
-	cfg.AppTierSecret = first.Secret
-	cfg.TrustedProxies = []string{"127.0.0.1"}
-	cfg.StreamKeepAlive = time.Second
-	cfg.CallTimeout = 10 * time.Second
-	cfg.AuthCallTimeout = 30 * time.Second
-	logger := slog.New(slog.DiscardHandler)
-	client, err := webtier.NewClient(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	web, err := webtier.New(cfg, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(web)
-	t.Cleanup(func() {
-		web.CloseStreams()
-		srv.Close()
-		client.Close()
-	})
+	url := startWebTier(t, addrs, first.Secret)
 
-	lcfg := testConfig(srv.URL)
+	lcfg := testConfig(url)
 	lcfg.Rate, lcfg.Duration = 20, 3*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
