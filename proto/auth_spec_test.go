@@ -49,7 +49,7 @@ func TestAuthKeys(t *testing.T) {
 		r.write(wire.Frame{Type: wire.FrameAuth, Payload: []byte(c.auth)})
 		if c.want == wire.OK {
 			if f := r.read(); f.Type != wire.FrameReady {
-				t.Fatalf("%s: got %s, want READY", c.auth, wire.DescribeFrame(f))
+				t.Fatalf("%s: got %s, want READY", c.auth, f)
 			}
 			continue
 		}

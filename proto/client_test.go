@@ -98,7 +98,7 @@ func TestClientResponseForUnknownID(t *testing.T) {
 	r := fs.next(t)
 	f := r.read()
 	if f.Type != wire.FrameRequest {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID + 1000})
 	// The client names the violation and closes the connection.
@@ -383,7 +383,7 @@ func TestDrainFrameNamesLastID(t *testing.T) {
 	f := r.read()
 	last, err := wire.ParseDrain(f.Payload)
 	if f.Type != wire.FrameDrain || err != nil || last != 2 {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 	r.request(3, opEcho, 0, "", echoMsg{})
 	got := map[uint32]wire.FrameType{}
@@ -393,7 +393,7 @@ func TestDrainFrameNamesLastID(t *testing.T) {
 		if f.ID == 3 {
 			e, _ := wire.ParseError(f.Payload)
 			if e == nil || e.Code != wire.Unavailable {
-				t.Fatalf("request after drain: %s", wire.DescribeFrame(f))
+				t.Fatalf("request after drain: %s", f)
 			}
 		}
 	}
@@ -585,7 +585,7 @@ func TestDrainComesBeforeStreamEndAndFatal(t *testing.T) {
 		r.request(1, opStream, 0, "", echoMsg{})
 		for f := r.read(); f.Type != wire.FrameResponse; f = r.read() {
 			if f.Type != wire.FrameEvent {
-				t.Fatalf("round %d: opening the stream: %s", round, wire.DescribeFrame(f))
+				t.Fatalf("round %d: opening the stream: %s", round, f)
 			}
 		}
 		shut := make(chan error, 1)

@@ -45,7 +45,7 @@ func FuzzHandshake(f *testing.F) {
 			t.Fatalf("no HELLO: %v", err)
 		}
 		if first.Type != wire.FrameHello {
-			t.Fatalf("first frame %s", wire.DescribeFrame(first))
+			t.Fatalf("first frame %s", first)
 		}
 		sawReady := false
 		for {
@@ -68,7 +68,7 @@ func FuzzHandshake(f *testing.F) {
 					t.Fatalf("%s before READY", fm.Type)
 				}
 			default:
-				t.Fatalf("server sent %s", wire.DescribeFrame(fm))
+				t.Fatalf("server sent %s", fm)
 			}
 		}
 		if sawReady != validAuth(data) {

@@ -14,7 +14,7 @@ func answered(t *testing.T, r *rawConn, id uint32, op wire.Op) {
 	t.Helper()
 	r.request(id, op, 0, "", echoMsg{N: 1})
 	if f := r.read(); f.Type != wire.FrameResponse || f.ID != id {
-		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), id)
+		t.Fatalf("got %s, want RESPONSE %d", f, id)
 	}
 }
 
@@ -37,19 +37,19 @@ func TestBlockingHandlerDoesNotStallConnection(t *testing.T) {
 	}
 	r.write(wire.Frame{Type: wire.FramePing, ID: 7, Payload: []byte("hi")})
 	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 || string(f.Payload) != "hi" {
-		t.Fatalf("got %s, want PONG 7", wire.DescribeFrame(f))
+		t.Fatalf("got %s, want PONG 7", f)
 	}
 	r.request(blocked+1, opEcho, 0, "", echoMsg{N: 42, Text: "meanwhile"})
 	f := r.read()
 	var out echoMsg
 	if f.Type != wire.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
-		t.Fatalf("got %s, want the echo RESPONSE %d", wire.DescribeFrame(f), blocked+1)
+		t.Fatalf("got %s, want the echo RESPONSE %d", f, blocked+1)
 	}
 	// CANCEL reaches the blocked handler.
 	r.write(wire.Frame{Type: wire.FrameCancel, ID: blocked})
 	f = r.read()
 	if f.Type != wire.FrameError || f.ID != blocked {
-		t.Fatalf("got %s, want ERROR %d", wire.DescribeFrame(f), blocked)
+		t.Fatalf("got %s, want ERROR %d", f, blocked)
 	}
 	if e, err := wire.ParseError(f.Payload); err != nil || e.Code != wire.Canceled {
 		t.Fatalf("blocked request ended with %v (%v), want CANCELED", e, err)
@@ -63,7 +63,7 @@ func TestBlockingHandlerDoesNotStallConnection(t *testing.T) {
 	open()
 	f = r.read()
 	if err := unwire(f.Payload, &out); f.Type != wire.FrameResponse || f.ID != late || err != nil || out.N != late {
-		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), late)
+		t.Fatalf("got %s, want RESPONSE %d", f, late)
 	}
 	answered(t, r, late+2, opEcho)
 }
@@ -93,7 +93,7 @@ func TestBurstOfRequestsAllAnswered(t *testing.T) {
 		f := r.read() // answers may come in any order; none may be missing
 		var out echoMsg
 		if f.Type != wire.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
-			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", wire.DescribeFrame(f), id+1, id+burst)
+			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", f, id+1, id+burst)
 		}
 		seen[f.ID] = true
 	}

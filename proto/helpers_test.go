@@ -328,7 +328,7 @@ func (r *rawConn) handshake() wire.Hello {
 	r.tb.Helper()
 	f := r.read()
 	if f.Type != wire.FrameHello {
-		r.tb.Fatalf("first frame %s, want HELLO", wire.DescribeFrame(f))
+		r.tb.Fatalf("first frame %s, want HELLO", f)
 	}
 	h, err := wire.ParseHello(f.Payload)
 	if err != nil {
@@ -336,7 +336,7 @@ func (r *rawConn) handshake() wire.Hello {
 	}
 	r.write(authFrame(r.tb, wire.Version, testSecret))
 	if f := r.read(); f.Type != wire.FrameReady {
-		r.tb.Fatalf("after AUTH got %s, want READY", wire.DescribeFrame(f))
+		r.tb.Fatalf("after AUTH got %s, want READY", f)
 	}
 	return h
 }
@@ -382,7 +382,7 @@ func (r *rawConn) expectFatal(code wire.Code) *wire.Error {
 			continue
 		}
 		if f.Type != wire.FrameFatal {
-			r.tb.Fatalf("got %s, want FATAL %s", wire.DescribeFrame(f), code)
+			r.tb.Fatalf("got %s, want FATAL %s", f, code)
 		}
 		e, err := wire.ParseFatal(f.Payload)
 		if err != nil {

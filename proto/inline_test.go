@@ -60,13 +60,13 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	// The reader is inside the handler now. Everything below needs a reader.
 	r.write(wire.Frame{Type: wire.FramePing, ID: 7, Payload: []byte("hi")})
 	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 || string(f.Payload) != "hi" {
-		t.Fatalf("got %s, want PONG 7", wire.DescribeFrame(f))
+		t.Fatalf("got %s, want PONG 7", f)
 	}
 	r.request(blocked+1, opEcho, 0, "", echoMsg{N: 42, Text: "meanwhile"})
 	f := r.read()
 	var out echoMsg
 	if f.Type != wire.FrameResponse || f.ID != blocked+1 || unwire(f.Payload, &out) != nil || out.Text != "meanwhile" {
-		t.Fatalf("got %s, want the echo RESPONSE %d", wire.DescribeFrame(f), blocked+1)
+		t.Fatalf("got %s, want the echo RESPONSE %d", f, blocked+1)
 	}
 	// At least one hand-off; under -race on a loaded machine a quick
 	// handler may also outlive the watchdog now and then.
@@ -78,7 +78,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	r.write(wire.Frame{Type: wire.FrameCancel, ID: blocked})
 	f = r.read()
 	if f.Type != wire.FrameError || f.ID != blocked {
-		t.Fatalf("got %s, want ERROR %d", wire.DescribeFrame(f), blocked)
+		t.Fatalf("got %s, want ERROR %d", f, blocked)
 	}
 	if e, err := wire.ParseError(f.Payload); err != nil || e.Code != wire.Canceled {
 		t.Fatalf("blocked request ended with %v (%v), want CANCELED", e, err)
@@ -106,7 +106,7 @@ func TestInlineHandlerThatBlocksHandsReadingOn(t *testing.T) {
 	open()
 	f = r.read()
 	if err := unwire(f.Payload, &out); f.Type != wire.FrameResponse || f.ID != blocked || err != nil || out.N != int(blocked) {
-		t.Fatalf("got %s, want RESPONSE %d", wire.DescribeFrame(f), blocked)
+		t.Fatalf("got %s, want RESPONSE %d", f, blocked)
 	}
 	if srv.HandOffs() <= handOffs {
 		t.Fatalf("hand-offs = %d, want more than %d", srv.HandOffs(), handOffs)
@@ -147,7 +147,7 @@ func TestInlineAnswersToABurstAllArrive(t *testing.T) {
 		f := r.read() // answers may come in any order; none may be missing
 		var out echoMsg
 		if f.Type != wire.FrameResponse || f.ID <= id || f.ID > id+burst || seen[f.ID] || unwire(f.Payload, &out) != nil || out.N != int(f.ID) {
-			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", wire.DescribeFrame(f), id+1, id+burst)
+			t.Fatalf("got %s, want one RESPONSE for each of ids %d-%d", f, id+1, id+burst)
 		}
 		seen[f.ID] = true
 	}

@@ -34,7 +34,7 @@ func (r *rawConn) readRequest() (wire.Frame, echoMsg) {
 		f = r.read()
 	}
 	if f.Type != wire.FrameRequest {
-		r.tb.Fatalf("got %s, want REQUEST", wire.DescribeFrame(f))
+		r.tb.Fatalf("got %s, want REQUEST", f)
 	}
 	_, body, err := wire.ParseRequest(f.Payload)
 	if err != nil {
@@ -138,7 +138,7 @@ func TestClientIdleConnectionIsStillRead(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // idle: nobody calls
 	r.write(wire.Frame{Type: wire.FramePing, ID: 7, Payload: []byte("idle?")})
 	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 || string(f.Payload) != "idle?" {
-		t.Fatalf("got %s, want PONG 7", wire.DescribeFrame(f))
+		t.Fatalf("got %s, want PONG 7", f)
 	}
 
 	r.nc.Close()

@@ -48,7 +48,7 @@ func (r *rawConn) readUntilError(id uint32) *wire.Error {
 			continue
 		}
 		if f.Type != wire.FrameError {
-			r.tb.Fatalf("got %s, want ERROR for %d", wire.DescribeFrame(f), id)
+			r.tb.Fatalf("got %s, want ERROR for %d", f, id)
 		}
 		e, err := wire.ParseError(f.Payload)
 		if err != nil {
@@ -67,7 +67,7 @@ func TestStreamTerminalCodes(t *testing.T) {
 		r.handshake()
 		r.request(1, opStreamNil, 0, "", nil)
 		if f := r.read(); f.Type != wire.FrameResponse || f.Flags != wire.FlagStream {
-			t.Fatalf("got %s, want RESPONSE STREAM", wire.DescribeFrame(f))
+			t.Fatalf("got %s, want RESPONSE STREAM", f)
 		}
 		r.write(wire.Frame{Type: wire.FrameCancel, ID: 1})
 		if e := r.readUntilError(1); e.Code != wire.Canceled {
@@ -88,7 +88,7 @@ func TestStreamTerminalCodes(t *testing.T) {
 		r.handshake()
 		r.request(1, opStreamNil, 0, "", nil)
 		if f := r.read(); f.Type != wire.FrameResponse {
-			t.Fatalf("got %s", wire.DescribeFrame(f))
+			t.Fatalf("got %s", f)
 		}
 		done := make(chan error, 1)
 		go func() {
@@ -171,7 +171,7 @@ func TestFatalIsLastFrame(t *testing.T) {
 			}
 			frames++
 			if last == wire.FrameFatal {
-				t.Fatalf("round %d: %s after FATAL", round, wire.DescribeFrame(f))
+				t.Fatalf("round %d: %s after FATAL", round, f)
 			}
 			last = f.Type
 		}
@@ -447,7 +447,7 @@ func TestPreAuthPerIPCap(t *testing.T) {
 	for range 8 { // a burst from one address, admitted while there is room
 		r := dialRaw(t, srv.Addr)
 		if f := r.read(); f.Type != wire.FrameHello {
-			t.Fatalf("got %s, want HELLO", wire.DescribeFrame(f))
+			t.Fatalf("got %s, want HELLO", f)
 		}
 		held = append(held, r)
 	}
@@ -464,22 +464,22 @@ func TestPreAuthPerIPCap(t *testing.T) {
 	t.Cleanup(func() { nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if f := other.read(); f.Type != wire.FrameHello {
-		t.Fatalf("another address: %s, want HELLO", wire.DescribeFrame(f))
+		t.Fatalf("another address: %s, want HELLO", f)
 	}
 	other.write(authFrame(t, wire.Version, testSecret))
 	if f := other.read(); f.Type != wire.FrameReady {
-		t.Fatalf("another address: %s, want READY", wire.DescribeFrame(f))
+		t.Fatalf("another address: %s, want READY", f)
 	}
 	held[0].expectFatal(wire.TooManyConnections) // the heavy address's oldest made room
 	// Two more authenticate: the budget has room again.
 	for _, r := range held[1:3] {
 		r.write(authFrame(t, wire.Version, testSecret))
 		if f := r.read(); f.Type != wire.FrameReady {
-			t.Fatalf("got %s, want READY", wire.DescribeFrame(f))
+			t.Fatalf("got %s, want READY", f)
 		}
 	}
 	again := dialRaw(t, srv.Addr)
 	if f := again.read(); f.Type != wire.FrameHello {
-		t.Fatalf("after two authenticated: %s, want HELLO", wire.DescribeFrame(f))
+		t.Fatalf("after two authenticated: %s, want HELLO", f)
 	}
 }

@@ -26,7 +26,7 @@ func TestGreetingComesFirst(t *testing.T) {
 	}
 	r.request(1, opEcho, 1000, "t", echoMsg{N: 1})
 	if f := r.read(); f.Type != wire.FrameResponse || f.ID != 1 {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 }
 
@@ -173,7 +173,7 @@ func TestUndecodableRequestBody(t *testing.T) {
 		r.write(wire.Frame{Type: wire.FrameRequest, ID: id, Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: opEcho}, []byte(body))})
 		f := r.read()
 		if f.Type != wire.FrameError || f.ID != id {
-			t.Fatalf("body %q: got %s", body, wire.DescribeFrame(f))
+			t.Fatalf("body %q: got %s", body, f)
 		}
 		e, err := wire.ParseError(f.Payload)
 		if err != nil || e.Code != wire.InvalidArgument || e.Message != "malformed request body" {
@@ -183,7 +183,7 @@ func TestUndecodableRequestBody(t *testing.T) {
 	// Per-request errors leave the connection usable.
 	r.request(100, opEcho, 0, "", echoMsg{N: 5})
 	if f := r.read(); f.Type != wire.FrameResponse || !bytes.Equal(f.Payload, encode(echoMsg{N: 5})) {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 }
 
@@ -228,18 +228,18 @@ func TestInFlightLimit(t *testing.T) {
 	f := r.read()
 	e, _ := wire.ParseError(f.Payload)
 	if f.Type != wire.FrameError || f.ID != 3 || e.Code != wire.ResourceExhausted {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 	// CANCEL frees a slot: the handler returns, the server answers CANCELED.
 	r.write(wire.Frame{Type: wire.FrameCancel, ID: 1})
 	f = r.read()
 	e, _ = wire.ParseError(f.Payload)
 	if f.Type != wire.FrameError || f.ID != 1 || e.Code != wire.Canceled {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 	r.request(4, opEcho, 0, "", echoMsg{N: 4})
 	if f := r.read(); f.Type != wire.FrameResponse || f.ID != 4 {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 }
 
@@ -289,7 +289,7 @@ func TestServerDeadlinesOutOfOrder(t *testing.T) {
 	}{{2, 100 * time.Millisecond}, {3, 200 * time.Millisecond}, {1, 300 * time.Millisecond}} {
 		f := r.read()
 		if f.Type != wire.FrameError || f.ID != want.id {
-			t.Fatalf("got %s, want ERROR for request %d", wire.DescribeFrame(f), want.id)
+			t.Fatalf("got %s, want ERROR for request %d", f, want.id)
 		}
 		e, err := wire.ParseError(f.Payload)
 		if err != nil || e.Code != wire.DeadlineExceeded {
@@ -306,7 +306,7 @@ func TestServerDeadlinesOutOfOrder(t *testing.T) {
 	// requests.
 	r.request(4, opEcho, 50, "", echoMsg{N: 4})
 	if f := r.read(); f.Type != wire.FrameResponse || f.ID != 4 {
-		t.Fatalf("got %s, want RESPONSE 4", wire.DescribeFrame(f))
+		t.Fatalf("got %s, want RESPONSE 4", f)
 	}
 }
 
@@ -398,7 +398,7 @@ func TestTooManyConnections(t *testing.T) {
 	// The admitted connections still work.
 	a.request(1, opEcho, 0, "", echoMsg{N: 1})
 	if f := a.read(); f.Type != wire.FrameResponse {
-		t.Fatalf("got %s", wire.DescribeFrame(f))
+		t.Fatalf("got %s", f)
 	}
 	// When one leaves, a newcomer is admitted.
 	b.nc.Close()

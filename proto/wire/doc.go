@@ -29,6 +29,4 @@
 //     SignIn is Method[SignInRequest, SignInResponse]), and every body
 //     type (§10). go generate writes their codec and the table of
 //     operations into messages_gen.go (proto/cmd/wiregen).
-//   - describe.go: DescribeFrame and FrameDescriber render frames for
-//     people (the terminal client's -trace, test failures).
 package wire

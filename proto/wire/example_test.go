@@ -31,7 +31,7 @@ func Example() {
 		check(fr.WriteFrame(wire.Frame{Type: wire.FrameHello, Payload: hello})) // send the greeting
 		f, err := fr.ReadFrame()                                                // recv
 		check(err)
-		fmt.Println("server recv:", wire.DescribeFrame(f))
+		fmt.Println("server recv:", f, string(f.Payload))
 		check(fr.WriteFrame(wire.Frame{Type: wire.FramePong, ID: f.ID, Payload: f.Payload})) // send
 		_, err = fr.ReadFrame()
 		fmt.Println("server recv:", err) // the client closed
@@ -42,20 +42,20 @@ func Example() {
 	fr := wire.NewFramer(conn, conn)
 	f, err := fr.ReadFrame() // recv the greeting
 	check(err)
-	fmt.Println("client recv:", wire.DescribeFrame(f))
+	fmt.Println("client recv:", f, string(f.Payload))
 	ping := wire.Frame{Type: wire.FramePing, ID: 1, Payload: []byte("hi")}
 	fmt.Printf("client send: % x\n", wire.AppendFrame(nil, ping)) // header (12 bytes), then payload
 	check(fr.WriteFrame(ping))
 	f, err = fr.ReadFrame()
 	check(err)
-	fmt.Println("client recv:", wire.DescribeFrame(f))
+	fmt.Println("client recv:", f, string(f.Payload))
 	check(conn.Close()) // close
 	<-done
 	// Output:
-	// client recv: HELLO id=0 len=128 body={"versions":[1],"server":"example/1.0","max_payload":4096,"max_in_flight":1,"idle_timeout_ms":60000,"handshake_timeout_ms":5000}
+	// client recv: HELLO id=0 len=128 {"versions":[1],"server":"example/1.0","max_payload":4096,"max_in_flight":1,"idle_timeout_ms":60000,"handshake_timeout_ms":5000}
 	// client send: 01 09 00 00 00 00 00 01 00 00 00 02 68 69
-	// server recv: PING id=1 len=2 payload=6869
-	// client recv: PONG id=1 len=2 payload=6869
+	// server recv: PING id=1 len=2 hi
+	// client recv: PONG id=1 len=2 hi
 	// server recv: EOF
 }
 

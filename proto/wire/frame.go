@@ -3,6 +3,7 @@ package wire
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -77,6 +78,16 @@ type Frame struct {
 	Flags   uint16
 	ID      uint32
 	Payload []byte
+}
+
+// String renders f's header for people, as in "PING id=1 len=2" (the
+// terminal client's -trace decodes payloads too).
+func (f Frame) String() string {
+	s := fmt.Sprintf("%s id=%d", f.Type, f.ID)
+	if f.Flags != 0 {
+		s += fmt.Sprintf(" flags=%#04x", f.Flags)
+	}
+	return s + fmt.Sprintf(" len=%d", len(f.Payload))
 }
 
 // PutHeader writes h into b, which must be at least HeaderLen bytes.

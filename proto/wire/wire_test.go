@@ -247,7 +247,7 @@ func TestListCountLies(t *testing.T) {
 }
 
 // PROTOCOL.md §9 names each operation's request and response types;
-// BodyTypes (which FrameDescriber decodes with) must agree, for every op.
+// BodyTypes (which bankwire-cli -trace decodes with) must agree, for every op.
 // An operation that §9 says carries a session has a request type with
 // SessionToken (it embeds SessionRequest), and only such an operation.
 func TestOpBodyTypesMatchSpec(t *testing.T) {

@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
 	if *trace {
-		var fd wire.FrameDescriber // decodes answers by the op of their request
+		var fd frameDescriber // decodes answers by the op of their request
 		cfg.Trace = func(conn string, sent bool, f wire.Frame) {
 			dir := "<-"
 			if sent {
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			// A trace is for reading the protocol, not for leaking the
 			// password someone signs in with.
-			desc := passwordField.ReplaceAllString(fd.Describe(conn, f), `"password":"[redacted]"`)
+			desc := passwordField.ReplaceAllString(fd.describe(conn, f), `"password":"[redacted]"`)
 			fmt.Fprintf(out, "  %s %s\n", dir, desc)
 		}
 	}
