@@ -56,8 +56,9 @@ type serverConn struct {
 	mu       sync.Mutex // guards the fields below
 	ready    bool       // the handshake succeeded
 	inflight map[uint32]*serverReq
-	active   int // requests whose terminal frame is not written yet; a draining connection closes at 0
-	lastID   uint32
+	active   int    // requests whose terminal frame is not written yet; a draining connection closes at 0
+	lastID   uint32 // the highest request id read: ids must increase
+	lastKept uint32 // the highest id answered or being answered: DRAIN names it
 	draining bool
 	drained  bool // DRAIN written: from now on the last request to finish closes the connection
 }
@@ -155,8 +156,13 @@ func (c *serverConn) end(reason string) {
 func (c *serverConn) handshake() string {
 	cfg := &c.srv.cfg
 	_ = c.nc.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	if c.evicted.Load() { // evicted before the deadline above was set
+	// Eviction and drain cut the handshake's read short with a deadline;
+	// one that came before the deadline above was set is seen here.
+	if c.evicted.Load() {
 		return c.fatal(wire.TooManyConnections, evictedReason)
+	}
+	if c.isDraining() {
+		return c.fatal(wire.ShuttingDown, "server shutting down")
 	}
 	if err := c.w.write(wire.FrameHello, 0, 0, c.srv.hello); err != nil {
 		return "write HELLO: " + err.Error()
@@ -164,7 +170,6 @@ func (c *serverConn) handshake() string {
 	c.fr.SetMaxPayload(wire.HandshakeMaxPayload)
 	f, err := c.fr.ReadFrame()
 	if err != nil {
-		// Eviction and drain cut the read short with a deadline too.
 		code, msg := wire.HandshakeTimeout, fmt.Sprintf("no AUTH within %s", cfg.HandshakeTimeout)
 		if c.evicted.Load() {
 			code, msg = wire.TooManyConnections, evictedReason
@@ -375,6 +380,14 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	case h.DeadlineMs > 0 && budget <= 0:
 		reject = &wire.Error{Code: wire.DeadlineExceeded, Message: "deadline exceeded"}
 	}
+	if reject != nil && c.draining && !c.drained {
+		// DRAIN is about to be written and will name a lower last id: the
+		// client retries this request elsewhere, so it gets no answer
+		// (§7.3).
+		c.mu.Unlock()
+		return ""
+	}
+	c.lastKept = f.ID
 	if reject != nil {
 		c.mu.Unlock()
 		if s.cfg.Observe != nil {
@@ -456,7 +469,9 @@ func (c *serverConn) answer(r *serverReq, resp any, err error, d time.Duration) 
 }
 
 // writeResult encodes v and sends it as a RESPONSE (or EVENT) frame for r.
-// A value that cannot be encoded is logged and answered INTERNAL.
+// A value that cannot be encoded is logged and returns INTERNAL; a unary
+// request is then answered ERROR INTERNAL, while a stream's frame is
+// skipped and runStream writes its one terminal frame.
 func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v any) wire.Code {
 	if err := c.w.lock(); err != nil {
 		return wire.Unavailable
@@ -471,6 +486,9 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 		c.w.buf = c.w.buf[:off]
 		c.w.unlock()
 		c.srv.log.ErrorContext(r.ctx, "encode response", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "err", err)
+		if r.stream != nil {
+			return wire.Internal
+		}
 		return c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, r.ID)
@@ -582,15 +600,15 @@ var testHookBeforeDrain func()
 // sendDrain runs exactly once per draining connection, after READY. DRAIN
 // is written before streams are ended and before any request may close the
 // connection (finish waits for drained), so it always precedes their
-// ERRORs and the FATAL. No request is admitted once draining is set, so
-// lastID cannot grow meanwhile.
+// ERRORs and the FATAL. Once draining is set no request is admitted or
+// answered until DRAIN is written, so lastKept cannot grow meanwhile.
 func (c *serverConn) sendDrain() {
-	c.mu.Lock()
-	last := c.lastID
-	c.mu.Unlock()
 	if testHookBeforeDrain != nil {
 		testHookBeforeDrain()
 	}
+	c.mu.Lock()
+	last := c.lastKept
+	c.mu.Unlock()
 	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
 	c.mu.Lock()
 	c.drained = true

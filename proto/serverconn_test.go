@@ -1,0 +1,122 @@
+package proto_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"bankwire/proto"
+	"bankwire/proto/wire"
+)
+
+// A REQUEST read after Shutdown began but before DRAIN was written gets no
+// answer, and DRAIN names the request before it: the client retries it
+// elsewhere (§7.3) rather than telling its caller the server is going away.
+func TestRequestDuringDrainIsHandedBackByDrain(t *testing.T) {
+	fx := newFixture()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	answered(t, r, 1, opEcho)
+
+	// Between draining and DRAIN: send request 2 and a PING, and read up
+	// to the PONG, which the server writes after it has read request 2.
+	var meanwhile []wire.Frame
+	hooked := make(chan struct{})
+	defer proto.SetHookBeforeDrain(func() {
+		defer close(hooked)
+		r.request(2, opEcho, 0, "", echoMsg{N: 2})
+		r.write(wire.Frame{Type: wire.FramePing, ID: 99})
+		for f := r.read(); f.Type != wire.FramePong || f.ID != 99; f = r.read() {
+			meanwhile = append(meanwhile, f)
+		}
+	})()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	<-hooked
+	if len(meanwhile) > 0 {
+		t.Fatalf("before DRAIN: %v, want nothing", meanwhile)
+	}
+	f := r.read()
+	last, err := wire.ParseDrain(f.Payload)
+	if f.Type != wire.FrameDrain || err != nil || last != 1 {
+		t.Fatalf("got %s (last id %d), want DRAIN naming 1", f, last)
+	}
+	r.expectFatal(wire.ShuttingDown)
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// badEvent has no wire encoding.
+type badEvent struct{}
+
+// An event that cannot be encoded ends its stream with one ERROR INTERNAL;
+// nothing follows it for that id.
+func TestUnencodableEventEndsStreamOnce(t *testing.T) {
+	fx := newFixture()
+	m := fx.mux()
+	bad := wire.Method[echoMsg, wire.Event]{Op: 1100, Name: "bad-event"}
+	proto.HandleStream(m, bad, func(ctx context.Context, _ *proto.Request, _ echoMsg, s *proto.Stream) error {
+		if err := s.Accept(nil); err != nil {
+			return err
+		}
+		return s.Send(badEvent{})
+	})
+	srv := startServer(t, proto.ServerConfig{}, m)
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(1, bad.Op, 0, "", echoMsg{})
+	if f := r.read(); f.Type != wire.FrameResponse || f.Flags&wire.FlagStream == 0 {
+		t.Fatalf("got %s, want RESPONSE STREAM", f)
+	}
+	f := r.read()
+	e, err := wire.ParseError(f.Payload)
+	if f.Type != wire.FrameError || f.ID != 1 || err != nil || e.Code != wire.Internal {
+		t.Fatalf("got %s (%v), want ERROR INTERNAL for 1", f, e)
+	}
+	r.write(wire.Frame{Type: wire.FramePing, ID: 7})
+	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 {
+		t.Fatalf("after the stream's ERROR: %s, want PONG 7", f)
+	}
+}
+
+// Inline answers held for a burst (flushHold) that outgrow the writer's
+// buffer are written out by the reader itself, which would otherwise wait
+// for room that no one makes.
+func TestHeldInlineAnswersOverflowTheBuffer(t *testing.T) {
+	fx := newFixture()
+	srv := startInlineServer(t, fx)
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	var id uint32
+	warmInline(t, srv, r, opBig, &id)
+
+	// One write, so that the server finds every request already buffered
+	// and holds the answers: 100 × 16 KiB, past the 1 MiB limit. (Were
+	// the answers left in the buffer, Close would wait for them forever
+	// and the test would end in the test binary's timeout.)
+	const n, size = 100, 16 << 10
+	var burst []byte
+	for i := uint32(1); i <= n; i++ {
+		p := wire.AppendRequest(nil, wire.RequestHeader{Op: opBig}, encode(echoMsg{N: size}))
+		burst = wire.AppendFrame(burst, wire.Frame{Type: wire.FrameRequest, ID: id + i, Payload: p})
+	}
+	r.writeBytes(burst)
+	_ = r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := map[uint32]bool{}
+	for len(got) < n {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("%d of %d answers arrived; the rest never left the server", len(got), n)
+			}
+			t.Fatal(err)
+		}
+		if f.Type != wire.FrameResponse || f.ID <= id || f.ID > id+n || got[f.ID] || len(f.Payload) < size {
+			t.Fatalf("got %s, want a RESPONSE of %d bytes to one of requests %d to %d", f, size, id+1, id+n)
+		}
+		got[f.ID] = true
+	}
+}
