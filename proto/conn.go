@@ -26,16 +26,17 @@ import (
 //     or it holds answers the server's reader flushes before it waits for
 //     the peer (flushHold): every appended frame has a goroutine that will
 //     write it;
-//   - at most maxBuffered bytes wait: appenders block in lock until the
-//     flusher made room, so a peer that stops reading cannot pin memory;
+//   - at most maxBuffered bytes wait (plus the frame that crossed the
+//     line): appenders block in lock until the flusher made room, or
+//     write held bytes out themselves, so a peer that stops reading
+//     cannot pin memory;
 //   - every socket write has a write deadline; the first failure is sticky
 //     (err), wakes every waiter and closes the connection (onError);
 //   - after writeLast nothing more is appended (sealed).
 //
 // A batched flusher yields the processor before writing (runtime.Gosched),
 // so that handler goroutines ready to run append their answers first and
-// leave in the same write: without it the server's BenchmarkConcurrent64
-// falls below its floor.
+// leave in the same write system call.
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration
@@ -68,6 +69,11 @@ var errWriterSealed = errors.New("proto: connection's last frame already sent")
 func (w *frameWriter) lock() error {
 	w.mu.Lock()
 	for w.err == nil && len(w.buf) >= maxBuffered {
+		if !w.flushing { // held answers (flushHold) fill it: nobody else will write them
+			_ = w.unlockMode(flushNow)
+			w.mu.Lock()
+			continue
+		}
 		w.written.Wait()
 	}
 	err := w.err
@@ -179,17 +185,17 @@ func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload [
 }
 
 // writeLast sends the connection's last frame and seals the writer under
-// the same lock, so that no frame follows it on the wire. It reports false
+// the same lock, so that no frame follows it on the wire. It does nothing
 // if the writer was already sealed or failed.
-func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) bool {
-	if err := w.lock(); err != nil {
-		return false
+func (w *frameWriter) writeLast(t wire.FrameType, payload []byte) {
+	if w.lock() != nil {
+		return
 	}
 	off := w.beginFrame()
 	w.buf = append(w.buf, payload...)
 	w.endFrame(off, t, 0, 0)
 	w.sealed = true
-	return w.unlockMode(flushNow) == nil
+	_ = w.unlockMode(flushNow)
 }
 
 // clockBase anchors the client's clock readings: monoNow is time.Now with
