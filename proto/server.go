@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -19,11 +18,7 @@ import (
 	"bankwire/proto/wire"
 )
 
-// DefaultAddr is the app tier's default listen address.
-const DefaultAddr = ":12121"
-
-// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
-// Close.
+// ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("proto: server closed")
 
 // Request is one decoded REQUEST as a handler sees it.
@@ -187,7 +182,6 @@ type Server struct {
 	mu        sync.Mutex            // guards the fields below
 	listeners map[net.Listener]bool // open listeners
 	conns     map[*serverConn]bool  // open connections
-	addr      net.Addr              // of the last listener
 	shutdown  bool                  // Shutdown or Close was called
 	preAuth   []*serverConn         // connections in the handshake, oldest first
 	perIP     map[string]int        // len(preAuth) by remote IP
@@ -226,23 +220,6 @@ func NewServer(cfg ServerConfig, h *Mux) *Server {
 	return s
 }
 
-// Addr returns the address of the listener most recently passed to Serve,
-// or nil before that.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
-
-// ListenAndServe listens on addr (DefaultAddr when empty) and serves.
-func (s *Server) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", cmp.Or(addr, DefaultAddr))
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cmp.Or(addr, DefaultAddr), err)
-	}
-	return s.Serve(ln)
-}
-
 // Serve accepts connections on ln until Shutdown or Close, which make it
 // return ErrServerClosed. It closes ln before returning.
 func (s *Server) Serve(ln net.Listener) error {
@@ -255,7 +232,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	s.listeners[ln], s.addr = true, ln.Addr()
+	s.listeners[ln] = true
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
