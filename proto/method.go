@@ -19,20 +19,6 @@ import (
 // started, and INVALID_ARGUMENT, before anything is sent, when req cannot
 // be encoded or Resp has no wire encoding.
 func Call[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req, Resp], req Req) (Resp, error) {
-	if _, ok := any((*Req)(nil)).(wire.Marshaler); ok {
-		if _, ok := any(req).(wire.Marshaler); ok {
-			// Handed to call as interfaces, the request and the response
-			// both escape to the heap; in one allocation they cost what
-			// boxing the request alone would. MarshalWire is a value
-			// method of Req, so *Req encodes as Req does.
-			v := &struct {
-				req  Req
-				resp Resp
-			}{req: req}
-			err := c.call(ctx, m.Op, &v.req, &v.resp)
-			return v.resp, err
-		}
-	}
 	var resp Resp
 	err := c.call(ctx, m.Op, req, &resp)
 	return resp, err
@@ -84,10 +70,11 @@ func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx contex
 // closed, server shutdown).
 //
 // An error h returns before Accept is answered as Handle's are. After
-// Accept the stream is always ended with an ERROR frame for its id: code
-// OK when h returned nil, UNAVAILABLE when the server is shutting down,
-// CANCELED after a client CANCEL, otherwise h's error mapped as Handle
-// maps it. HandleStream panics as Handle does.
+// Accept the stream is always ended with one ERROR frame for its id: if
+// ctx has ended, its code says why (CANCELED after a client CANCEL,
+// DEADLINE_EXCEEDED, UNAVAILABLE when the server shuts down), whatever h
+// returned; otherwise OK "stream ended" when h returned nil, or h's error
+// mapped as Handle maps it. HandleStream panics as Handle does.
 func HandleStream[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req, s *Stream) error) {
 	var hf streamHandlerFunc
 	if h != nil {
