@@ -56,15 +56,25 @@ func newBank(t testing.TB, opts ...apptiertest.Option) *bank {
 	return &bank{t: t, srv: srv, c: srv.Client(t)}
 }
 
-func (b *bank) call(op wire.Op, req, resp any) error {
-	return b.c.Call(ctxT(b.t), op, req, resp)
+// call makes a call to b with the test's deadline.
+func call[Req, Resp any](b *bank, m wire.Method[Req, Resp], req Req) (Resp, error) {
+	return proto.Call(ctxT(b.t), b.c, m, req)
 }
 
-func (b *bank) must(op wire.Op, req, resp any) {
+// callErr makes a call to b for its error alone.
+func callErr[Req, Resp any](b *bank, m wire.Method[Req, Resp], req Req) error {
+	_, err := call(b, m, req)
+	return err
+}
+
+// must makes a call to b that has to succeed and returns its response.
+func must[Req, Resp any](b *bank, m wire.Method[Req, Resp], req Req) Resp {
 	b.t.Helper()
-	if err := b.call(op, req, resp); err != nil {
-		b.t.Fatalf("%v: %v", op, err)
+	out, err := call(b, m, req)
+	if err != nil {
+		b.t.Fatalf("%v: %v", m, err)
 	}
+	return out
 }
 
 func (b *bank) signIn(user, pw string) string {
@@ -74,8 +84,7 @@ func (b *bank) signIn(user, pw string) string {
 
 func (b *bank) accounts(tok string) []wire.Account {
 	b.t.Helper()
-	var out wire.AccountsResponse
-	b.must(wire.OpAccountsList, wire.SessionRequest{Session: tok}, &out)
+	out := must(b, wire.AccountsList, wire.SessionRequest{Session: tok})
 	return out.Accounts
 }
 
@@ -92,8 +101,7 @@ func (b *bank) account(tok, kind string) wire.Account {
 
 func TestInfo(t *testing.T) {
 	b := newBank(t)
-	var info wire.InfoResponse
-	b.must(wire.OpInfo, wire.InfoRequest{}, &info)
+	info := must(b, wire.Info, wire.InfoRequest{})
 	if !info.DemoData || info.MinPassword != 8 || info.DailyLimit != 1_000_000 || info.LimitCurrency != "USD" {
 		t.Fatalf("info = %+v", info)
 	}
@@ -101,8 +109,7 @@ func TestInfo(t *testing.T) {
 
 func TestSignUpAndSignIn(t *testing.T) {
 	b := newBank(t, apptiertest.WithoutDemoData())
-	var up wire.SignInResponse
-	b.must(wire.OpSignUp, wire.SignUpRequest{Username: "Carol.W", DisplayName: "Carol White", Password: "a long enough passphrase"}, &up)
+	up := must(b, wire.SignUp, wire.SignUpRequest{Username: "Carol.W", DisplayName: "Carol White", Password: "a long enough passphrase"})
 	if len(up.Token) < 22 || up.Customer.Username != "Carol.W" || up.Customer.DisplayName != "Carol White" {
 		t.Fatalf("sign-up answer %+v", up)
 	}
@@ -111,7 +118,7 @@ func TestSignUpAndSignIn(t *testing.T) {
 		t.Fatalf("new customer's accounts = %+v", accs)
 	}
 	// Usernames are unique case-insensitively.
-	err := b.call(wire.OpSignUp, wire.SignUpRequest{Username: "carol.w", Password: "another long passphrase"}, nil)
+	err := callErr(b, wire.SignUp, wire.SignUpRequest{Username: "carol.w", Password: "another long passphrase"})
 	wantErr(t, err, wire.AlreadyExists, "username")
 	// Sign in, case-insensitively, gets a new token each time.
 	t1 := b.signIn("carol.w", "a long enough passphrase")
@@ -119,8 +126,7 @@ func TestSignUpAndSignIn(t *testing.T) {
 	if t1 == t2 || t1 == up.Token {
 		t.Fatal("sign-in reused a session token")
 	}
-	var sess wire.SessionResponse
-	b.must(wire.OpSessionCheck, wire.SessionRequest{Session: t1}, &sess)
+	sess := must(b, wire.SessionCheck, wire.SessionRequest{Session: t1})
 	if sess.Customer.Username != "Carol.W" {
 		t.Fatalf("session check = %+v", sess)
 	}
@@ -157,14 +163,15 @@ func TestSignUpValidation(t *testing.T) {
 		{wire.SignUpRequest{Username: "okname", Password: "long enough pw", DisplayName: string([]byte{0xc3, 0x28})}, "display_name"},
 	}
 	for _, c := range cases {
-		err := b.call(wire.OpSignUp, c.req, nil)
+		err := callErr(b, wire.SignUp, c.req)
 		wantErr(t, err, wire.InvalidArgument, c.field)
 	}
 	// A 64-character password (ASVS: at least 64 allowed) is accepted.
-	b.must(wire.OpSignUp, wire.SignUpRequest{Username: "longpw", Password: strings.Repeat("Zq9-", 16)}, nil)
+	must(b, wire.SignUp, wire.SignUpRequest{Username: "longpw", Password: strings.Repeat("Zq9-", 16)})
 	// A malformed body is INVALID_ARGUMENT too, with no field: here a
 	// sign-up cut short after the username.
-	err := b.call(wire.OpSignUp, wire.RawBody(wire.AppendString(nil, "x")), nil)
+	rawSignUp := wire.Method[wire.RawBody, wire.SignInResponse]{Op: wire.OpSignUp, Name: "signup"}
+	err := callErr(b, rawSignUp, wire.RawBody(wire.AppendString(nil, "x")))
 	wantErr(t, err, wire.InvalidArgument, "")
 	if e, ok := errors.AsType[*wire.Error](err); !ok || e.Message != "malformed request body" {
 		t.Fatalf("cut-short body: %v", err)
@@ -176,11 +183,11 @@ func TestSignInUnknownUserLooksLikeWrongPassword(t *testing.T) {
 	h := b.srv.App.Hasher()
 
 	before := h.Computations()
-	errWrong := b.call(wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "not her password"}, nil)
+	errWrong := callErr(b, wire.SignIn, wire.SignInRequest{Username: "alice", Password: "not her password"})
 	paidWrong := h.Computations() - before
 
 	before = h.Computations()
-	errUnknown := b.call(wire.OpSignIn, wire.SignInRequest{Username: "nobody-here", Password: "not her password"}, nil)
+	errUnknown := callErr(b, wire.SignIn, wire.SignInRequest{Username: "nobody-here", Password: "not her password"})
 	paidUnknown := h.Computations() - before
 
 	wantErr(t, errWrong, wire.Unauthenticated, "")
@@ -206,10 +213,10 @@ func TestSignInThrottlingPerIP(t *testing.T) {
 	}))
 	ip := wire.ClientInfo{IP: "192.0.2.55"}
 	for i := 0; i < 4; i++ {
-		err := b.call(wire.OpSignIn, wire.SignInRequest{Username: fmt.Sprintf("guess%d", i), Password: "wrong password", ClientInfo: ip}, nil)
+		err := callErr(b, wire.SignIn, wire.SignInRequest{Username: fmt.Sprintf("guess%d", i), Password: "wrong password", ClientInfo: ip})
 		wantErr(t, err, wire.Unauthenticated, "")
 	}
-	err := b.call(wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass", ClientInfo: ip}, nil)
+	err := callErr(b, wire.SignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass", ClientInfo: ip})
 	wantErr(t, err, wire.ResourceExhausted, "")
 	// Another address is not affected.
 	b.srv.SignIn(t, b.c, "alice", "alice-demo-pass")
@@ -226,16 +233,16 @@ func TestSessionExpiry(t *testing.T) {
 		b.accounts(tok)
 	}
 	clock.Advance(7 * time.Minute) // 31 minutes after sign-in
-	err := b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil)
+	err := callErr(b, wire.AccountsList, wire.SessionRequest{Session: tok})
 	wantErr(t, err, wire.Unauthenticated, "")
 
 	tok = b.signIn("alice", "alice-demo-pass")
 	clock.Advance(10*time.Minute + time.Second)
-	err = b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil)
+	err = callErr(b, wire.AccountsList, wire.SessionRequest{Session: tok})
 	wantErr(t, err, wire.Unauthenticated, "")
 
 	for _, bad := range []string{"", "garbage", strings.Repeat("x", 500)} {
-		err = b.call(wire.OpAccountsList, wire.SessionRequest{Session: bad}, nil)
+		err = callErr(b, wire.AccountsList, wire.SessionRequest{Session: bad})
 		wantErr(t, err, wire.Unauthenticated, "")
 	}
 }
@@ -245,13 +252,13 @@ func TestSignOut(t *testing.T) {
 	t1 := b.signIn("alice", "alice-demo-pass")
 	t2 := b.signIn("alice", "alice-demo-pass")
 	t3 := b.signIn("alice", "alice-demo-pass")
-	b.must(wire.OpSignOut, wire.SessionRequest{Session: t1}, nil)
-	wantErr(t, b.call(wire.OpAccountsList, wire.SessionRequest{Session: t1}, nil), wire.Unauthenticated, "")
-	b.accounts(t2)                                                // others still work
-	b.must(wire.OpSignOut, wire.SessionRequest{Session: t1}, nil) // twice is fine
-	b.must(wire.OpSignOutAll, wire.SessionRequest{Session: t2}, nil)
+	must(b, wire.SignOut, wire.SessionRequest{Session: t1})
+	wantErr(t, callErr(b, wire.AccountsList, wire.SessionRequest{Session: t1}), wire.Unauthenticated, "")
+	b.accounts(t2)                                          // others still work
+	must(b, wire.SignOut, wire.SessionRequest{Session: t1}) // twice is fine
+	must(b, wire.SignOutAll, wire.SessionRequest{Session: t2})
 	for _, tok := range []string{t2, t3} {
-		wantErr(t, b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil), wire.Unauthenticated, "")
+		wantErr(t, callErr(b, wire.AccountsList, wire.SessionRequest{Session: tok}), wire.Unauthenticated, "")
 	}
 	bob := b.signIn("bob", "bob-demo-pass")
 	b.accounts(bob) // sign out everywhere is per customer
@@ -269,19 +276,17 @@ func TestAccounts(t *testing.T) {
 			t.Fatalf("account %+v", a)
 		}
 	}
-	var opened wire.AccountResponse
-	b.must(wire.OpAccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "savings"}, &opened)
+	opened := must(b, wire.AccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "savings"})
 	if opened.Account.Kind != "savings" || opened.Account.Balance != 0 {
 		t.Fatalf("opened %+v", opened.Account)
 	}
-	var got wire.AccountResponse
-	b.must(wire.OpAccountGet, wire.AccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: opened.Account.Number}, &got)
+	got := must(b, wire.AccountGet, wire.AccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: opened.Account.Number})
 	if got.Account.Number != opened.Account.Number {
 		t.Fatalf("get %+v", got)
 	}
-	wantErr(t, b.call(wire.OpAccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "crypto"}, nil), wire.InvalidArgument, "kind")
-	wantErr(t, b.call(wire.OpAccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "savings", Currency: "EUR"}, nil), wire.InvalidArgument, "currency")
-	wantErr(t, b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: "12345"}, nil), wire.InvalidArgument, "number")
+	wantErr(t, callErr(b, wire.AccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "crypto"}), wire.InvalidArgument, "kind")
+	wantErr(t, callErr(b, wire.AccountOpen, wire.OpenAccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Kind: "savings", Currency: "EUR"}), wire.InvalidArgument, "currency")
+	wantErr(t, callErr(b, wire.AccountGet, wire.AccountRequest{SessionRequest: wire.SessionRequest{Session: tok}, Number: "12345"}), wire.InvalidArgument, "number")
 }
 
 func TestHistoryPagination(t *testing.T) {
@@ -295,8 +300,7 @@ func TestHistoryPagination(t *testing.T) {
 		if pages > 200 {
 			t.Fatal("pagination does not end")
 		}
-		var page wire.HistoryResponse
-		b.must(wire.OpAccountHistory, req, &page)
+		page := must(b, wire.AccountHistory, req)
 		for _, e := range page.Entries {
 			if seen[e.ID] {
 				t.Fatalf("entry %d on two pages", e.ID)
@@ -309,8 +313,8 @@ func TestHistoryPagination(t *testing.T) {
 			var bobAcc wire.Account
 			bob := b.signIn("bob", "bob-demo-pass")
 			bobAcc = b.account(bob, "checking")
-			b.must(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: bob},
-				IdempotencyKey: "hist-1", From: bobAcc.Number, To: chk.Number, Amount: "1.00"}, nil)
+			must(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: bob},
+				IdempotencyKey: "hist-1", From: bobAcc.Number, To: chk.Number, Amount: "1.00"})
 		}
 		if page.NextCursor == "" {
 			break
@@ -334,10 +338,10 @@ func TestHistoryPagination(t *testing.T) {
 	}
 	for _, cur := range []string{"!!!", "bm90LWEtY3Vyc29y", strings.Repeat("A", 100)} {
 		req.Cursor = cur
-		wantErr(t, b.call(wire.OpAccountHistory, req, nil), wire.InvalidArgument, "cursor")
+		wantErr(t, callErr(b, wire.AccountHistory, req), wire.InvalidArgument, "cursor")
 	}
 	req.Cursor, req.Limit = "", 1000
-	wantErr(t, b.call(wire.OpAccountHistory, req, nil), wire.InvalidArgument, "limit")
+	wantErr(t, callErr(b, wire.AccountHistory, req), wire.InvalidArgument, "limit")
 }
 
 func TestTransfers(t *testing.T) {
@@ -352,10 +356,8 @@ func TestTransfers(t *testing.T) {
 	aChk, aSav := b.account(alice, "checking"), b.account(alice, "savings")
 	bChk := b.account(bob, "checking")
 	tr := func(key, from, to, amount string) (wire.TransferResponse, error) {
-		var out wire.TransferResponse
-		err := b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
-			IdempotencyKey: key, From: from, To: to, Amount: amount, Memo: "test"}, &out)
-		return out, err
+		return call(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
+			IdempotencyKey: key, From: from, To: to, Amount: amount, Memo: "test"})
 	}
 	// To bob, then the same key again: one transfer.
 	r1, err := tr("k1", aChk.Number, bChk.Number, "12.34")
@@ -376,8 +378,7 @@ func TestTransfers(t *testing.T) {
 	if _, err := tr("k2", aChk.Number, spaced, "1"); err != nil {
 		t.Fatalf("own transfer with a spaced number: %v", err)
 	}
-	var got wire.TransferResponse
-	b.must(wire.OpTransferGet, wire.TransferGetRequest{SessionRequest: wire.SessionRequest{Session: bob}, ID: r1.Transfer.ID}, &got)
+	got := must(b, wire.TransferGet, wire.TransferGetRequest{SessionRequest: wire.SessionRequest{Session: bob}, ID: r1.Transfer.ID})
 	if got.Transfer.Amount != 1234 {
 		t.Fatalf("bob sees the transfer as %+v", got)
 	}
@@ -408,11 +409,11 @@ func TestTransfers(t *testing.T) {
 	// The unknown-account number used above must pass its check digit, so
 	// that NOT_FOUND (not INVALID_ARGUMENT) is what was tested.
 	var memoErr error
-	memoErr = b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
-		IdempotencyKey: "m1", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: strings.Repeat("m", 141)}, nil)
+	memoErr = callErr(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
+		IdempotencyKey: "m1", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: strings.Repeat("m", 141)})
 	wantErr(t, memoErr, wire.InvalidArgument, "memo")
-	memoErr = b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
-		IdempotencyKey: "m2", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: "nul\x00byte"}, nil)
+	memoErr = callErr(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
+		IdempotencyKey: "m2", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: "nul\x00byte"})
 	wantErr(t, memoErr, wire.InvalidArgument, "memo")
 	// Nothing above moved money.
 	if got := b.account(alice, "checking").Balance; got != aChk.Balance-1234-100 {
@@ -428,35 +429,31 @@ func TestAuthorization(t *testing.T) {
 	bob := b.signIn("bob", "bob-demo-pass")
 	aChk := b.account(alice, "checking")
 	bChk := b.account(bob, "checking")
-	var tr wire.TransferResponse
-	b.must(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
-		IdempotencyKey: "auth-1", From: aChk.Number, To: b.account(alice, "savings").Number, Amount: "1"}, &tr)
-	var conv wire.ConversationResponse
-	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"}, &conv)
+	tr := must(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
+		IdempotencyKey: "auth-1", From: aChk.Number, To: b.account(alice, "savings").Number, Amount: "1"})
+	conv := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"})
 	carolTok := func() string {
-		var up wire.SignInResponse
-		b.must(wire.OpSignUp, wire.SignUpRequest{Username: "carol", Password: "carol's long passphrase"}, &up)
+		up := must(b, wire.SignUp, wire.SignUpRequest{Username: "carol", Password: "carol's long passphrase"})
 		return up.Token
 	}()
 	bs := wire.SessionRequest{Session: bob}
-	wantErr(t, b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil), wire.NotFound, "")
-	wantErr(t, b.call(wire.OpAccountHistory, wire.HistoryRequest{SessionRequest: bs, Number: aChk.Number}, nil), wire.NotFound, "")
-	wantErr(t, b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: bs, IdempotencyKey: "steal",
-		From: aChk.Number, To: bChk.Number, Amount: "1"}, nil), wire.NotFound, "from")
-	wantErr(t, b.call(wire.OpTransferGet, wire.TransferGetRequest{SessionRequest: bs, ID: tr.Transfer.ID}, nil), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.AccountGet, wire.AccountRequest{SessionRequest: bs, Number: aChk.Number}), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.AccountHistory, wire.HistoryRequest{SessionRequest: bs, Number: aChk.Number}), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: bs, IdempotencyKey: "steal",
+		From: aChk.Number, To: bChk.Number, Amount: "1"}), wire.NotFound, "from")
+	wantErr(t, callErr(b, wire.TransferGet, wire.TransferGetRequest{SessionRequest: bs, ID: tr.Transfer.ID}), wire.NotFound, "")
 	cs := wire.SessionRequest{Session: carolTok}
-	wantErr(t, b.call(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID}, nil), wire.NotFound, "")
-	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID, Body: "hi"}, nil), wire.NotFound, "")
-	var payees wire.PayeesResponse
-	b.must(wire.OpPayeesList, wire.SessionRequest{Session: alice}, &payees)
+	wantErr(t, callErr(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID}), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: cs, ConversationID: conv.Conversation.ID, Body: "hi"}), wire.NotFound, "")
+	payees := must(b, wire.PayeesList, wire.SessionRequest{Session: alice})
 	if len(payees.Payees) == 0 {
 		t.Fatal("alice has no demo payees")
 	}
-	wantErr(t, b.call(wire.OpPayeeRename, wire.PayeeRenameRequest{SessionRequest: bs, ID: payees.Payees[0].ID, Nickname: "x"}, nil), wire.NotFound, "")
-	wantErr(t, b.call(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: bs, ID: payees.Payees[0].ID}, nil), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.PayeeRename, wire.PayeeRenameRequest{SessionRequest: bs, ID: payees.Payees[0].ID, Nickname: "x"}), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.PayeeDelete, wire.PayeeDeleteRequest{SessionRequest: bs, ID: payees.Payees[0].ID}), wire.NotFound, "")
 	// And the unknown-account answer is the same whether or not it exists.
-	e1 := b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: bs, Number: aChk.Number}, nil)
-	e2 := b.call(wire.OpAccountGet, wire.AccountRequest{SessionRequest: bs, Number: "000000000000"}, nil)
+	e1 := callErr(b, wire.AccountGet, wire.AccountRequest{SessionRequest: bs, Number: aChk.Number})
+	e2 := callErr(b, wire.AccountGet, wire.AccountRequest{SessionRequest: bs, Number: "000000000000"})
 	if e1.Error() != e2.Error() {
 		t.Fatalf("another customer's account (%v) and a missing one (%v) answer differently", e1, e2)
 	}
@@ -468,22 +465,20 @@ func TestPayees(t *testing.T) {
 	bob := b.signIn("bob", "bob-demo-pass")
 	bSav := b.account(bob, "savings")
 	as := wire.SessionRequest{Session: alice}
-	var p wire.PayeeResponse
-	b.must(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "Bob's savings", Number: bSav.Number}, &p)
+	p := must(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "Bob's savings", Number: bSav.Number})
 	if p.Payee.Number != bSav.Number || p.Payee.Nickname != "Bob's savings" {
 		t.Fatalf("payee %+v", p)
 	}
-	b.must(wire.OpPayeeRename, wire.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: "Bob (savings)"}, &p)
+	p = must(b, wire.PayeeRename, wire.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: "Bob (savings)"})
 	if p.Payee.Nickname != "Bob (savings)" {
 		t.Fatalf("renamed payee %+v", p)
 	}
-	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "again", Number: bSav.Number}, nil), wire.AlreadyExists, "")
-	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "", Number: bSav.Number}, nil), wire.InvalidArgument, "nickname")
-	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", 41), Number: bSav.Number}, nil), wire.InvalidArgument, "nickname")
-	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "ghost", Number: "000000000000"}, nil), wire.NotFound, "number")
-	wantErr(t, b.call(wire.OpPayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "typo", Number: "12345678901"}, nil), wire.InvalidArgument, "number")
-	var list wire.PayeesResponse
-	b.must(wire.OpPayeesList, as, &list)
+	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "again", Number: bSav.Number}), wire.AlreadyExists, "")
+	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "", Number: bSav.Number}), wire.InvalidArgument, "nickname")
+	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", 41), Number: bSav.Number}), wire.InvalidArgument, "nickname")
+	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "ghost", Number: "000000000000"}), wire.NotFound, "number")
+	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "typo", Number: "12345678901"}), wire.InvalidArgument, "number")
+	list := must(b, wire.PayeesList, as)
 	found := false
 	for _, q := range list.Payees {
 		found = found || q.ID == p.Payee.ID
@@ -491,8 +486,8 @@ func TestPayees(t *testing.T) {
 	if !found {
 		t.Fatal("new payee not listed")
 	}
-	b.must(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil)
-	wantErr(t, b.call(wire.OpPayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}, nil), wire.NotFound, "")
+	must(b, wire.PayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID})
+	wantErr(t, callErr(b, wire.PayeeDelete, wire.PayeeDeleteRequest{SessionRequest: as, ID: p.Payee.ID}), wire.NotFound, "")
 }
 
 // TestTransferForm: transfers.form answers what accounts.list and
@@ -501,23 +496,20 @@ func TestTransferForm(t *testing.T) {
 	b := newBank(t)
 	alice := b.signIn("alice", "alice-demo-pass")
 	as := wire.SessionRequest{Session: alice}
-	var accts wire.AccountsResponse
-	b.must(wire.OpAccountsList, as, &accts)
-	var payees wire.PayeesResponse
-	b.must(wire.OpPayeesList, as, &payees)
+	accts := must(b, wire.AccountsList, as)
+	payees := must(b, wire.PayeesList, as)
 	if len(accts.Accounts) == 0 || len(payees.Payees) == 0 {
 		t.Fatalf("alice has %d accounts and %d payees; the demo data gives her both", len(accts.Accounts), len(payees.Payees))
 	}
-	var form wire.TransferFormResponse
-	b.must(wire.OpTransferForm, as, &form)
+	form := must(b, wire.TransferForm, as)
 	if diff := cmp.Diff(accts.Accounts, form.Accounts); diff != "" {
 		t.Errorf("transfers.form accounts differ from accounts.list (-list +form):\n%s", diff)
 	}
 	if diff := cmp.Diff(payees.Payees, form.Payees); diff != "" {
 		t.Errorf("transfers.form payees differ from payees.list (-list +form):\n%s", diff)
 	}
-	b.must(wire.OpSignOut, as, nil)
-	wantErr(t, b.call(wire.OpTransferForm, as, nil), wire.Unauthenticated, "")
+	must(b, wire.SignOut, as)
+	wantErr(t, callErr(b, wire.TransferForm, as), wire.Unauthenticated, "")
 }
 
 func TestChat(t *testing.T) {
@@ -525,33 +517,29 @@ func TestChat(t *testing.T) {
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
 	as, bs := wire.SessionRequest{Session: alice}, wire.SessionRequest{Session: bob}
-	var c1, c2 wire.ConversationResponse
-	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &c1)
-	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: bs, Username: "ALICE"}, &c2)
+	c1 := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"})
+	c2 := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: bs, Username: "ALICE"})
 	if c1.Conversation.ID != c2.Conversation.ID || c1.Conversation.With.Username != "bob" || c2.Conversation.With.Username != "alice" {
 		t.Fatalf("conversations %+v / %+v", c1, c2)
 	}
-	var sent wire.MessageResponse
-	b.must(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "Lunch at noon?\nMy treat."}, &sent)
+	sent := must(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "Lunch at noon?\nMy treat."})
 	if sent.Message.From.Username != "alice" {
 		t.Fatalf("sent %+v", sent)
 	}
-	var hist wire.ChatHistoryResponse
-	b.must(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: bs, ConversationID: c1.Conversation.ID, Limit: 2}, &hist)
+	hist := must(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: bs, ConversationID: c1.Conversation.ID, Limit: 2})
 	if len(hist.Messages) == 0 || hist.Messages[0].Body != "Lunch at noon?\nMy treat." {
 		t.Fatalf("bob's history %+v", hist)
 	}
-	var list wire.ConversationsResponse
-	b.must(wire.OpChatList, bs, &list)
+	list := must(b, wire.ChatList, bs)
 	if len(list.Conversations) != 1 || list.Conversations[0].With.Username != "alice" {
 		t.Fatalf("bob's conversations %+v", list)
 	}
-	wantErr(t, b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "alice"}, nil), wire.InvalidArgument, "username")
-	wantErr(t, b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "nobody"}, nil), wire.NotFound, "username")
-	wantErr(t, b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bankwire-system"}, nil), wire.NotFound, "username")
-	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "  "}, nil), wire.InvalidArgument, "body")
-	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: strings.Repeat("w", 2001)}, nil), wire.InvalidArgument, "body")
-	wantErr(t, b.call(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: 999999, Body: "hi"}, nil), wire.NotFound, "")
+	wantErr(t, callErr(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "alice"}), wire.InvalidArgument, "username")
+	wantErr(t, callErr(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "nobody"}), wire.NotFound, "username")
+	wantErr(t, callErr(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bankwire-system"}), wire.NotFound, "username")
+	wantErr(t, callErr(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: "  "}), wire.InvalidArgument, "body")
+	wantErr(t, callErr(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: c1.Conversation.ID, Body: strings.Repeat("w", 2001)}), wire.InvalidArgument, "body")
+	wantErr(t, callErr(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: 999999, Body: "hi"}), wire.NotFound, "")
 }
 
 // TestPush proves that a chat message and a received transfer reach a
@@ -564,18 +552,17 @@ func TestPush(t *testing.T) {
 	alice := b.signIn("alice", "alice-demo-pass")
 	bob := b.signIn("bob", "bob-demo-pass")
 	ctx := ctxT(t)
-	sub, err := rc.Subscribe(ctx, wire.OpSubscribe, wire.SessionRequest{Session: bob})
+	sub, err := proto.Subscribe(ctx, rc, wire.Subscribe, wire.SessionRequest{Session: bob})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
 
-	var conv wire.ConversationResponse
-	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"}, &conv)
-	b.must(wire.OpChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: alice}, ConversationID: conv.Conversation.ID, Body: "ping from alice"}, nil)
+	conv := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"})
+	must(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: alice}, ConversationID: conv.Conversation.ID, Body: "ping from alice"})
 	bChk := b.account(bob, "checking")
-	b.must(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice}, IdempotencyKey: "push-1",
-		From: b.account(alice, "checking").Number, To: bChk.Number, Amount: "3.21"}, nil)
+	must(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice}, IdempotencyKey: "push-1",
+		From: b.account(alice, "checking").Number, To: bChk.Number, Amount: "3.21"})
 
 	var gotChat, gotBalance bool
 	for !(gotChat && gotBalance) {
@@ -594,7 +581,7 @@ func TestPush(t *testing.T) {
 		}
 	}
 	// An invalid session cannot subscribe.
-	if _, err := rc.Subscribe(ctx, wire.OpSubscribe, wire.SessionRequest{Session: "nope"}); wire.ErrorCode(err) != wire.Unauthenticated {
+	if _, err := proto.Subscribe(ctx, rc, wire.Subscribe, wire.SessionRequest{Session: "nope"}); wire.ErrorCode(err) != wire.Unauthenticated {
 		t.Fatalf("subscribe with a bad session: %v", err)
 	}
 }
@@ -645,8 +632,8 @@ func TestConcurrentTransfersKeepInvariant(t *testing.T) {
 					continue
 				}
 				amount := fmt.Sprintf("%d.%02d", (w*7+i*13)%400, (w+i)%100)
-				err := c.Call(ctxT(t), wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: toks[owner[from]]},
-					IdempotencyKey: fmt.Sprintf("inv-%d-%d", w, i), From: from, To: to, Amount: amount}, nil)
+				_, err := proto.Call(ctxT(t), c, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: toks[owner[from]]},
+					IdempotencyKey: fmt.Sprintf("inv-%d-%d", w, i), From: from, To: to, Amount: amount})
 				switch code := wire.ErrorCode(err); code {
 				case wire.OK:
 					ok.Add(1)
@@ -702,8 +689,7 @@ func TestDrainDuringLoad(t *testing.T) {
 					return
 				default:
 				}
-				var out wire.AccountsResponse
-				if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: tok}, &out); err != nil {
+				if _, err := proto.Call(ctx, c, wire.AccountsList, wire.SessionRequest{Session: tok}); err != nil {
 					failed.Add(1)
 					t.Errorf("call during drain: %v", err)
 					return
@@ -739,7 +725,7 @@ func TestRetentionPurgesOldSessionsAndSignInEvents(t *testing.T) {
 		c.PurgeInterval = 10 * time.Millisecond
 	}))
 	tok := b.signIn("alice", "alice-demo-pass")
-	err := b.call(wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "not-alice-pass"}, nil)
+	err := callErr(b, wire.SignIn, wire.SignInRequest{Username: "alice", Password: "not-alice-pass"})
 	wantErr(t, err, wire.Unauthenticated, "")
 	hash := sha256.Sum256([]byte(tok))
 	failures := func() int {

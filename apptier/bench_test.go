@@ -13,6 +13,7 @@ import (
 
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
+	"bankwire/proto"
 	"bankwire/proto/wire"
 	"bankwire/store"
 )
@@ -85,8 +86,8 @@ func BenchmarkTransfer(b *testing.B) {
 	c := srv.Client(b)
 	tok := srv.SignIn(b, c, "alice", "alice-demo-pass")
 	ctx := context.Background()
-	var accs wire.AccountsResponse
-	if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: tok}, &accs); err != nil {
+	accs, err := proto.Call(ctx, c, wire.AccountsList, wire.SessionRequest{Session: tok})
+	if err != nil {
 		b.Fatal(err)
 	}
 	chk, sav := accs.Accounts[0].Number, accs.Accounts[1].Number
@@ -113,8 +114,8 @@ func BenchmarkTransfer(b *testing.B) {
 		if i%2 == 1 {
 			from, to = sav, chk
 		}
-		err := c.Call(ctx, wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
-			IdempotencyKey: fmt.Sprintf("tier-%d-%d-%d", round, b.N, i), From: from, To: to, Amount: "0.01"}, nil)
+		_, err := proto.Call(ctx, c, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
+			IdempotencyKey: fmt.Sprintf("tier-%d-%d-%d", round, b.N, i), From: from, To: to, Amount: "0.01"})
 		if err != nil {
 			b.Error(err)
 		}
@@ -145,8 +146,7 @@ func BenchmarkAccountsOverview(b *testing.B) {
 		}
 	}
 	tierOp := func(w, i int) {
-		var out wire.AccountsResponse
-		if err := c.Call(ctx, wire.OpAccountsList, wire.SessionRequest{Session: tok}, &out); err != nil {
+		if _, err := proto.Call(ctx, c, wire.AccountsList, wire.SessionRequest{Session: tok}); err != nil {
 			b.Error(err)
 		}
 	}
@@ -168,8 +168,8 @@ func BenchmarkSignIn(b *testing.B) {
 		argon2.IDKey([]byte("alice-demo-pass"), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
 	}
 	tierOp := func(w, i int) {
-		err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass",
-			ClientInfo: wire.ClientInfo{IP: "127.0.0.1"}}, nil)
+		_, err := proto.Call(ctx, c, wire.SignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass",
+			ClientInfo: wire.ClientInfo{IP: "127.0.0.1"}})
 		if err != nil {
 			b.Error(err)
 		}

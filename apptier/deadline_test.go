@@ -103,8 +103,8 @@ func TestLateTransferIsNotMade(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	ctx := ctxT(t)
-	var in wire.SignInResponse
-	if err := c.Call(ctx, wire.OpSignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass"}, &in); err != nil {
+	in, err := proto.Call(ctx, c, wire.SignIn, wire.SignInRequest{Username: "alice", Password: "alice-demo-pass"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	tok := in.Token
@@ -114,8 +114,8 @@ func TestLateTransferIsNotMade(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 
 	tight, cancel := context.WithTimeout(ctx, 450*time.Millisecond)
-	err = c.Call(tight, wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
-		IdempotencyKey: "late-1", From: from.Number, To: to.Number, Amount: "1.00"}, nil)
+	_, err = proto.Call(tight, c, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
+		IdempotencyKey: "late-1", From: from.Number, To: to.Number, Amount: "1.00"})
 	cancel()
 	if code := wire.ErrorCode(err); code != wire.DeadlineExceeded {
 		t.Fatalf("transfer with 450 ms over a 600 ms round trip: %v, want DEADLINE_EXCEEDED", err)
@@ -126,9 +126,8 @@ func TestLateTransferIsNotMade(t *testing.T) {
 		t.Fatalf("balance %d, was %d: the late transfer was made", got.Balance, from.Balance)
 	}
 	// The same transfer with time to spare is made once.
-	var out wire.TransferResponse
-	if err := c.Call(ctx, wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
-		IdempotencyKey: "late-1", From: from.Number, To: to.Number, Amount: "1.00"}, &out); err != nil || out.Replayed {
+	if out, err := proto.Call(ctx, c, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: tok},
+		IdempotencyKey: "late-1", From: from.Number, To: to.Number, Amount: "1.00"}); err != nil || out.Replayed {
 		t.Fatalf("the retry with time: %+v, %v", out, err)
 	}
 }

@@ -29,8 +29,7 @@ func TestNotReadyWithoutWritableDatabase(t *testing.T) {
 	if err := b.srv.App.Ready(ctx); wire.ErrorCode(err) != wire.Unavailable {
 		t.Fatalf("Ready with a read-only database: %v, want UNAVAILABLE", err)
 	}
-	var info wire.InfoResponse
-	if err := b.call(wire.OpInfo, wire.InfoRequest{}, &info); wire.ErrorCode(err) != wire.Unavailable {
+	if err := callErr(b, wire.Info, wire.InfoRequest{}); wire.ErrorCode(err) != wire.Unavailable {
 		t.Fatalf("info with a read-only database: %v, want UNAVAILABLE", err)
 	}
 

@@ -19,16 +19,12 @@ func TestTransferResolve(t *testing.T) {
 	bob := b.signIn("bob", "bob-demo-pass")
 	aChk, bChk := b.account(alice, "checking"), b.account(bob, "checking")
 	create := func(key string) (wire.TransferResponse, error) {
-		var out wire.TransferResponse
-		err := b.call(wire.OpTransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
-			IdempotencyKey: key, From: aChk.Number, To: bChk.Number, Amount: "3.00"}, &out)
-		return out, err
+		return call(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
+			IdempotencyKey: key, From: aChk.Number, To: bChk.Number, Amount: "3.00"})
 	}
 	resolve := func(session, key, from string) (wire.TransferResolveResponse, error) {
-		var out wire.TransferResolveResponse
-		err := b.call(wire.OpTransferResolve, wire.TransferResolveRequest{SessionRequest: wire.SessionRequest{Session: session},
-			IdempotencyKey: key, From: from}, &out)
-		return out, err
+		return call(b, wire.TransferResolve, wire.TransferResolveRequest{SessionRequest: wire.SessionRequest{Session: session},
+			IdempotencyKey: key, From: from})
 	}
 
 	made, err := create("r-made")

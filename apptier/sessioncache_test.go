@@ -41,16 +41,16 @@ func TestSessionCacheSparesLookups(t *testing.T) {
 	}
 	// ... and so does the transfer form's accounts and payees together.
 	if n := fewest(func() {
-		b.must(wire.OpTransferForm, wire.SessionRequest{Session: tok}, nil)
+		must(b, wire.TransferForm, wire.SessionRequest{Session: tok})
 	}); n != 1 {
 		t.Fatalf("transfer form with a cached session took %d statements, want 1", n)
 	}
 	// ... and a session check, after its first, none.
-	b.must(wire.OpSessionCheck, wire.SessionRequest{Session: tok}, nil)
+	must(b, wire.SessionCheck, wire.SessionRequest{Session: tok})
 	var resp wire.SessionResponse
 	if n := fewest(func() {
 		for range 5 {
-			b.must(wire.OpSessionCheck, wire.SessionRequest{Session: tok}, &resp)
+			resp = must(b, wire.SessionCheck, wire.SessionRequest{Session: tok})
 		}
 	}); n != 0 {
 		t.Fatalf("5 session checks with a cached session took %d statements, want 0", n)
@@ -83,7 +83,7 @@ func TestSignOutReachesOtherAppTiers(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for {
-			err := b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil)
+			err := callErr(b, wire.AccountsList, wire.SessionRequest{Session: tok})
 			if wire.ErrorCode(err) == wire.Unauthenticated {
 				return
 			}
@@ -96,16 +96,16 @@ func TestSignOutReachesOtherAppTiers(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	a.must(wire.OpSignOut, wire.SessionRequest{Session: t1}, nil)
+	must(a, wire.SignOut, wire.SessionRequest{Session: t1})
 	ended(t1)
 	b.accounts(t2) // the others still work
-	a.must(wire.OpSignOutAll, wire.SessionRequest{Session: t2}, nil)
+	must(a, wire.SignOutAll, wire.SessionRequest{Session: t2})
 	ended(t2)
 	ended(t3)
 	// Refused for good, on both.
 	for _, x := range []*bank{a, b} {
 		for _, tok := range []string{t1, t2, t3} {
-			wantErr(t, x.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil), wire.Unauthenticated, "")
+			wantErr(t, callErr(x, wire.AccountsList, wire.SessionRequest{Session: tok}), wire.Unauthenticated, "")
 		}
 	}
 }
@@ -127,5 +127,5 @@ func TestSessionCacheKeepsIdleRule(t *testing.T) {
 	clock.Advance(9*time.Minute - time.Second)
 	b.accounts(tok)
 	clock.Advance(10*time.Minute + time.Second)
-	wantErr(t, b.call(wire.OpAccountsList, wire.SessionRequest{Session: tok}, nil), wire.Unauthenticated, "")
+	wantErr(t, callErr(b, wire.AccountsList, wire.SessionRequest{Session: tok}), wire.Unauthenticated, "")
 }

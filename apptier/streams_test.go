@@ -41,7 +41,7 @@ func TestSignOutEndsStreams(t *testing.T) {
 	ctx := ctxT(t)
 	subscribe := func(c *proto.Client, tok string) *proto.Subscription {
 		t.Helper()
-		sub, err := c.Subscribe(ctx, wire.OpSubscribe, wire.SessionRequest{Session: tok})
+		sub, err := proto.Subscribe(ctx, c, wire.Subscribe, wire.SessionRequest{Session: tok})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestSignOutEndsStreams(t *testing.T) {
 	t.Run("signout", func(t *testing.T) {
 		tok, other := b.signIn("alice", "alice-demo-pass"), b.signIn("alice", "alice-demo-pass")
 		mine, theirs := subscribe(rc, tok), subscribe(rc, other)
-		b.must(wire.OpSignOut, wire.SessionRequest{Session: tok}, nil)
+		must(b, wire.SignOut, wire.SessionRequest{Session: tok})
 		if code := wire.ErrorCode(waitStreamEnd(t, mine, 10*time.Second)); code != wire.Unauthenticated {
 			t.Fatalf("stream of the signed-out session ended with %s, want UNAUTHENTICATED", code)
 		}
@@ -66,7 +66,7 @@ func TestSignOutEndsStreams(t *testing.T) {
 	t.Run("signout.all", func(t *testing.T) {
 		t1, t2 := b.signIn("bob", "bob-demo-pass"), b.signIn("bob", "bob-demo-pass")
 		s1, s2 := subscribe(b.c, t1), subscribe(rc, t2)
-		b.must(wire.OpSignOutAll, wire.SessionRequest{Session: t1}, nil)
+		must(b, wire.SignOutAll, wire.SessionRequest{Session: t1})
 		for i, s := range []*proto.Subscription{s1, s2} {
 			if code := wire.ErrorCode(waitStreamEnd(t, s, 10*time.Second)); code != wire.Unauthenticated {
 				t.Fatalf("stream %d ended with %s, want UNAUTHENTICATED", i+1, code)
@@ -80,7 +80,7 @@ func TestSignOutEndsStreams(t *testing.T) {
 func TestStreamEndsWithUnavailableOnDrain(t *testing.T) {
 	b := newBank(t)
 	tok := b.signIn("alice", "alice-demo-pass")
-	sub, err := b.c.Subscribe(ctxT(t), wire.OpSubscribe, wire.SessionRequest{Session: tok})
+	sub, err := proto.Subscribe(ctxT(t), b.c, wire.Subscribe, wire.SessionRequest{Session: tok})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,19 +99,16 @@ func TestPageLimitsAtTheirMaxima(t *testing.T) {
 	as := wire.SessionRequest{Session: tok}
 	acc := b.account(tok, "checking")
 	for _, n := range []int{1, limits.HistoryDefaultPage, limits.HistoryMaxPage} {
-		var h wire.HistoryResponse
-		b.must(wire.OpAccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: n}, &h)
+		h := must(b, wire.AccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: n})
 		if len(h.Entries) > n {
 			t.Fatalf("history limit %d returned %d entries", n, len(h.Entries))
 		}
 	}
-	wantErr(t, b.call(wire.OpAccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: limits.HistoryMaxPage + 1}, nil), wire.InvalidArgument, "limit")
+	wantErr(t, callErr(b, wire.AccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: limits.HistoryMaxPage + 1}), wire.InvalidArgument, "limit")
 
-	var conv wire.ConversationResponse
-	b.must(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"}, &conv)
+	conv := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"})
 	for _, n := range []int{limits.ChatDefaultPage, limits.HistoryMaxPage, limits.HistoryMaxPage + 1, limits.ChatMaxPage} {
-		var h wire.ChatHistoryResponse
-		b.must(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: n}, &h)
+		must(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: n})
 	}
-	wantErr(t, b.call(wire.OpChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage + 1}, nil), wire.InvalidArgument, "limit")
+	wantErr(t, callErr(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage + 1}), wire.InvalidArgument, "limit")
 }

@@ -26,7 +26,7 @@ func throttled(lockAfter int, window time.Duration) apptiertest.Option {
 }
 
 func (b *bank) signInFrom(user, pw, ip string) error {
-	return b.call(wire.OpSignIn, wire.SignInRequest{Username: user, Password: pw, ClientInfo: wire.ClientInfo{IP: ip}}, &wire.SignInResponse{})
+	return callErr(b, wire.SignIn, wire.SignInRequest{Username: user, Password: pw, ClientInfo: wire.ClientInfo{IP: ip}})
 }
 
 func (b *bank) outcomes(user string) string {
@@ -175,8 +175,8 @@ func TestSignUpThrottledPerClientIP(t *testing.T) {
 		c.RateWindow = time.Hour
 	}))
 	signUp := func(user, ip string) error {
-		return b.call(wire.OpSignUp, wire.SignUpRequest{Username: user, Password: "a long enough passphrase",
-			ClientInfo: wire.ClientInfo{IP: ip}}, &wire.SignInResponse{})
+		return callErr(b, wire.SignUp, wire.SignUpRequest{Username: user, Password: "a long enough passphrase",
+			ClientInfo: wire.ClientInfo{IP: ip}})
 	}
 	for i := 0; i < 2; i++ {
 		if err := signUp(fmt.Sprintf("user%d", i), "192.0.2.10"); err != nil {
@@ -210,7 +210,7 @@ func TestChatOpenRateLimitedPerCustomer(t *testing.T) {
 	}))
 	alice, bob := b.signIn("alice", "alice-demo-pass"), b.signIn("bob", "bob-demo-pass")
 	open := func(tok, user string) error {
-		return b.call(wire.OpChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: tok}, Username: user}, &wire.ConversationResponse{})
+		return callErr(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: tok}, Username: user})
 	}
 	for _, user := range []string{"nobody1", "nobody2", "bob"} {
 		if err := open(alice, user); err != nil && wire.ErrorCode(err) != wire.NotFound {
@@ -236,14 +236,13 @@ func TestChatOpenRateLimitedPerCustomer(t *testing.T) {
 func TestDisplayNameRejectsHiddenCharacters(t *testing.T) {
 	b := newBank(t, apptiertest.WithoutDemoData())
 	for i, name := range []string{"Bob\u202Eecila", "Al\u200Bice", "Ali\u200Dce", "\uFEFFAlice", "Alice\u2066x\u2069", "A\u00ADlice", "Bell\a", "Ne\u0085l"} {
-		err := b.call(wire.OpSignUp, wire.SignUpRequest{Username: fmt.Sprintf("hidden%d", i), DisplayName: name, Password: "a long enough passphrase"}, nil)
+		err := callErr(b, wire.SignUp, wire.SignUpRequest{Username: fmt.Sprintf("hidden%d", i), DisplayName: name, Password: "a long enough passphrase"})
 		if err == nil {
 			t.Fatalf("display name %+q accepted", name)
 		}
 		wantErr(t, err, wire.InvalidArgument, "display_name")
 	}
-	var up wire.SignInResponse
-	b.must(wire.OpSignUp, wire.SignUpRequest{Username: "zoe", DisplayName: "Zoë Ünal-Šimić 山田", Password: "a long enough passphrase"}, &up)
+	up := must(b, wire.SignUp, wire.SignUpRequest{Username: "zoe", DisplayName: "Zoë Ünal-Šimić 山田", Password: "a long enough passphrase"})
 	if up.Customer.DisplayName != "Zoë Ünal-Šimić 山田" {
 		t.Fatalf("display name %q", up.Customer.DisplayName)
 	}

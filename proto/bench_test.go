@@ -112,7 +112,7 @@ func (r *rawEchoClient) roundTrip(b *testing.B) {
 func benchServerAndClient(b *testing.B, conns int) *proto.Client {
 	srv := startServer(b, proto.ServerConfig{MaxInFlight: 1024}, newFixture().mux())
 	c := newClient(b, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: conns})
-	if err := c.Call(context.Background(), opEcho, benchMsg, nil); err != nil { // dial outside the timing
+	if _, err := proto.Call(context.Background(), c, mEcho, benchMsg); err != nil { // dial outside the timing
 		b.Fatal(err)
 	}
 	return c
@@ -157,9 +157,8 @@ func BenchmarkSequential(b *testing.B) {
 			}
 		},
 		func(n int) {
-			var out echoMsg
 			for i := 0; i < n; i++ {
-				if err := c.Call(ctx, opEcho, benchMsg, &out); err != nil {
+				if _, err := proto.Call(ctx, c, mEcho, benchMsg); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -209,9 +208,8 @@ func BenchmarkConcurrent64(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					var out echoMsg
 					for i := share(n, g); i > 0; i-- {
-						if err := c.Call(ctx, opEcho, benchMsg, &out); err != nil {
+						if _, err := proto.Call(ctx, c, mEcho, benchMsg); err != nil {
 							b.Error(err)
 							return
 						}

@@ -145,15 +145,12 @@ func (c *Client) Close() error {
 
 var errClientClosed = &wire.Error{Code: wire.Unavailable, Message: "client closed"}
 
-// Call sends one request and decodes the RESPONSE into resp: the untyped
-// form of the package function Call, for an operation named by its Op
-// alone (tests with operations of their own). req is a wire.Marshaler (nil
-// sends an empty body) and resp a wire.Unmarshaler or nil; another type
-// fails INVALID_ARGUMENT before anything is sent. Errors are *wire.Error:
-// the server's, DEADLINE_EXCEEDED or CANCELED from ctx (DefaultTimeout if
-// it has no deadline), or UNAVAILABLE when no server could be reached or
-// the connection was lost after the request may have started.
-func (c *Client) Call(ctx context.Context, op wire.Op, req, resp any) error {
+// call sends one request for op and decodes the RESPONSE into resp: the
+// untyped path under the package function Call, which documents its
+// errors. req is a wire.Marshaler (nil sends an empty body) and resp a
+// wire.Unmarshaler or nil; another type fails INVALID_ARGUMENT before
+// anything is sent.
+func (c *Client) call(ctx context.Context, op wire.Op, req, resp any) error {
 	u, ok := resp.(wire.Unmarshaler)
 	if resp != nil && !ok {
 		// Before sending: the request must not be carried out for an
@@ -167,7 +164,7 @@ func (c *Client) Call(ctx context.Context, op wire.Op, req, resp any) error {
 		}
 	}()
 	body, err := wire.Marshal((*bp)[:0], req)
-	*bp = body // the frame holds a copy: the buffer is free once Call returns
+	*bp = body // the frame holds a copy: the buffer is free once call returns
 	if err != nil {
 		return &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
 	}
@@ -194,19 +191,16 @@ const maxPooledBody = 64 << 10
 
 // Info asks the app tier for its wire.InfoResponse.
 func (c *Client) Info(ctx context.Context) (*wire.InfoResponse, error) {
-	var out wire.InfoResponse
-	if err := c.Call(ctx, wire.OpInfo, wire.InfoRequest{}, &out); err != nil {
+	out, err := Call(ctx, c, wire.Info, wire.InfoRequest{})
+	if err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// Subscribe opens a stream: the server answers with a RESPONSE, then pushes
-// EVENT frames that Next returns, until Close, the server ends it, or the
-// connection is lost. ctx bounds only opening it (DefaultTimeout if it has
-// no deadline). Streams run on connections of their own, so open streams
-// never take the request slots that unary calls need.
-func (c *Client) Subscribe(ctx context.Context, op wire.Op, req any) (*Subscription, error) {
+// subscribe opens a stream for op: the untyped path under the package
+// function Subscribe, which documents it.
+func (c *Client) subscribe(ctx context.Context, op wire.Op, req any) (*Subscription, error) {
 	body, err := wire.Marshal(nil, req)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.InvalidArgument, Message: "request not encodable: " + err.Error()}
@@ -225,7 +219,7 @@ func (c *Client) Subscribe(ctx context.Context, op wire.Op, req any) (*Subscript
 	return sub, nil
 }
 
-// do sends one request (sub is non-nil for Subscribe), retrying it only
+// do sends one request (sub is non-nil for subscribe), retrying it only
 // while the server provably never started it (§7.3): it was never
 // written, or a DRAIN named a lower last id. dl is the request's
 // deadline: ctx's, or the default one.

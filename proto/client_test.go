@@ -84,17 +84,17 @@ func (fs *fakeServer) next(t *testing.T) *rawConn {
 	}
 }
 
-// callAsync runs c.Call in a goroutine.
-func callAsync(c *proto.Client, ctx context.Context, op wire.Op, req any) <-chan error {
+// callAsync runs proto.Call in a goroutine.
+func callAsync[Req, Resp any](c *proto.Client, ctx context.Context, m wire.Method[Req, Resp], req Req) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- c.Call(ctx, op, req, &echoMsg{}) }()
+	go func() { ch <- callErr(ctx, c, m, req) }()
 	return ch
 }
 
 func TestClientResponseForUnknownID(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
-	done := callAsync(c, context.Background(), opEcho, echoMsg{})
+	done := callAsync(c, context.Background(), mEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
 	if f.Type != wire.FrameRequest {
@@ -111,14 +111,14 @@ func TestClientUndecodableFromServer(t *testing.T) {
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 
 	// A RESPONSE whose body does not decode fails that call only.
-	done := callAsync(c, context.Background(), opEcho, echoMsg{})
+	done := callAsync(c, context.Background(), mEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
 	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: []byte{0x02, 0x05, 'a'}}) // n=1, then a 5-byte string with 1 byte left
 	wantCode(t, <-done, wire.Internal)
 
 	// An ERROR frame whose payload breaks the format is a protocol error.
-	done = callAsync(c, context.Background(), opEcho, echoMsg{})
+	done = callAsync(c, context.Background(), mEcho, echoMsg{})
 	f = r.read()
 	r.write(wire.Frame{Type: wire.FrameError, ID: f.ID, Payload: []byte{0}})
 	r.expectFatal(wire.ProtocolError)
@@ -126,7 +126,7 @@ func TestClientUndecodableFromServer(t *testing.T) {
 
 	// A frame over the announced limit (the client holds the server to its
 	// own HELLO) is a protocol error.
-	done = callAsync(c, context.Background(), opEcho, echoMsg{})
+	done = callAsync(c, context.Background(), mEcho, echoMsg{})
 	r = fs.next(t)
 	f = r.read()
 	r.writeBytes(header(1, wire.FrameResponse, 0, f.ID, 2<<20))
@@ -134,7 +134,7 @@ func TestClientUndecodableFromServer(t *testing.T) {
 	wantCode(t, <-done, wire.Unavailable)
 
 	// An EVENT for a plain request is a protocol error.
-	done = callAsync(c, context.Background(), opEcho, echoMsg{})
+	done = callAsync(c, context.Background(), mEcho, echoMsg{})
 	r = fs.next(t)
 	f = r.read()
 	r.write(wire.Frame{Type: wire.FrameEvent, ID: f.ID, Payload: encode(wire.Event{Kind: wire.EventBalance})})
@@ -145,7 +145,7 @@ func TestClientUndecodableFromServer(t *testing.T) {
 func TestClientServerClosesMidFrame(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
-	done := callAsync(c, context.Background(), opEcho, echoMsg{})
+	done := callAsync(c, context.Background(), mEcho, echoMsg{})
 	r := fs.next(t)
 	f := r.read()
 	full := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(echoMsg{N: 1, Text: "abc"})})
@@ -163,13 +163,14 @@ func TestClientPeerStopsReading(t *testing.T) {
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, WriteTimeout: 300 * time.Millisecond})
 	// Pre-encoded, so the test measures the writer, not the encoder under -race.
 	big := wire.RawBody(encode(echoMsg{Text: strings.Repeat("z", 900<<10)}))
+	rawEcho := wire.Method[wire.RawBody, echoMsg]{Op: opEcho, Name: "echo"}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	var errs []<-chan error
-	errs = append(errs, callAsync(c, ctx, opEcho, big))
+	errs = append(errs, callAsync(c, ctx, rawEcho, big))
 	stalled := fs.next(t) // never read from it until the end
 	for i := 0; i < 20; i++ {
-		errs = append(errs, callAsync(c, ctx, opEcho, big))
+		errs = append(errs, callAsync(c, ctx, rawEcho, big))
 	}
 	unavailable := 0
 	for _, ch := range errs {
@@ -199,7 +200,7 @@ func TestClientLazyDialAndRecovery(t *testing.T) {
 
 	c := newClient(t, proto.ClientConfig{Addrs: []string{addr}}) // must not fail
 	start := time.Now()
-	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
+	wantCode(t, callErr(context.Background(), c, mEcho, echoMsg{}), wire.Unavailable)
 	wantCode(t, c.Ping(context.Background()), wire.Unavailable)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("failing fast took %v", d)
@@ -211,7 +212,7 @@ func TestClientLazyDialAndRecovery(t *testing.T) {
 	}
 	serveOn(t, ln, proto.ServerConfig{}, newFixture().mux())
 	// The endpoint is probed back (back-off with jitter, well under 2s here).
-	waitFor(t, func() bool { return c.Call(context.Background(), opEcho, echoMsg{}, nil) == nil })
+	waitFor(t, func() bool { return callErr(context.Background(), c, mEcho, echoMsg{}) == nil })
 }
 
 func TestConcurrentMultiplexedLoad(t *testing.T) {
@@ -226,13 +227,13 @@ func TestConcurrentMultiplexedLoad(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 100; i++ {
 				in := echoMsg{N: g*1000 + i, Text: fmt.Sprint(g, "/", i)}
-				var out echoMsg
-				op := opEcho
+				m := mEcho
 				if i%10 == 0 {
-					op, in.N = opSlow, 1 // out-of-order completion
+					m, in.N = mSlow, 1 // out-of-order completion
 					in.Text = fmt.Sprint(g, "/", i)
 				}
-				if err := c.Call(context.Background(), op, in, &out); err != nil || out != in {
+				out, err := proto.Call(context.Background(), c, m, in)
+				if err != nil || out != in {
 					failures.Add(1)
 					t.Errorf("call %d/%d: %+v, %v", g, i, out, err)
 					return
@@ -302,8 +303,8 @@ func TestDrainUnderLoadLosesNothing(t *testing.T) {
 				default:
 				}
 				in := echoMsg{N: 1 + i%20, Text: fmt.Sprint(g, i)}
-				var out echoMsg
-				if err := c.Call(ctx, opSlow, in, &out); err != nil || out != in {
+				out, err := proto.Call(ctx, c, mSlow, in)
+				if err != nil || out != in {
 					failed.Add(1)
 					t.Errorf("call failed: %v", err)
 					return
@@ -342,7 +343,7 @@ func TestDrainSingleServerAndRestart(t *testing.T) {
 	const n = 20
 	var results []<-chan error
 	for i := 0; i < n; i++ {
-		results = append(results, callAsync(c, context.Background(), opSlow, echoMsg{N: 300}))
+		results = append(results, callAsync(c, context.Background(), mSlow, echoMsg{N: 300}))
 	}
 	for i := 0; i < n; i++ {
 		fx.waitStarted(t)
@@ -357,14 +358,14 @@ func TestDrainSingleServerAndRestart(t *testing.T) {
 			t.Fatalf("in-flight call failed during drain: %v", err)
 		}
 	}
-	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
+	wantCode(t, callErr(context.Background(), c, mEcho, echoMsg{}), wire.Unavailable)
 
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("port %s taken meanwhile: %v", addr, err)
 	}
 	serveOn(t, ln, proto.ServerConfig{}, fx.mux())
-	waitFor(t, func() bool { return c.Call(context.Background(), opEcho, echoMsg{}, nil) == nil })
+	waitFor(t, func() bool { return callErr(context.Background(), c, mEcho, echoMsg{}) == nil })
 }
 
 // Requests the server read before DRAIN are answered; requests with a
@@ -436,7 +437,7 @@ func TestClientSpreadsOverResolvedAddresses(t *testing.T) {
 	}
 	c := newClient(t, proto.ClientConfig{Addrs: []string{"apptier:" + port}, LookupHost: lookup, ResolveInterval: 50 * time.Millisecond})
 	for i := 0; i < 100; i++ {
-		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -450,7 +451,7 @@ func TestClientSpreadsOverResolvedAddresses(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	before := counts[0].get(wire.OK)
 	for i := 0; i < 100; i++ {
-		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -462,7 +463,7 @@ func TestClientSpreadsOverResolvedAddresses(t *testing.T) {
 	resolved = nil
 	mu.Unlock()
 	time.Sleep(200 * time.Millisecond)
-	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+	if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 		t.Fatalf("after an empty lookup: %v", err)
 	}
 }
@@ -480,20 +481,20 @@ func TestClientMarksEndpointDownAndProbesBack(t *testing.T) {
 	b := startServer(t, proto.ServerConfig{Observe: cB.observe}, newFixture().mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{addrA, b.Addr}})
 	for i := 0; i < 20; i++ {
-		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a.Close() // abrupt: no drain
 	for i := 0; i < 50; i++ {
-		err := c.Call(context.Background(), opEcho, echoMsg{}, nil)
+		_, err := proto.Call(context.Background(), c, mEcho, echoMsg{})
 		if err != nil && wire.ErrorCode(err) != wire.Unavailable {
 			t.Fatal(err)
 		}
 	}
 	// After the abrupt close has been noticed, every call succeeds on B.
 	for i := 0; i < 50; i++ {
-		if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+		if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 			t.Fatalf("call %d with A down: %v", i, err)
 		}
 	}
@@ -504,7 +505,7 @@ func TestClientMarksEndpointDownAndProbesBack(t *testing.T) {
 	var cA2 opCounter
 	serveOn(t, lnA, proto.ServerConfig{Observe: cA2.observe}, newFixture().mux())
 	waitFor(t, func() bool {
-		_ = c.Call(context.Background(), opEcho, echoMsg{}, nil)
+		_ = callErr(context.Background(), c, mEcho, echoMsg{})
 		return cA2.get(wire.OK) > 0
 	})
 }
@@ -515,16 +516,15 @@ func TestTLS(t *testing.T) {
 	_, port, _ := net.SplitHostPort(srv.Addr)
 	c := newClient(t, proto.ClientConfig{Addrs: []string{"localhost:" + port}, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
 		LookupHost: func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }})
-	var out echoMsg
-	if err := c.Call(context.Background(), opEcho, echoMsg{N: 3}, &out); err != nil || out.N != 3 {
+	if out, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: 3}); err != nil || out.N != 3 {
 		t.Fatalf("over TLS: %+v %v", out, err)
 	}
 	// A plaintext client gets nowhere.
 	plain := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, DialTimeout: time.Second})
-	wantCode(t, plain.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
+	wantCode(t, callErr(context.Background(), plain, mEcho, echoMsg{}), wire.Unavailable)
 	// A client that does not trust the certificate gets nowhere.
 	untrusting := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, TLS: &tls.Config{MinVersion: tls.VersionTLS13}})
-	wantCode(t, untrusting.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
+	wantCode(t, callErr(context.Background(), untrusting, mEcho, echoMsg{}), wire.Unavailable)
 }
 
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
@@ -553,11 +553,11 @@ func TestClientClose(t *testing.T) {
 	fx := newFixture()
 	srv := startServer(t, proto.ServerConfig{}, fx.mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	done := callAsync(c, context.Background(), opWait, nil)
+	done := callAsync(c, context.Background(), mWait, wire.Empty{})
 	fx.waitStarted(t)
 	c.Close()
 	wantCode(t, <-done, wire.Unavailable)
-	wantCode(t, c.Call(context.Background(), opEcho, echoMsg{}, nil), wire.Unavailable)
+	wantCode(t, callErr(context.Background(), c, mEcho, echoMsg{}), wire.Unavailable)
 	if w := <-fx.waits; !errors.Is(w.err, context.Canceled) {
 		t.Fatalf("handler ctx after client close: %v", w.err)
 	}

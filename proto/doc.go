@@ -21,13 +21,13 @@
 // Callers import both: proto for the Client or Server, wire for the
 // operations, bodies and codes (wire.SignIn, wire.SignInRequest,
 // wire.Unavailable, wire.ErrorCode). Each operation's descriptor in wire
-// carries its request and response types, and the typed functions of
-// method.go take one, so a mismatch does not compile:
-// proto.Call(ctx, c, wire.SignIn, req) returns a wire.SignInResponse, and
-// proto.Handle(mux, wire.SignIn, h) registers a handler h that takes a
-// wire.SignInRequest and returns a wire.SignInResponse. Errors crossing the wire are always
-// *wire.Error values with a Code; internal error text never leaves the
-// server.
+// carries its request and response types, and the functions of method.go,
+// the only way to call or serve an operation, take one, so a mismatch
+// does not compile: proto.Call(ctx, c, wire.SignIn, req) returns a
+// wire.SignInResponse, and proto.Handle(mux, wire.SignIn, h) registers a
+// handler h that takes a wire.SignInRequest and returns a
+// wire.SignInResponse. Errors crossing the wire are always *wire.Error
+// values with a Code; internal error text never leaves the server.
 //
 // # How a request travels through the server
 //
@@ -47,15 +47,16 @@
 //
 // # How a call travels through the client
 //
-// Client.Call encodes the request and hands it to do (client.go), which
-// asks pick for a connection: endpoints (every address the configured
-// names resolve to, kept by resolveLoop) are tried round robin, up ones
-// first, and endpoint.conn returns a connection with room under the
-// server's max_in_flight, dialing one if the endpoint has fewer than
-// ConnsPerAddr. clientConn.roundTrip (clientconn.go) registers the call
-// under the next request id and writes the REQUEST. If nobody reads the
-// connection, the caller reads it itself until its answer arrives (lead);
-// otherwise it waits for the reader to route the answer to it (follow).
-// A request the server provably never started comes back to do as
-// errNotStarted and is sent again on another connection.
+// Call (method.go) hands the request to Client.call, which encodes it and
+// hands it to do (client.go), which asks pick for a connection: endpoints
+// (every address the configured names resolve to, kept by resolveLoop)
+// are tried round robin, up ones first, and endpoint.conn returns a
+// connection with room under the server's max_in_flight, dialing one if
+// the endpoint has fewer than ConnsPerAddr. clientConn.roundTrip
+// (clientconn.go) registers the call under the next request id and writes
+// the REQUEST. If nobody reads the connection, the caller reads it itself
+// until its answer arrives (lead); otherwise it waits for the reader to
+// route the answer to it (follow). A request the server provably never
+// started comes back to do as errNotStarted and is sent again on another
+// connection.
 package proto

@@ -31,6 +31,22 @@ const (
 	opChild  wire.Op = 1008 // waits on a context derived from the request's and returns its error
 )
 
+// Their descriptors, for proto.Call, Subscribe, Handle and HandleStream.
+// Operations that take or return nothing use wire.Empty; opGate reads no
+// body, and takes an echoMsg so that raw tests can send it the same one
+// as opEcho.
+var (
+	mEcho   = wire.Method[echoMsg, echoMsg]{Op: opEcho, Name: "echo"}
+	mWait   = wire.Method[wire.Empty, wire.Empty]{Op: opWait, Name: "wait"}
+	mPanic  = wire.Method[wire.Empty, wire.Empty]{Op: opPanic, Name: "panic"}
+	mLeak   = wire.Method[wire.Empty, wire.Empty]{Op: opLeak, Name: "leak"}
+	mStream = wire.Method[echoMsg, wire.Empty]{Op: opStream, Name: "stream"}
+	mSlow   = wire.Method[echoMsg, echoMsg]{Op: opSlow, Name: "slow"}
+	mBig    = wire.Method[echoMsg, echoMsg]{Op: opBig, Name: "big"}
+	mGate   = wire.Method[echoMsg, echoMsg]{Op: opGate, Name: "gate"}
+	mChild  = wire.Method[wire.Empty, wire.Empty]{Op: opChild, Name: "child"}
+)
+
 type echoMsg struct {
 	N    int    `json:"n"`
 	Text string `json:"text,omitempty"`
@@ -81,53 +97,41 @@ func newFixture() *fixture {
 
 func (fx *fixture) mux() *proto.Mux {
 	m := proto.NewMux()
-	m.Handle(wire.OpInfo, func(ctx context.Context, req *proto.Request) (any, error) {
-		var in wire.InfoRequest
-		if err := req.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, wire.Info, func(ctx context.Context, req *proto.Request, in wire.InfoRequest) (wire.InfoResponse, error) {
 		return wire.InfoResponse{Server: "test", MinPassword: 8, MaxPassword: 64}, nil
 	})
-	m.Handle(opEcho, func(ctx context.Context, req *proto.Request) (any, error) {
-		var in echoMsg
-		if err := req.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, mEcho, func(ctx context.Context, req *proto.Request, in echoMsg) (echoMsg, error) {
 		if in.Text == "invalid" {
-			return nil, wire.FieldError(wire.InvalidArgument, "text", "text may not be invalid")
+			return echoMsg{}, wire.FieldError(wire.InvalidArgument, "text", "text may not be invalid")
 		}
 		return in, nil
 	})
-	m.Handle(opWait, func(ctx context.Context, req *proto.Request) (any, error) {
+	proto.Handle(m, mWait, func(ctx context.Context, req *proto.Request, _ wire.Empty) (wire.Empty, error) {
 		dl, ok := ctx.Deadline()
 		fx.started <- req.ID
 		<-ctx.Done()
 		fx.waits <- waitResult{trace: proto.TraceID(ctx), hasDeadline: ok, deadlineIn: time.Until(dl), err: ctx.Err(), cause: context.Cause(ctx)}
-		return nil, ctx.Err()
+		return wire.Empty{}, ctx.Err()
 	})
-	m.Handle(opPanic, func(ctx context.Context, req *proto.Request) (any, error) {
+	proto.Handle(m, mPanic, func(ctx context.Context, req *proto.Request, _ wire.Empty) (wire.Empty, error) {
 		fx.mu.Lock()
 		fx.panics++
 		fx.mu.Unlock()
 		panic("handler exploded: secret internal detail")
 	})
-	m.Handle(opLeak, func(ctx context.Context, req *proto.Request) (any, error) {
-		return nil, errors.New("pq: relation \"customers\" does not exist (internal detail)")
+	proto.Handle(m, mLeak, func(ctx context.Context, req *proto.Request, _ wire.Empty) (wire.Empty, error) {
+		return wire.Empty{}, errors.New("pq: relation \"customers\" does not exist (internal detail)")
 	})
-	m.Handle(opSlow, func(ctx context.Context, req *proto.Request) (any, error) {
-		var in echoMsg
-		if err := req.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, mSlow, func(ctx context.Context, req *proto.Request, in echoMsg) (echoMsg, error) {
 		fx.started <- req.ID
 		select {
 		case <-time.After(time.Duration(in.N) * time.Millisecond):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return echoMsg{}, ctx.Err()
 		}
 		return in, nil
 	})
-	m.Handle(opGate, func(ctx context.Context, req *proto.Request) (any, error) {
+	proto.Handle(m, mGate, func(ctx context.Context, req *proto.Request, _ echoMsg) (echoMsg, error) {
 		fx.mu.Lock()
 		gate := fx.gate
 		fx.mu.Unlock()
@@ -139,30 +143,22 @@ func (fx *fixture) mux() *proto.Mux {
 		case <-gate:
 			return echoMsg{N: int(req.ID)}, nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return echoMsg{}, ctx.Err()
 		}
 	})
-	m.Handle(opChild, func(ctx context.Context, req *proto.Request) (any, error) {
+	proto.Handle(m, mChild, func(ctx context.Context, req *proto.Request, _ wire.Empty) (wire.Empty, error) {
 		// Like a database driver: the request's context is wrapped, and
 		// the wrapper's error (Canceled, whatever ended the parent) is
 		// what comes back.
 		child, cancel := context.WithCancel(ctx)
 		defer cancel()
 		<-child.Done()
-		return nil, child.Err()
+		return wire.Empty{}, child.Err()
 	})
-	m.Handle(opBig, func(ctx context.Context, req *proto.Request) (any, error) {
-		var in echoMsg
-		if err := req.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, mBig, func(ctx context.Context, req *proto.Request, in echoMsg) (echoMsg, error) {
 		return echoMsg{N: in.N, Text: strings.Repeat("a", in.N)}, nil
 	})
-	m.HandleStream(opStream, func(ctx context.Context, req *proto.Request, s *proto.Stream) error {
-		var in echoMsg
-		if err := req.Decode(&in); err != nil {
-			return err
-		}
+	proto.HandleStream(m, mStream, func(ctx context.Context, req *proto.Request, in echoMsg, s *proto.Stream) error {
 		if in.Text == "refuse" {
 			return wire.Errorf(wire.Unauthenticated, "session expired")
 		}
@@ -181,6 +177,12 @@ func (fx *fixture) mux() *proto.Mux {
 		return ctx.Err()
 	})
 	return m
+}
+
+// callErr makes a typed call for its error alone.
+func callErr[Req, Resp any](ctx context.Context, c *proto.Client, m wire.Method[Req, Resp], req Req) error {
+	_, err := proto.Call(ctx, c, m, req)
+	return err
 }
 
 // quietLogger discards logs unless -v is set, in which case it writes them

@@ -159,7 +159,7 @@ func TestSlowOperationIsNotRunInline(t *testing.T) {
 	srv := startInlineServer(t, fx)
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
 	for i := 0; i < 3; i++ {
-		if err := c.Call(t.Context(), opSlow, echoMsg{N: 2}, nil); err != nil {
+		if _, err := proto.Call(t.Context(), c, mSlow, echoMsg{N: 2}); err != nil {
 			t.Fatal(err)
 		}
 		fx.waitStarted(t)
@@ -167,7 +167,7 @@ func TestSlowOperationIsNotRunInline(t *testing.T) {
 	if srv.Inline(opSlow) {
 		t.Fatal("a 2 ms handler runs inline")
 	}
-	if err := c.Call(t.Context(), opEcho, echoMsg{N: 1}, nil); err != nil {
+	if _, err := proto.Call(t.Context(), c, mEcho, echoMsg{N: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if !srv.Inline(opEcho) {

@@ -6,31 +6,47 @@ import (
 	"bankwire/proto/wire"
 )
 
-// Typed operations: each function below takes an operation's descriptor
-// from package wire (wire.SignIn, …), which pairs its Op with its request
-// and response types, so that a value or handler of the wrong type does not
-// compile.
+// Typed operations: the functions below are the way to call and to serve
+// an operation. Each takes the operation's descriptor from package wire
+// (wire.SignIn, …), which pairs its Op with its request and response
+// types, so that a value or handler of the wrong type does not compile.
 
-// Call sends req as m's request and returns m's response. Errors are those
-// of Client.Call: always *wire.Error values with a Code.
+// Call sends req as m's request and returns m's decoded response. Errors
+// are always *wire.Error values with a Code: the server's (Handle says
+// what a handler's error becomes), DEADLINE_EXCEEDED or CANCELED from ctx
+// (DefaultTimeout if it has no deadline), UNAVAILABLE when no server could
+// be reached or the connection was lost after the request may have
+// started, and INVALID_ARGUMENT, before anything is sent, when req cannot
+// be encoded or Resp has no wire encoding.
 func Call[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req, Resp], req Req) (Resp, error) {
 	var resp Resp
-	err := c.Call(ctx, m.Op, req, &resp)
+	err := c.call(ctx, m.Op, req, &resp)
 	return resp, err
 }
 
-// Subscribe opens m's stream with req (see Client.Subscribe). The
-// subscription's events are wire.Event values.
+// Subscribe opens m's stream with req: the server answers with a RESPONSE,
+// then pushes EVENT frames, wire.Event values that the Subscription's Next
+// returns, until Close, the server ends the stream, or the connection is
+// lost. ctx bounds only opening it (DefaultTimeout if it has no deadline);
+// errors opening it are Call's. Streams run on connections of their own,
+// so open streams never take the request slots that unary calls need.
 func Subscribe[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req, Resp], req Req) (*Subscription, error) {
-	return c.Subscribe(ctx, m.Op, req)
+	return c.subscribe(ctx, m.Op, req)
 }
 
 // Handle registers h for m on mux. The body is decoded as m's request type
-// before h runs (a malformed one is answered INVALID_ARGUMENT "malformed
-// request body" without calling h); h's result is answered as a
-// HandlerFunc's. It panics like Mux.Handle.
+// before h runs; a malformed one is answered INVALID_ARGUMENT "malformed
+// request body" without calling h. h's response is encoded into the
+// RESPONSE. An error h returns is answered as the caller may see it: a
+// *wire.Error as is; the end of the request's context by its cause
+// (CANCELED after a client CANCEL, DEADLINE_EXCEEDED once the deadline
+// passed, UNAVAILABLE while the server shuts down); anything else, a
+// panic or a response that cannot be encoded included, is logged and
+// answered INTERNAL "internal error", so internal error text never leaves
+// the server. Handle panics on a nil h or a second registration of m's
+// Op, which are programming errors.
 func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req) (Resp, error)) {
-	var hf HandlerFunc
+	var hf handlerFunc
 	if h != nil {
 		hf = func(ctx context.Context, r *Request) (any, error) {
 			var in Req
@@ -44,13 +60,23 @@ func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx contex
 			return out, nil
 		}
 	}
-	mux.Handle(m.Op, hf)
+	mux.handle(m.Op, hf)
 }
 
-// HandleStream registers the streaming handler h for m on mux, decoding
-// the request as Handle does.
+// HandleStream registers the streaming handler h for m on mux (a
+// subscription), decoding the request as Handle does. h calls s.Accept
+// once to open the stream, with m's response (nil for Empty), then s.Send
+// for every event, and returns when ctx is done (client CANCEL, connection
+// closed, server shutdown).
+//
+// An error h returns before Accept is answered as Handle's are. After
+// Accept the stream is always ended with one ERROR frame for its id: if
+// ctx has ended, its code says why (CANCELED after a client CANCEL,
+// DEADLINE_EXCEEDED, UNAVAILABLE when the server shuts down), whatever h
+// returned; otherwise OK "stream ended" when h returned nil, or h's error
+// mapped as Handle maps it. HandleStream panics as Handle does.
 func HandleStream[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req, s *Stream) error) {
-	var hf StreamHandlerFunc
+	var hf streamHandlerFunc
 	if h != nil {
 		hf = func(ctx context.Context, r *Request, s *Stream) error {
 			var in Req
@@ -60,5 +86,5 @@ func HandleStream[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx 
 			return h(ctx, r, in, s)
 		}
 	}
-	mux.HandleStream(m.Op, hf)
+	mux.handleStream(m.Op, hf)
 }

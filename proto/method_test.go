@@ -51,8 +51,9 @@ func TestTypedCallHandleAndStream(t *testing.T) {
 		t.Fatalf("failed Call = %+v, %+v; want the zero response and the handler's error", out, e)
 	}
 	before := calls
-	// A body of another operation's type, sent through the untyped call.
-	err = c.Call(ctx, wire.OpSignIn, wire.SessionRequest{Session: "x"}, nil)
+	// A body of another operation's type, sent under a forged descriptor.
+	forged := wire.Method[wire.SessionRequest, wire.SignInResponse]{Op: wire.OpSignIn, Name: "signin"}
+	_, err = proto.Call(ctx, c, forged, wire.SessionRequest{Session: "x"})
 	if e := wantCode(t, err, wire.InvalidArgument); e.Message != "malformed request body" || calls != before {
 		t.Fatalf("malformed body: %+v, handler ran %d times", e, calls-before)
 	}
@@ -71,8 +72,7 @@ func TestTypedCallHandleAndStream(t *testing.T) {
 	}
 }
 
-// Registering a nil typed handler, or an operation twice, panics as
-// Mux.Handle does.
+// Registering a nil typed handler, or an operation twice, panics.
 func TestTypedHandleRejectsNilAndDuplicates(t *testing.T) {
 	panics := func(name string, f func()) {
 		t.Helper()

@@ -138,7 +138,7 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 	call := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return c.Call(ctx, opEcho, echoMsg{N: 1}, nil)
+		return callErr(ctx, c, mEcho, echoMsg{N: 1})
 	}
 	for i := 0; i < 40; i++ {
 		if err := call(); err != nil {
@@ -153,7 +153,7 @@ func TestClientEjectsBlackHoledEndpoint(t *testing.T) {
 	var subs []*proto.Subscription
 	for i := 0; i < 4; i++ {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		sub, err := c.Subscribe(sctx, opStream, echoMsg{})
+		sub, err := proto.Subscribe(sctx, c, mStream, echoMsg{})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -246,7 +246,7 @@ func TestClientRecoversFromTotalOutageOnDemand(t *testing.T) {
 	call := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return c.Call(ctx, opEcho, echoMsg{}, nil)
+		return callErr(ctx, c, mEcho, echoMsg{})
 	}
 	for start := time.Now(); time.Since(start) < 1500*time.Millisecond; time.Sleep(10 * time.Millisecond) {
 		wantCode(t, call(), wire.Unavailable)
@@ -278,13 +278,13 @@ func TestClientRedialsAfterReset(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, fx.mux())
 	p := startProxy(t, srv.Addr)
 	c := newClient(t, proto.ClientConfig{Addrs: []string{p.addr()}})
-	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+	if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 		t.Fatal(err)
 	}
 	open := fx.shutGate()
 	defer open()
 	inFlight := make(chan error, 1)
-	go func() { inFlight <- c.Call(context.Background(), opGate, nil, nil) }()
+	go func() { inFlight <- callErr(context.Background(), c, mGate, echoMsg{}) }()
 	select {
 	case <-fx.started:
 	case <-time.After(5 * time.Second):
@@ -299,7 +299,7 @@ func TestClientRedialsAfterReset(t *testing.T) {
 		t.Fatal("the call in flight did not fail after the reset")
 	}
 	open()
-	waitFor(t, func() bool { return c.Call(context.Background(), opEcho, echoMsg{}, nil) == nil })
+	waitFor(t, func() bool { return callErr(context.Background(), c, mEcho, echoMsg{}) == nil })
 	t.Logf("reset: first success %v after the reset", time.Since(resetAt).Round(time.Millisecond))
 }
 
@@ -319,7 +319,7 @@ func TestStreamsDoNotStarveCalls(t *testing.T) {
 	}()
 	for i := 0; i < 24; i++ { // three stream connections' worth
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, err := c.Subscribe(sctx, opStream, echoMsg{})
+		s, err := proto.Subscribe(sctx, c, mStream, echoMsg{})
 		cancel()
 		if err != nil {
 			t.Fatalf("stream %d: %v", i, err)
@@ -329,7 +329,7 @@ func TestStreamsDoNotStarveCalls(t *testing.T) {
 	// One more than the stream connections hold is refused by the client
 	// itself, as a temporary shortage.
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := c.Subscribe(sctx, opStream, echoMsg{})
+	_, err := proto.Subscribe(sctx, c, mStream, echoMsg{})
 	cancel()
 	wantCode(t, err, wire.Unavailable)
 
@@ -339,7 +339,7 @@ func TestStreamsDoNotStarveCalls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 25; i++ {
-				if err := c.Call(ctx, opEcho, echoMsg{N: i}, nil); err != nil {
+				if _, err := proto.Call(ctx, c, mEcho, echoMsg{N: i}); err != nil {
 					t.Errorf("call with 24 streams open: %v", err)
 					return
 				}
@@ -363,14 +363,14 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 	c := newClient(t, proto.ClientConfig{Addrs: []string{a.Addr, b.Addr}, ConnsPerAddr: 1})
 	ctx := context.Background()
 	waitFor(t, func() bool { // both endpoints connected
-		_ = c.Call(ctx, opEcho, echoMsg{}, nil)
+		_ = callErr(ctx, c, mEcho, echoMsg{})
 		return obsA.get(wire.OK) > 0 && obsB.get(wire.OK) > 0
 	})
 	open := fx.shutGate()
 	defer open()
 	results := make(chan error, 8)
 	for i := 0; i < 8; i++ {
-		go func() { results <- c.Call(ctx, opGate, nil, nil) }()
+		go func() { results <- callErr(ctx, c, mGate, echoMsg{}) }()
 	}
 	for i := 0; i < 8; i++ {
 		select {
@@ -380,7 +380,7 @@ func TestClientHonoursMaxInFlight(t *testing.T) {
 		}
 	}
 	// Every slot is taken: the ninth call fails without being sent.
-	wantCode(t, c.Call(ctx, opGate, nil, nil), wire.Unavailable)
+	wantCode(t, callErr(ctx, c, mGate, echoMsg{}), wire.Unavailable)
 	open()
 	for i := 0; i < 8; i++ {
 		select {
@@ -408,14 +408,14 @@ func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 300; i++ {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, err := c.Subscribe(sctx, opStream, echoMsg{})
+		s, err := proto.Subscribe(sctx, c, mStream, echoMsg{})
 		cancel()
 		if err != nil {
 			t.Fatalf("stream %d: %v", i, err)
 		}
 		defer s.Close()
 	}
-	if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
+	if _, err := proto.Call(ctx, c, mEcho, echoMsg{}); err != nil {
 		t.Fatal(err)
 	}
 	open := fx.shutGate()
@@ -423,7 +423,7 @@ func TestStreamFloodLeavesEveryRequestSlot(t *testing.T) {
 	const n = 2 * wire.DefaultMaxInFlight
 	results := make(chan error, n)
 	for i := 0; i < n; i++ {
-		go func() { results <- c.Call(ctx, opGate, nil, nil) }()
+		go func() { results <- callErr(ctx, c, mGate, echoMsg{}) }()
 	}
 	for i := 0; i < n; i++ {
 		select {
@@ -469,7 +469,7 @@ func TestClientReresolvesWhenEveryEndpointIsDown(t *testing.T) {
 	call := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return c.Call(ctx, opEcho, echoMsg{}, nil)
+		return callErr(ctx, c, mEcho, echoMsg{})
 	}
 	if err := call(); err == nil {
 		t.Skipf("something listens on 127.0.0.1:%s", port)
@@ -503,7 +503,7 @@ func TestRequestCarriesTheRemainingBudget(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
+	if _, err := proto.Call(ctx, c, mEcho, echoMsg{}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

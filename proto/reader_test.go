@@ -52,8 +52,7 @@ func (r *rawConn) readRequest() (wire.Frame, echoMsg) {
 func callEcho(c *proto.Client, ctx context.Context, n int) <-chan echoResult {
 	ch := make(chan echoResult, 1)
 	go func() {
-		var out echoMsg
-		err := c.Call(ctx, opEcho, echoMsg{N: n}, &out)
+		out, err := proto.Call(ctx, c, mEcho, echoMsg{N: n})
 		ch <- echoResult{out, err}
 	}()
 	return ch
@@ -160,7 +159,7 @@ func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 
 	subc := make(chan *proto.Subscription, 1)
 	go func() {
-		sub, err := c.Subscribe(ctx, opStream, echoMsg{})
+		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{})
 		if err != nil {
 			t.Error(err)
 		}

@@ -2,6 +2,7 @@ package proto_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +16,8 @@ func TestCallRoundTrip(t *testing.T) {
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var out echoMsg
-	if err := c.Call(ctx, opEcho, echoMsg{N: 7, Text: "héllo"}, &out); err != nil {
+	out, err := proto.Call(ctx, c, mEcho, echoMsg{N: 7, Text: "héllo"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if out != (echoMsg{N: 7, Text: "héllo"}) {
@@ -29,7 +30,7 @@ func TestCallRoundTrip(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := wantCode(t, c.Call(ctx, opEcho, echoMsg{Text: "invalid"}, nil), wire.InvalidArgument)
+	e := wantCode(t, callErr(ctx, c, mEcho, echoMsg{Text: "invalid"}), wire.InvalidArgument)
 	if e.Field != "text" || e.Message != "text may not be invalid" {
 		t.Fatalf("error = %+v", e)
 	}
@@ -37,28 +38,33 @@ func TestCallRoundTrip(t *testing.T) {
 
 // A handler that returns a typed nil pointer makes MarshalWire panic while
 // the server holds the connection's write lock: the caller gets INTERNAL,
-// and the connection and the server stay usable. A response type that
-// cannot be decoded fails before the request is sent.
+// and the connection and the server stay usable. A request or response
+// type with no wire encoding fails before the request is sent.
 func TestUnencodableResultsAndTypes(t *testing.T) {
 	const opNil wire.Op = 2000
 	fx := newFixture()
 	m := fx.mux()
-	m.Handle(opNil, func(ctx context.Context, req *proto.Request) (any, error) {
-		return (*wire.AccountResponse)(nil), nil
-	})
+	proto.Handle(m, wire.Method[wire.Empty, *wire.AccountResponse]{Op: opNil, Name: "nil"},
+		func(ctx context.Context, req *proto.Request, _ wire.Empty) (*wire.AccountResponse, error) {
+			return nil, nil
+		})
 	srv := startServer(t, proto.ServerConfig{}, m)
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
 	ctx := context.Background()
-	var out wire.AccountResponse
-	wantCode(t, c.Call(ctx, opNil, nil, &out), wire.Internal)
-	var echo echoMsg
-	if err := c.Call(ctx, opEcho, echoMsg{N: 7}, &echo); err != nil || echo.N != 7 {
+	wantCode(t, callErr(ctx, c, wire.Method[wire.Empty, wire.AccountResponse]{Op: opNil, Name: "nil"}, wire.Empty{}), wire.Internal)
+	if echo, err := proto.Call(ctx, c, mEcho, echoMsg{N: 7}); err != nil || echo.N != 7 {
 		t.Fatalf("after the failed encode: %+v, %v", echo, err)
 	}
 	started := len(fx.started)
-	wantCode(t, c.Call(ctx, opSlow, echoMsg{N: 1}, echoMsg{}), wire.InvalidArgument) // a value, not a pointer
-	wantCode(t, c.Call(ctx, opEcho, struct{ N int }{1}, nil), wire.InvalidArgument)
+	e := wantCode(t, callErr(ctx, c, wire.Method[echoMsg, struct{ N int }]{Op: opSlow, Name: "slow"}, echoMsg{N: 1}), wire.InvalidArgument)
+	if !strings.HasPrefix(e.Message, "response type") {
+		t.Fatalf("undecodable response type: %q", e.Message)
+	}
 	if len(fx.started) != started {
 		t.Fatal("a call with a response type that cannot be decoded was sent")
+	}
+	e = wantCode(t, callErr(ctx, c, wire.Method[struct{ N int }, echoMsg]{Op: opEcho, Name: "echo"}, struct{ N int }{1}), wire.InvalidArgument)
+	if !strings.HasPrefix(e.Message, "request not encodable") {
+		t.Fatalf("unencodable request type: %q", e.Message)
 	}
 }

@@ -43,41 +43,35 @@ func (r *Request) Decode(v any) error {
 	return nil
 }
 
-// HandlerFunc serves one operation. The returned value (a wire.Marshaler,
-// or nil for Empty) is encoded into the RESPONSE; a returned *Error goes
-// to the caller as is; any other error is logged and the caller gets
-// INTERNAL "internal error".
-type HandlerFunc func(ctx context.Context, req *Request) (any, error)
+// handlerFunc serves one operation: Handle wraps a typed handler in one.
+// Its result (a wire.Marshaler, or nil for Empty) is encoded into the
+// RESPONSE; its error is answered as Handle documents.
+type handlerFunc func(ctx context.Context, req *Request) (any, error)
 
-// StreamHandlerFunc serves a streaming operation (a subscription). It calls
-// s.Accept once to open the stream, then s.Send for every event, and returns
-// when ctx is done (client CANCEL, connection closed, server shutdown).
-//
-// An error returned before Accept becomes an ERROR frame like a unary
-// handler's. After Accept the stream is always ended with an ERROR frame for
-// its id: code OK when the handler returned nil, UNAVAILABLE when the server
-// is shutting down, CANCELED after a client CANCEL, otherwise the handler's
-// error mapped as for unary handlers.
-type StreamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
+// streamHandlerFunc serves a streaming operation: HandleStream wraps a
+// typed handler in one, with the semantics documented there.
+type streamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
 
-// Mux routes requests to handlers by operation.
+// Mux routes requests to handlers by operation. Handle and HandleStream
+// (method.go) register them.
 type Mux struct{ ops map[wire.Op]handler }
 
 // handler is one operation's handler: exactly one of its fields is set.
 type handler struct {
-	unary  HandlerFunc
-	stream StreamHandlerFunc
+	unary  handlerFunc
+	stream streamHandlerFunc
 }
 
 // NewMux returns an empty Mux.
 func NewMux() *Mux { return &Mux{ops: map[wire.Op]handler{}} }
 
-// Handle registers h for op. It panics on a nil handler or a second
+// handle registers h for op. It panics on a nil handler or a second
 // registration of op, which are programming errors.
-func (m *Mux) Handle(op wire.Op, h HandlerFunc) { m.add(op, h == nil, handler{unary: h}) }
+func (m *Mux) handle(op wire.Op, h handlerFunc) { m.add(op, h == nil, handler{unary: h}) }
 
-// HandleStream registers a streaming handler for op.
-func (m *Mux) HandleStream(op wire.Op, h StreamHandlerFunc) {
+// handleStream registers a streaming handler for op, panicking as handle
+// does.
+func (m *Mux) handleStream(op wire.Op, h streamHandlerFunc) {
 	m.add(op, h == nil, handler{stream: h})
 }
 

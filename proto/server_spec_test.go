@@ -23,9 +23,11 @@ import (
 // context ended, not from the handler's nil.
 const opStreamNil wire.Op = 1010
 
+var mStreamNil = wire.Method[wire.Empty, wire.Empty]{Op: opStreamNil, Name: "stream.nil"}
+
 func specMux(fx *fixture) *proto.Mux {
 	m := fx.mux()
-	m.HandleStream(opStreamNil, func(ctx context.Context, req *proto.Request, s *proto.Stream) error {
+	proto.HandleStream(m, mStreamNil, func(ctx context.Context, req *proto.Request, _ wire.Empty, s *proto.Stream) error {
 		if err := s.Accept(nil); err != nil {
 			return err
 		}
@@ -145,7 +147,7 @@ func TestFatalIsLastFrame(t *testing.T) {
 		// on its way: their answers and the FATAL race for the socket.
 		open := fx.shutGate()
 		for id := uint32(1); id <= n; id++ {
-			r.request(id, opGate, 0, "", nil)
+			r.request(id, opGate, 0, "", echoMsg{})
 		}
 		for i := range n {
 			select {
@@ -267,12 +269,8 @@ func (p *delayProxy) pipe(dst, src net.Conn) {
 func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 	var ran sync.Map // trace ids whose handler started
 	m := proto.NewMux()
-	m.Handle(opEcho, func(ctx context.Context, req *proto.Request) (any, error) {
+	proto.Handle(m, mEcho, func(ctx context.Context, req *proto.Request, in echoMsg) (echoMsg, error) {
 		ran.Store(req.TraceID, true)
-		var in echoMsg
-		if err := req.Decode(&in); err != nil {
-			return nil, err
-		}
 		return in, nil
 	})
 	srv := startServer(t, proto.ServerConfig{}, m)
@@ -284,7 +282,7 @@ func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 	// the link's round trip.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.Call(proto.WithTraceID(ctx, "warm"), opEcho, echoMsg{N: 1}, nil); err != nil {
+	if _, err := proto.Call(proto.WithTraceID(ctx, "warm"), c, mEcho, echoMsg{N: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := ran.Load("warm"); !ok {
@@ -296,7 +294,7 @@ func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 	for i := 0; i < 10 && refused == ""; i++ {
 		trace := "tight-" + string(rune('a'+i))
 		cctx, ccancel := context.WithTimeout(proto.WithTraceID(context.Background(), trace), 300*time.Millisecond)
-		err := c.Call(cctx, opEcho, echoMsg{N: 2}, nil)
+		_, err := proto.Call(cctx, c, mEcho, echoMsg{N: 2})
 		ccancel()
 		if wire.ErrorCode(err) != wire.DeadlineExceeded {
 			t.Fatalf("call with 300 ms over a 500 ms round trip: %v, want DEADLINE_EXCEEDED", err)
@@ -312,7 +310,7 @@ func TestDeadlineSurvivesDelayedLink(t *testing.T) {
 		t.Fatal("every late request started its handler; the server never bounded the deadline by the round trip")
 	}
 	// The link stays usable for callers with time.
-	if err := c.Call(proto.WithTraceID(ctx, "after"), opEcho, echoMsg{N: 3}, nil); err != nil {
+	if _, err := proto.Call(proto.WithTraceID(ctx, "after"), c, mEcho, echoMsg{N: 3}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -337,7 +335,7 @@ func TestBurstLeavesNoHandlerGoroutines(t *testing.T) {
 	var ok atomic.Int64
 	for range burst {
 		wg.Go(func() {
-			if c.Call(ctx, opSlow, echoMsg{N: 200}, nil) == nil {
+			if callErr(ctx, c, mSlow, echoMsg{N: 200}) == nil {
 				ok.Add(1)
 			}
 		})
@@ -418,8 +416,7 @@ func TestPreAuthFloodLeavesRoomForClients(t *testing.T) {
 	// Meanwhile clients keep connecting and calling.
 	for i := 0; i < 10; i++ {
 		c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
-		var out echoMsg
-		if err := c.Call(ctx, opEcho, echoMsg{N: i}, &out); err != nil || out.N != i {
+		if out, err := proto.Call(ctx, c, mEcho, echoMsg{N: i}); err != nil || out.N != i {
 			t.Fatalf("client %d during the flood: %v", i, err)
 		}
 		c.Close()

@@ -79,7 +79,7 @@ func TestWrongSecret(t *testing.T) {
 		r.expectFatal(wire.BadSecret)
 	}
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, Secret: "wrong"})
-	err := c.Call(context.Background(), wire.OpInfo, nil, nil)
+	_, err := proto.Call(context.Background(), c, wire.Info, wire.InfoRequest{})
 	e := wantCode(t, err, wire.Unavailable)
 	if !strings.Contains(e.Message, "BAD_SECRET") {
 		t.Fatalf("client error %q does not say why", e.Message)
@@ -129,7 +129,7 @@ func TestMalformedFramesAfterHandshake(t *testing.T) {
 	}
 	// The server is still healthy.
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	if err := c.Call(context.Background(), opEcho, echoMsg{N: 1}, nil); err != nil {
+	if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: 1}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -147,7 +147,7 @@ func TestPeerClosesMidFrame(t *testing.T) {
 	}
 	waitFor(t, func() bool { return logs.count("connection closed", "reason", "peer closed mid-frame") == 3 })
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+	if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -246,7 +246,8 @@ func TestInFlightLimit(t *testing.T) {
 func TestUnknownOperation(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	wantCode(t, c.Call(context.Background(), wire.Op(4242), nil, nil), wire.Unimplemented)
+	unknown := wire.Method[wire.Empty, wire.Empty]{Op: 4242, Name: "unknown"}
+	wantCode(t, callErr(context.Background(), c, unknown, wire.Empty{}), wire.Unimplemented)
 }
 
 func TestDeadlineAndTraceReachHandler(t *testing.T) {
@@ -257,7 +258,7 @@ func TestDeadlineAndTraceReachHandler(t *testing.T) {
 	ctx, cancel := context.WithTimeout(proto.WithTraceID(context.Background(), "trace-xyz"), 400*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	wantCode(t, c.Call(ctx, opWait, nil, nil), wire.DeadlineExceeded)
+	wantCode(t, callErr(ctx, c, mWait, wire.Empty{}), wire.DeadlineExceeded)
 	if d := time.Since(start); d < 350*time.Millisecond || d > 3*time.Second {
 		t.Fatalf("call returned after %v", d)
 	}
@@ -316,7 +317,7 @@ func TestCancelReachesHandler(t *testing.T) {
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Call(ctx, opWait, nil, nil) }()
+	go func() { done <- callErr(ctx, c, mWait, wire.Empty{}) }()
 	fx.waitStarted(t)
 	cancel()
 	wantCode(t, <-done, wire.Canceled)
@@ -327,7 +328,7 @@ func TestCancelReachesHandler(t *testing.T) {
 	// The connection is still fine, and the late terminal frame for the
 	// canceled id was absorbed without a protocol error.
 	for i := 0; i < 3; i++ {
-		if err := c.Call(context.Background(), opEcho, echoMsg{N: i}, nil); err != nil {
+		if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -343,14 +344,14 @@ func TestPanicBecomesInternalForThatRequestOnly(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			e := wantCode(t, c.Call(context.Background(), opPanic, nil, nil), wire.Internal)
+			e := wantCode(t, callErr(context.Background(), c, mPanic, wire.Empty{}), wire.Internal)
 			if e.Message != "internal error" {
 				t.Errorf("panic leaked %q", e.Message)
 			}
 		}()
 		go func() {
 			defer wg.Done()
-			if err := c.Call(context.Background(), opEcho, echoMsg{N: 1}, nil); err == nil {
+			if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: 1}); err == nil {
 				okCalls.Add(1)
 			}
 		}()
@@ -428,7 +429,7 @@ func TestClientPingsKeepIdleConnectionAlive(t *testing.T) {
 	srv := startServer(t, proto.ServerConfig{IdleTimeout: 300 * time.Millisecond, Logger: logs.logger()}, newFixture().mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
 	for i := 0; i < 2; i++ {
-		if err := c.Call(context.Background(), opEcho, echoMsg{N: i}, nil); err != nil {
+		if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: i}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(900 * time.Millisecond)
@@ -456,7 +457,7 @@ func TestPeerStopsReading(t *testing.T) {
 	waitFor(t, func() bool { return logs.count("connection closed") == 1 })
 	// The server still serves others.
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	if err := c.Call(context.Background(), opEcho, echoMsg{}, nil); err != nil {
+	if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -518,7 +519,7 @@ func TestStreamPush(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("events then close", func(t *testing.T) {
-		sub, err := c.Subscribe(ctx, opStream, echoMsg{N: 3})
+		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{N: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -538,12 +539,12 @@ func TestStreamPush(t *testing.T) {
 		wantCode(t, sub.Next(ctx, &wire.Event{}), wire.Canceled)
 		// The connection stays healthy after the terminal frame of the
 		// canceled stream arrives.
-		if err := c.Call(ctx, opEcho, echoMsg{}, nil); err != nil {
+		if _, err := proto.Call(ctx, c, mEcho, echoMsg{}); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("server ends stream", func(t *testing.T) {
-		sub, err := c.Subscribe(ctx, opStream, echoMsg{N: 2, Text: "end"})
+		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{N: 2, Text: "end"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -557,13 +558,13 @@ func TestStreamPush(t *testing.T) {
 		}
 	})
 	t.Run("refused before accept", func(t *testing.T) {
-		_, err := c.Subscribe(ctx, opStream, echoMsg{Text: "refuse"})
+		_, err := proto.Subscribe(ctx, c, mStream, echoMsg{Text: "refuse"})
 		wantCode(t, err, wire.Unauthenticated)
 	})
 	t.Run("shutdown ends stream with UNAVAILABLE", func(t *testing.T) {
 		srv2 := startServer(t, proto.ServerConfig{}, fx.mux())
 		c2 := newClient(t, proto.ClientConfig{Addrs: []string{srv2.Addr}})
-		sub, err := c2.Subscribe(ctx, opStream, echoMsg{N: 1})
+		sub, err := proto.Subscribe(ctx, c2, mStream, echoMsg{N: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,66 +28,46 @@ func tinyAppTier(t *testing.T) string {
 		return nil
 	}
 	m := proto.NewMux()
-	m.Handle(wire.OpInfo, func(ctx context.Context, r *proto.Request) (any, error) {
+	proto.Handle(m, wire.Info, func(ctx context.Context, r *proto.Request, _ wire.InfoRequest) (wire.InfoResponse, error) {
 		return wire.InfoResponse{Server: "tiny/1.0", DemoData: true, MinPassword: 8, MaxPassword: 64, DailyLimit: 500000, LimitCurrency: "EUR", IdleTimeoutSec: 900}, nil
 	})
-	m.Handle(wire.OpSignIn, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in wire.SignInRequest
-		if err := r.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, wire.SignIn, func(ctx context.Context, r *proto.Request, in wire.SignInRequest) (wire.SignInResponse, error) {
 		if in.Username != "alice" || in.Password != "alice-demo-pass" {
-			return nil, wire.Errorf(wire.Unauthenticated, "The username or password is incorrect.")
+			return wire.SignInResponse{}, wire.Errorf(wire.Unauthenticated, "The username or password is incorrect.")
 		}
 		return wire.SignInResponse{Token: token, ExpiresAt: time.Now().Add(time.Hour), Customer: wire.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}}, nil
 	})
-	m.Handle(wire.OpSessionCheck, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in wire.SessionRequest
-		if err := r.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, wire.SessionCheck, func(ctx context.Context, r *proto.Request, in wire.SessionRequest) (wire.SessionResponse, error) {
 		return wire.SessionResponse{Customer: wire.Customer{ID: 1, Username: "alice", DisplayName: "Alice"}, ExpiresAt: time.Now().Add(time.Hour)}, auth(in.Session)
 	})
-	m.Handle(wire.OpAccountsList, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in wire.SessionRequest
-		if err := r.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, wire.AccountsList, func(ctx context.Context, r *proto.Request, in wire.SessionRequest) (wire.AccountsResponse, error) {
 		if err := auth(in.Session); err != nil {
-			return nil, err
+			return wire.AccountsResponse{}, err
 		}
 		return wire.AccountsResponse{Accounts: []wire.Account{
 			{Number: "1000-0001-7", Kind: "checking", Currency: "EUR", Balance: 123456789},
 			{Number: "1000-0002-5", Kind: "savings", Currency: "EUR", Balance: -1200},
 		}}, nil
 	})
-	m.Handle(wire.OpChatOpen, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in wire.ChatOpenRequest
-		if err := r.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, wire.ChatOpen, func(ctx context.Context, r *proto.Request, in wire.ChatOpenRequest) (wire.ConversationResponse, error) {
 		if err := auth(in.Session); err != nil {
-			return nil, err
+			return wire.ConversationResponse{}, err
 		}
 		if in.Username != "bob" {
-			return nil, wire.FieldError(wire.NotFound, "username", "No customer with that username.")
+			return wire.ConversationResponse{}, wire.FieldError(wire.NotFound, "username", "No customer with that username.")
 		}
 		return wire.ConversationResponse{Conversation: wire.Conversation{ID: 7, With: wire.Customer{ID: 2, Username: "bob"}}}, nil
 	})
-	m.Handle(wire.OpChatSend, func(ctx context.Context, r *proto.Request) (any, error) {
-		var in wire.ChatSendRequest
-		if err := r.Decode(&in); err != nil {
-			return nil, err
-		}
+	proto.Handle(m, wire.ChatSend, func(ctx context.Context, r *proto.Request, in wire.ChatSendRequest) (wire.MessageResponse, error) {
 		if err := auth(in.Session); err != nil {
-			return nil, err
+			return wire.MessageResponse{}, err
 		}
 		if in.ConversationID != 7 || in.Body != "hello there bob" {
-			return nil, wire.FieldError(wire.InvalidArgument, "body", "unexpected message "+in.Body)
+			return wire.MessageResponse{}, wire.FieldError(wire.InvalidArgument, "body", "unexpected message "+in.Body)
 		}
 		return wire.MessageResponse{Message: wire.Message{ID: 1, ConversationID: 7, Body: in.Body, CreatedAt: time.Now()}}, nil
 	})
-	m.Handle(wire.OpSignOut, func(ctx context.Context, r *proto.Request) (any, error) {
+	proto.Handle(m, wire.SignOut, func(ctx context.Context, r *proto.Request, _ wire.SessionRequest) (wire.Empty, error) {
 		return wire.Empty{}, nil
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
