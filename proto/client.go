@@ -80,7 +80,7 @@ type Client struct {
 
 	ctx    context.Context // ends background work on Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the client starts
+	wg     sync.WaitGroup // its long-lived goroutines: resolveLoop, dials, readers, eject pings
 
 	resolved chan struct{} // closed when resolveLoop's first lookup is done
 

@@ -609,3 +609,22 @@ func TestDrainComesBeforeStreamEndAndFatal(t *testing.T) {
 		}
 	}
 }
+
+// A request over the server's max_payload fails INVALID_ARGUMENT without
+// being sent: the connection, and the calls sharing it, carry on.
+func TestOversizedRequestFailsUnsent(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{MaxPayload: 4096}, newFixture().mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
+	ctx := context.Background()
+	if _, err := proto.Call(ctx, c, mEcho, echoMsg{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := proto.Call(ctx, c, mEcho, echoMsg{Text: strings.Repeat("x", 5000)})
+	if e := wantCode(t, err, wire.InvalidArgument); !strings.Contains(e.Message, "limit of 4096") {
+		t.Fatalf("message %q does not name the limit", e.Message)
+	}
+	out, err := proto.Call(ctx, c, mEcho, echoMsg{N: 2, Text: strings.Repeat("y", 4000)})
+	if err != nil || out.N != 2 {
+		t.Fatalf("next call: %+v, %v", out, err)
+	}
+}

@@ -52,7 +52,7 @@ type clientConn struct {
 	hello wire.Hello
 	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
-	forStreams   bool // a connection for streams only (see Client.Subscribe)
+	forStreams   bool // a connection for streams only (see Subscribe)
 	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
 	pingInterval time.Duration
 	lastRecv     atomic.Int64 // monoNanos
@@ -181,23 +181,38 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello 
 }
 
 // roundTrip sends one request and waits for its answer, until dl at the
-// latest. sub is non-nil when opening a stream.
+// latest. sub is non-nil when opening a stream. A request not sent returns
+// errConnFull or errNotStarted, which do retries elsewhere, or
+// INVALID_ARGUMENT when it is over the server's max_payload.
 func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, body []byte, sub *Subscription, dl time.Time) (wire.Frame, error) {
-	var deadlineMs uint32
-	if sub == nil {
-		left := time.Until(dl)
-		if left <= 0 {
-			return wire.Frame{}, ctxError(context.DeadlineExceeded)
-		}
-		ms := (left + time.Millisecond - 1) / time.Millisecond
-		deadlineMs = uint32(min(int64(ms), math.MaxUint32))
-	}
 	cl := callPool.Get().(*call)
 	cl.sub, cl.opened, cl.abandoned = sub, false, false
-
 	if err := cc.w.lock(); err != nil {
 		callPool.Put(cl)
 		return wire.Frame{}, errNotStarted
+	}
+	// The payload goes into the writer's buffer first: deadline_ms is the
+	// time left once lock has found room, and a request over the server's
+	// max_payload is refused here, before it could cost the connection.
+	var deadlineMs uint32
+	if sub == nil {
+		ms := (time.Until(dl) + time.Millisecond - 1) / time.Millisecond
+		deadlineMs = uint32(min(max(int64(ms), 0), math.MaxUint32))
+	}
+	off := cc.w.beginFrame()
+	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
+	notSent := func(err error) (wire.Frame, error) {
+		cc.w.buf = cc.w.buf[:off]
+		cc.w.unlock()
+		callPool.Put(cl)
+		return wire.Frame{}, err
+	}
+	if n := len(cc.w.buf) - off - wire.HeaderLen; n > cc.hello.MaxPayload {
+		return notSent(&wire.Error{Code: wire.InvalidArgument,
+			Message: fmt.Sprintf("request of %d bytes is over the app tier's limit of %d", n, cc.hello.MaxPayload)})
+	}
+	if sub == nil && deadlineMs == 0 {
+		return notSent(ctxError(context.DeadlineExceeded))
 	}
 	cc.mu.Lock()
 	if len(cc.pending) >= cc.maxInFlight && !cc.closed {
@@ -205,9 +220,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 		// from reading it to its terminal frame, this side from writing
 		// it to reading that frame, so this count is never the lower.
 		cc.mu.Unlock()
-		cc.w.unlock()
-		callPool.Put(cl)
-		return wire.Frame{}, errConnFull
+		return notSent(errConnFull)
 	}
 	if cc.closed || cc.draining || cc.retiring || cc.nextID == math.MaxUint32 {
 		if cc.nextID == math.MaxUint32 && !cc.closed {
@@ -215,9 +228,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 			go cc.ep.detach(cc)
 		}
 		cc.mu.Unlock()
-		cc.w.unlock()
-		callPool.Put(cl)
-		return wire.Frame{}, errNotStarted
+		return notSent(errNotStarted)
 	}
 	cc.nextID++
 	cl.id = cc.nextID
@@ -239,8 +250,6 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 	if sub != nil {
 		sub.cc, sub.cl = cc, cl
 	}
-	off := cc.w.beginFrame()
-	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
 	cc.w.endFrame(off, wire.FrameRequest, 0, cl.id)
 	if t := cc.trace; t != nil {
 		t(true, wire.Frame{Type: wire.FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+wire.HeaderLen:]...)})
@@ -511,9 +520,9 @@ func (cc *clientConn) readLoop() {
 // its context can end, stop, checked when kicked (errStopRead); a context
 // that cannot end never kicks, so its leader skips the kick bookkeeping.
 //
-// As on the server, read deadlines are set lazily: re-armed only when the
-// armed one is later than wanted, and rechecked when they fire (early is
-// harmless), so small frames arriving whole cost no deadline updates.
+// Read deadlines are set lazily: re-armed only when the armed one is later
+// than wanted, and rechecked when they fire (early is harmless), so small
+// frames arriving whole cost no deadline updates.
 func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) error {
 	br := cc.fr.Reader()
 	if stop != nil && cc.setPeeking(false) && stop() {
@@ -642,7 +651,9 @@ func connLost(err error) error {
 	return unavailable(err)
 }
 
-// protocolError tells the server what it did wrong and ends the connection.
+// protocolError tells the server what it did wrong (FATAL, waiting for it
+// to leave) and returns the error with which the caller closes the
+// connection.
 func (cc *clientConn) protocolError(code wire.Code, reason string) error {
 	cc.c.log.Error("app tier protocol error", "addr", cc.ep.addr, "code", code.String(), "reason", reason)
 	_ = cc.writeTraced(wire.FrameFatal, 0, wire.AppendFatal(nil, code, reason))

@@ -16,8 +16,9 @@ import (
 // what a handler's error becomes), DEADLINE_EXCEEDED or CANCELED from ctx
 // (DefaultTimeout if it has no deadline), UNAVAILABLE when no server could
 // be reached or the connection was lost after the request may have
-// started, and INVALID_ARGUMENT, before anything is sent, when req cannot
-// be encoded or Resp has no wire encoding.
+// started, INVALID_ARGUMENT, before anything is sent, when req cannot be
+// encoded, is over the server's max_payload, or Resp has no wire
+// encoding, and INTERNAL when the response does not decode as Resp.
 func Call[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req, Resp], req Req) (Resp, error) {
 	var resp Resp
 	err := c.call(ctx, m.Op, req, &resp)
