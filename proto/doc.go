@@ -4,9 +4,9 @@
 // subscriptions, liveness pings and graceful drain, over TCP (optionally
 // TLS).
 //
-// PROTOCOL.md in this directory is the normative specification; this
-// package and its subpackage wire are one implementation of it, split in
-// two:
+// PROTOCOL.md in this directory is the normative specification; section
+// numbers (§n) in this package refer to it. This package and its
+// subpackage wire are one implementation of it, split in two:
 //
 //   - bankwire/proto/wire: the bytes, with no network code. Frames and
 //     their header, the payload layout of each frame type, error codes,
@@ -37,13 +37,14 @@
 // answers a REQUEST at once with an ERROR while draining, over MaxInFlight,
 // for an unknown operation or with no time left (deadline_ms less the
 // measured round trip); otherwise the request enters the in-flight set with
-// a context that CANCEL, drain, its deadline and the connection's end can
-// end, and its handler runs on a goroutine of its own (run, runStream), or
-// on the reader itself for an operation measured as quick (inline.go). The
-// answer leaves through the connection's frameWriter (conn.go), which lets
-// concurrent answers share one write. Shutdown sends DRAIN, waits for the
-// requests in flight, ends streams with UNAVAILABLE and closes each
-// connection with FATAL SHUTTING_DOWN, its last frame.
+// a context that CANCEL, its deadline and the connection's end can end
+// (and drain too, for a stream), and its handler runs on a goroutine of its
+// own (run, runStream), or on the reader itself for an operation measured
+// as quick (inline.go). The answer leaves through the connection's
+// frameWriter (conn.go), which lets concurrent answers share one write.
+// Shutdown sends DRAIN, then ends streams with UNAVAILABLE, lets the unary
+// requests in flight finish, and closes each connection once it is idle
+// with FATAL SHUTTING_DOWN, its last frame.
 //
 // # How a call travels through the client
 //

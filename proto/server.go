@@ -276,7 +276,7 @@ func (s *Server) Serve(ln net.Listener) error {
 const maxRefusing = 32
 
 // refuse tells a connection over the limit why it is closed, off the accept
-// loop and within a second.
+// loop and within about two seconds (the write, then the linger).
 func (s *Server) refuse(nc net.Conn, reason string) {
 	s.logRefusal(slog.LevelWarn, "connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
 		"max_preauth_conns", s.cfg.MaxPreAuthConns, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP)
@@ -298,10 +298,10 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 }
 
 // Shutdown drains the server: it stops accepting, sends DRAIN on every
-// connection naming the last request it will answer, lets those requests
-// finish, ends streams with UNAVAILABLE, and closes each connection once it
-// is idle. If ctx ends first, it closes everything at once and returns
-// ctx.Err().
+// connection naming the last request it will answer, then ends streams
+// with UNAVAILABLE, lets the unary requests in flight finish, and closes
+// each connection once it is idle. If ctx ends first, it closes everything
+// at once and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.stop() {
 		c.drain()

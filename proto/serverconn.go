@@ -398,8 +398,9 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 		}
 		return ""
 	}
-	// The request's context ends with the connection's, on CANCEL or drain
-	// (with the cause), and at its deadline.
+	// The request's context ends with the connection's, on CANCEL (cause
+	// errClientCancel), at its deadline and, for a stream only, on drain
+	// (cause errDraining, sendDrain); unary requests in flight finish.
 	r := &serverReq{Request: Request{Op: h.Op, ID: f.ID, TraceID: h.TraceID, Payload: body}, handler: op}
 	r.ctx, r.cancel = context.WithCancelCause(c.ctx)
 	if h.TraceID != "" {

@@ -38,11 +38,12 @@ func (s *Stream) Send(v any) error {
 	return s.send(true, wire.FrameEvent, 0, v, "event could not be sent")
 }
 
-// send writes a RESPONSE (open: false) or an EVENT (open: true).
-func (s *Stream) send(open bool, t wire.FrameType, flags uint16, v any, failure string) error {
+// send writes the RESPONSE that opens the stream (afterAccept false) or
+// an EVENT on the open stream (afterAccept true).
+func (s *Stream) send(afterAccept bool, t wire.FrameType, flags uint16, v any, failure string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.accepted != open || s.ended {
+	if s.accepted != afterAccept || s.ended {
 		return errStreamState
 	}
 	if err := s.r.ctx.Err(); err != nil {

@@ -27,6 +27,7 @@
 //     Unmarshal.
 //   - method.go and messages.go: Method, one descriptor per operation (§9:
 //     SignIn is Method[SignInRequest, SignInResponse]), and every body
-//     type (§10). go generate writes their codec and the table of
-//     operations into messages_gen.go (proto/cmd/wiregen).
+//     type (§10). go generate (proto/cmd/wiregen) writes their codec, the
+//     table of operations and the String methods of FrameType and Code
+//     into messages_gen.go, and the table of bodies in ../PROTOCOL.md §10.
 package wire

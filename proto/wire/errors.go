@@ -35,7 +35,7 @@ const (
 	HandshakeTimeout   Code = 103 // the client did not finish the handshake in time
 	TooManyConnections Code = 104 // the server's connection limit is reached
 	IdleTimeout        Code = 105 // nothing was received for too long
-	ShuttingDown       Code = 106 // the server is closing the connection after a drain
+	ShuttingDown       Code = 106 // the server is shutting down (after a drain, or during the handshake)
 )
 
 // Fatal reports whether c is a connection-fatal code.

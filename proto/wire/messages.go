@@ -38,8 +38,10 @@ var (
 
 	// Subscribe starts a stream: the server answers with an empty
 	// RESPONSE, then sends EVENT frames (always Event) carrying the
-	// subscribe request's id until the client cancels that id or the
-	// connection ends.
+	// subscribe request's id until one ERROR frame ends it: after the
+	// client's CANCEL, or when the server ends it (shutdown, deadline,
+	// session end, a subscriber too far behind; PROTOCOL.md §5). A lost
+	// connection ends it too.
 	Subscribe = Method[SessionRequest, Empty]{60, "subscribe"}
 )
 

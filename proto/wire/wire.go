@@ -40,8 +40,8 @@ type Unmarshaler interface {
 	UnmarshalWire(d *Decoder)
 }
 
-// RawBody is a body that is already encoded, sent as is: tools and tests
-// use it to send bytes that no message type would produce.
+// RawBody is a body that is already encoded, sent as is: tests use it to
+// send bytes that no message type would produce.
 type RawBody []byte
 
 // MarshalWire appends b.
