@@ -203,7 +203,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 	cc.w.buf = wire.AppendRequest(cc.w.buf, wire.RequestHeader{Op: op, DeadlineMs: deadlineMs, TraceID: trace}, body)
 	notSent := func(err error) (wire.Frame, error) {
 		cc.w.buf = cc.w.buf[:off]
-		cc.w.unlock()
+		_ = cc.w.unlockMode(flushNow) // nothing of its own to batch
 		callPool.Put(cl)
 		return wire.Frame{}, err
 	}
