@@ -51,7 +51,7 @@ func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx contex
 	if h != nil {
 		hf = func(ctx context.Context, r *Request) (any, error) {
 			var in Req
-			if err := r.Decode(&in); err != nil {
+			if err := r.decode(&in); err != nil {
 				return nil, err
 			}
 			out, err := h(ctx, r, in)
@@ -81,7 +81,7 @@ func HandleStream[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx 
 	if h != nil {
 		hf = func(ctx context.Context, r *Request, s *Stream) error {
 			var in Req
-			if err := r.Decode(&in); err != nil {
+			if err := r.decode(&in); err != nil {
 				return err
 			}
 			return h(ctx, r, in, s)

@@ -26,17 +26,17 @@ type Request struct {
 	Op      wire.Op
 	ID      uint32
 	TraceID string
-	Payload []byte // the body (decode it with Decode); the handler owns it
+	Payload []byte // the encoded body, which Handle decodes into the handler's argument
 }
 
-// Decode decodes the body into v, which must be the operation's request
+// decode decodes the body into v, which must be the operation's request
 // type (a wire.Unmarshaler) and must account for every byte of the body.
 // Any failure is an INVALID_ARGUMENT "malformed request body" that can go
 // to the caller as is.
-func (r *Request) Decode(v any) error {
+func (r *Request) decode(v any) error {
 	if err := wire.Unmarshal(r.Payload, v); err != nil {
 		if errors.Is(err, wire.ErrNoEncoding) {
-			panic("proto: Request.Decode: " + err.Error()) // a handler bug: the server turns it into INTERNAL
+			panic("proto: request type: " + err.Error()) // a handler bug: the server turns it into INTERNAL
 		}
 		return &wire.Error{Code: wire.InvalidArgument, Message: "malformed request body"}
 	}
