@@ -502,8 +502,8 @@ func (c *Client) resolve() {
 
 // endpoint is one resolved address with its connections.
 //
-// An endpoint is down after a failed dial or handshake, or once one of its
-// connections found the server dead (eject). A down endpoint is skipped
+// An endpoint is down after a failed dial or handshake while none of its
+// connections is open, or once one of them found the server dead (eject). A down endpoint is skipped
 // while others serve; a call that skips it once its back-off (exponential
 // with jitter, 100 ms doubling to 10 s) has passed starts a redial in the
 // background. When no up endpoint serves, calls dial the down ones on
@@ -532,6 +532,15 @@ type connSet struct {
 	next       int           // round robin over conns
 	dialing    chan struct{} // non-nil while a dial runs; closed when it ends
 	dialErr    error         // why the last dial failed
+	retryAt    time.Time     // after a failed dial while other connections serve: no dial before
+}
+
+// extraDialPause is how long a connection set waits to dial again after a
+// dial failed while the endpoint's other connections serve.
+const extraDialPause = time.Second
+
+func (s *connSet) pausedLocked() bool {
+	return !s.retryAt.IsZero() && time.Now().Before(s.retryAt)
 }
 
 const onDemandRedial = 100 * time.Millisecond
@@ -578,7 +587,7 @@ func (ep *endpoint) conn(ctx context.Context, dl time.Time, forStreams, onDemand
 				break
 			}
 		}
-		if s.dialing == nil && len(s.conns) < s.max && (cc == nil || !forStreams) {
+		if s.dialing == nil && len(s.conns) < s.max && (cc == nil || !forStreams) && !s.pausedLocked() {
 			ep.startDialLocked(s)
 		}
 		wait := s.dialing
@@ -619,11 +628,17 @@ func (ep *endpoint) startDialLocked(s *connSet) {
 		defer ep.mu.Unlock()
 		s.dialing, s.dialErr = nil, err
 		switch {
+		case err != nil && len(ep.unary.conns)+len(ep.streams.conns) > 0:
+			// One more connection failed (the server is at its
+			// connection limit, say) while others serve: the endpoint
+			// stays up, and this set dials again after a pause.
+			s.retryAt = time.Now().Add(extraDialPause)
 		case err != nil:
 			ep.markDownLocked(err)
 		case ep.retired:
 			go cc.close(errClientClosed)
 		default:
+			s.retryAt = time.Time{}
 			if len(s.conns) >= s.max {
 				s.conns[0].retireWhenIdle()
 				s.conns = s.conns[1:]

@@ -628,3 +628,100 @@ func TestOversizedRequestFailsUnsent(t *testing.T) {
 		t.Fatalf("next call: %+v, %v", out, err)
 	}
 }
+
+// A server that goes silent is found within the probe's 0.8 s even when
+// the connection's background reader, not a calling goroutine, is the one
+// waiting for the answer: the call's arrival makes it arm the probe.
+func TestSilentServerFoundByBackgroundReader(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.ln.Addr().String()}, ConnsPerAddr: 1})
+	done := make(chan error, 1)
+	go func() { _, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: 1}); done <- err }()
+	r := <-fs.conns
+	f, err := r.fr.ReadFrame()
+	if err != nil || f.Type != wire.FrameRequest {
+		t.Fatalf("got %v %v, want the first REQUEST", f, err)
+	}
+	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(echoMsg{N: 1})})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for a background reader to take the idle connection
+	// over, and for the probe window of the last call to have passed.
+	time.Sleep(400 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _, err := proto.Call(ctx, c, mEcho, echoMsg{N: 2}); done <- err }()
+	if f, err := r.fr.ReadFrame(); err != nil || f.Type != wire.FrameRequest {
+		t.Fatalf("got %v %v, want the second REQUEST", f, err)
+	}
+	// The server stays silent: the client probes, then gives up on it.
+	_ = r.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if f, err := r.fr.ReadFrame(); err != nil || f.Type != wire.FramePing {
+		t.Fatalf("got %v %v, want the client's PING", f, err)
+	}
+	if e := wantCode(t, <-done, wire.Unavailable); !strings.Contains(e.Message, "not responding") {
+		t.Fatalf("message %q", e.Message)
+	}
+}
+
+// A failed dial for one more connection (here the server is at its
+// connection limit) does not take the endpoint out of service while the
+// connection it has serves.
+func TestExtraDialFailureKeepsEndpointUp(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{MaxConns: 1}, newFixture().mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 2})
+	ctx := context.Background()
+	if _, err := proto.Call(ctx, c, mEcho, echoMsg{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the second connection's dial is refused meanwhile
+	for i := range 50 {
+		if _, err := proto.Call(ctx, c, mEcho, echoMsg{N: i}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if !c.DownUntil(srv.Addr).IsZero() {
+		t.Fatal("endpoint marked down while its connection serves")
+	}
+}
+
+// Close also ends connections that no longer take requests but still carry
+// a stream: here the app tier's address vanished from DNS, so its
+// connections are retired and would close only once idle.
+func TestClientCloseEndsRetiredConnections(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	var ips atomic.Value
+	ips.Store([]string{"127.0.0.1"})
+	c, err := proto.NewClient(proto.ClientConfig{Addrs: []string{net.JoinHostPort("apptier", port)}, Secret: testSecret,
+		Logger: quietLogger(t), ResolveInterval: 20 * time.Millisecond,
+		LookupHost: func(context.Context, string) ([]string, error) { return ips.Load().([]string), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips.Store([]string{"127.0.0.2"}) // the endpoint is retired at the next lookup
+	time.Sleep(200 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waits for a retired connection's stream to end")
+	}
+	for {
+		if err := sub.Next(ctx, nil); err != nil {
+			wantCode(t, err, wire.Unavailable)
+			break
+		}
+	}
+}

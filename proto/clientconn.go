@@ -78,6 +78,7 @@ type clientConn struct {
 	streams   int         // stream calls in pending, abandoned or not: they need a reader at all times
 	idleT     *time.Timer // starts a background reader once the role has been free for idleReaderDelay
 	idleArmed bool
+	unhook    func() bool // stops closing this connection on Client.Close
 
 	// Owned by whoever holds the reading role (handed over under mu).
 	pinged   bool      // a PING is unanswered
@@ -174,6 +175,9 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello 
 	})
 	cc.idleT = time.AfterFunc(time.Hour, cc.idleFired)
 	cc.idleT.Stop()
+	// Client.Close ends every connection, also those its endpoint set no
+	// longer holds (retired, replaced) that still carry a stream.
+	cc.unhook = context.AfterFunc(c.ctx, func() { cc.close(errClientClosed) })
 	cc.mu.Lock()
 	cc.releaseLocked() // a reader starts once the connection has been idle a moment
 	cc.mu.Unlock()
@@ -232,6 +236,9 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 	}
 	cc.nextID++
 	cl.id = cc.nextID
+	// The first awaited answer: a background reader waiting at the
+	// keepalive's pace must arm the probe for a silent server (§11).
+	nudge := len(cc.pending) == 0 && cc.reader == readerBackground && !cc.forStreams
 	if len(cc.pending) == 0 {
 		cc.awaitSince.Store(monoNanos())
 	}
@@ -255,6 +262,9 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 		t(true, wire.Frame{Type: wire.FrameRequest, ID: cl.id, Payload: append([]byte(nil), cc.w.buf[off+wire.HeaderLen:]...)})
 	}
 	_ = cc.w.unlockMode(mode) // a failed write closes the conn, which fails the call
+	if nudge {
+		cc.kick()
+	}
 
 	cc.mu.Lock()
 	lead := cc.reader == readerNone && cc.streams == 0 && !cc.closed
@@ -362,9 +372,10 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (wire.Fr
 	return res.f, res.err
 }
 
-// kick interrupts a leading caller's wait for the peer: its context ended.
-// The read deadline is moved only while the leader is in Peek, which
-// consumes nothing, so no frame is ever cut in half.
+// kick interrupts the reader's wait for the peer: a leading caller's
+// context ended, or a background reader must arm the probe for a newly
+// awaited answer. The read deadline is moved only while the reader is in
+// Peek, which consumes nothing, so no frame is ever cut in half.
 func (cc *clientConn) kick() {
 	cc.kmu.Lock()
 	cc.kicked = true
@@ -492,13 +503,16 @@ func (cc *clientConn) ping(ctx context.Context) error {
 	}
 }
 
+func neverStop() bool { return false }
+
 // readLoop is the background reader: it routes frames while anybody but a
 // leading caller waits for one, then gives the role back (see clientConn).
 // When the connection fails it closes it, failing every pending call.
 func (cc *clientConn) readLoop() {
 	defer cc.c.wg.Done()
 	for {
-		if err := cc.readStep(time.Time{}, false, nil); err != nil {
+		// A kick (see roundTrip) makes it re-arm its read deadline.
+		if err := cc.readStep(time.Time{}, false, neverStop); err != nil {
 			cc.close(err)
 			return
 		}
@@ -787,7 +801,7 @@ func (cc *clientConn) onDrain(last uint32) {
 	cc.drainLast = last
 	var retry []*call
 	for id, cl := range cc.pending {
-		if id > last && !cl.abandoned {
+		if id > last && !cl.abandoned && !cl.opened {
 			// Forget the call so it can be reused by its retry; remember
 			// the id so a late answer is not an "unknown id".
 			delete(cc.pending, id)
@@ -846,6 +860,7 @@ func (cc *clientConn) close(reason error) {
 	draining, last := cc.draining, cc.drainLast
 	close(cc.done)
 	cc.idleT.Stop()
+	cc.unhook()
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.ep.detach(cc)
