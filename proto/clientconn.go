@@ -85,9 +85,9 @@ type clientConn struct {
 	pingDead time.Time // when pinged: without a frame by then, the server is dead
 	dl       time.Time // the read deadline armed on nc; zero: must be re-armed
 
-	// Waking a leading caller whose context ends (see kick).
+	// Waking the reader in its wait for the peer (see kick).
 	kmu     sync.Mutex
-	peeking bool // the leader waits in Peek: kick may move the read deadline
+	peeking bool // the reader waits in Peek: kick may move the read deadline
 	kicked  bool
 }
 
