@@ -121,8 +121,8 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 		_, err := w.nc.Write(out)
 		w.mu.Lock()
 		w.spare = out[:0]
-		if cap(out) > 4*maxBuffered {
-			w.spare = make([]byte, 0, 4096) // do not pin a huge buffer after one big frame
+		if cap(out) > 256<<10 {
+			w.spare = make([]byte, 0, 4096) // do not pin a big buffer after one big frame
 		}
 		if err != nil && w.err == nil {
 			w.err = err

@@ -261,6 +261,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		c := s.newConn(nc)
 		if reason := s.admitLocked(c); reason != "" {
 			s.mu.Unlock()
+			c.cancel() // its context would stay among the server's until Close
 			s.refuse(nc, reason)
 			continue
 		}
@@ -303,11 +304,15 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 // each connection once it is idle. If ctx ends first, it closes everything
 // at once and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Concurrently: writing DRAIN to a peer that stopped reading blocks
+	// until the write timeout, or until Close closes the connection.
+	var drains sync.WaitGroup
 	for _, c := range s.stop() {
-		c.drain()
+		drains.Go(c.drain)
 	}
 	done := make(chan struct{})
 	go func() {
+		drains.Wait()
 		s.connWG.Wait()
 		close(done)
 	}()

@@ -99,7 +99,12 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.inline.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
 	c.inline.watchdog.Stop()
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
-		s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
+		// Before READY it is a stranger's connection: logged at a rate.
+		if c.isReady() {
+			s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
+		} else {
+			s.logRefusal(slog.LevelWarn, "write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
+		}
 		nc.Close()
 	})
 	return c
@@ -198,18 +203,26 @@ func (c *serverConn) handshake() string {
 		c.level = slog.LevelDebug
 	}
 	ready, _ := json.Marshal(wire.Ready{Version: wire.Version, ConnID: c.id})
-	c.mu.Lock()
-	c.ready = true
-	draining := c.draining
-	c.mu.Unlock()
 	if err := c.w.write(wire.FrameReady, 0, 0, ready); err != nil {
 		return "write READY: " + err.Error()
 	}
 	c.fr.SetMaxPayload(cfg.MaxPayload)
-	if draining { // Shutdown began during the handshake
+	// Only now may a drain write DRAIN (and FATAL) itself: they must
+	// follow READY. One that began before is sent here.
+	c.mu.Lock()
+	c.ready = true
+	draining := c.draining
+	c.mu.Unlock()
+	if draining {
 		c.sendDrain()
 	}
 	return ""
+}
+
+func (c *serverConn) isReady() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready
 }
 
 func (c *serverConn) isDraining() bool {
@@ -298,7 +311,7 @@ func (c *serverConn) handleFrame(f wire.Frame) string {
 			return c.fatal(wire.ProtocolError, "PING payload over 64 bytes")
 		}
 		if err := c.w.write(wire.FramePong, 0, f.ID, f.Payload); err != nil {
-			return "write: " + err.Error()
+			return c.writeFailed(err)
 		}
 		return ""
 	case wire.FramePong:
@@ -336,6 +349,16 @@ func (c *serverConn) sendLast(code wire.Code, reason string) {
 	c.w.waitIdle()
 	closeWrite(c.nc)
 	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+}
+
+// writeFailed is why the connection ends after the reader's own write
+// failed: a drain's FATAL may have sealed the writer meanwhile, and then
+// the reader lingers as after any last frame.
+func (c *serverConn) writeFailed(err error) string {
+	if c.closing.Load() {
+		return c.linger()
+	}
+	return "write: " + err.Error()
 }
 
 func (c *serverConn) linger() string {
@@ -394,7 +417,7 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 			s.cfg.Observe(h.Op, reject.Code, 0)
 		}
 		if err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, reject)); err != nil {
-			return "write: " + err.Error()
+			return c.writeFailed(err)
 		}
 		return ""
 	}

@@ -120,3 +120,29 @@ func TestHeldInlineAnswersOverflowTheBuffer(t *testing.T) {
 		got[f.ID] = true
 	}
 }
+
+// Shutdown keeps to its context when a client has stopped reading and the
+// server's writes to it block: DRAIN goes out on a goroutine per
+// connection, and the Close that follows the context's end unblocks them.
+func TestShutdownKeepsItsContextWithAStalledReader(t *testing.T) {
+	srv := startServer(t, proto.ServerConfig{WriteTimeout: 10 * time.Second}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	_ = r.nc.(*net.TCPConn).SetReadBuffer(64 << 10) // no room to grow into
+	r.handshake()
+	// Answers the client never reads: more than the socket buffers and
+	// the server's 1 MiB write buffer hold.
+	for i := uint32(1); i <= 16; i++ {
+		r.request(i, opBig, 0, "", echoMsg{N: 1000 << 10})
+	}
+	time.Sleep(1500 * time.Millisecond) // the handlers fill the buffers
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown = %v, want its context's DeadlineExceeded", err)
+	}
+	// The write timeout (10 s) is what a blocked DRAIN would wait for.
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Shutdown took %v with a 300 ms context", d)
+	}
+}
