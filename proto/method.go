@@ -41,7 +41,7 @@ func Subscribe[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req,
 // RESPONSE. An error h returns is answered as the caller may see it: a
 // *wire.Error as is; the end of the request's context by its cause
 // (CANCELED after a client CANCEL, DEADLINE_EXCEEDED once the deadline
-// passed, UNAVAILABLE while the server shuts down); anything else, a
+// passed; on Close nothing more is written); anything else, a
 // panic or a response that cannot be encoded included, is logged and
 // answered INTERNAL "internal error", so internal error text never leaves
 // the server. Handle panics on a nil h or a second registration of m's

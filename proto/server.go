@@ -302,7 +302,8 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 // connection naming the last request it will answer, then ends streams
 // with UNAVAILABLE, lets the unary requests in flight finish, and closes
 // each connection once it is idle. If ctx ends first, it closes everything
-// at once and returns ctx.Err().
+// at once as Close does (waiting, like Close, for handlers to return) and
+// returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	// Concurrently: writing DRAIN to a peer that stopped reading blocks
 	// until the write timeout, or until Close closes the connection.
