@@ -175,10 +175,10 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello 
 	})
 	cc.idleT = time.AfterFunc(time.Hour, cc.idleFired)
 	cc.idleT.Stop()
+	cc.mu.Lock() // before AfterFunc: a closed client's f runs at once, and close reads unhook
 	// Client.Close ends every connection, also those its endpoint set no
 	// longer holds (retired, replaced) that still carry a stream.
 	cc.unhook = context.AfterFunc(c.ctx, func() { cc.close(errClientClosed) })
-	cc.mu.Lock()
 	cc.releaseLocked() // a reader starts once the connection has been idle a moment
 	cc.mu.Unlock()
 	return cc
