@@ -369,14 +369,17 @@ func TestDrainSingleServerAndRestart(t *testing.T) {
 }
 
 // Requests the server read before DRAIN are answered; requests with a
-// higher id are retried elsewhere; the raw exchange shows the ids.
+// higher id are refused UNAVAILABLE; the raw exchange shows the ids. The
+// two in flight are held until the third has its answer, so the
+// connection cannot close before the third arrives.
 func TestDrainFrameNamesLastID(t *testing.T) {
 	fx := newFixture()
+	open := fx.shutGate()
 	srv := startServer(t, proto.ServerConfig{}, fx.mux())
 	r := dialRaw(t, srv.Addr)
 	r.handshake()
-	r.request(1, opSlow, 0, "", echoMsg{N: 300})
-	r.request(2, opSlow, 0, "", echoMsg{N: 300})
+	r.request(1, opGate, 0, "", echoMsg{})
+	r.request(2, opGate, 0, "", echoMsg{})
 	fx.waitStarted(t)
 	fx.waitStarted(t)
 	shut := make(chan error, 1)
@@ -387,16 +390,16 @@ func TestDrainFrameNamesLastID(t *testing.T) {
 		t.Fatalf("got %s", f)
 	}
 	r.request(3, opEcho, 0, "", echoMsg{})
+	if f := r.read(); f.Type != wire.FrameError || f.ID != 3 {
+		t.Fatalf("request after DRAIN: %s, want ERROR for id 3", f)
+	} else if e, _ := wire.ParseError(f.Payload); e == nil || e.Code != wire.Unavailable {
+		t.Fatalf("request after DRAIN: %s, want UNAVAILABLE", f)
+	}
+	open()
 	got := map[uint32]wire.FrameType{}
-	for len(got) < 3 {
+	for len(got) < 2 {
 		f := r.read()
 		got[f.ID] = f.Type
-		if f.ID == 3 {
-			e, _ := wire.ParseError(f.Payload)
-			if e == nil || e.Code != wire.Unavailable {
-				t.Fatalf("request after drain: %s", f)
-			}
-		}
 	}
 	if got[1] != wire.FrameResponse || got[2] != wire.FrameResponse {
 		t.Fatalf("in-flight requests: %v", got)

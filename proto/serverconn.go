@@ -53,7 +53,7 @@ type serverConn struct {
 	rtt      rttEstimate // the round trip deadlines are reduced by
 	inline   inlineState // inline.go
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex // guards the fields below; taken after w's lock (sendDrain)
 	ready    bool       // the handshake succeeded
 	inflight map[uint32]*serverReq
 	active   int    // requests whose terminal frame is not written yet; a draining connection closes at 0
@@ -622,21 +622,30 @@ func (c *serverConn) drain() {
 var testHookBeforeDrain func()
 
 // sendDrain runs exactly once per draining connection, after READY. DRAIN
-// is written before streams are ended and before any request may close the
-// connection (finish waits for drained), so it always precedes their
-// ERRORs and the FATAL. Once draining is set no request is admitted or
-// answered until DRAIN is written, so lastKept cannot grow meanwhile.
+// is appended to the writer and drained set under both locks: a request
+// read before that is above DRAIN's last id and left unanswered
+// (handleRequest), one read after is answered UNAVAILABLE behind DRAIN.
+// Streams end, and a request may close the connection (finish waits for
+// drained), only after DRAIN, so it precedes their ERRORs and the FATAL.
+// Once draining is set no request is admitted, so lastKept cannot grow.
 func (c *serverConn) sendDrain() {
 	if testHookBeforeDrain != nil {
 		testHookBeforeDrain()
 	}
+	locked := c.w.lock() == nil
 	c.mu.Lock()
-	last := c.lastKept
-	c.mu.Unlock()
-	_ = c.w.write(wire.FrameDrain, 0, 0, wire.AppendDrain(nil, last))
-	c.mu.Lock()
+	if locked {
+		off := c.w.beginFrame()
+		c.w.buf = wire.AppendDrain(c.w.buf, c.lastKept)
+		c.w.endFrame(off, wire.FrameDrain, 0, 0)
+	}
 	c.drained = true
 	idle := c.active == 0
+	c.mu.Unlock()
+	if locked {
+		_ = c.w.unlockMode(flushNow)
+	}
+	c.mu.Lock()
 	for _, r := range c.inflight {
 		if r.stream != nil {
 			r.cancel(errDraining)
