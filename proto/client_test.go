@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"strings"
@@ -407,6 +408,71 @@ func TestDrainFrameNamesLastID(t *testing.T) {
 	r.expectFatal(wire.ShuttingDown)
 	if err := <-shut; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A DRAIN naming a lower last id hands the requests above it back to
+// their callers' client, which sends them again on a new connection; the
+// server's late ERROR for such an id is dropped, not taken for an answer
+// to an unknown request (§7.3).
+func TestClientRetriesRequestsAboveDrainLastID(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	first := make(chan error, 1)
+	go func() {
+		out, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: 1})
+		if err == nil && out.N != 1 {
+			err = fmt.Errorf("first call got %+v", out)
+		}
+		first <- err
+	}()
+	r1 := fs.next(t)
+	f1 := r1.read()
+	second := make(chan error, 1)
+	go func() {
+		out, err := proto.Call(context.Background(), c, mEcho, echoMsg{N: 2})
+		if err == nil && out.N != 20 {
+			err = fmt.Errorf("second call got %+v, want the retry's answer", out)
+		}
+		second <- err
+	}()
+	f2 := r1.read()
+	if f1.Type != wire.FrameRequest || f2.Type != wire.FrameRequest || f2.ID <= f1.ID {
+		t.Fatalf("got %s and %s, want two REQUESTs", f1, f2)
+	}
+
+	r1.write(wire.Frame{Type: wire.FrameDrain, Payload: wire.AppendDrain(nil, f1.ID)})
+	r1.write(wire.Frame{Type: wire.FrameError, ID: f2.ID, Payload: wire.AppendError(nil, &wire.Error{Code: wire.Unavailable, Message: "server is shutting down"})})
+	// The retry comes on a connection of its own, with the same body.
+	r2 := fs.next(t)
+	f := r2.read()
+	_, body, err := wire.ParseRequest(f.Payload)
+	var in echoMsg
+	if f.Type != wire.FrameRequest || err != nil || unwire(body, &in) != nil || in.N != 2 {
+		t.Fatalf("on the new connection: %s, want the second request again", f)
+	}
+	r2.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(echoMsg{N: 20})})
+	if err := <-second; err != nil {
+		t.Fatalf("request above DRAIN's last id: %v, want it retried", err)
+	}
+
+	r1.write(wire.Frame{Type: wire.FrameResponse, ID: f1.ID, Payload: encode(echoMsg{N: 1})})
+	if err := <-first; err != nil {
+		t.Fatalf("request at DRAIN's last id: %v, want its answer", err)
+	}
+	r1.write(wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down")})
+	_ = r1.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := r1.fr.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) || isReset(err) {
+				break
+			}
+			t.Fatalf("drained connection not closed by the client: %v", err)
+		}
+		if f.Type != wire.FramePing {
+			t.Fatalf("client sent %s on the drained connection", f)
+		}
 	}
 }
 
