@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -66,13 +67,11 @@ func (c *ClientConfig) setDefaults() {
 // is safe for concurrent use. Connections are dialed lazily, so NewClient
 // succeeds while every server is down.
 //
-// Every address a host name resolves to is an endpoint; each endpoint has
-// up to ConnsPerAddr connections for unary calls and up to
-// StreamConnsPerAddr for streams. A call picks an endpoint round robin,
-// then a connection of it with room for one more request (§11).
-// Goroutines: resolveLoop (host names), dials in progress, the pings of
-// an ejected endpoint's stream connections, and each connection's
-// background reader (clientconn.go).
+// A call picks an endpoint (see ClientConfig) round robin, then a
+// connection of it with room for one more request (§11). Goroutines:
+// resolveLoop (host names), dials in progress, the pings of an ejected
+// endpoint's stream connections, and each connection's background reader
+// (clientconn.go).
 type Client struct {
 	cfg     ClientConfig
 	log     *slog.Logger
@@ -80,7 +79,7 @@ type Client struct {
 
 	ctx    context.Context // ends background work on Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // its long-lived goroutines: resolveLoop, dials, readers, eject pings
+	wg     sync.WaitGroup // the goroutines the type doc lists; Close waits for them
 
 	resolved chan struct{} // closed when resolveLoop's first lookup is done
 
@@ -95,10 +94,7 @@ type Client struct {
 	reresolve chan struct{}
 }
 
-type target struct {
-	host, port string
-	ip         bool // host is an IP literal: never resolved
-}
+type target struct{ host, port string }
 
 // NewClient returns a client for cfg.Addrs. It fails only on a malformed
 // configuration, never because servers are unreachable.
@@ -116,7 +112,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		if host == "" {
 			host = "localhost"
 		}
-		c.targets = append(c.targets, target{host: host, port: port, ip: net.ParseIP(host) != nil})
+		c.targets = append(c.targets, target{host: host, port: port})
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
@@ -189,15 +185,6 @@ var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b 
 
 const maxPooledBody = 64 << 10
 
-// Info asks the app tier for its wire.InfoResponse.
-func (c *Client) Info(ctx context.Context) (*wire.InfoResponse, error) {
-	out, err := Call(ctx, c, wire.Info, wire.InfoRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
 // subscribe opens a stream for op: the untyped path under the package
 // function Subscribe, which documents it.
 func (c *Client) subscribe(ctx context.Context, op wire.Op, req any) (*Subscription, error) {
@@ -214,7 +201,7 @@ func (c *Client) subscribe(ctx context.Context, op wire.Op, req any) (*Subscript
 		return nil, err
 	}
 	if f.Flags&wire.FlagStream == 0 {
-		sub.finish(errStreamEnded) // answered without opening a stream: it has ended
+		sub.finish(io.EOF) // answered without opening a stream: it has ended
 	}
 	return sub, nil
 }
@@ -448,7 +435,7 @@ func (c *Client) resolve() {
 	hostOf := map[string]string{} // ip:port → the configured host
 	for _, t := range c.targets {
 		ips := []string{t.host}
-		if !t.ip {
+		if net.ParseIP(t.host) == nil { // an IP literal is never resolved
 			lctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 			found, err := c.cfg.LookupHost(lctx, t.host)
 			cancel()
@@ -539,10 +526,6 @@ type connSet struct {
 // dial failed while the endpoint's other connections serve.
 const extraDialPause = time.Second
 
-func (s *connSet) pausedLocked() bool {
-	return !s.retryAt.IsZero() && time.Now().Before(s.retryAt)
-}
-
 const onDemandRedial = 100 * time.Millisecond
 
 // errSkipped: pick does not try this endpoint in this pass.
@@ -587,7 +570,7 @@ func (ep *endpoint) conn(ctx context.Context, dl time.Time, forStreams, onDemand
 				break
 			}
 		}
-		if s.dialing == nil && len(s.conns) < s.max && (cc == nil || !forStreams) && !s.pausedLocked() {
+		if s.dialing == nil && len(s.conns) < s.max && (cc == nil || !forStreams) && !time.Now().Before(s.retryAt) {
 			ep.startDialLocked(s)
 		}
 		wait := s.dialing

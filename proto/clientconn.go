@@ -18,10 +18,6 @@ import (
 // never written, or a DRAIN named a lower last id. Such requests are retried.
 var errNotStarted = errors.New("proto: request not started")
 
-// errStreamEnded is what Subscription.Next returns after the server ended
-// the stream normally.
-var errStreamEnded = io.EOF
-
 // subscriptionBuffer is how many events a subscription holds for a slow
 // reader before it is ended with RESOURCE_EXHAUSTED; the connection's reader
 // never blocks on one consumer.
@@ -53,7 +49,6 @@ type clientConn struct {
 	trace func(sent bool, f wire.Frame) // ClientConfig.Trace with this connection's name; nil if unset
 
 	forStreams   bool // a connection for streams only (see Subscribe)
-	maxInFlight  int  // HELLO's max_in_flight: more pending ids are never sent
 	pingInterval time.Duration
 	lastRecv     atomic.Int64 // monoNanos
 	awaitSince   atomic.Int64 // monoNanos when pending last became non-empty
@@ -74,7 +69,6 @@ type clientConn struct {
 
 	// The reading role; guarded by mu.
 	reader    readerRole
-	leader    *call       // the call holding the role when reader is readerCaller
 	streams   int         // stream calls in pending, abandoned or not: they need a reader at all times
 	idleT     *time.Timer // starts a background reader once the role has been free for idleReaderDelay
 	idleArmed bool
@@ -138,11 +132,6 @@ type call struct {
 	sub       *Subscription
 	opened    bool // stream: the opening RESPONSE arrived
 	abandoned bool // the caller gave up; the entry stays until the terminal frame so the id is not "unknown"
-
-	// A leader's own answer, routed by itself (see route): set and read
-	// by the leading goroutine only, so it needs neither res nor a lock.
-	direct    callResult
-	hasDirect bool
 }
 
 type callResult struct {
@@ -155,12 +144,11 @@ var callPool = sync.Pool{New: func() any { return &call{res: make(chan callResul
 func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello wire.Hello, trace func(bool, wire.Frame), forStreams bool) *clientConn {
 	cc := &clientConn{
 		c: c, ep: ep, nc: nc, fr: fr, hello: hello, trace: trace,
-		forStreams:  forStreams,
-		maxInFlight: hello.MaxInFlight,
-		pending:     map[uint32]*call{},
-		bounced:     map[uint32]struct{}{},
-		pings:       map[uint32]chan struct{}{},
-		done:        make(chan struct{}),
+		forStreams: forStreams,
+		pending:    map[uint32]*call{},
+		bounced:    map[uint32]struct{}{},
+		pings:      map[uint32]chan struct{}{},
+		done:       make(chan struct{}),
 	}
 	// Ping well inside the server's idle timeout so a healthy idle
 	// connection is never cut, and so a dead server is noticed.
@@ -219,7 +207,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 		return notSent(ctxError(context.DeadlineExceeded))
 	}
 	cc.mu.Lock()
-	if len(cc.pending) >= cc.maxInFlight && !cc.closed {
+	if len(cc.pending) >= cc.hello.MaxInFlight && !cc.closed {
 		// The server would refuse it (§4.1): the server counts an id
 		// from reading it to its terminal frame, this side from writing
 		// it to reading that frame, so this count is never the lower.
@@ -270,7 +258,6 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 	lead := cc.reader == readerNone && cc.streams == 0 && !cc.closed
 	if lead {
 		cc.reader = readerCaller
-		cc.leader = cl
 	} else if cc.reader == readerNone && !cc.closed {
 		cc.startReaderLocked() // a stream's opening: streams need a reader at all times
 	}
@@ -329,10 +316,6 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (wire.Fr
 	var failed error // why the call was given up
 	handOff := false
 	for {
-		if cl.hasDirect {
-			res, cl.direct, cl.hasDirect = cl.direct, callResult{}, false
-			break
-		}
 		select {
 		case res = <-cl.res:
 		default:
@@ -359,7 +342,7 @@ func (cc *clientConn) lead(ctx context.Context, cl *call, dl time.Time) (wire.Fr
 		unkick()
 	}
 	cc.mu.Lock()
-	cc.reader, cc.leader = readerNone, nil
+	cc.reader = readerNone
 	cc.releaseLocked() // this call is still live when handing off: a reader starts at once
 	cc.mu.Unlock()
 	if handOff {
@@ -647,7 +630,7 @@ func (cc *clientConn) awaiting(lead bool) bool {
 func (cc *clientConn) hasRoom() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return !cc.closed && !cc.draining && !cc.retiring && len(cc.pending) < cc.maxInFlight
+	return !cc.closed && !cc.draining && !cc.retiring && len(cc.pending) < cc.hello.MaxInFlight
 }
 
 func (cc *clientConn) setReadDeadline(t time.Time) {
@@ -770,8 +753,7 @@ func (cc *clientConn) route(f wire.Frame) error {
 		cc.streams--
 	}
 	abandoned, opened := cl.abandoned, cl.opened
-	cl.abandoned = true    // no second delivery
-	own := cl == cc.leader // the leader is routing its own answer
+	cl.abandoned = true // no second delivery
 	cc.maybeFinishLocked()
 	cc.mu.Unlock()
 	res := callResult{f: f}
@@ -781,13 +763,11 @@ func (cc *clientConn) route(f wire.Frame) error {
 	switch {
 	case cl.sub != nil && opened:
 		if res.err == nil || wire.ErrorCode(res.err) == wire.OK {
-			res.err = errStreamEnded
+			res.err = io.EOF
 		}
 		cl.sub.finish(res.err)
-	case own && !abandoned:
-		cl.direct, cl.hasDirect = res, true
 	case !abandoned:
-		cl.res <- res
+		cl.res <- res // buffered: a leader routing its own answer does not block
 	}
 	return nil
 }

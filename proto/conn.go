@@ -95,9 +95,6 @@ const (
 	flushHold                     // leave it buffered: the caller flushes later (inline.go)
 )
 
-// unlock is unlockMode(flushBatched).
-func (w *frameWriter) unlock() error { return w.unlockMode(flushBatched) }
-
 // unlockMode releases the buffer and, unless another goroutine is already
 // flushing (and will pick these bytes up), writes it out.
 func (w *frameWriter) unlockMode(mode flushMode) error {
@@ -173,7 +170,6 @@ func (w *frameWriter) endFrame(off int, t wire.FrameType, flags uint16, id uint3
 	wire.PutHeader(w.buf[off:], wire.Header{Version: wire.Version, Type: t, Flags: flags, ID: id, Len: uint32(len(w.buf) - off - wire.HeaderLen)})
 }
 
-// write sends one complete frame.
 func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload []byte) error {
 	if err := w.lock(); err != nil {
 		return err
@@ -181,7 +177,7 @@ func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload [
 	off := w.beginFrame()
 	w.buf = append(w.buf, payload...)
 	w.endFrame(off, t, flags, id)
-	return w.unlock()
+	return w.unlockMode(flushBatched)
 }
 
 // writeLast sends the connection's last frame and seals the writer under
@@ -218,13 +214,11 @@ func frameBuffered(br *bufio.Reader) bool {
 	return err == nil && uint64(n) >= wire.HeaderLen+uint64(binary.BigEndian.Uint32(h[8:12]))
 }
 
-// isTimeout reports whether err is a deadline expiry.
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// traceKey is the context key of the caller's trace id.
 type traceKey struct{}
 
 // WithTraceID returns a context carrying id as the trace id of requests made
@@ -253,7 +247,6 @@ func linger(nc net.Conn, r io.Reader) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<20))
 }
 
-// closeWrite half-closes nc (sends FIN) if it can.
 func closeWrite(nc net.Conn) {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()

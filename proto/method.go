@@ -6,11 +6,6 @@ import (
 	"bankwire/proto/wire"
 )
 
-// Typed operations: the functions below are the way to call and to serve
-// an operation. Each takes the operation's descriptor from package wire
-// (wire.SignIn, …), which pairs its Op with its request and response
-// types, so that a value or handler of the wrong type does not compile.
-
 // Call sends req as m's request and returns m's decoded response. Errors
 // are always *wire.Error values with a Code: the server's (Handle says
 // what a handler's error becomes), DEADLINE_EXCEEDED or CANCELED from ctx
@@ -47,21 +42,13 @@ func Subscribe[Req, Resp any](ctx context.Context, c *Client, m wire.Method[Req,
 // the server. Handle panics on a nil h or a second registration of m's
 // Op, which are programming errors.
 func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req) (Resp, error)) {
-	var hf handlerFunc
-	if h != nil {
-		hf = func(ctx context.Context, r *Request) (any, error) {
-			var in Req
-			if err := r.decode(&in); err != nil {
-				return nil, err
-			}
-			out, err := h(ctx, r, in)
-			if err != nil {
-				return nil, err
-			}
-			return out, nil
+	mux.add(m.Op, h == nil, handler{unary: func(ctx context.Context, r *Request) (any, error) {
+		var in Req
+		if err := r.decode(&in); err != nil {
+			return nil, err
 		}
-	}
-	mux.handle(m.Op, hf)
+		return h(ctx, r, in) // the server ignores the response when err != nil
+	}})
 }
 
 // HandleStream registers the streaming handler h for m on mux (a
@@ -77,15 +64,11 @@ func Handle[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx contex
 // returned; otherwise OK "stream ended" when h returned nil, or h's error
 // mapped as Handle maps it. HandleStream panics as Handle does.
 func HandleStream[Req, Resp any](mux *Mux, m wire.Method[Req, Resp], h func(ctx context.Context, r *Request, in Req, s *Stream) error) {
-	var hf streamHandlerFunc
-	if h != nil {
-		hf = func(ctx context.Context, r *Request, s *Stream) error {
-			var in Req
-			if err := r.decode(&in); err != nil {
-				return err
-			}
-			return h(ctx, r, in, s)
+	mux.add(m.Op, h == nil, handler{stream: func(ctx context.Context, r *Request, s *Stream) error {
+		var in Req
+		if err := r.decode(&in); err != nil {
+			return err
 		}
-	}
-	mux.handleStream(m.Op, hf)
+		return h(ctx, r, in, s)
+	}})
 }

@@ -23,7 +23,7 @@ func TestCallRoundTrip(t *testing.T) {
 	if out != (echoMsg{N: 7, Text: "héllo"}) {
 		t.Fatalf("got %+v", out)
 	}
-	info, err := c.Info(ctx)
+	info, err := proto.Call(ctx, c, wire.Info, wire.InfoRequest{})
 	if err != nil || info.Server != "test" {
 		t.Fatalf("Info = %+v, %v", info, err)
 	}

@@ -29,10 +29,8 @@ type Request struct {
 	Payload []byte // the encoded body, which Handle decodes into the handler's argument
 }
 
-// decode decodes the body into v, which must be the operation's request
-// type (a wire.Unmarshaler) and must account for every byte of the body.
-// Any failure is an INVALID_ARGUMENT "malformed request body" that can go
-// to the caller as is.
+// decode decodes the body into v, a wire.Unmarshaler; a malformed body is
+// INVALID_ARGUMENT "malformed request body", ready for the caller.
 func (r *Request) decode(v any) error {
 	if err := wire.Unmarshal(r.Payload, v); err != nil {
 		if errors.Is(err, wire.ErrNoEncoding) {
@@ -43,38 +41,23 @@ func (r *Request) decode(v any) error {
 	return nil
 }
 
-// handlerFunc serves one operation: Handle wraps a typed handler in one.
-// Its result (a wire.Marshaler, or nil for Empty) is encoded into the
-// RESPONSE; its error is answered as Handle documents.
-type handlerFunc func(ctx context.Context, req *Request) (any, error)
-
-// streamHandlerFunc serves a streaming operation: HandleStream wraps a
-// typed handler in one, with the semantics documented there.
-type streamHandlerFunc func(ctx context.Context, req *Request, s *Stream) error
-
 // Mux routes requests to handlers by operation. Handle and HandleStream
 // (method.go) register them.
 type Mux struct{ ops map[wire.Op]handler }
 
-// handler is one operation's handler: exactly one of its fields is set.
+// handler is one operation's handler, which Handle or HandleStream wraps
+// around a typed one: exactly one of its fields is set. unary's result (a
+// wire.Marshaler, or nil for Empty) is encoded into the RESPONSE.
 type handler struct {
-	unary  handlerFunc
-	stream streamHandlerFunc
+	unary  func(ctx context.Context, req *Request) (any, error)
+	stream func(ctx context.Context, req *Request, s *Stream) error
 }
 
 // NewMux returns an empty Mux.
 func NewMux() *Mux { return &Mux{ops: map[wire.Op]handler{}} }
 
-// handle registers h for op. It panics on a nil handler or a second
+// add registers h for op. It panics on a nil handler or a second
 // registration of op, which are programming errors.
-func (m *Mux) handle(op wire.Op, h handlerFunc) { m.add(op, h == nil, handler{unary: h}) }
-
-// handleStream registers a streaming handler for op, panicking as handle
-// does.
-func (m *Mux) handleStream(op wire.Op, h streamHandlerFunc) {
-	m.add(op, h == nil, handler{stream: h})
-}
-
 func (m *Mux) add(op wire.Op, isNil bool, h handler) {
 	if isNil {
 		panic("proto: nil handler for " + op.String())

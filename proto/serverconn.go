@@ -100,7 +100,10 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.inline.watchdog.Stop()
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
 		// Before READY it is a stranger's connection: logged at a rate.
-		if c.isReady() {
+		c.mu.Lock()
+		ready := c.ready
+		c.mu.Unlock()
+		if ready {
 			s.log.Warn("write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
 		} else {
 			s.logRefusal(slog.LevelWarn, "write failed, closing connection", "conn", c.id, "remote", c.remote, "err", err)
@@ -217,12 +220,6 @@ func (c *serverConn) handshake() string {
 		c.sendDrain()
 	}
 	return ""
-}
-
-func (c *serverConn) isReady() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ready
 }
 
 func (c *serverConn) isDraining() bool {
@@ -366,10 +363,7 @@ func (c *serverConn) linger() string {
 	return "closed after final frame"
 }
 
-// handleRequest admits a REQUEST and runs its handler, or answers it at
-// once: UNAVAILABLE while draining, RESOURCE_EXHAUSTED over MaxInFlight,
-// UNIMPLEMENTED for an unknown operation, DEADLINE_EXCEEDED when no time
-// is left.
+// handleRequest admits a REQUEST and runs its handler, or answers it at once.
 func (c *serverConn) handleRequest(f wire.Frame) string {
 	s := c.srv
 	h, body, err := wire.ParseRequest(f.Payload)
@@ -443,7 +437,6 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	return ""
 }
 
-// run is a request's goroutine.
 func (c *serverConn) run(r *serverReq) {
 	defer c.handlersWG.Done()
 	if r.stream != nil {
@@ -508,7 +501,7 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 	}
 	if err != nil {
 		c.w.buf = c.w.buf[:off]
-		c.w.unlock()
+		_ = c.w.unlockMode(flushBatched)
 		c.srv.log.ErrorContext(r.ctx, "encode response", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "err", err)
 		if r.stream != nil {
 			return wire.Internal

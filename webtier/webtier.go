@@ -219,7 +219,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
 	defer cancel()
-	if _, err := s.client.Info(ctx); err != nil {
+	if _, err := proto.Call(ctx, s.client, wire.Info, wire.InfoRequest{}); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "app tier unavailable")
 		return

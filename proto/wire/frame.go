@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -129,12 +128,7 @@ func NewFramer(r io.Reader, w io.Writer) *Framer {
 }
 
 // SetMaxPayload sets the largest payload ReadFrame accepts.
-func (f *Framer) SetMaxPayload(n int) {
-	if n < 0 {
-		n = 0
-	}
-	f.maxPayload = n
-}
+func (f *Framer) SetMaxPayload(n int) { f.maxPayload = max(n, 0) }
 
 // Reader returns the buffered reader the Framer reads from.
 func (f *Framer) Reader() *bufio.Reader { return f.r }
@@ -175,9 +169,6 @@ func (f *Framer) ReadFrame() (Frame, error) {
 
 // WriteFrame writes one frame with a single Write call.
 func (f *Framer) WriteFrame(fr Frame) error {
-	if len(fr.Payload) > math.MaxUint32 {
-		return Errorf(ProtocolError, "payload too large")
-	}
 	_, err := f.w.Write(AppendFrame(make([]byte, 0, HeaderLen+len(fr.Payload)), fr))
 	return err
 }

@@ -36,12 +36,7 @@ var (
 	ChatSend    = Method[ChatSendRequest, MessageResponse]{52, "chat.send"}
 	ChatHistory = Method[ChatHistoryRequest, ChatHistoryResponse]{53, "chat.history"}
 
-	// Subscribe starts a stream: the server answers with an empty
-	// RESPONSE, then sends EVENT frames (always Event) carrying the
-	// subscribe request's id until one ERROR frame ends it: after the
-	// client's CANCEL, or when the server ends it (shutdown, deadline,
-	// session end, a subscriber too far behind; PROTOCOL.md §5). A lost
-	// connection ends it too.
+	// Subscribe opens a stream of Event values (PROTOCOL.md §5).
 	Subscribe = Method[SessionRequest, Empty]{60, "subscribe"}
 )
 

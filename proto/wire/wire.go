@@ -40,13 +40,6 @@ type Unmarshaler interface {
 	UnmarshalWire(d *Decoder)
 }
 
-// RawBody is a body that is already encoded, sent as is: tests use it to
-// send bytes that no message type would produce.
-type RawBody []byte
-
-// MarshalWire appends b.
-func (b RawBody) MarshalWire(dst []byte) []byte { return append(dst, b...) }
-
 // ErrNoEncoding is returned for a body type that has no wire encoding: a
 // programming error in the caller, not bad input.
 var ErrNoEncoding = errors.New("type has no wire encoding")
