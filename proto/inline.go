@@ -11,7 +11,7 @@ import (
 // the connection's reading goroutine, which saves waking a second thread
 // for it, and answers to requests that arrived together are held in the
 // writer to leave in one write. Without them BenchmarkSequential and
-// BenchmarkConcurrent64 fall to about their floors (README, Performance).
+// BenchmarkConcurrent64 fall far below their floors (README, Performance).
 //
 // Invariants:
 //   - an operation runs inline only while the moving average (weight 1/8)
