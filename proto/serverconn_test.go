@@ -52,33 +52,40 @@ func TestRequestDuringDrainIsHandedBackByDrain(t *testing.T) {
 // badEvent has no wire encoding.
 type badEvent struct{}
 
-// An event that cannot be encoded ends its stream with one ERROR INTERNAL;
-// nothing follows it for that id.
+// An event that cannot be encoded ends its stream with one ERROR INTERNAL
+// "internal error", whether the handler returns Send's error or ignores
+// it: the client must not take a lost event for a normal end. Nothing
+// follows the ERROR for that id.
 func TestUnencodableEventEndsStreamOnce(t *testing.T) {
-	fx := newFixture()
-	m := fx.mux()
-	bad := wire.Method[echoMsg, wire.Event]{Op: 1100, Name: "bad-event"}
-	proto.HandleStream(m, bad, func(ctx context.Context, _ *proto.Request, _ echoMsg, s *proto.Stream) error {
-		if err := s.Accept(nil); err != nil {
-			return err
+	for _, returnsErr := range []bool{true, false} {
+		fx := newFixture()
+		m := fx.mux()
+		bad := wire.Method[echoMsg, wire.Event]{Op: 1100, Name: "bad-event"}
+		proto.HandleStream(m, bad, func(ctx context.Context, _ *proto.Request, _ echoMsg, s *proto.Stream) error {
+			if err := s.Accept(nil); err != nil {
+				return err
+			}
+			if err := s.Send(badEvent{}); err != nil && returnsErr {
+				return err
+			}
+			return nil
+		})
+		srv := startServer(t, proto.ServerConfig{}, m)
+		r := dialRaw(t, srv.Addr)
+		r.handshake()
+		r.request(1, bad.Op, 0, "", echoMsg{})
+		if f := r.read(); f.Type != wire.FrameResponse || f.Flags&wire.FlagStream == 0 {
+			t.Fatalf("got %s, want RESPONSE STREAM", f)
 		}
-		return s.Send(badEvent{})
-	})
-	srv := startServer(t, proto.ServerConfig{}, m)
-	r := dialRaw(t, srv.Addr)
-	r.handshake()
-	r.request(1, bad.Op, 0, "", echoMsg{})
-	if f := r.read(); f.Type != wire.FrameResponse || f.Flags&wire.FlagStream == 0 {
-		t.Fatalf("got %s, want RESPONSE STREAM", f)
-	}
-	f := r.read()
-	e, err := wire.ParseError(f.Payload)
-	if f.Type != wire.FrameError || f.ID != 1 || err != nil || e.Code != wire.Internal {
-		t.Fatalf("got %s (%v), want ERROR INTERNAL for 1", f, e)
-	}
-	r.write(wire.Frame{Type: wire.FramePing, ID: 7})
-	if f := r.read(); f.Type != wire.FramePong || f.ID != 7 {
-		t.Fatalf("after the stream's ERROR: %s, want PONG 7", f)
+		f := r.read()
+		e, err := wire.ParseError(f.Payload)
+		if f.Type != wire.FrameError || f.ID != 1 || err != nil || e.Code != wire.Internal || e.Message != "internal error" {
+			t.Fatalf("handler returns Send's error %v: got %s (%v), want ERROR INTERNAL \"internal error\" for 1", returnsErr, f, e)
+		}
+		r.write(wire.Frame{Type: wire.FramePing, ID: 7})
+		if f := r.read(); f.Type != wire.FramePong || f.ID != 7 {
+			t.Fatalf("after the stream's ERROR: %s, want PONG 7", f)
+		}
 	}
 }
 

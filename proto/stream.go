@@ -20,6 +20,7 @@ type Stream struct {
 	mu       sync.Mutex // guards the fields below and orders Accept and Send
 	accepted bool
 	ended    bool
+	dropped  bool // a frame could not be encoded: the stream ends INTERNAL
 }
 
 // errStreamState is returned when Accept or Send are called out of order.
@@ -32,8 +33,9 @@ func (s *Stream) Accept(v any) error {
 }
 
 // Send sends one EVENT frame with v in the wire encoding. It fails once the
-// stream's context is done (client CANCEL, connection lost, shutdown) or a
-// write failed; a handler should then return.
+// stream's context is done (client CANCEL, connection lost, shutdown), a
+// write failed, or v could not be encoded (the stream then ends INTERNAL,
+// whatever the handler returns); a handler should then return.
 func (s *Stream) Send(v any) error {
 	return s.send(true, wire.FrameEvent, 0, v, "event could not be sent")
 }
@@ -51,7 +53,8 @@ func (s *Stream) send(afterAccept bool, t wire.FrameType, flags uint16, v any, f
 	}
 	if code := s.c.writeResult(s.r, t, flags, v); code != wire.OK {
 		s.ended = true
-		return &wire.Error{Code: code, Message: failure}
+		s.dropped = code == wire.Internal
+		return errors.New("proto: " + failure + ": " + code.String()) // answered as INTERNAL "internal error"
 	}
 	s.accepted = true
 	return nil
@@ -68,7 +71,7 @@ func (c *serverConn) runStream(r *serverReq) {
 	}()
 	st.mu.Lock()
 	st.ended = true
-	accepted := st.accepted
+	accepted, dropped := st.accepted, st.dropped
 	st.mu.Unlock()
 	c.release(r.ID)
 	var code wire.Code
@@ -77,6 +80,8 @@ func (c *serverConn) runStream(r *serverReq) {
 		// Why the context ended decides the terminal code (PROTOCOL.md §5),
 		// whatever the handler returned on the way out.
 		code = c.writeError(r, endedError(r.ctx))
+	case dropped:
+		code = c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	case !accepted && err == nil: // never opened: an empty, already ended result
 		code = c.writeResult(r, wire.FrameResponse, 0, nil)
 	case err == nil:
