@@ -244,7 +244,7 @@ func (c *Client) do(ctx context.Context, op wire.Op, body []byte, sub *Subscript
 		case err == errNotStarted:
 			drained = true
 			if attempt >= 2 && sleepCtx(ctx, retryDelay(attempt)) != nil {
-				return wire.Frame{}, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: request could not be sent"}
+				return wire.Frame{}, ctxError(ctx.Err())
 			}
 			continue
 		}
@@ -546,7 +546,7 @@ func (ep *endpoint) conn(ctx context.Context, dl time.Time, forStreams, onDemand
 	if ep.failures > 0 {
 		now := time.Now()
 		due := !now.Before(ep.retryAt)
-		if due && !onDemand && ep.unary.dialing == nil && !ep.retired {
+		if due && !onDemand && ep.unary.dialing == nil && !now.Before(ep.unary.retryAt) && !ep.retired {
 			ep.startDialLocked(&ep.unary)
 		}
 		if !onDemand || !due && now.Sub(ep.failedAt) < onDemandRedial {
@@ -614,8 +614,12 @@ func (ep *endpoint) startDialLocked(s *connSet) {
 		case err != nil && len(ep.unary.conns)+len(ep.streams.conns) > 0:
 			// One more connection failed (the server is at its
 			// connection limit, say) while others serve: the endpoint
-			// stays up, and this set dials again after a pause.
+			// stays up, or, if it is down (ejected), its back-off
+			// grows; this set dials again after a pause.
 			s.retryAt = time.Now().Add(extraDialPause)
+			if ep.failures > 0 {
+				ep.markDownLocked(err)
+			}
 		case err != nil:
 			ep.markDownLocked(err)
 		case ep.retired:

@@ -799,3 +799,98 @@ func TestClientCloseEndsRetiredConnections(t *testing.T) {
 		}
 	}
 }
+
+// After its FATAL the client sends nothing more (§6.2): not the CANCELs of
+// callers giving up, nor requests, which find the writer sealed and are
+// retried elsewhere as never sent.
+func TestClientSendsNothingAfterItsFatal(t *testing.T) {
+	for round := range 30 {
+		fs := startFake(t, wire.Hello{})
+		c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+		first := callEcho(c, context.Background(), 1)
+		r := fs.next(t)
+		r.readRequest()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 1000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(100+g*50)*time.Microsecond)
+					_ = callErr(ctx, c, mEcho, echoMsg{N: 2})
+					cancel()
+				}
+			}()
+		}
+		time.Sleep(5 * time.Millisecond)
+		// An answer to an id never sent: the client answers FATAL and closes.
+		r.write(wire.Frame{Type: wire.FrameResponse, ID: 1 << 30, Payload: encode(echoMsg{})})
+		sawFatal := false
+		_ = r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := r.fr.ReadFrame()
+			if err != nil {
+				break
+			}
+			if sawFatal {
+				close(stop)
+				t.Fatalf("round %d: client sent %s after its FATAL", round, f)
+			}
+			sawFatal = f.Type == wire.FrameFatal
+		}
+		close(stop)
+		wg.Wait()
+		<-first
+		if !sawFatal {
+			t.Fatalf("round %d: no FATAL from the client", round)
+		}
+	}
+}
+
+// A caller whose context ends while its request waits to be sent again
+// (each server it reaches drains before starting it) gets CANCELED, not
+// UNAVAILABLE.
+func TestCancelDuringRetryIsCanceled(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := callAsync(c, ctx, mEcho, echoMsg{N: 1})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case r := <-fs.conns:
+				go func() { // every request is handed back by DRAIN
+					for {
+						f, err := r.fr.ReadFrame()
+						if err != nil {
+							return
+						}
+						if f.Type == wire.FrameRequest {
+							_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameDrain, Payload: wire.AppendDrain(nil, 0)})
+							_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down")})
+							return
+						}
+					}
+				}()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	time.Sleep(60 * time.Millisecond) // a few retries, then waits between them
+	cancel()
+	select {
+	case err := <-done:
+		wantCode(t, err, wire.Canceled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call did not end after its context was canceled")
+	}
+}

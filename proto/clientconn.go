@@ -215,12 +215,20 @@ func (cc *clientConn) roundTrip(ctx context.Context, op wire.Op, trace string, b
 		return notSent(errConnFull)
 	}
 	if cc.closed || cc.draining || cc.retiring || cc.nextID == math.MaxUint32 {
-		if cc.nextID == math.MaxUint32 && !cc.closed {
-			cc.retiring = true // ids are exhausted: new requests go elsewhere
-			go cc.ep.detach(cc)
+		// Ids exhausted: new requests go elsewhere, and the connection
+		// closes once its last call is done. It leaves its endpoint's
+		// set before the retry looks for a connection.
+		exhausted := cc.nextID == math.MaxUint32 && !cc.closed && !cc.retiring
+		if exhausted {
+			cc.retiring = true
+			cc.maybeFinishLocked()
 		}
 		cc.mu.Unlock()
-		return notSent(errNotStarted)
+		f, err := notSent(errNotStarted)
+		if exhausted {
+			cc.ep.detach(cc)
+		}
+		return f, err
 	}
 	cc.nextID++
 	cl.id = cc.nextID
@@ -653,7 +661,13 @@ func connLost(err error) error {
 // connection.
 func (cc *clientConn) protocolError(code wire.Code, reason string) error {
 	cc.c.log.Error("app tier protocol error", "addr", cc.ep.addr, "code", code.String(), "reason", reason)
-	_ = cc.writeTraced(wire.FrameFatal, 0, wire.AppendFatal(nil, code, reason))
+	p := wire.AppendFatal(nil, code, reason)
+	if t := cc.trace; t != nil {
+		t(true, wire.Frame{Type: wire.FrameFatal, Payload: p})
+	}
+	// Sealed: nothing follows FATAL (§6.2); a request that finds the
+	// writer sealed was never sent, and is retried elsewhere.
+	cc.w.writeLast(wire.FrameFatal, p)
 	cc.w.waitIdle() // the FATAL must leave before the connection closes
 	return &wire.Error{Code: wire.Unavailable, Message: "app tier protocol error"}
 }
