@@ -147,7 +147,7 @@ type Server struct {
 	handOffs  atomic.Uint64             // watchdog hand-offs, for tests
 	refusing  atomic.Int32              // refusal writes in progress (see maxRefusing)
 	nextConn  atomic.Uint64             // for connection ids
-	connWG    sync.WaitGroup            // one count per reading goroutine
+	connWG    sync.WaitGroup            // one count per reading goroutine and per refusal
 	ctx       context.Context           // parent of every connection's context
 	cancel    context.CancelFunc        // called by Close, and by Shutdown once drained
 
@@ -243,6 +243,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		c := s.newConn(nc)
 		if reason := s.admitLocked(c); reason != "" {
+			s.connWG.Add(1) // refuse's; under mu, before Close can wait
 			s.mu.Unlock()
 			c.cancel() // its context would stay among the server's until Close
 			s.refuse(nc, reason)
@@ -260,18 +261,22 @@ func (s *Server) Serve(ln net.Listener) error {
 const maxRefusing = 32
 
 // refuse tells a connection over the limit why it is closed, off the accept
-// loop and within about two seconds (the write, then the linger).
+// loop and within about two seconds (the write, then the linger), or at
+// once when the server closes. It holds one count of connWG.
 func (s *Server) refuse(nc net.Conn, reason string) {
 	s.logRefusal(slog.LevelWarn, "connection refused", "remote", nc.RemoteAddr().String(), "reason", reason, "max_conns", s.cfg.MaxConns,
 		"max_preauth_conns", s.cfg.MaxPreAuthConns, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP)
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		nc.Close()
+		s.connWG.Done()
 		return
 	}
 	go func() {
+		defer s.connWG.Done()
 		defer s.refusing.Add(-1)
 		defer nc.Close()
+		defer context.AfterFunc(s.ctx, func() { nc.Close() })()
 		_ = nc.SetDeadline(time.Now().Add(lingerTimeout))
 		fatal := wire.AppendFatal(nil, wire.TooManyConnections, "server has too many connections, try again later")
 		if _, err := nc.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameFatal, Payload: fatal})); err == nil {

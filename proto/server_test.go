@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -630,5 +631,37 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Close ends the goroutines that tell refused connections why, which
+// otherwise linger for their peer's close for up to a second.
+func TestCloseEndsRefusals(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := proto.NewServer(proto.ServerConfig{Secret: testSecret, MaxConns: 1, Logger: quietLogger(t)}, newFixture().mux())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	a := dialRaw(t, ln.Addr().String())
+	a.handshake()
+	b := dialRaw(t, ln.Addr().String())
+	if f := b.read(); f.Type != wire.FrameFatal { // b stays open: the server lingers for its close
+		t.Fatalf("got %s, want FATAL TOO_MANY_CONNECTIONS", f)
+	}
+	srv.Close()
+	<-served
+	// Close has waited for it; give it a moment to return from its last
+	// deferred call, far less than the second it would linger.
+	buf := make([]byte, 1<<20)
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "(*Server).refuse") {
+			break
+		}
+		if time.Since(start) > 300*time.Millisecond {
+			t.Fatalf("a refusal goroutine outlived Close:\n%s", stacks)
+		}
 	}
 }
