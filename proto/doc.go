@@ -34,8 +34,9 @@
 // Server.Serve accepts a connection, admits it against the handshake budget
 // (admitLocked) and starts its reading goroutine, serverConn.serve: HELLO,
 // AUTH, READY, then a loop reading frames (handleFrame). handleRequest
-// answers a REQUEST at once with an ERROR while draining, over MaxInFlight,
-// for an unknown operation or with no time left (deadline_ms less the
+// answers a REQUEST at once with an ERROR after DRAIN (one read while the
+// drain began, before DRAIN, gets no answer: §7.3), over MaxInFlight, for
+// an unknown operation or with no time left (deadline_ms less the
 // measured round trip); otherwise the request enters the in-flight set with
 // a context that CANCEL, its deadline and the connection's end can end
 // (and drain too, for a stream), and its handler runs on a goroutine of its
