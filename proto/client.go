@@ -393,6 +393,10 @@ func (c *Client) endpoints(ctx context.Context, dl time.Time) ([]*endpoint, erro
 	case c.closed:
 		return nil, errClientClosed
 	case len(c.eps) == 0:
+		select { // as pick does when no endpoint serves
+		case c.reresolve <- struct{}{}:
+		default:
+		}
 		return nil, &wire.Error{Code: wire.Unavailable, Message: "app tier unavailable: no address resolved"}
 	}
 	return c.eps, nil
@@ -528,6 +532,10 @@ const extraDialPause = time.Second
 
 const onDemandRedial = 100 * time.Millisecond
 
+// testHookDialed, set only by tests, runs after a dial, before the new
+// connection joins its set.
+var testHookDialed func()
+
 // errSkipped: pick does not try this endpoint in this pass.
 var errSkipped = errors.New("proto: endpoint skipped")
 
@@ -607,8 +615,16 @@ func (ep *endpoint) startDialLocked(s *connSet) {
 		defer c.wg.Done()
 		defer close(done)
 		cc, err := c.dial(ep, s.forStreams)
+		if testHookDialed != nil {
+			testHookDialed()
+		}
 		ep.mu.Lock()
 		defer ep.mu.Unlock()
+		if err == nil && cc.isClosed() {
+			// It closed before joining the set (the server went away
+			// right after READY), so its detach found nothing to remove.
+			err = cc.closeErr
+		}
 		s.dialing, s.dialErr = nil, err
 		switch {
 		case err != nil && len(ep.unary.conns)+len(ep.streams.conns) > 0:

@@ -894,3 +894,115 @@ func TestCancelDuringRetryIsCanceled(t *testing.T) {
 		t.Fatal("the call did not end after its context was canceled")
 	}
 }
+
+// When the first lookup fails (the app tier's name does not resolve yet),
+// a call asks for the early lookup (§11), so calls succeed within about
+// half a second of the name resolving, not at the next 5 s tick.
+func TestEmptyEndpointSetIsResolvedEarly(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	_, port, _ := net.SplitHostPort(fs.addr())
+	var lookups atomic.Int32
+	c := newClient(t, proto.ClientConfig{Addrs: []string{net.JoinHostPort("apptier", port)},
+		LookupHost: func(context.Context, string) ([]string, error) {
+			if lookups.Add(1) == 1 {
+				return nil, errors.New("no such host")
+			}
+			return []string{"127.0.0.1"}, nil
+		}})
+	var err error
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err = c.Hello(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	t.Fatalf("2 s after the name resolved, calls still fail (%v); lookups: %d", err, lookups.Load())
+}
+
+// A connection that the server closes right after READY, before it joined
+// its endpoint's set, is not kept there: it would hold a place for good
+// and every call would fail "busy".
+func TestConnClosedBeforeJoiningItsSetIsNotKept(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	first := make(chan struct{})
+	var once sync.Once
+	defer proto.SetHookDialed(func() {
+		once.Do(func() { <-first }) // the first dial joins only once its connection is closed
+	})()
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	done := callEcho(c, context.Background(), 1)
+	r := fs.next(t)
+	r.nc.Close()
+	time.Sleep(50 * time.Millisecond) // the client's reader finds EOF and closes its side
+	close(first)
+	go func() {
+		for {
+			select {
+			case r := <-fs.conns:
+				go func() { // echoes every request until the connection closes
+					for {
+						f, err := r.fr.ReadFrame()
+						if err != nil {
+							return
+						}
+						if f.Type == wire.FrameRequest {
+							_, body, _ := wire.ParseRequest(f.Payload)
+							_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: body})
+						}
+					}
+				}()
+			case <-time.After(10 * time.Second):
+				return
+			}
+		}
+	}()
+	<-done // the call on the closed connection may fail; later ones must not
+	var err error
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if err = callErr(context.Background(), c, mEcho, echoMsg{N: 2}); err == nil {
+			return
+		}
+	}
+	t.Fatalf("calls still fail 3 s after the server came back: %v", err)
+}
+
+// A frame that the reader had read when Client.Close emptied the pending
+// set is dropped quietly, not logged as the server's protocol error.
+func TestFrameReadDuringCloseIsNotAProtocolError(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	logs := &logCapture{}
+	var c *proto.Client
+	var once sync.Once
+	closed := make(chan struct{})
+	c = newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, Logger: logs.logger(),
+		Trace: func(conn string, sent bool, f wire.Frame) {
+			if !sent && f.Type == wire.FrameEvent {
+				// Client.Close lands between reading this frame and routing it.
+				once.Do(func() { go func() { c.Close(); close(closed) }() })
+				time.Sleep(50 * time.Millisecond)
+			}
+		}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	subc := make(chan *proto.Subscription, 1)
+	go func() {
+		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{})
+		if err != nil {
+			t.Error(err)
+		}
+		subc <- sub
+	}()
+	r := fs.next(t)
+	f, _ := r.readRequest()
+	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Flags: wire.FlagStream})
+	if <-subc == nil {
+		t.FailNow()
+	}
+	r.write(wire.Frame{Type: wire.FrameEvent, ID: f.ID, Payload: encode(wire.Event{Kind: wire.EventChatMessage, Message: &wire.Message{ID: 1}})})
+	<-closed
+	if n := logs.count("app tier protocol error"); n != 0 {
+		t.Fatalf("Client.Close logged as the server's protocol error %d times", n)
+	}
+}

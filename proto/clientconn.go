@@ -722,6 +722,11 @@ func (cc *clientConn) route(f wire.Frame) error {
 	}
 	cc.mu.Lock()
 	cl := cc.pending[f.ID]
+	if cl == nil && cc.closed { // read before close emptied pending: moot, not a protocol error
+		err := cc.closeErr
+		cc.mu.Unlock()
+		return err
+	}
 	if cl == nil {
 		if _, ok := cc.bounced[f.ID]; ok {
 			if f.Type != wire.FrameEvent && f.Flags&wire.FlagStream == 0 {
@@ -947,8 +952,9 @@ func decodeEvent(p []byte, v any) error {
 	return nil
 }
 
-// Close ends the subscription: it sends CANCEL, and Next returns CANCELED.
-// After the stream has ended it does nothing.
+// Close ends the subscription: it sends CANCEL, and Next returns the
+// events already received, then CANCELED. After the stream has ended it
+// does nothing.
 func (s *Subscription) Close() error {
 	s.finish(&wire.Error{Code: wire.Canceled, Message: "subscription closed"})
 	s.sendCancel()

@@ -41,3 +41,10 @@ func SetHookBeforeDrain(f func()) (undo func()) {
 	testHookBeforeDrain = f
 	return func() { testHookBeforeDrain = nil }
 }
+
+// SetHookDialed makes every dial call f before its connection joins its
+// set; the returned function removes it.
+func SetHookDialed(f func()) (undo func()) {
+	testHookDialed = f
+	return func() { testHookDialed = nil }
+}
