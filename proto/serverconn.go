@@ -64,15 +64,18 @@ type serverConn struct {
 }
 
 // serverReq is one request from its REQUEST frame to its terminal frame.
-// It is in its connection's inflight map (counted against MaxInFlight)
-// until just before that frame is written.
+// It is in its connection's inflight map, counted against MaxInFlight,
+// until that frame is in the writer (forget): a handler waiting for room
+// to write its answer still holds its slot, so a peer that stops reading
+// cannot pile up handlers.
 type serverReq struct {
 	Request
 	ctx    context.Context
 	cancel context.CancelCauseFunc // ends ctx with a cause: errClientCancel, errDraining, or nil once answered
 	stop   context.CancelFunc      // releases ctx's deadline; nil without one
 	handler
-	flush flushMode // how its terminal frame leaves; flushHold only for an inline run
+	flush     flushMode // how its terminal frame leaves; flushHold only for an inline run
+	answering bool      // its handler returned: CANCEL and drain no longer end ctx; guarded by c.mu
 }
 
 // Cancellation causes, so that a request knows why its context ended.
@@ -298,10 +301,10 @@ func (c *serverConn) handleFrame(f wire.Frame) string {
 	case wire.FrameCancel:
 		c.mu.Lock()
 		r := c.inflight[f.ID] // not in flight: already answered, ignored (PROTOCOL.md §4.2)
-		c.mu.Unlock()
-		if r != nil {
+		if r != nil && !r.answering {
 			r.cancel(errClientCancel)
 		}
+		c.mu.Unlock()
 		return ""
 	case wire.FramePing:
 		if len(f.Payload) > wire.MaxPingPayload {
@@ -475,7 +478,7 @@ func (c *serverConn) recoverHandler(r *serverReq, err *error) {
 
 // answer writes a unary request's terminal frame and finishes it.
 func (c *serverConn) answer(r *serverReq, resp any, err error, d time.Duration) {
-	c.release(r.ID)
+	c.answering(r)
 	var code wire.Code
 	if err == nil {
 		code = c.writeResult(r, wire.FrameResponse, 0, resp)
@@ -490,7 +493,11 @@ func (c *serverConn) answer(r *serverReq, resp any, err error, d time.Duration) 
 // request is then answered ERROR INTERNAL, while a stream's frame is
 // skipped and runStream writes its one terminal frame.
 func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v any) wire.Code {
+	terminal := t == wire.FrameResponse && flags&wire.FlagStream == 0
 	if err := c.w.lock(); err != nil {
+		if terminal {
+			c.forget(r.ID)
+		}
 		return wire.Unavailable
 	}
 	off := c.w.beginFrame()
@@ -509,6 +516,9 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 		return c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
 	}
 	c.w.endFrame(off, t, flags, r.ID)
+	if terminal {
+		c.forget(r.ID)
+	}
 	if c.w.unlockMode(r.flush) != nil {
 		return wire.Unavailable
 	}
@@ -519,13 +529,21 @@ func (c *serverConn) writeResult(r *serverReq, t wire.FrameType, flags uint16, v
 // frame and returns its code.
 func (c *serverConn) writeError(r *serverReq, err error) wire.Code {
 	e := c.wireError(r, err)
-	if c.w.lock() == nil {
-		off := c.w.beginFrame()
-		c.w.buf = wire.AppendError(c.w.buf, e)
-		c.w.endFrame(off, wire.FrameError, 0, r.ID)
-		_ = c.w.unlockMode(r.flush)
-	}
+	c.writeTerminalError(r, e)
 	return e.Code
+}
+
+// writeTerminalError sends e as r's terminal ERROR frame.
+func (c *serverConn) writeTerminalError(r *serverReq, e *wire.Error) {
+	if c.w.lock() != nil {
+		c.forget(r.ID)
+		return
+	}
+	off := c.w.beginFrame()
+	c.w.buf = wire.AppendError(c.w.buf, e)
+	c.w.endFrame(off, wire.FrameError, 0, r.ID)
+	c.forget(r.ID)
+	_ = c.w.unlockMode(r.flush)
 }
 
 // wireError maps a handler error to what the caller may see: an *Error as
@@ -563,10 +581,18 @@ func endedError(ctx context.Context) *wire.Error {
 	return &wire.Error{Code: wire.Unavailable, Message: "server shutting down"}
 }
 
-// release takes a request out of the in-flight set just before its terminal
-// frame is written: from then on its slot is free and a CANCEL for it is
-// ignored.
-func (c *serverConn) release(id uint32) {
+// answering marks a request whose handler returned: from then on its
+// answer is decided, and a CANCEL or a drain no longer ends its context.
+func (c *serverConn) answering(r *serverReq) {
+	c.mu.Lock()
+	r.answering = true
+	c.mu.Unlock()
+}
+
+// forget takes a request out of the in-flight set once its terminal frame
+// is in the writer (under the writer's lock, before the frame can leave):
+// from then on its slot is free.
+func (c *serverConn) forget(id uint32) {
 	c.mu.Lock()
 	delete(c.inflight, id)
 	c.mu.Unlock()
@@ -640,7 +666,7 @@ func (c *serverConn) sendDrain() {
 	}
 	c.mu.Lock()
 	for _, r := range c.inflight {
-		if r.stream != nil {
+		if r.stream != nil && !r.answering {
 			r.cancel(errDraining)
 		}
 	}

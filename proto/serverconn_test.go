@@ -3,6 +3,7 @@ package proto_test
 import (
 	"context"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -151,5 +152,47 @@ func TestShutdownKeepsItsContextWithAStalledReader(t *testing.T) {
 	// The write timeout (10 s) is what a blocked DRAIN would wait for.
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Shutdown took %v with a 300 ms context", d)
+	}
+}
+
+// A client that stops reading while it keeps sending requests cannot pile
+// up handlers: a handler waiting for room to write its answer keeps its
+// request's place under MaxInFlight, so the reader refuses the rest (and,
+// once it cannot write those refusals either, stops reading).
+func TestNonReadingClientCannotPileUpHandlers(t *testing.T) {
+	m := newFixture().mux()
+	oneMs := wire.Method[echoMsg, echoMsg]{Op: 1200, Name: "one-ms"} // like a database round trip: never inline
+	proto.Handle(m, oneMs, func(ctx context.Context, _ *proto.Request, in echoMsg) (echoMsg, error) {
+		time.Sleep(time.Millisecond)
+		return in, nil
+	})
+	srv := startServer(t, proto.ServerConfig{MaxInFlight: 128}, m)
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	before := runtime.NumGoroutine()
+	id := uint32(0)
+	for range 40 { // big answers, never read: the socket and the writer's buffer fill up
+		id++
+		r.request(id, opBig, 0, "", echoMsg{N: 512 << 10})
+	}
+	time.Sleep(300 * time.Millisecond)
+	req := wire.AppendRequest(nil, wire.RequestHeader{Op: oneMs.Op}, encode(echoMsg{N: 1}))
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for start := time.Now(); time.Since(start) < 2*time.Second; {
+		<-tick.C
+		var burst []byte
+		for range 10 { // fewer at once than MaxInFlight handlers can take
+			id++
+			burst = wire.AppendFrame(burst, wire.Frame{Type: wire.FrameRequest, ID: id, Payload: req})
+		}
+		_ = r.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := r.nc.Write(burst); err != nil {
+			break // the server stopped reading: the backpressure this test wants
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := runtime.NumGoroutine() - before; n > 2*128 {
+		t.Fatalf("%d more goroutines after %d requests from a client that reads nothing; MaxInFlight is 128", n, id)
 	}
 }

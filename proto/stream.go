@@ -73,7 +73,7 @@ func (c *serverConn) runStream(r *serverReq) {
 	st.ended = true
 	accepted, dropped := st.accepted, st.dropped
 	st.mu.Unlock()
-	c.release(r.ID)
+	c.answering(r)
 	var code wire.Code
 	switch {
 	case r.ctx.Err() != nil && (accepted || err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
@@ -86,7 +86,7 @@ func (c *serverConn) runStream(r *serverReq) {
 		code = c.writeResult(r, wire.FrameResponse, 0, nil)
 	case err == nil:
 		code = wire.OK
-		_ = c.w.write(wire.FrameError, 0, r.ID, wire.AppendError(nil, &wire.Error{Code: wire.OK, Message: "stream ended"}))
+		c.writeTerminalError(r, &wire.Error{Code: wire.OK, Message: "stream ended"})
 	default:
 		code = c.writeError(r, err)
 	}
