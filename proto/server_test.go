@@ -665,3 +665,21 @@ func TestCloseEndsRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A client's FATAL reason goes into the server's log cut to a bounded
+// length: a 64 KiB reason must not become a 64 KiB log line.
+func TestClientFatalReasonIsCutInTheLog(t *testing.T) {
+	logs := &logCapture{}
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger()}, newFixture().mux())
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.write(wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.ProtocolError, strings.Repeat("x", 64<<10))})
+	waitFor(t, func() bool { return logs.count("connection closed") == 1 })
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	for _, m := range logs.lines {
+		if reason, _ := m["reason"].(string); m["msg"] == "connection closed" && (len(reason) > 512 || !strings.HasPrefix(reason, "client FATAL PROTOCOL_ERROR: xxx")) {
+			t.Fatalf("logged reason of %d bytes: %.80q…", len(reason), reason)
+		}
+	}
+}

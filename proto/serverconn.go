@@ -322,7 +322,11 @@ func (c *serverConn) handleFrame(f wire.Frame) string {
 		if err != nil {
 			return "client sent undecodable FATAL"
 		}
-		return "client FATAL " + e.Code.String() + ": " + e.Message
+		msg := e.Message
+		if len(msg) > 256 { // it goes into the log: the server bounds its size
+			msg = msg[:256] + "..."
+		}
+		return "client FATAL " + e.Code.String() + ": " + msg
 	}
 	return c.fatal(wire.ProtocolError, fmt.Sprintf("unexpected %s frame from client", f.Type))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -156,15 +157,34 @@ func (f *Framer) ReadFrame() (Frame, error) {
 		return Frame{}, Errorf(ProtocolError, "payload length %d over limit %d", n, f.maxPayload)
 	}
 	if n > 0 {
-		fr.Payload = make([]byte, n)
-		if _, err := io.ReadFull(f.r, fr.Payload); err != nil {
+		p, err := readPayload(f.r, int(n))
+		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return Frame{}, err
 		}
+		fr.Payload = p
 	}
 	return fr, nil
+}
+
+// readPayload reads n bytes. Past 64 KiB it allocates as the bytes arrive,
+// doubling, so a peer that announces a big frame and stops sending pins
+// about what it sent, not the whole announced length.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	p := make([]byte, 0, min(n, 64<<10))
+	for len(p) < n {
+		if len(p) == cap(p) {
+			p = slices.Grow(p, min(n-len(p), len(p)))
+		}
+		m, err := io.ReadFull(r, p[len(p):min(n, cap(p))])
+		p = p[:len(p)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // WriteFrame writes one frame with a single Write call.

@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"bankwire/proto/wire"
 )
@@ -281,4 +283,36 @@ var allCodes = []wire.Code{
 	wire.FailedPrecondition, wire.Aborted, wire.Unimplemented, wire.Internal, wire.Unavailable,
 	wire.Unauthenticated, wire.ProtocolError, wire.UnsupportedVersion, wire.BadSecret,
 	wire.HandshakeTimeout, wire.TooManyConnections, wire.IdleTimeout, wire.ShuttingDown,
+}
+
+// A frame announced at the limit whose payload stops after one byte costs
+// about what arrived, not the announced length: a peer cannot pin a
+// megabyte per connection with thirteen bytes.
+func TestHalfSentFrameAllocatesWhatArrived(t *testing.T) {
+	hdr := make([]byte, wire.HeaderLen)
+	wire.PutHeader(hdr, wire.Header{Version: wire.Version, Type: wire.FrameRequest, ID: 1, Len: 1 << 20})
+	in := io.MultiReader(bytes.NewReader(append(hdr, 'x')), iotest.ErrReader(errors.New("peer stopped")))
+	fr := wire.NewFramer(in, nil)
+	fr.SetMaxPayload(1 << 20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := fr.ReadFrame()
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a half-sent frame was read whole")
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 256<<10 {
+		t.Fatalf("reading 1 byte of an announced 1 MiB payload allocated %d bytes", got)
+	}
+
+	// A whole frame of that size still reads, byte for byte.
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	var buf bytes.Buffer
+	buf.Write(wire.AppendFrame(nil, wire.Frame{Type: wire.FrameRequest, ID: 2, Payload: payload}))
+	fr = wire.NewFramer(iotest.HalfReader(&buf), nil)
+	fr.SetMaxPayload(1 << 20)
+	f, err := fr.ReadFrame()
+	if err != nil || !bytes.Equal(f.Payload, payload) {
+		t.Fatalf("1 MiB frame: err %v, %d bytes, equal %v", err, len(f.Payload), bytes.Equal(f.Payload, payload))
+	}
 }
