@@ -90,6 +90,10 @@ func ParseAuth(p []byte) (Auth, error) {
 	return a, nil
 }
 
+// MaxHandshakeKeys bounds the names in a handshake object, known and
+// unknown (§3): parsing each costs the server far more than its bytes.
+const MaxHandshakeKeys = 64
+
 // UnmarshalHandshake decodes p, exactly one JSON object, into v, a pointer
 // to a struct such as Hello, Auth or Ready. A key fills the field whose
 // json tag names it exactly; every other key (one that differs only in
@@ -127,6 +131,9 @@ func UnmarshalHandshake(p []byte, v any) error {
 		key := t.(string) // inside an object, Token returns keys as strings
 		if seen[key] {
 			return fmt.Errorf("handshake: key %q twice", key)
+		}
+		if len(seen) == MaxHandshakeKeys {
+			return fmt.Errorf("handshake: more than %d keys", MaxHandshakeKeys)
 		}
 		seen[key] = true
 		var dst any = new(json.RawMessage) // an unknown key's value: checked, then dropped

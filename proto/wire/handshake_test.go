@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"fmt"
 	"testing"
 
 	"bankwire/proto/wire"
@@ -31,6 +32,22 @@ func TestUnmarshalHandshake(t *testing.T) {
 		if err := wire.UnmarshalHandshake([]byte(in), &got); err == nil {
 			t.Errorf("%q accepted as %+v", in, got)
 		}
+	}
+	keys := func(n int) []byte { // {"k0":0,"k1":0,…}
+		b := []byte("{")
+		for i := range n {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = fmt.Appendf(b, `"k%d":0`, i)
+		}
+		return append(b, '}')
+	}
+	if err := wire.UnmarshalHandshake(keys(wire.MaxHandshakeKeys), &wire.Ready{}); err != nil {
+		t.Errorf("%d keys: %v", wire.MaxHandshakeKeys, err)
+	}
+	if err := wire.UnmarshalHandshake(keys(wire.MaxHandshakeKeys+1), &wire.Ready{}); err == nil {
+		t.Errorf("%d keys accepted", wire.MaxHandshakeKeys+1)
 	}
 	if err := wire.UnmarshalHandshake([]byte(`{}`), wire.Ready{}); err == nil {
 		t.Error("a struct value accepted")
