@@ -2,6 +2,7 @@ package proto_test
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -172,5 +173,33 @@ func TestSlowOperationIsNotRunInline(t *testing.T) {
 	}
 	if !srv.Inline(opEcho) {
 		t.Fatal("a quick handler does not run inline")
+	}
+}
+
+// Requests whose body does not decode are refused before the handler runs,
+// in microseconds: they must not make a slow operation look quick, or one
+// client could make it run inline for everybody.
+func TestMalformedBodiesDoNotMakeAnOpInline(t *testing.T) {
+	m := newFixture().mux()
+	slow := wire.Method[echoMsg, echoMsg]{Op: 1201, Name: "five-ms"}
+	proto.Handle(m, slow, func(ctx context.Context, _ *proto.Request, in echoMsg) (echoMsg, error) {
+		time.Sleep(5 * time.Millisecond)
+		return in, nil
+	})
+	srv := startServer(t, proto.ServerConfig{}, m)
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(1, slow.Op, 0, "", echoMsg{N: 1})
+	if f := r.read(); f.Type != wire.FrameResponse {
+		t.Fatalf("got %s", f)
+	}
+	for id := uint32(2); id < 202; id++ {
+		r.write(wire.Frame{Type: wire.FrameRequest, ID: id, Payload: wire.AppendRequest(nil, wire.RequestHeader{Op: slow.Op}, []byte{0xff})})
+		if f := r.read(); f.Type != wire.FrameError {
+			t.Fatalf("malformed body: got %s, want ERROR", f)
+		}
+	}
+	if srv.Inline(slow.Op) {
+		t.Fatal("200 malformed requests made a 5 ms operation run inline")
 	}
 }

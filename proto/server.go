@@ -36,10 +36,14 @@ func (r *Request) decode(v any) error {
 		if errors.Is(err, wire.ErrNoEncoding) {
 			panic("proto: request type: " + err.Error()) // a handler bug: the server turns it into INTERNAL
 		}
-		return &wire.Error{Code: wire.InvalidArgument, Message: "malformed request body"}
+		return errMalformedBody
 	}
 	return nil
 }
+
+// errMalformedBody answers a body that does not decode; its quick refusal
+// says nothing of what the handler costs (see observeCost).
+var errMalformedBody = &wire.Error{Code: wire.InvalidArgument, Message: "malformed request body"}
 
 // Mux routes requests to handlers by operation. Handle and HandleStream
 // (method.go) register them.

@@ -463,7 +463,9 @@ func (c *serverConn) callUnary(r *serverReq) (resp any, err error, d time.Durati
 	start := time.Now()
 	defer func() {
 		d = time.Since(start)
-		c.srv.observeCost(r.Op, d)
+		if err != errMalformedBody { // a flood of those must not make a slow op inline
+			c.srv.observeCost(r.Op, d)
+		}
 	}()
 	defer c.recoverHandler(r, &err)
 	resp, err = r.unary(r.ctx, &r.Request)
