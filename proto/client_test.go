@@ -85,6 +85,34 @@ func (fs *fakeServer) next(t *testing.T) *rawConn {
 	}
 }
 
+// answerEach serves every connection the fake accepts from now on, until
+// the test ends: answer is called with each REQUEST read; other frames
+// are dropped.
+func (fs *fakeServer) answerEach(t *testing.T, answer func(r *rawConn, f wire.Frame)) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case r := <-fs.conns:
+				go func() {
+					for {
+						f, err := r.fr.ReadFrame()
+						if err != nil {
+							return
+						}
+						if f.Type == wire.FrameRequest {
+							answer(r, f)
+						}
+					}
+				}()
+			case <-stop:
+				return
+			}
+		}
+	}()
+}
+
 // callAsync runs proto.Call in a goroutine.
 func callAsync[Req, Resp any](c *proto.Client, ctx context.Context, m wire.Method[Req, Resp], req Req) <-chan error {
 	ch := make(chan error, 1)
@@ -861,30 +889,10 @@ func TestCancelDuringRetryIsCanceled(t *testing.T) {
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := callAsync(c, ctx, mEcho, echoMsg{N: 1})
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case r := <-fs.conns:
-				go func() { // every request is handed back by DRAIN
-					for {
-						f, err := r.fr.ReadFrame()
-						if err != nil {
-							return
-						}
-						if f.Type == wire.FrameRequest {
-							_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameDrain, Payload: wire.AppendDrain(nil, 0)})
-							_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down")})
-							return
-						}
-					}
-				}()
-			case <-stop:
-				return
-			}
-		}
-	}()
+	fs.answerEach(t, func(r *rawConn, _ wire.Frame) { // every request is handed back by DRAIN
+		_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameDrain, Payload: wire.AppendDrain(nil, 0)})
+		_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameFatal, Payload: wire.AppendFatal(nil, wire.ShuttingDown, "server shutting down")})
+	})
 	time.Sleep(60 * time.Millisecond) // a few retries, then waits between them
 	cancel()
 	select {
@@ -937,27 +945,10 @@ func TestConnClosedBeforeJoiningItsSetIsNotKept(t *testing.T) {
 	r.nc.Close()
 	time.Sleep(50 * time.Millisecond) // the client's reader finds EOF and closes its side
 	close(first)
-	go func() {
-		for {
-			select {
-			case r := <-fs.conns:
-				go func() { // echoes every request until the connection closes
-					for {
-						f, err := r.fr.ReadFrame()
-						if err != nil {
-							return
-						}
-						if f.Type == wire.FrameRequest {
-							_, body, _ := wire.ParseRequest(f.Payload)
-							_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: body})
-						}
-					}
-				}()
-			case <-time.After(10 * time.Second):
-				return
-			}
-		}
-	}()
+	fs.answerEach(t, func(r *rawConn, f wire.Frame) { // echoes
+		_, body, _ := wire.ParseRequest(f.Payload)
+		_ = r.fr.WriteFrame(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: body})
+	})
 	<-done // the call on the closed connection may fail; later ones must not
 	var err error
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
