@@ -977,20 +977,7 @@ func TestFrameReadDuringCloseIsNotAProtocolError(t *testing.T) {
 		}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	subc := make(chan *proto.Subscription, 1)
-	go func() {
-		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{})
-		if err != nil {
-			t.Error(err)
-		}
-		subc <- sub
-	}()
-	r := fs.next(t)
-	f, _ := r.readRequest()
-	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Flags: wire.FlagStream})
-	if <-subc == nil {
-		t.FailNow()
-	}
+	_, r, f := openFakeStream(t, ctx, c, fs)
 	r.write(wire.Frame{Type: wire.FrameEvent, ID: f.ID, Payload: encode(wire.Event{Kind: wire.EventChatMessage, Message: &wire.Message{ID: 1}})})
 	<-closed
 	if n := logs.count("app tier protocol error"); n != 0 {

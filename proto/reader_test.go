@@ -157,21 +157,7 @@ func TestClientStreamOutlivesTheReadingCall(t *testing.T) {
 	r := fs.next(t)
 	fu, mu := r.readRequest()
 
-	subc := make(chan *proto.Subscription, 1)
-	go func() {
-		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{})
-		if err != nil {
-			t.Error(err)
-		}
-		subc <- sub
-	}()
-	rs := fs.next(t)
-	fs2, _ := rs.readRequest()
-	rs.write(wire.Frame{Type: wire.FrameResponse, ID: fs2.ID, Flags: wire.FlagStream})
-	sub := <-subc
-	if sub == nil {
-		t.FailNow()
-	}
+	sub, rs, fs2 := openFakeStream(t, ctx, c, fs)
 	defer sub.Close()
 	event := func(id int64) {
 		b := encode(wire.Event{Kind: wire.EventChatMessage, Message: &wire.Message{ID: id, Body: "hi"}})
@@ -262,4 +248,27 @@ func TestClientLeaderLeavesAPartialFrameToABackgroundReader(t *testing.T) {
 	}
 	r.writeBytes(full[wire.HeaderLen+2:]) // the late answer completes and is dropped
 	r.echoBack(t, callEcho(c, context.Background(), 2), 2)
+}
+
+// openFakeStream subscribes to mStream through c and opens the stream on
+// the fake's next connection: it returns the subscription, that
+// connection and the stream's REQUEST.
+func openFakeStream(t *testing.T, ctx context.Context, c *proto.Client, fs *fakeServer) (*proto.Subscription, *rawConn, wire.Frame) {
+	t.Helper()
+	subc := make(chan *proto.Subscription, 1)
+	go func() {
+		sub, err := proto.Subscribe(ctx, c, mStream, echoMsg{})
+		if err != nil {
+			t.Error(err)
+		}
+		subc <- sub
+	}()
+	r := fs.next(t)
+	f, _ := r.readRequest()
+	r.write(wire.Frame{Type: wire.FrameResponse, ID: f.ID, Flags: wire.FlagStream})
+	sub := <-subc
+	if sub == nil {
+		t.FailNow()
+	}
+	return sub, r, f
 }
