@@ -56,7 +56,7 @@ type serverConn struct {
 	mu       sync.Mutex // guards the fields below; taken after w's lock (sendDrain)
 	ready    bool       // the handshake succeeded
 	inflight map[uint32]*serverReq
-	active   int    // requests whose terminal frame is not written yet; a draining connection closes at 0
+	active   int    // requests (refused ones too) whose terminal frame is not written yet; a draining connection closes at 0
 	lastID   uint32 // the highest request id read: ids must increase
 	lastKept uint32 // the highest id answered or being answered: DRAIN names it
 	draining bool
@@ -413,11 +413,16 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 	}
 	c.lastKept = f.ID
 	if reject != nil {
+		// Counted as active until its ERROR is in the writer: DRAIN may
+		// name it from now on, and the drain's FATAL must not overtake it.
+		c.active++
 		c.mu.Unlock()
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(h.Op, reject.Code, 0)
 		}
-		if err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, reject)); err != nil {
+		err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, reject))
+		c.deactivate()
+		if err != nil {
 			return c.writeFailed(err)
 		}
 		return ""
@@ -618,6 +623,12 @@ func (c *serverConn) finish(r *serverReq, code wire.Code, d time.Duration) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("request", "conn", c.id, "op", r.Op.String(), "id", r.ID, "trace", r.TraceID, "code", code.String(), "duration", d)
 	}
+	c.deactivate()
+}
+
+// deactivate counts one request's terminal frame as written; the last one
+// on a drained connection closes it.
+func (c *serverConn) deactivate() {
 	c.mu.Lock()
 	c.active--
 	done := c.drained && c.active == 0
