@@ -21,6 +21,7 @@ type Stream struct {
 	accepted bool
 	ended    bool
 	dropped  bool // a frame could not be encoded: the stream ends INTERNAL
+	lost     bool // a frame could not be written (the connection is closing): it ends UNAVAILABLE
 }
 
 // errStreamState is returned when Accept or Send are called out of order.
@@ -54,6 +55,7 @@ func (s *Stream) send(afterAccept bool, t wire.FrameType, flags uint16, v any, f
 	if code := s.c.writeResult(s.r, t, flags, v); code != wire.OK {
 		s.ended = true
 		s.dropped = code == wire.Internal
+		s.lost = code == wire.Unavailable
 		return errors.New("proto: " + failure + ": " + code.String()) // answered as INTERNAL "internal error"
 	}
 	s.accepted = true
@@ -71,7 +73,7 @@ func (c *serverConn) runStream(r *serverReq) {
 	}()
 	st.mu.Lock()
 	st.ended = true
-	accepted, dropped := st.accepted, st.dropped
+	accepted, dropped, lost := st.accepted, st.dropped, st.lost
 	st.mu.Unlock()
 	c.answering(r)
 	var code wire.Code
@@ -82,6 +84,8 @@ func (c *serverConn) runStream(r *serverReq) {
 		code = c.writeError(r, endedError(r.ctx))
 	case dropped:
 		code = c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
+	case lost: // not a fault of the server's: the connection is closing (FATAL sent, write failed)
+		code = c.writeError(r, &wire.Error{Code: wire.Unavailable, Message: "connection closing"})
 	case !accepted && err == nil: // never opened: an empty, already ended result
 		code = c.writeResult(r, wire.FrameResponse, 0, nil)
 	case err == nil:

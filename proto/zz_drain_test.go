@@ -85,3 +85,62 @@ func TestDrainRefusedRequestAnsweredBeforeFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An event that cannot be sent because the connection is closing (the
+// server sent FATAL) is not a server fault: the stream's end must not be
+// counted as INTERNAL nor logged as a failed request, as unary answers
+// lost the same way are counted UNAVAILABLE.
+func TestStreamSendOnClosingConnectionIsNotInternal(t *testing.T) {
+	m := newFixture().mux()
+	tick := make(chan struct{})
+	sendErr := make(chan error, 1)
+	ticking := wire.Method[echoMsg, wire.Event]{Op: 1300, Name: "ticking"}
+	proto.HandleStream(m, ticking, func(ctx context.Context, _ *proto.Request, _ echoMsg, s *proto.Stream) error {
+		if err := s.Accept(nil); err != nil {
+			return err
+		}
+		for range tick {
+			if err := s.Send(wire.Event{Kind: wire.EventChatMessage, Message: &wire.Message{Body: "hi"}}); err != nil {
+				sendErr <- err
+				return err
+			}
+		}
+		return nil
+	})
+	codes := make(chan wire.Code, 4)
+	var logs logCapture
+	srv := startServer(t, proto.ServerConfig{Logger: logs.logger(), Observe: func(op wire.Op, code wire.Code, _ time.Duration) {
+		if op == ticking.Op {
+			codes <- code
+		}
+	}}, m)
+	r := dialRaw(t, srv.Addr)
+	r.handshake()
+	r.request(1, ticking.Op, 0, "", echoMsg{})
+	if f := r.read(); f.Type != wire.FrameResponse || f.Flags&wire.FlagStream == 0 {
+		t.Fatalf("got %s, want RESPONSE STREAM", f)
+	}
+	r.write(wire.Frame{Type: wire.FramePong + 100}) // an unknown frame type: FATAL PROTOCOL_ERROR
+	if f := r.read(); f.Type != wire.FrameFatal {
+		t.Fatalf("got %s, want FATAL", f)
+	}
+	tick <- struct{}{} // the server lingers for its peer's close; the stream is still open
+	select {
+	case err := <-sendErr:
+		t.Logf("Send after FATAL: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send did not return")
+	}
+	var code wire.Code
+	select {
+	case code = <-codes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream's end was not observed")
+	}
+	if code == wire.Internal {
+		t.Errorf("stream whose connection closed observed as %s", code)
+	}
+	if n := logs.count("request failed"); n > 0 {
+		t.Errorf("a stream whose connection closed was logged as a failed request")
+	}
+}
