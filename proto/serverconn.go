@@ -102,6 +102,14 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	c.inline.watchdog = time.AfterFunc(time.Hour, c.watchdogFired)
 	c.inline.watchdog.Stop()
 	c.w = newFrameWriter(nc, s.cfg.WriteTimeout, func(err error) {
+		// This runs on a goroutine of its own, which Close does not wait
+		// for: a write that failed because the server closed the
+		// connection itself (end, Close: both cancel c.ctx first) is not
+		// news, and must not be logged after Close returned.
+		if c.ctx.Err() != nil {
+			nc.Close()
+			return
+		}
 		// Before READY it is a stranger's connection: logged at a rate.
 		c.mu.Lock()
 		ready := c.ready

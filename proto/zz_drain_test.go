@@ -2,6 +2,9 @@ package proto_test
 
 import (
 	"context"
+	"log/slog"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,5 +145,106 @@ func TestStreamSendOnClosingConnectionIsNotInternal(t *testing.T) {
 	}
 	if n := logs.count("request failed"); n > 0 {
 		t.Errorf("a stream whose connection closed was logged as a failed request")
+	}
+}
+
+// closeSignalConn tells when the server closes it.
+type closeSignalConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *closeSignalConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// signalListener hands out closeSignalConns, the last one in conn.
+type signalListener struct {
+	net.Listener
+	conns chan *closeSignalConn
+}
+
+func (l *signalListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &closeSignalConn{Conn: nc, closed: make(chan struct{})}
+	l.conns <- c
+	return c, nil
+}
+
+// lateLog is a slog.Handler that notes records logged once closed is
+// closed, and holds each record up to 3 s, so that one logged by a
+// goroutine Close did not wait for is still being logged when Close
+// returns.
+type lateLog struct {
+	closed chan struct{}
+	mu     *sync.Mutex
+	late   *[]string
+}
+
+func (h lateLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h lateLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h lateLog) WithGroup(string) slog.Handler            { return h }
+func (h lateLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "write failed, closing connection" {
+		return nil
+	}
+	select {
+	case <-h.closed:
+		h.mu.Lock()
+		*h.late = append(*h.late, r.Message)
+		h.mu.Unlock()
+	case <-time.After(3 * time.Second):
+	}
+	return nil
+}
+
+// Close waits for the server's goroutines: nothing of the server's logs
+// after it returned. A handler's answer written after Close closed its
+// connection fails, and the failure was logged (as a WARN "write failed",
+// for a close the server made itself) on a goroutine of its own that
+// Close does not wait for.
+func TestCloseLeavesNoGoroutineLogging(t *testing.T) {
+	closed := make(chan struct{})
+	var mu sync.Mutex
+	var late []string
+	m := newFixture().mux()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := &signalListener{Listener: ln, conns: make(chan *closeSignalConn, 4)}
+	connClosed := make(chan (<-chan struct{}), 1)
+	late1 := wire.Method[wire.Empty, wire.Empty]{Op: 1301, Name: "answers-after-close"}
+	started := make(chan struct{})
+	proto.Handle(m, late1, func(ctx context.Context, _ *proto.Request, _ wire.Empty) (wire.Empty, error) {
+		close(started)
+		<-ctx.Done()
+		select { // answer once the connection is closed
+		case <-<-connClosed:
+		case <-time.After(10 * time.Second):
+		}
+		return wire.Empty{}, ctx.Err()
+	})
+	srv := proto.NewServer(proto.ServerConfig{Secret: testSecret, Logger: slog.New(lateLog{closed: closed, mu: &mu, late: &late})}, m)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sl) }()
+	r := dialRaw(t, ln.Addr().String())
+	connClosed <- (<-sl.conns).closed
+	r.handshake()
+	r.request(1, late1.Op, 0, "", wire.Empty{})
+	<-started
+	srv.Close()
+	close(closed)
+	<-served
+	time.Sleep(time.Second) // a goroutine left behind logs within this
+	mu.Lock()
+	defer mu.Unlock()
+	if len(late) > 0 {
+		t.Fatalf("logged after Close returned: %q", late)
 	}
 }
