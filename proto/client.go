@@ -71,7 +71,7 @@ func (c *ClientConfig) setDefaults() {
 // connection of it with room for one more request (§11). Goroutines:
 // resolveLoop (host names), dials in progress, the pings of an ejected
 // endpoint's stream connections, and each connection's background reader
-// (clientconn.go).
+// (clientconn.go); and Close waits for every connection to be closed.
 type Client struct {
 	cfg     ClientConfig
 	log     *slog.Logger

@@ -163,6 +163,10 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello 
 	})
 	cc.idleT = time.AfterFunc(time.Hour, cc.idleFired)
 	cc.idleT.Stop()
+	// Open connections count in the client's WaitGroup until they close,
+	// so that Client.Close also waits for those it closes through unhook
+	// (detached ones). Called from a dial, itself counted.
+	c.wg.Add(1)
 	cc.mu.Lock() // before AfterFunc: a closed client's f runs at once, and close reads unhook
 	// Client.Close ends every connection, also those its endpoint set no
 	// longer holds (retired, replaced) that still carry a stream.
@@ -866,6 +870,7 @@ func (cc *clientConn) close(reason error) {
 	if reason == errNotResponding {
 		cc.ep.eject(reason)
 	}
+	defer cc.c.wg.Done() // once the calls are failed: see newClientConn
 	for id, cl := range pending {
 		if cl.abandoned {
 			continue
