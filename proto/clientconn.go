@@ -800,6 +800,12 @@ func (cc *clientConn) route(f wire.Frame) error {
 func (cc *clientConn) onDrain(last uint32) {
 	cc.ep.detach(cc)
 	cc.mu.Lock()
+	if cc.draining && last < cc.drainLast {
+		// A second DRAIN cannot take back the first's promise: the
+		// requests up to its last id may have run, and must not be
+		// sent again (§7.3).
+		last = cc.drainLast
+	}
 	cc.draining = true
 	cc.drainLast = last
 	var retry []*call
