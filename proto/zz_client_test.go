@@ -2,7 +2,11 @@ package proto_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,4 +176,65 @@ func TestZZClientSecondDrainDoesNotRetryPromisedRequests(t *testing.T) {
 	if res.err != nil || res.msg.N != 1 {
 		t.Fatalf("got %+v, %v", res.msg, res.err)
 	}
+}
+
+// Stress: callers with random cancellations and short deadlines never get
+// another call's answer, and every error is one of the expected codes.
+func TestZZClientStressMixedCancels(t *testing.T) {
+	fx := newFixture()
+	go func() {
+		for range fx.started {
+		}
+	}()
+	srv := startServer(t, proto.ServerConfig{}, fx.mux())
+	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}, ConnsPerAddr: 1})
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	var okN, cancN, dlN atomic.Int32
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 150; i++ {
+				in := echoMsg{N: rand.N(3), Text: fmt.Sprint(g, "/", i)}
+				m := mEcho
+				if i%3 == 0 {
+					m = mSlow
+				}
+				var ctx context.Context
+				var cancel context.CancelFunc
+				switch rand.N(4) {
+				case 0:
+					ctx, cancel = context.WithCancel(context.Background())
+					d := time.Duration(rand.N(2000)) * time.Microsecond
+					time.AfterFunc(d, cancel)
+				case 1:
+					ctx, cancel = context.WithTimeout(context.Background(), time.Duration(rand.N(3000))*time.Microsecond)
+				default:
+					ctx, cancel = context.WithCancel(context.Background())
+				}
+				out, err := proto.Call(ctx, c, m, in)
+				cancel()
+				switch wire.ErrorCode(err) {
+				case wire.OK:
+					if out != in {
+						bad.Add(1)
+						t.Errorf("got %+v want %+v", out, in)
+						return
+					}
+					okN.Add(1)
+				case wire.Canceled:
+					cancN.Add(1)
+				case wire.DeadlineExceeded:
+					dlN.Add(1)
+				default:
+					bad.Add(1)
+					t.Errorf("call: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	waitGroup(t, &wg, 2*time.Minute, "calls")
+	t.Logf("ok %d canceled %d deadline %d", okN.Load(), cancN.Load(), dlN.Load())
 }
