@@ -51,6 +51,7 @@ type clientConn struct {
 	forStreams   bool // a connection for streams only (see Subscribe)
 	pingInterval time.Duration
 	lastRecv     atomic.Int64 // monoNanos
+	lastSent     atomic.Int64 // monoNanos of the last PING, PONG or CANCEL sent (see readStep)
 	awaitSince   atomic.Int64 // monoNanos when pending last became non-empty
 
 	mu        sync.Mutex // guards these fields and the reading role; taken after endpoint.mu
@@ -158,6 +159,7 @@ func newClientConn(c *Client, ep *endpoint, nc net.Conn, fr *wire.Framer, hello 
 	}
 	cc.pingInterval = max(cc.pingInterval, 10*time.Millisecond)
 	cc.lastRecv.Store(monoNanos())
+	cc.lastSent.Store(monoNanos())
 	cc.w = newFrameWriter(nc, c.cfg.WriteTimeout, func(err error) {
 		cc.close(unavailable(fmt.Errorf("write: %w", err)))
 	})
@@ -462,6 +464,7 @@ func (cc *clientConn) writeTraced(t wire.FrameType, id uint32, payload []byte) e
 	if tr := cc.trace; tr != nil {
 		tr(true, wire.Frame{Type: t, ID: id, Payload: payload})
 	}
+	cc.lastSent.Store(monoNanos())
 	return cc.w.write(t, 0, id, payload)
 }
 
@@ -523,8 +526,12 @@ func (cc *clientConn) readLoop() {
 }
 
 // readStep waits for one frame and handles it. While waiting it keeps the
-// connection alive: after pingInterval without a frame it sends PING, and
-// without an answer to that it fails the connection. A leading caller
+// connection alive: after pingInterval without a frame received, or
+// without a PING (or PONG, CANCEL) sent, it sends PING, and without an
+// answer to that it fails the connection. The server's idle timeout counts
+// only what it receives, and a stream connection only receives; requests
+// do not count as sent (that would read the clock per call), so a busy
+// connection pings once per interval. A leading caller
 // (lead) passes its deadline as want (errCallDeadline once passed) and, if
 // its context can end, stop, checked when kicked (errStopRead); a context
 // that cannot end never kicks, so its leader skips the kick bookkeeping.
@@ -541,7 +548,7 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 		// act is when to send PING, or, once one is unanswered, when to
 		// declare the server dead.
 		awaiting := cc.awaiting(lead)
-		last := monoTime(cc.lastRecv.Load())
+		last := monoTime(min(cc.lastRecv.Load(), cc.lastSent.Load()))
 		act := last.Add(cc.pingInterval)
 		if cc.pinged {
 			act = cc.pingDead

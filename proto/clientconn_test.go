@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +17,7 @@ import (
 // interval keeps its connection: the client sends nothing else on a
 // stream connection, so it must still ping before the server's idle
 // timeout (nothing RECEIVED by the server) cuts the connection.
-func TestZZClientBusyStreamSurvivesServerIdleTimeout(t *testing.T) {
+func TestClientBusyStreamSurvivesServerIdleTimeout(t *testing.T) {
 	m := proto.NewMux()
 	proto.HandleStream(m, mStream, func(ctx context.Context, r *proto.Request, in echoMsg, s *proto.Stream) error {
 		if err := s.Accept(nil); err != nil {
@@ -58,96 +57,11 @@ func TestZZClientBusyStreamSurvivesServerIdleTimeout(t *testing.T) {
 	}
 }
 
-// The connection's reader must keep reading while the writer is full: a
-// PONG it owes the server must not make it wait for room behind queued
-// requests, or an answer that has arrived sits unread until the write
-// timeout closes the connection.
-func TestZZClientReaderNotBlockedByFullWriter(t *testing.T) {
-	fs := startFake(t, wire.Hello{})
-	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, WriteTimeout: 20 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	first := callEcho(c, ctx, 1) // alone: it reads for itself
-	r := fs.next(t)
-	f, m := r.readRequest()
-	// From here the fake reads nothing: big requests fill the socket,
-	// then the client's writer.
-	big := rawBody(encode(echoMsg{Text: strings.Repeat("z", 900<<10)}))
-	rawEcho := wire.Method[rawBody, echoMsg]{Op: opEcho, Name: "echo"}
-	for range 24 {
-		callAsync(c, ctx, rawEcho, big)
-	}
-	for i := 0; c.ZZWriterBacklog() < proto.ZZMaxBuffered; i++ {
-		if i > 1000 {
-			t.Fatal("the writer never filled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	r.write(wire.Frame{Type: wire.FramePing, ID: 9, Payload: []byte("rtt")})
-	r.respond(f.ID, m)
-	select {
-	case res := <-first:
-		if res.err != nil || res.msg.N != 1 {
-			t.Fatalf("first call: %+v, %v", res.msg, res.err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the answer arrived but was not read within 5 s: the reader waits for room in the writer to send its PONG")
-	}
-}
-
-// §11: a server that goes silent while an answer is awaited is declared
-// dead after about 0.8 s, also when it fell silent in the middle of a
-// frame (a partition during a large answer). The client instead waits 30 s
-// for the rest of the frame without probing, so its calls run into their
-// deadlines and the endpoint is not ejected.
-func TestZZClientSilentMidFrameIsProbed(t *testing.T) {
-	fs := startFake(t, wire.Hello{})
-	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	done := callEcho(c, ctx, 1)
-	r := fs.next(t)
-	f, m := r.readRequest()
-	m.Text = "an answer cut by a partition"
-	full := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(m)})
-	r.writeBytes(full[:wire.HeaderLen+2])
-	// Silent from here: no more bytes, no PONG.
-	select {
-	case res := <-done:
-		if e := wantCode(t, res.err, wire.Unavailable); !strings.Contains(e.Message, "not responding") {
-			t.Fatalf("message %q", e.Message)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("call never returned")
-	}
-}
-
-// A frame that keeps coming, however slowly, is not a silent server.
-func TestZZClientSlowFrameIsNotSilence(t *testing.T) {
-	fs := startFake(t, wire.Hello{})
-	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	done := callEcho(c, ctx, 1)
-	r := fs.next(t)
-	f, m := r.readRequest()
-	m.Text = "slow"
-	full := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(m)})
-	for i := 0; i < len(full); i += 2 {
-		r.writeBytes(full[i:min(i+2, len(full))])
-		time.Sleep(150 * time.Millisecond)
-	}
-	res := <-done
-	if res.err != nil || res.msg.N != 1 {
-		t.Fatalf("got %+v, %v", res.msg, res.err)
-	}
-}
-
 // §7.3: a request whose id is at most a DRAIN's last_id may have run and
 // must never be retried automatically. A second DRAIN naming a lower
 // last_id (a confused or hostile server) must not make the client send
 // such a request again, on another connection, to run a second time.
-func TestZZClientSecondDrainDoesNotRetryPromisedRequests(t *testing.T) {
+func TestClientSecondDrainDoesNotRetryPromisedRequests(t *testing.T) {
 	fs := startFake(t, wire.Hello{})
 	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -180,7 +94,7 @@ func TestZZClientSecondDrainDoesNotRetryPromisedRequests(t *testing.T) {
 
 // Stress: callers with random cancellations and short deadlines never get
 // another call's answer, and every error is one of the expected codes.
-func TestZZClientStressMixedCancels(t *testing.T) {
+func TestClientStressMixedCancels(t *testing.T) {
 	fx := newFixture()
 	go func() {
 		for range fx.started {

@@ -10,32 +10,12 @@ import (
 	"bankwire/proto/wire"
 )
 
-// ZZWriterBacklog returns the bytes waiting in the writers of c's unary
-// connections (review tests).
-func (c *Client) ZZWriterBacklog() int {
-	c.mu.Lock()
-	eps := c.eps
-	c.mu.Unlock()
-	n := 0
-	for _, ep := range eps {
-		for _, cc := range ep.unaryConns() {
-			cc.w.mu.Lock()
-			n += len(cc.w.buf)
-			cc.w.mu.Unlock()
-		}
-	}
-	return n
-}
-
-// ZZMaxBuffered is the writer's bound (review tests).
-const ZZMaxBuffered = maxBuffered
-
 // Client.Close returns only once every connection is closed, also one
 // that left its endpoint's set (drained, replaced, retired) while a call
 // reads it for itself: such a connection is closed by a hook that runs on
-// its own goroutine, and Close did not wait for it, so calls and even a
+// its own goroutine, which Close must wait for, or calls and even a
 // new background reader could outlive Close.
-func TestZZClientCloseWaitsForDetachedConnections(t *testing.T) {
+func TestClientCloseWaitsForDetachedConnections(t *testing.T) {
 	c, err := NewClient(ClientConfig{Addrs: []string{"127.0.0.1:1"}, Logger: discardLogger})
 	if err != nil {
 		t.Fatal(err)
