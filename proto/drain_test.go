@@ -37,10 +37,10 @@ func (r *rawConn) readAll() <-chan wire.Frame {
 
 // A request refused at once (here UNIMPLEMENTED) just before a drain
 // begins is named by DRAIN's last_id, so it "will be answered" (§7.3). Its
-// ERROR must therefore leave before the drain's FATAL: the refusal is not
-// counted as in flight, so an idle connection wrote DRAIN and FATAL and
-// the ERROR, written a moment later, was dropped behind the FATAL. The
-// client then fails the request UNAVAILABLE and may not retry it.
+// ERROR must therefore leave before the drain's FATAL; were the refusal not
+// counted as in flight, an idle connection would write DRAIN and FATAL, and
+// the ERROR, written a moment later, would be dropped behind the FATAL: the
+// client would fail the request UNAVAILABLE and could not retry it.
 func TestDrainRefusedRequestAnsweredBeforeFatal(t *testing.T) {
 	const unknownOp wire.Op = 9999
 	inObserve := make(chan struct{})
@@ -178,7 +178,7 @@ func (l *signalListener) Accept() (net.Conn, error) {
 
 // lateLog is a slog.Handler that notes records logged once closed is
 // closed, and holds each record up to 3 s, so that one logged by a
-// goroutine Close did not wait for is still being logged when Close
+// goroutine Close does not wait for is still being logged when Close
 // returns.
 type lateLog struct {
 	closed chan struct{}
@@ -205,9 +205,9 @@ func (h lateLog) Handle(_ context.Context, r slog.Record) error {
 
 // Close waits for the server's goroutines: nothing of the server's logs
 // after it returned. A handler's answer written after Close closed its
-// connection fails, and the failure was logged (as a WARN "write failed",
-// for a close the server made itself) on a goroutine of its own that
-// Close does not wait for.
+// connection fails; that failure, of a close the server made itself, must
+// not be logged (as a WARN "write failed") on the goroutine of its own
+// that Close does not wait for.
 func TestCloseLeavesNoGoroutineLogging(t *testing.T) {
 	closed := make(chan struct{})
 	var mu sync.Mutex

@@ -20,8 +20,7 @@ type Stream struct {
 	mu       sync.Mutex // guards the fields below and orders Accept and Send
 	accepted bool
 	ended    bool
-	dropped  bool // a frame could not be encoded: the stream ends INTERNAL
-	lost     bool // a frame could not be written (the connection is closing): it ends UNAVAILABLE
+	failed   wire.Code // why a frame could not be sent, which ends the stream: INTERNAL (not encodable) or UNAVAILABLE (the connection is closing)
 }
 
 // errStreamState is returned when Accept or Send are called out of order.
@@ -54,9 +53,8 @@ func (s *Stream) send(afterAccept bool, t wire.FrameType, flags uint16, v any, f
 	}
 	if code := s.c.writeResult(s.r, t, flags, v); code != wire.OK {
 		s.ended = true
-		s.dropped = code == wire.Internal
-		s.lost = code == wire.Unavailable
-		return errors.New("proto: " + failure + ": " + code.String()) // answered as INTERNAL "internal error"
+		s.failed = code
+		return errors.New("proto: " + failure + ": " + code.String()) // runStream answers by s.failed
 	}
 	s.accepted = true
 	return nil
@@ -73,7 +71,7 @@ func (c *serverConn) runStream(r *serverReq) {
 	}()
 	st.mu.Lock()
 	st.ended = true
-	accepted, dropped, lost := st.accepted, st.dropped, st.lost
+	accepted, failed := st.accepted, st.failed
 	st.mu.Unlock()
 	c.answering(r)
 	var code wire.Code
@@ -82,9 +80,9 @@ func (c *serverConn) runStream(r *serverReq) {
 		// Why the context ended decides the terminal code (PROTOCOL.md §5),
 		// whatever the handler returned on the way out.
 		code = c.writeError(r, endedError(r.ctx))
-	case dropped:
+	case failed == wire.Internal:
 		code = c.writeError(r, &wire.Error{Code: wire.Internal, Message: "internal error"})
-	case lost: // not a fault of the server's: the connection is closing (FATAL sent, write failed)
+	case failed == wire.Unavailable: // not a fault of the server's: the connection is closing (FATAL sent, write failed)
 		code = c.writeError(r, &wire.Error{Code: wire.Unavailable, Message: "connection closing"})
 	case !accepted && err == nil: // never opened: an empty, already ended result
 		code = c.writeResult(r, wire.FrameResponse, 0, nil)
