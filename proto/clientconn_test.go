@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -151,4 +153,46 @@ func TestClientStressMixedCancels(t *testing.T) {
 	}
 	waitGroup(t, &wg, 2*time.Minute, "calls")
 	t.Logf("ok %d canceled %d deadline %d", okN.Load(), cancN.Load(), dlN.Load())
+}
+
+// A client whose writer is full of requests the server has not read yet
+// still reads: answering the server's PING must not wait behind them, or
+// answers (and the server's own writes) stop until the write timeout.
+func TestClientAnswersPingWhileWriterIsFull(t *testing.T) {
+	fs := startFake(t, wire.Hello{Versions: []int{1}, Server: "fake", MaxPayload: 4 << 20, MaxInFlight: 100, IdleTimeoutMs: 60000, HandshakeTimeoutMs: 1000})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1, WriteTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := callEcho(c, ctx, 1)
+	r := fs.next(t)
+	// A small receive buffer, so that the socket fills soon (loopback's
+	// may grow to tens of MiB).
+	if err := r.nc.(*net.TCPConn).SetReadBuffer(32 << 10); err != nil {
+		t.Fatal(err)
+	}
+	f, m := r.readRequest()
+	// The fake stops reading; big requests fill the socket's buffers and
+	// then the client's writer (past its 1 MiB bound).
+	big := echoMsg{N: 2, Text: strings.Repeat("x", 3<<20)}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = proto.Call(ctx, c, mEcho, big)
+		}()
+	}
+	defer wg.Wait()
+	defer r.nc.Close() // ends the big calls
+	time.Sleep(100 * time.Millisecond)
+	r.write(wire.Frame{Type: wire.FramePing, ID: 7})
+	r.respond(f.ID, m)
+	select {
+	case res := <-first:
+		if res.err != nil || res.msg.N != 1 {
+			t.Fatalf("got %+v, %v", res.msg, res.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first call's answer was not read: the client's reader waits to write PONG behind requests the server has not read")
+	}
 }

@@ -29,7 +29,10 @@ import (
 //   - at most maxBuffered bytes wait (plus the frame that crossed the
 //     line): appenders block in lock until the flusher made room, or
 //     write held bytes out themselves, so a peer that stops reading
-//     cannot pin memory;
+//     cannot pin memory. The small frames of write (PING, PONG, CANCEL,
+//     refusals) wait only for each other (maxBuffered of them): a reader
+//     answering PING must not wait behind requests or answers the peer
+//     has not read yet, or two peers busy writing stop reading each other;
 //   - every socket write has a write deadline; the first failure is sticky
 //     (err), wakes every waiter and closes the connection (onError);
 //   - after writeLast nothing more is appended (sealed).
@@ -45,6 +48,7 @@ type frameWriter struct {
 	mu       sync.Mutex // guards the fields below
 	written  sync.Cond  // L is &mu; broadcast after each socket write
 	buf      []byte     // frames waiting for the socket
+	small    int        // bytes of buf appended by write
 	spare    []byte     // the previous write's buffer, reused
 	flushing bool       // a goroutine is writing buf out
 	sealed   bool       // the last frame was appended (writeLast)
@@ -66,9 +70,13 @@ var errWriterSealed = errors.New("proto: connection's last frame already sent")
 
 // lock reserves the buffer. On success the caller appends to w.buf and must
 // call unlock; on error nothing is held.
-func (w *frameWriter) lock() error {
+func (w *frameWriter) lock() error { return w.lockFor(false) }
+
+// lockFor is lock for a bulk frame or, if small, for one of write's small
+// frames, which waits only while maxBuffered bytes of small frames wait.
+func (w *frameWriter) lockFor(small bool) error {
 	w.mu.Lock()
-	for w.err == nil && len(w.buf) >= maxBuffered {
+	for w.err == nil && (!small && len(w.buf) >= maxBuffered || small && w.small >= maxBuffered) {
 		if !w.flushing { // held answers (flushHold) fill it: nobody else will write them
 			_ = w.unlockMode(flushNow)
 			w.mu.Lock()
@@ -110,7 +118,7 @@ func (w *frameWriter) unlockMode(mode flushMode) error {
 	}
 	for len(w.buf) > 0 && w.err == nil {
 		out := w.buf
-		w.buf = w.spare[:0]
+		w.buf, w.small = w.spare[:0], 0
 		w.mu.Unlock()
 		if w.timeout > 0 {
 			_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
@@ -170,13 +178,15 @@ func (w *frameWriter) endFrame(off int, t wire.FrameType, flags uint16, id uint3
 	wire.PutHeader(w.buf[off:], wire.Header{Version: wire.Version, Type: t, Flags: flags, ID: id, Len: uint32(len(w.buf) - off - wire.HeaderLen)})
 }
 
+// write sends one small frame (see the invariants on its bound).
 func (w *frameWriter) write(t wire.FrameType, flags uint16, id uint32, payload []byte) error {
-	if err := w.lock(); err != nil {
+	if err := w.lockFor(true); err != nil {
 		return err
 	}
 	off := w.beginFrame()
 	w.buf = append(w.buf, payload...)
 	w.endFrame(off, t, flags, id)
+	w.small += len(w.buf) - off
 	return w.unlockMode(flushBatched)
 }
 
