@@ -104,7 +104,9 @@ type ServerConfig struct {
 
 	// Observe, when set, is called once per answered request with its
 	// operation, result code and handler duration (the answer's write not
-	// included), for metrics.
+	// included), for metrics. An operation the Mux does not handle is
+	// reported as 0, so that numbers a client makes up do not each become
+	// a metric series.
 	Observe func(op wire.Op, code wire.Code, d time.Duration)
 }
 

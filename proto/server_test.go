@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -244,11 +245,40 @@ func TestInFlightLimit(t *testing.T) {
 	}
 }
 
+// An unknown operation is refused UNIMPLEMENTED, and Observe sees it as
+// operation 0: each number a client makes up must not become a metric
+// series of its own.
 func TestUnknownOperation(t *testing.T) {
-	srv := startServer(t, proto.ServerConfig{}, newFixture().mux())
+	var mu sync.Mutex
+	var seen []wire.Op
+	observe := func(op wire.Op, code wire.Code, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, op)
+	}
+	srv := startServer(t, proto.ServerConfig{Observe: observe}, newFixture().mux())
 	c := newClient(t, proto.ClientConfig{Addrs: []string{srv.Addr}})
-	unknown := wire.Method[wire.Empty, wire.Empty]{Op: 4242, Name: "unknown"}
-	wantCode(t, callErr(context.Background(), c, unknown, wire.Empty{}), wire.Unimplemented)
+	for _, op := range []wire.Op{4242, 4243} {
+		unknown := wire.Method[wire.Empty, wire.Empty]{Op: op, Name: "unknown"}
+		wantCode(t, callErr(context.Background(), c, unknown, wire.Empty{}), wire.Unimplemented)
+	}
+	if _, err := proto.Call(context.Background(), c, mEcho, echoMsg{}); err != nil {
+		t.Fatal(err)
+	}
+	// A handler's answer is observed after it is written.
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n >= 3 {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []wire.Op{0, 0, opEcho}; !slices.Equal(seen, want) {
+		t.Fatalf("Observe saw operations %v, want %v", seen, want)
+	}
 }
 
 func TestDeadlineAndTraceReachHandler(t *testing.T) {

@@ -426,7 +426,11 @@ func (c *serverConn) handleRequest(f wire.Frame) string {
 		c.active++
 		c.mu.Unlock()
 		if s.cfg.Observe != nil {
-			s.cfg.Observe(h.Op, reject.Code, 0)
+			known := h.Op
+			if op.unary == nil && op.stream == nil {
+				known = 0
+			}
+			s.cfg.Observe(known, reject.Code, 0)
 		}
 		err := c.w.write(wire.FrameError, 0, f.ID, wire.AppendError(nil, reject))
 		c.deactivate()
