@@ -19,6 +19,9 @@ type listener struct {
 	index int
 	c     *customer
 
+	connected     chan struct{} // closed when the stream first opened
+	connectedOnce sync.Once
+
 	mu      sync.Mutex
 	pending map[string]*pendingMsg
 }
@@ -29,7 +32,7 @@ type pendingMsg struct {
 }
 
 func newListener(r *runner, index int, c *customer) *listener {
-	return &listener{r: r, index: index, c: c, pending: map[string]*pendingMsg{}}
+	return &listener{r: r, index: index, c: c, connected: make(chan struct{}), pending: map[string]*pendingMsg{}}
 }
 
 func (l *listener) expect(token string) {
@@ -133,6 +136,10 @@ func (l *listener) stream(ctx context.Context, client *http.Client) error {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case line == ": connected":
+			// The web tier writes it once its subscription is open:
+			// from now on a message to this customer comes this way.
+			l.connectedOnce.Do(func() { close(l.connected) })
 		case line == "":
 			event = ""
 		case strings.HasPrefix(line, "event: "):

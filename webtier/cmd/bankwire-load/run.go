@@ -62,6 +62,21 @@ func run(ctx context.Context, cfg Config, transport http.RoundTripper, tick func
 		go func() { defer wg.Done(); l.run(listenCtx) }()
 	}
 	defer func() { stopListening(); wg.Wait() }()
+	// Messages sent before a listener's stream is open would never
+	// arrive: the run starts once every stream is open (or the per
+	// request timeout has passed; those that did not open show as "not
+	// delivered").
+	openBy := time.After(cfg.Timeout)
+wait:
+	for _, l := range r.listeners {
+		select {
+		case <-l.connected:
+		case <-openBy:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
 
 	start := time.Now()
 	r.rec.reset(start)
