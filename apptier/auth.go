@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -99,7 +100,29 @@ func cleanClient(c wire.ClientInfo) wire.ClientInfo {
 		}
 		return s
 	}
-	return wire.ClientInfo{IP: trim(c.IP, 64), UserAgent: trim(c.UserAgent, 256)}
+	return wire.ClientInfo{IP: clientNetwork(trim(c.IP, 64)), UserAgent: trim(c.UserAgent, 256)}
+}
+
+// clientNetwork is the client that per-client limits count (sign-in locks
+// and failures, sign-ups) and that sessions and the audit trail record: an
+// IPv4 address as itself (also when it comes IPv4-mapped), and an IPv6
+// address as its /64, because one IPv6 client holds a whole /64 and may
+// use a new address from it for every connection. Anything that is not an
+// IP address is kept as it is.
+func clientNetwork(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, err := addr.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 func (a *App) signUp(ctx context.Context, in wire.SignUpRequest) (wire.SignInResponse, error) {
