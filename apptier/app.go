@@ -170,8 +170,9 @@ type App struct {
 
 	sessions *sessionCache
 
-	signUps   *keyedLimiter // per client IP
-	chatOpens *keyedLimiter // per customer
+	signUps         *keyedLimiter // per client IP
+	signInsChecking checking      // sign-in attempts not yet audited
+	chatOpens       *keyedLimiter // per customer
 }
 
 // rateLimitKeys bounds the keys each rate limiter remembers.

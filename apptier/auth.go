@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -253,11 +254,23 @@ func (a *App) signIn(ctx context.Context, in wire.SignInRequest) (wire.SignInRes
 		}
 	}
 
+	// Attempts this process is still checking have no audit record yet:
+	// they count as failures, so that guesses sent all at once cannot each
+	// read the count from before any of them. They are taken before the
+	// lookup and left after the audit record is written, so every attempt
+	// is counted by one or the other.
+	lower := strings.ToLower(username)
+	pending, leave := a.signInsChecking.enter("u\x00"+lower, "p\x00"+cl.IP+"\x00"+lower, "i\x00"+cl.IP)
+	defer leave()
+
 	// The customer and the recent failures come in one round trip.
 	cust, known, failed, err := a.st.SignInLookup(ctx, username, cl.IP, now.Add(-a.cfg.ThrottleWindow))
 	if err != nil {
 		return wire.SignInResponse{}, storeErr(err, "")
 	}
+	failed.Username += pending[0]
+	failed.Pair += pending[1]
+	failed.ClientIP += pending[2]
 	var custID *int64
 	if known {
 		custID = &cust.ID
@@ -313,6 +326,37 @@ func (a *App) signIn(ctx context.Context, in wire.SignInRequest) (wire.SignInRes
 		return wire.SignInResponse{}, storeErr(err, "")
 	}
 	return wire.SignInResponse{Token: token, ExpiresAt: exp, Customer: customerView(cust)}, nil
+}
+
+// checking counts the sign-in attempts in progress in this process, by
+// username, (username, client) pair and client.
+type checking struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// enter counts one attempt under each key and returns how many were
+// already in progress under each; leave ends the attempt.
+func (c *checking) enter(keys ...string) (pending []int, leave func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = make(map[string]int)
+	}
+	pending = make([]int, len(keys))
+	for i, k := range keys {
+		pending[i] = c.n[k]
+		c.n[k]++
+	}
+	return pending, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, k := range keys {
+			if c.n[k]--; c.n[k] <= 0 {
+				delete(c.n, k)
+			}
+		}
+	}
 }
 
 func tokenHash(token string) []byte {

@@ -2,6 +2,8 @@ package apptier_test
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,4 +55,36 @@ func TestClientLimitsCoverAnIPv6Network(t *testing.T) {
 		}
 	}
 	wantErr(t, signUp("rotator2", "2001:db8:5:5::99"), wire.ResourceExhausted, "")
+}
+
+// TestConcurrentGuessesCountAgainstTheLock: guesses sent all at once from
+// one client each get their password checked only while the pair is under
+// its lock count; the rest are refused as if they had come one by one.
+func TestConcurrentGuessesCountAgainstTheLock(t *testing.T) {
+	clock := apptiertest.NewClock(t0)
+	b := newBank(t, apptiertest.WithClock(clock.Now), throttled(3, 15*time.Minute))
+	h := b.srv.App.Hasher()
+	before := h.Computations()
+	var wg sync.WaitGroup
+	var checked, refused atomic.Int64
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch wire.ErrorCode(b.signInFrom("alice", fmt.Sprintf("guess %d", i), "203.0.113.9")) {
+			case wire.Unauthenticated:
+				checked.Add(1)
+			case wire.ResourceExhausted:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := h.Computations() - before; checked.Load() > 3 || n > 3 || checked.Load()+refused.Load() != 30 {
+		t.Fatalf("30 concurrent guesses with a lock after 3: %d checked (%d hashes), %d refused", checked.Load(), n, refused.Load())
+	}
+	// The owner from elsewhere is not affected.
+	if err := b.signInFrom("alice", "alice-demo-pass", "198.51.100.1"); err != nil {
+		t.Fatalf("owner: %v", err)
+	}
 }
