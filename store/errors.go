@@ -126,8 +126,10 @@ func outage(err error) error {
 			return ErrAborted
 		case strings.HasPrefix(c, "08"), // connection_exception
 			strings.HasPrefix(c, "57P"), // admin/crash shutdown, cannot connect now, database dropped
+			strings.HasPrefix(c, "53"),  // insufficient resources: disk full, out of memory, too many connections
+			strings.HasPrefix(c, "58"),  // system error: I/O error, a file gone
 			c == "25006",                // read_only_sql_transaction: a standby after a failover
-			c == "53300",                // too_many_connections
+			c == "40003",                // statement_completion_unknown: the outcome is not known
 			c == "57014":                // query_canceled: statement_timeout on a stuck server
 			return ErrUnavailable
 		}
