@@ -44,6 +44,10 @@ type Config struct {
 	RateWindow    time.Duration
 	SignUpIPLimit int // sign-ups per client IP
 	ChatOpenLimit int // chats opened by username per customer
+	// Chat messages a customer may send per minute (a burst of that many,
+	// then one every 60/ChatSendLimit seconds), so that nobody floods
+	// another customer's chat.
+	ChatSendLimit int
 
 	// Retention (see purge): sessions are deleted SessionRetention after
 	// they expired, sign-in events AuditRetention after they were
@@ -74,6 +78,7 @@ func DefaultConfig() Config {
 		RateWindow:       time.Hour,
 		SignUpIPLimit:    20,
 		ChatOpenLimit:    30,
+		ChatSendLimit:    30,
 		SessionRetention: 24 * time.Hour,
 		AuditRetention:   90 * 24 * time.Hour,
 		PurgeInterval:    time.Hour,
@@ -99,6 +104,7 @@ func (c Config) Defaults() Config {
 	orDefault(&c.RateWindow, d.RateWindow)
 	orDefault(&c.SignUpIPLimit, d.SignUpIPLimit)
 	orDefault(&c.ChatOpenLimit, d.ChatOpenLimit)
+	orDefault(&c.ChatSendLimit, d.ChatSendLimit)
 	orDefault(&c.SessionRetention, d.SessionRetention)
 	orDefault(&c.AuditRetention, d.AuditRetention)
 	orDefault(&c.PurgeInterval, d.PurgeInterval)
@@ -140,7 +146,7 @@ func (c Config) Validate() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"lock after", c.LockAfter}, {"sign-in IP limit", c.IPLimit}, {"sign-up IP limit", c.SignUpIPLimit}, {"chat open limit", c.ChatOpenLimit}} {
+	}{{"lock after", c.LockAfter}, {"sign-in IP limit", c.IPLimit}, {"sign-up IP limit", c.SignUpIPLimit}, {"chat open limit", c.ChatOpenLimit}, {"chat send limit", c.ChatSendLimit}} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", n.name, n.v))
 		}
@@ -173,6 +179,7 @@ type App struct {
 	signUps         *keyedLimiter // per client IP
 	signInsChecking checking      // sign-in attempts not yet audited
 	chatOpens       *keyedLimiter // per customer
+	chatSends       *keyedLimiter // per customer, per minute
 }
 
 // rateLimitKeys bounds the keys each rate limiter remembers.
@@ -192,6 +199,7 @@ func New(cfg Config, st *store.Store) (*App, error) {
 		sessions:  newSessionCache(sessionCacheTTL, sessionCacheMax),
 		signUps:   newKeyedLimiter(cfg.SignUpIPLimit, cfg.RateWindow, rateLimitKeys),
 		chatOpens: newKeyedLimiter(cfg.ChatOpenLimit, cfg.RateWindow, rateLimitKeys),
+		chatSends: newKeyedLimiter(cfg.ChatSendLimit, time.Minute, rateLimitKeys),
 	}, nil
 }
 

@@ -103,6 +103,9 @@ func (a *App) chatSend(ctx context.Context, s store.Session, in wire.ChatSendReq
 	if err != nil {
 		return wire.MessageResponse{}, err
 	}
+	if !a.chatSends.allow(strconv.FormatInt(s.CustomerID, 10), a.cfg.Now()) {
+		return wire.MessageResponse{}, wire.Errorf(wire.ResourceExhausted, "You have sent many messages in a short time. Wait a minute and try again.")
+	}
 	if _, err := a.st.ConversationForMember(ctx, in.ConversationID, s.CustomerID); err != nil {
 		return wire.MessageResponse{}, storeErr(err, errNoConversation)
 	}

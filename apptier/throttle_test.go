@@ -1,6 +1,7 @@
 package apptier_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
+	"bankwire/proto"
 	"bankwire/proto/wire"
 )
 
@@ -245,5 +247,36 @@ func TestDisplayNameRejectsHiddenCharacters(t *testing.T) {
 	up := must(b, wire.SignUp, wire.SignUpRequest{Username: "zoe", DisplayName: "Zoë Ünal-Šimić 山田", Password: "a long enough passphrase"})
 	if up.Customer.DisplayName != "Zoë Ünal-Šimić 山田" {
 		t.Fatalf("display name %q", up.Customer.DisplayName)
+	}
+}
+
+// TestChatSendRateLimitedPerCustomer: a customer may send only so many chat
+// messages a minute, so nobody floods another's chat; the other member is
+// not affected, and the allowance comes back with time.
+func TestChatSendRateLimitedPerCustomer(t *testing.T) {
+	clock := apptiertest.NewClock(t0)
+	b := newBank(t, apptiertest.WithClock(clock.Now), apptiertest.WithConfig(func(c *apptier.Config) {
+		c.ChatSendLimit = 3
+	}))
+	alice, bob := b.signIn("alice", "alice-demo-pass"), b.signIn("bob", "bob-demo-pass")
+	conv, err := proto.Call(context.Background(), b.c, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: wire.SessionRequest{Session: alice}, Username: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(tok, body string) error {
+		return callErr(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: wire.SessionRequest{Session: tok}, ConversationID: conv.Conversation.ID, Body: body})
+	}
+	for i := range 3 {
+		if err := send(alice, fmt.Sprintf("message %d", i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	wantErr(t, send(alice, "one too many"), wire.ResourceExhausted, "")
+	if err := send(bob, "hello"); err != nil {
+		t.Fatalf("bob is limited by alice's messages: %v", err)
+	}
+	clock.Advance(time.Minute)
+	if err := send(alice, "a minute later"); err != nil {
+		t.Fatalf("after a minute: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package webtier_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -309,4 +310,28 @@ func TestChatOpenLimitShown(t *testing.T) {
 	}
 	mustContain(t, p, "You have opened many chats")
 	mustNotContain(t, p, protocolTexts...)
+}
+
+// TestChatSendLimitShown: the app tier's limit on chat messages reaches the
+// conversation page as 429 with its own sentence, not as an outage.
+func TestChatSendLimitShown(t *testing.T) {
+	s := startSite(t, withApp(apptiertest.WithConfig(func(c *apptier.Config) { c.ChatSendLimit = 2 })))
+	alice := s.alice()
+	p := alice.post("/chat", url.Values{"username": {"bob"}})
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("open chat: %d %s", p.Status, snippet(p.Body))
+	}
+	path := p.Location
+	for i := range 2 {
+		if p := alice.post(path+"/messages", url.Values{"body": {fmt.Sprintf("hello %d", i)}}); p.Status != http.StatusSeeOther {
+			t.Fatalf("message %d: %d %s", i, p.Status, snippet(p.Body))
+		}
+	}
+	p = alice.post(path+"/messages", url.Values{"body": {"one too many"}})
+	if p.Status != http.StatusTooManyRequests {
+		t.Fatalf("third message: %d %s", p.Status, snippet(p.Body))
+	}
+	mustContain(t, p, "You have sent many messages")
+	mustNotContain(t, p, protocolTexts...)
+	mustNotContain(t, p, "briefly unavailable")
 }

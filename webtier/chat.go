@@ -135,6 +135,7 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := sessionFrom(r.Context())
 	f := newForm()
+	status := http.StatusUnprocessableEntity
 	body := strings.TrimSpace(r.PostFormValue("body"))
 	f.Values["body"] = body
 	switch {
@@ -162,6 +163,9 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if wire.ErrorCode(err) == wire.ResourceExhausted {
+			status = http.StatusTooManyRequests // too many messages lately
+		}
 	}
-	s.renderConversation(w, r, http.StatusUnprocessableEntity, id, "", f)
+	s.renderConversation(w, r, status, id, "", f)
 }

@@ -254,7 +254,7 @@ var errBrieflyUnavailable = &wire.Error{Code: wire.Unavailable, Message: "The ba
 
 // overloaded reports whether err is the protocol's own refusal of a request
 // over a connection's in-flight limit (PROTOCOL.md §4.1) rather than a rule
-// of the bank. Only sign-in, sign-up and chat.open answer RESOURCE_EXHAUSTED
+// of the bank. Only sign-in, sign-up, chat.open and chat.send answer RESOURCE_EXHAUSTED
 // by rule, and their answers are sentences for the customer (capitalized);
 // the protocol's are lower-case technical notes that no page may show.
 func overloaded(op wire.Op, err error) bool {
@@ -263,7 +263,7 @@ func overloaded(op wire.Op, err error) bool {
 		return false
 	}
 	switch op {
-	case wire.OpSignIn, wire.OpSignUp, wire.OpChatOpen:
+	case wire.OpSignIn, wire.OpSignUp, wire.OpChatOpen, wire.OpChatSend:
 		r, _ := utf8.DecodeRuneInString(pe.Message)
 		return !unicode.IsUpper(r)
 	}
