@@ -222,10 +222,12 @@ func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) (kind, text s
 
 // safeNext returns path if it is a local path to come back to after sign-in,
 // else "". Only same-site absolute paths: "//evil.example" and "/\evil"
-// would be read by browsers as other hosts.
+// would be read by browsers as other hosts. A backslash anywhere is refused:
+// browsers read it as a slash, and http.Redirect cleans the path before it
+// sends it, so "/./\evil.example" would leave as "/\evil.example".
 func safeNext(path string) string {
 	if len(path) > 512 || !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") ||
-		strings.HasPrefix(path, "/\\") || strings.ContainsAny(path, "\r\n\t") {
+		strings.ContainsAny(path, "\\\r\n\t") {
 		return ""
 	}
 	if path == "/signin" || path == "/signup" || strings.HasPrefix(path, "/events") {
