@@ -90,9 +90,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+		method := methodLabel(r.Method)
+		s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		if route != "/events" {
-			s.metrics.latency.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			s.metrics.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
 		}
 		level := slog.LevelInfo
 		switch {
@@ -112,6 +113,18 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			slog.String("client_ip", clientIPOf(r)),
 		)
 	})
+}
+
+// methodLabel is the metric label of a request's method: net/http accepts
+// any token as a method, and each name a client makes up must not become a
+// series of its own.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // recoverer turns a panicking handler into the 500 page and a logged stack,

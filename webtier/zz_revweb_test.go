@@ -2,6 +2,7 @@ package webtier_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -26,5 +27,27 @@ func TestSignInNextCannotBecomeAnotherHost(t *testing.T) {
 		if strings.Contains(p.Location, `\`) || strings.HasPrefix(p.Location, "//") {
 			t.Errorf("GET /signin?next=%q redirects to %q", next, p.Location)
 		}
+	}
+}
+
+// Every method name a client makes up must not become its own metric
+// series: each would cost memory for the life of the process and a line
+// in every scrape.
+func TestMadeUpMethodsShareOneMetricSeries(t *testing.T) {
+	s := startSite(t)
+	b := s.browser()
+	for i := 0; i < 20; i++ {
+		req, err := http.NewRequest("XMETHOD"+strings.Repeat("Z", i), s.baseURL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := b.do(req); p.Status != http.StatusMethodNotAllowed {
+			t.Errorf("made-up method: %d", p.Status)
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.web.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if n := strings.Count(rec.Body.String(), "XMETHOD"); n > 0 {
+		t.Errorf("made-up methods appear %d times in the metrics", n)
 	}
 }
