@@ -315,10 +315,10 @@ func (s *Server) transferOutcomeUnknown(w http.ResponseWriter, r *http.Request, 
 	s.render(w, r, status, "transfer_confirm", view{Title: "Check your transfer", Nav: "transfer", Data: d})
 }
 
-// transferSession is requireSession for the transfer submit: when the
-// session cannot be checked because the app tier does not answer, the
-// customer still gets the confirm-again page for the transfer they sent,
-// not a generic error page.
+// transferSession is requireSession for the transfer submit and for
+// "Check whether it was made": when the session cannot be checked because
+// the app tier does not answer, the customer still gets the confirm-again
+// page for the transfer they sent, with its key, not a generic error page.
 func (s *Server) transferSession(next http.Handler) http.Handler {
 	return s.sessionRequired(next, func(w http.ResponseWriter, r *http.Request, err error) {
 		in, f, ok := s.readTransfer(w, r)

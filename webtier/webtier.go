@@ -164,9 +164,11 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Post("/signout", s.signOut)
 	})
 
-	// A transfer submit whose session cannot be checked in an outage still
-	// gets the confirm-again page (transferSession).
+	// A transfer submit, or the question what became of one, whose session
+	// cannot be checked in an outage still gets the confirm-again page with
+	// the same key (transferSession).
 	r.With(s.transferSession).Post("/transfers", s.transferCreate)
+	r.With(s.transferSession).Post("/transfers/resolve", s.transferResolve)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireSession)
@@ -178,7 +180,6 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Get("/transfers/new", s.transferForm)
 		r.Post("/transfers/edit", s.transferEdit)
 		r.Post("/transfers/confirm", s.transferConfirm)
-		r.Post("/transfers/resolve", s.transferResolve)
 		r.Get("/transfers/{id}", s.transferResult)
 
 		r.Get("/payees", s.payees)

@@ -51,3 +51,25 @@ func TestMadeUpMethodsShareOneMetricSeries(t *testing.T) {
 		t.Errorf("made-up methods appear %d times in the metrics", n)
 	}
 }
+
+// "Check whether it was made" pressed while the bank is still down, on a
+// web tier whose session cache no longer knows the customer (it keeps a
+// session 15 s): the confirm-again page with the same key again, not the
+// generic outage page, which offers neither the key nor a way to ask later.
+func TestResolveDuringOutageKeepsTheKey(t *testing.T) {
+	s := startSite(t)
+	alice := s.alice()
+	fields := confirmed(t, alice, alice.checking(), alice.savings(), "25.00")
+	key := fields.Get("key")
+
+	s.app.Stop()
+	p := alice.post("/transfers", fields)
+	wantConfirmAgain(t, p, key)
+
+	cold := startWeb(t, s.app, s.cfg)
+	other := cold.browser()
+	from, _ := url.Parse(s.baseURL)
+	to, _ := url.Parse(cold.baseURL)
+	other.jar.SetCookies(to, alice.jar.Cookies(from))
+	wantConfirmAgain(t, other.post("/transfers/resolve", hiddenFields(t, p)), key)
+}
