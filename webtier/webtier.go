@@ -170,6 +170,14 @@ func (s *Server) routes() (http.Handler, error) {
 	r.With(s.transferSession).Post("/transfers", s.transferCreate)
 	r.With(s.transferSession).Post("/transfers/resolve", s.transferResolve)
 
+	// A live-update stream whose session cannot be checked in an outage is
+	// asked to retry later: EventSource gives up for good on an error page.
+	r.With(func(next http.Handler) http.Handler {
+		return s.sessionRequired(next, func(w http.ResponseWriter, r *http.Request, err error) {
+			s.endStream(w, http.StatusOK)
+		})
+	}).Get("/events", s.events)
+
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireSession)
 		r.Get("/accounts", s.accounts)
@@ -191,8 +199,6 @@ func (s *Server) routes() (http.Handler, error) {
 		r.Post("/chat", s.chatOpen)
 		r.Get("/chat/{id}", s.chatConversation)
 		r.Post("/chat/{id}/messages", s.chatSend)
-
-		r.Get("/events", s.events)
 	})
 	return r, nil
 }

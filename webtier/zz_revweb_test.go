@@ -73,3 +73,24 @@ func TestResolveDuringOutageKeepsTheKey(t *testing.T) {
 	other.jar.SetCookies(to, alice.jar.Cookies(from))
 	wantConfirmAgain(t, other.post("/transfers/resolve", hiddenFields(t, p)), key)
 }
+
+// An EventSource that reconnects during an outage longer than the session
+// cache keeps a session must be told to retry: an HTML 503 page makes it
+// give up for good, and the open page never gets live updates again.
+func TestEventsDuringOutageAskToRetry(t *testing.T) {
+	s := startSite(t)
+	alice := s.alice()
+	s.app.Stop()
+
+	cold := startWeb(t, s.app, s.cfg)
+	other := cold.browser()
+	from, _ := url.Parse(s.baseURL)
+	to, _ := url.Parse(cold.baseURL)
+	other.jar.SetCookies(to, alice.jar.Cookies(from))
+	p := other.get("/events")
+	if p.Status != http.StatusOK || !strings.HasPrefix(p.Header.Get("Content-Type"), "text/event-stream") ||
+		!strings.Contains(p.Body, "retry:") {
+		t.Errorf("/events in an outage: %d %q %.200q; want 200, an event stream that says retry", p.Status,
+			p.Header.Get("Content-Type"), p.Body)
+	}
+}
