@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"bankwire/proto"
+	"bankwire/proto/limits"
 	"bankwire/proto/wire"
 	"bankwire/store"
 )
@@ -133,7 +134,7 @@ func (a *App) signUp(ctx context.Context, in wire.SignUpRequest) (wire.SignInRes
 	if in.DisplayName == "" {
 		in.DisplayName = in.Username
 	}
-	display, err := cleanText("display_name", in.DisplayName, 1, 64, false)
+	display, err := cleanText("display_name", in.DisplayName, 1, limits.MaxDisplayNameLen, false)
 	if err != nil {
 		return wire.SignInResponse{}, err
 	}

@@ -14,7 +14,7 @@ import (
 // only keep absurd input from travelling further.
 const (
 	maxUsernameLen    = limits.MaxUsernameLen
-	maxDisplayNameLen = 100
+	maxDisplayNameLen = limits.MaxDisplayNameLen
 	maxPasswordBytes  = 1024
 	maxUserAgentLen   = 256
 )
@@ -170,8 +170,8 @@ func (s *Server) signUp(w http.ResponseWriter, r *http.Request) {
 		f.fail("username", "Choose a username.")
 	}
 	switch {
-	case !ok2 || len(display) > maxDisplayNameLen:
-		f.fail("display_name", "Enter your name without special characters (at most 100).")
+	case !ok2 || utf8.RuneCountInString(display) > maxDisplayNameLen:
+		f.fail("display_name", "Enter your name without special characters (at most "+strconv.Itoa(maxDisplayNameLen)+" characters).")
 	case display == "":
 		f.fail("display_name", "Enter your name.")
 	}

@@ -204,6 +204,8 @@ func TestSignUp(t *testing.T) {
 		{"bad username", url.Values{"username": {"a b"}, "display_name": {"AB"}, "password": {"correct horse battery"}, "password_confirm": {"correct horse battery"}}, "Use only letters"},
 		{"common password", url.Values{"username": {"carol"}, "display_name": {"Carol"}, "password": {"password123"}, "password_confirm": {"password123"}}, "most common passwords"},
 		{"empty", url.Values{}, "Choose a username."},
+		// Names are counted in characters, as the message says.
+		{"long name", url.Values{"username": {"carol"}, "display_name": {strings.Repeat("Я", 65)}, "password": {"correct horse battery"}, "password_confirm": {"correct horse battery"}}, "at most 64 characters"},
 	}
 	for _, c := range cases {
 		p := b.post("/signup", c.form)
@@ -219,6 +221,12 @@ func TestSignUp(t *testing.T) {
 	home := b.get("/accounts")
 	mustContain(t, home, "Welcome to bankwire!", "Carol &lt;script&gt;", "Checking")
 	mustNotContain(t, home, "Carol <script>")
+	// 64 characters of two bytes each: a name the app tier accepts.
+	long := strings.Repeat("Я", 64)
+	p = s.browser().post("/signup", url.Values{"username": {"yakov"}, "display_name": {long}, "password": {"correct horse battery"}, "password_confirm": {"correct horse battery"}})
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("sign up with a 64-character name: %d %s", p.Status, snippet(p.Body))
+	}
 }
 
 func TestSignOut(t *testing.T) {

@@ -9,6 +9,7 @@ package limits
 // Text lengths, in characters (Unicode code points).
 const (
 	MaxUsernameLen       = 64   // SignUpRequest.username, SignInRequest.username, ChatOpenRequest.username
+	MaxDisplayNameLen    = 64   // SignUpRequest.display_name
 	MaxMemoLen           = 140  // TransferRequest.memo
 	MaxMessageLen        = 2000 // ChatSendRequest.body
 	MaxIdempotencyKeyLen = 64   // TransferRequest.idempotency_key (printable ASCII, so also bytes)
