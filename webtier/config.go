@@ -207,7 +207,12 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "public HTTP listen address (WEBTIER_ADDR)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listen address for /metrics, empty to disable (WEBTIER_ADMIN_ADDR)")
 	fs.Func("apptier-addrs", "comma-separated app tier addresses (WEBTIER_APPTIER_ADDRS)", listFlag(&c.AppTierAddrs))
-	fs.StringVar(&c.AppTierSecret, "apptier-secret", c.AppTierSecret, "shared protocol secret (APPTIER_SECRET); prefer the environment")
+	// The secret has no printed default: usage text (-h, a mistyped flag)
+	// goes to stderr, the container log.
+	fs.Func("apptier-secret", "shared protocol secret (APPTIER_SECRET or WEBTIER_APPTIER_SECRET); prefer the environment", func(v string) error {
+		c.AppTierSecret = v
+		return nil
+	})
 	fs.IntVar(&c.ConnsPerAddr, "conns-per-addr", c.ConnsPerAddr, "protocol connections per app tier address (WEBTIER_CONNS_PER_ADDR)")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "deadline of each app tier call (WEBTIER_CALL_TIMEOUT)")
 	fs.DurationVar(&c.AuthCallTimeout, "auth-call-timeout", c.AuthCallTimeout, "deadline of sign-in and sign-up calls (WEBTIER_AUTH_CALL_TIMEOUT)")
