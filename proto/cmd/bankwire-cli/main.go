@@ -43,7 +43,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs := flag.NewFlagSet("bankwire-cli", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", envOr(getenv, "APPTIER_ADDR", "localhost:12121"), "app tier address host:port (env APPTIER_ADDR)")
-	secret := fs.String("secret", getenv("APPTIER_SECRET"), "shared secret of the app tier (env APPTIER_SECRET)")
+	// The secret has no printed default: usage text must not show it.
+	secret := getenv("APPTIER_SECRET")
+	fs.Func("secret", "shared secret of the app tier (env APPTIER_SECRET)", func(v string) error { secret = v; return nil })
 	trace := fs.Bool("trace", getenv("BANKWIRE_TRACE") != "", "print every protocol frame sent and received (env BANKWIRE_TRACE)")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each command")
 	fs.Usage = func() {
@@ -60,7 +62,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	out := &syncWriter{w: stdout}
 	cfg := proto.ClientConfig{
-		Addrs: []string{*addr}, Secret: *secret, Name: "bankwire-cli/1.0",
+		Addrs: []string{*addr}, Secret: secret, Name: "bankwire-cli/1.0",
 		ConnsPerAddr: 1, DialTimeout: 3 * time.Second, DefaultTimeout: *timeout,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}

@@ -193,3 +193,17 @@ func TestMoney(t *testing.T) {
 		}
 	}
 }
+
+// Usage text (-h, a mistyped flag) goes to stderr, often a log: it must not
+// show the secret taken from the environment.
+func TestUsageDoesNotShowSecret(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-nosuchflag"}} {
+		out, _ := runCLI(t, "", map[string]string{"APPTIER_SECRET": "s3cret-from-the-environment"}, args...)
+		if !strings.Contains(out, "-secret") {
+			t.Fatalf("%v: no usage text:\n%s", args, out)
+		}
+		if strings.Contains(out, "s3cret-from-the-environment") {
+			t.Errorf("%v: usage shows the secret:\n%s", args, out)
+		}
+	}
+}

@@ -27,7 +27,9 @@ import (
 func main() {
 	var cfg conform.Config
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:12121", "server address host:port")
-	flag.StringVar(&cfg.Secret, "secret", os.Getenv("APPTIER_SECRET"), "shared secret (default $APPTIER_SECRET)")
+	// The secret has no printed default: usage text must not show it.
+	cfg.Secret = os.Getenv("APPTIER_SECRET")
+	flag.Func("secret", "shared secret (default $APPTIER_SECRET)", func(v string) error { cfg.Secret = v; return nil })
 	flag.StringVar(&cfg.User, "user", "alice", "a customer with two accounts in one currency")
 	flag.StringVar(&cfg.Password, "password", "alice-demo-pass", "that customer's password")
 	flag.StringVar(&cfg.Peer, "peer", "bob", "another customer's username, for the chat checks")
