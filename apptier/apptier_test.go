@@ -417,9 +417,13 @@ func TestTransfers(t *testing.T) {
 	memoErr = callErr(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
 		IdempotencyKey: "m1", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: strings.Repeat("m", 141)})
 	wantErr(t, memoErr, wire.InvalidArgument, "memo")
-	memoErr = callErr(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
-		IdempotencyKey: "m2", From: aChk.Number, To: bChk.Number, Amount: "1", Memo: "nul\x00byte"})
-	wantErr(t, memoErr, wire.InvalidArgument, "memo")
+	// A NUL, a tab, a right-to-left override (the recipient would read the
+	// memo reversed) and a line separator.
+	for i, memo := range []string{"nul\x00byte", "tab\there", "Invoice \u202E0001", "two\u2028lines"} {
+		memoErr = callErr(b, wire.TransferCreate, wire.TransferRequest{SessionRequest: wire.SessionRequest{Session: alice},
+			IdempotencyKey: fmt.Sprintf("m%d", i+2), From: aChk.Number, To: bChk.Number, Amount: "1", Memo: memo})
+		wantErr(t, memoErr, wire.InvalidArgument, "memo")
+	}
 	// Nothing above moved money.
 	if got := b.account(alice, "checking").Balance; got != aChk.Balance-1234-100 {
 		t.Fatalf("alice's checking %d, want %d", got, aChk.Balance-1234-100)

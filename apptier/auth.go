@@ -59,19 +59,24 @@ func validUsername(u string) error {
 }
 
 // cleanText validates free text typed by a customer (display names, payee
-// nicknames, memos, chat messages): valid UTF-8, no control characters except
-// newlines where allowed, at most max characters, trimmed.
+// nicknames, memos, chat messages): valid UTF-8, no control characters
+// (line and paragraph separators included) except newlines and tabs where
+// newlines are allowed, no store.BidiControl, at most max characters,
+// trimmed. These are the store's rules, checked before any work is done.
 func cleanText(field, s string, min, max int, newlines bool) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", wire.FieldError(wire.InvalidArgument, field, "The text contains invalid characters.")
 	}
 	s = strings.TrimSpace(s)
 	for _, r := range s {
-		if r == '\n' && newlines || r == '\r' && newlines || r == '\t' {
+		if (r == '\n' || r == '\r' || r == '\t') && newlines {
 			continue
 		}
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError {
 			return "", wire.FieldError(wire.InvalidArgument, field, "The text contains characters that are not allowed.")
+		}
+		if store.BidiControl(r) {
+			return "", wire.FieldError(wire.InvalidArgument, field, "The text contains characters that change its direction, which are not allowed.")
 		}
 	}
 	n := utf8.RuneCountInString(s)

@@ -33,7 +33,7 @@ type Message struct {
 	CreatedAt      time.Time
 }
 
-var bodyRules = textRules{min: 1, max: MaxMessageLen, newlines: true, allowTabs: true}
+var bodyRules = textRules{min: 1, max: MaxMessageLen, newlines: true, allowTabs: true, noBidi: true}
 
 const conversationColumns = `id, member_a, member_b, created_at, last_message_at`
 

@@ -71,9 +71,13 @@ func TestConversations(t *testing.T) {
 	wantErr(t, err, store.ErrNotFound)
 	_, err = s.AddMessage(ctx, ab.ID+99, bob.ID, "nowhere", t0)
 	wantErr(t, err, store.ErrNotFound)
-	for _, body := range []string{"", " \n ", strings.Repeat("b", store.MaxMessageLen+1), "nul\x00", "bad\xff", "bell\a"} {
+	for _, body := range []string{"", " \n ", strings.Repeat("b", store.MaxMessageLen+1), "nul\x00", "bad\xff", "bell\a", "rtl \u202Eoverride", "iso\u2066late\u2069"} {
 		_, err = s.AddMessage(ctx, ab.ID, bob.ID, body, t0)
 		wantInputError(t, err, "body")
+	}
+	// Right-to-left text with its marks, and an emoji joined by ZWJ.
+	if _, err := s.AddMessage(ctx, ab.ID, bob.ID, "\u05e9\u05dc\u05d5\u05dd\u200f 100 \U0001F468\u200D\U0001F469", t0); err != nil {
+		t.Fatalf("right-to-left text: %v", err)
 	}
 	if _, err := s.AddMessage(ctx, ab.ID, bob.ID, strings.Repeat("ü", store.MaxMessageLen), t0); err != nil {
 		t.Fatalf("a message of exactly the maximum length: %v", err)

@@ -170,6 +170,7 @@ type textRules struct {
 	trimmed   bool // no leading or trailing white space
 	allowTabs bool
 	noHidden  bool // no HiddenChar (names shown to other customers)
+	noBidi    bool // no BidiControl (text shown to another customer or in a list)
 }
 
 // HiddenChar reports whether r is an invisible formatting character
@@ -179,6 +180,14 @@ type textRules struct {
 // another name, so names may not contain them; this is the one definition
 // that the store and the app tier enforce.
 func HiddenChar(r rune) bool { return unicode.Is(unicode.Cf, r) }
+
+// BidiControl reports whether r is a bidirectional embedding, override or
+// isolate (U+202A–U+202E, U+2066–U+2069). In a memo or a chat message they
+// make the text read differently from the characters it holds, in the
+// other customer's history too; the marks U+200E and U+200F, which
+// right-to-left writing needs, are not among them. This is the one
+// definition that the store and the app tier enforce.
+func BidiControl(r rune) bool { return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 }
 
 // checkText validates s for field under r.
 func checkText(field, s string, r textRules) error {
@@ -214,6 +223,8 @@ func checkText(field, s string, r textRules) error {
 			return inputError(field, "must not contain spaces")
 		case r.noHidden && HiddenChar(c):
 			return inputError(field, "contains an invisible or direction-changing character")
+		case r.noBidi && BidiControl(c):
+			return inputError(field, "contains a direction-changing character")
 		}
 	}
 	return nil

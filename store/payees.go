@@ -18,7 +18,7 @@ type Payee struct {
 	CreatedAt  time.Time
 }
 
-var nicknameRules = textRules{min: 1, max: MaxNicknameLen, trimmed: true}
+var nicknameRules = textRules{min: 1, max: MaxNicknameLen, trimmed: true, noBidi: true}
 
 const payeeColumns = `p.id, p.customer_id, p.nickname, a.number, p.created_at`
 

@@ -67,7 +67,7 @@ func TestPayees(t *testing.T) {
 	wantErr(t, err, store.ErrNotFound)
 	for nick, field := range map[string]string{
 		"": "nickname", " ": "nickname", " Bob": "nickname", strings.Repeat("n", store.MaxNicknameLen+1): "nickname",
-		"a\x00": "nickname", "\xff": "nickname", "two\nlines": "nickname",
+		"a\x00": "nickname", "\xff": "nickname", "two\nlines": "nickname", "Bob\u202E": "nickname",
 	} {
 		_, err = s.AddPayee(ctx, alice.ID, nick, carol.Number, t0)
 		wantInputError(t, err, field)

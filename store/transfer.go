@@ -54,7 +54,7 @@ type TransferParams struct {
 // net that the caller never sees.
 const transferAttempts = 5
 
-var memoRules = textRules{min: 0, max: MaxMemoLen}
+var memoRules = textRules{min: 0, max: MaxMemoLen, noBidi: true}
 var keyRules = textRules{min: 1, max: MaxIdempotencyKeyLen}
 
 // normalize validates p at the edge and normalizes its account numbers.

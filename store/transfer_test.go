@@ -241,6 +241,8 @@ func TestTransferErrors(t *testing.T) {
 		{"memo NUL", func(p *store.TransferParams) { p.Memo = "a\x00b" }, "memo", nil},
 		{"memo invalid UTF-8", func(p *store.TransferParams) { p.Memo = "caf\xe9" }, "memo", nil},
 		{"memo newline", func(p *store.TransferParams) { p.Memo = "a\nb" }, "memo", nil},
+		{"memo right-to-left override", func(p *store.TransferParams) { p.Memo = "Invoice \u202E0001" }, "memo", nil},
+		{"memo isolate", func(p *store.TransferParams) { p.Memo = "a\u2067b\u2069" }, "memo", nil},
 		{"memo huge", func(p *store.TransferParams) { p.Memo = strings.Repeat("é", 1<<20) }, "memo", nil},
 		{"key empty", func(p *store.TransferParams) { p.IdempotencyKey = "" }, "idempotency_key", nil},
 		{"key too long", func(p *store.TransferParams) { p.IdempotencyKey = strings.Repeat("k", 65) }, "idempotency_key", nil},

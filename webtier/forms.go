@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"bankwire/proto/wire"
@@ -88,14 +89,19 @@ func field(r *http.Request, name string) (string, bool) {
 	return v, cleanText(v, false)
 }
 
-// cleanText reports whether s is valid UTF-8 free of control characters
-// (newlines allowed only when multiline).
+// cleanText reports whether s is valid UTF-8 free of control characters,
+// line and paragraph separators and the bidirectional embeddings, overrides
+// and isolates (U+202A–U+202E, U+2066–U+2069) that the app tier refuses
+// (newlines and tabs allowed only when multiline).
 func cleanText(s string, multiline bool) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
 	for _, c := range s {
-		if c < 0x20 && !(multiline && (c == '\n' || c == '\r' || c == '\t')) || c == 0x7f {
+		switch {
+		case multiline && (c == '\n' || c == '\r' || c == '\t'):
+		case unicode.IsControl(c), c == '\u2028', c == '\u2029',
+			c >= 0x202A && c <= 0x202E, c >= 0x2066 && c <= 0x2069:
 			return false
 		}
 	}

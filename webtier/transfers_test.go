@@ -301,6 +301,7 @@ func TestChat(t *testing.T) {
 		"empty message": {conv + "/messages", "body", "   ", "Write a message first."},
 		"long message":  {conv + "/messages", "body", strings.Repeat("é", 2001), "2000 characters or fewer"},
 		"control chars": {conv + "/messages", "body", "bell\x07", "not allowed"},
+		"bidi override": {conv + "/messages", "body", "pay \u202Eevil", "not allowed"},
 	} {
 		p := alice.post(c.path, url.Values{c.field: {c.value}})
 		if p.Status != http.StatusUnprocessableEntity {
@@ -376,4 +377,27 @@ func regexpFind(t *testing.T, body, expr string) string {
 		t.Fatalf("%s not found in:\n%s", expr, snippet(body))
 	}
 	return m[1]
+}
+
+// TestTransferMemoRefusedAtConfirm: a memo the bank will not keep (control
+// characters, line separators, a right-to-left override that would make
+// the recipient read it reversed) is refused on the confirmation step, with
+// the form, before the customer confirms anything.
+func TestTransferMemoRefusedAtConfirm(t *testing.T) {
+	s := startSite(t)
+	alice := s.alice()
+	from, to := alice.checking(), s.bob().checking()
+	for _, memo := range []string{"bell\x07", "C1\u0085mid", "two\u2028lines", "Invoice \u202E0001", "iso\u2066late\u2069"} {
+		form := url.Values{"key": {alice.formKey()}, "from": {from}, "to_number": {to}, "amount": {"1.00"}, "memo": {memo}}
+		p := alice.post("/transfers/confirm", form)
+		if p.Status != http.StatusUnprocessableEntity {
+			t.Errorf("memo %q: %d, want 422", memo, p.Status)
+		}
+		mustContain(t, p, "The note contains characters that are not allowed.")
+	}
+	// Right-to-left text with its mark is a memo like any other.
+	form := url.Values{"key": {alice.formKey()}, "from": {from}, "to_number": {to}, "amount": {"1.00"}, "memo": {"\u05e9\u05db\u05e8 \u05d3\u05d9\u05e8\u05d4\u200f"}}
+	if p := alice.post("/transfers/confirm", form); p.Status != http.StatusOK {
+		t.Errorf("right-to-left memo: %d %s", p.Status, snippet(p.Body))
+	}
 }
