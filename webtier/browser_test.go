@@ -157,3 +157,40 @@ func mustSee(t *testing.T, tb *tab, css string, parts ...string) {
 func jsString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`).Replace(s) + "'"
 }
+
+// TestBrowserFormsSubmitOnce: forms that create something (a customer, an
+// account, a payee, a chat message) ignore a second submit while the first
+// is on its way, as a double click makes: the second would open a second
+// account, send the message twice, or show "username taken" for the
+// customer just created.
+func TestBrowserFormsSubmitOnce(t *testing.T) {
+	c := startChrome(t)
+	s := startSite(t)
+	// Two submit events on the form: the first goes ahead, the second is
+	// prevented and the button is disabled.
+	check := func(tb *tab, form string) {
+		t.Helper()
+		got := evalJS[string](tb, `(function (f) {
+			var e1 = new Event('submit', {cancelable: true}); f.dispatchEvent(e1);
+			var e2 = new Event('submit', {cancelable: true}); f.dispatchEvent(e2);
+			return [e1.defaultPrevented, e2.defaultPrevented, f.querySelector('button[type="submit"]').disabled].join(',');
+		})(document.querySelector(`+jsString(form)+`))`)
+		if got != "false,true,true" {
+			t.Errorf("%s: first submit prevented, second prevented, button disabled = %s; want false,true,true", form, got)
+		}
+	}
+	visitor := c.newTab("visitor")
+	visitor.open(s.baseURL + "/signup")
+	check(visitor, `form[action="/signup"]`)
+
+	alice := c.newTab("alice")
+	alice.signIn(s.baseURL, "alice", "alice-demo-pass")
+	alice.open(s.baseURL + "/accounts/new")
+	check(alice, `form[action="/accounts"]`)
+	alice.open(s.baseURL + "/payees")
+	check(alice, `form[action="/payees"]`)
+	alice.open(s.baseURL + "/chat")
+	evalJS[string](alice, `document.querySelector('form[action="/chat"] input[name="username"]').value = 'bob'`)
+	alice.clickAndLoad("open a chat with bob", `form[action="/chat"] button[type="submit"]`)
+	check(alice, `form.compose`)
+}

@@ -139,7 +139,7 @@ type view struct {
 	FlashKind string
 	Flash     string
 	Status    int
-	Live      bool // load the live-update script
+	Live      bool // open the live-update stream (signed-in pages)
 	Data      any
 }
 

@@ -1,6 +1,7 @@
-// bankwire live updates. Loaded only on signed-in pages, from this site
-// (the CSP allows no inline script). Everything it shows also appears on a
-// reload, so the site works without it; it only saves the reload.
+// bankwire's page script, from this site (the CSP allows no inline script):
+// live updates on signed-in pages (body data-live="on"), and forms that
+// submit once. Everything it shows also appears on a reload, so the site
+// works without it; it only saves the reload and a double submit.
 (function () {
   'use strict';
 
@@ -92,8 +93,11 @@
     return es;
   }
 
-  // A transfer confirmation submits once even if clicked twice (the server
-  // would make it once anyway, thanks to the form's idempotency key).
+  // A form that creates something (a transfer, a customer, an account, a
+  // payee, a chat message) submits once even if clicked twice: a double
+  // click would otherwise open two accounts, send a message twice, or show
+  // "username taken" for the customer just created. (A transfer would be
+  // made once anyway, thanks to its idempotency key.)
   each('form[data-submit-once]', function (form) {
     form.addEventListener('submit', function (e) {
       if (form.getAttribute('data-submitted')) { e.preventDefault(); return; }
