@@ -46,7 +46,7 @@ func TestDrainRefusedRequestAnsweredBeforeFatal(t *testing.T) {
 	inObserve := make(chan struct{})
 	release := make(chan struct{})
 	cfg := proto.ServerConfig{Observe: func(op wire.Op, code wire.Code, _ time.Duration) {
-		if op != unknownOp {
+		if op != 0 || code != wire.Unimplemented { // an operation the Mux does not handle is observed as 0
 			return
 		}
 		close(inObserve)
@@ -60,7 +60,11 @@ func TestDrainRefusedRequestAnsweredBeforeFatal(t *testing.T) {
 	r.handshake()
 	frames := r.readAll()
 	r.request(1, unknownOp, 0, "", echoMsg{})
-	<-inObserve
+	select {
+	case <-inObserve:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refusal was not observed within 10 s")
+	}
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(context.Background()) }()
 
