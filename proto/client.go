@@ -743,6 +743,7 @@ func (c *Client) dial(ep *endpoint, forStreams bool) (*clientConn, error) {
 		}
 		nc = tls.Client(nc, tc)
 	}
+	nc = &stallReader{Conn: nc}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })

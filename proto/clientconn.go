@@ -611,14 +611,20 @@ func (cc *clientConn) readStep(want time.Time, lead bool, stop func() bool) erro
 			}
 		}
 	}
+	var f wire.Frame
+	var err error
 	if !frameBuffered(br) {
 		if lead {
 			return errPartialFrame // a leader does not wait for the rest (see lead)
 		}
-		cc.setReadDeadline(time.Now().Add(frameReadTimeout))
+		f, err = cc.readRest()
+	} else {
+		f, err = cc.fr.ReadFrame()
 	}
-	f, err := cc.fr.ReadFrame()
 	if err != nil {
+		if errors.Is(err, errStalled) {
+			return errNotResponding
+		}
 		if e, ok := wire.AsFatal(err); ok {
 			return cc.protocolError(e.Code, e.Message)
 		}
@@ -659,6 +665,74 @@ func (cc *clientConn) setReadDeadline(t time.Time) {
 
 // frameReadTimeout bounds how long the rest of a started frame may take.
 const frameReadTimeout = 30 * time.Second
+
+// readRest reads a frame that has only partly arrived, within
+// frameReadTimeout. While an answer is awaited, a server from which no
+// byte arrives for probeAfter+probeTimeout in the middle of the frame is
+// dead (errStalled), as one silent between frames is (§11): a PING would
+// not help, its PONG would come after the frame.
+func (cc *clientConn) readRest() (wire.Frame, error) {
+	now := time.Now()
+	sr, _ := cc.nc.(*stallReader)
+	if sr == nil || !cc.awaiting(false) {
+		cc.setReadDeadline(now.Add(frameReadTimeout))
+		return cc.fr.ReadFrame()
+	}
+	sr.hard, sr.stall, sr.last = now.Add(frameReadTimeout), probeAfter+probeTimeout, now
+	sr.rest = true
+	cc.setReadDeadline(now.Add(sr.stall))
+	f, err := cc.fr.ReadFrame()
+	sr.rest = false
+	cc.dl = time.Time{} // sr moved it
+	return f, err
+}
+
+// errStalled: no byte of a started frame arrived for stallReader.stall.
+var errStalled = errors.New("proto: server silent in the middle of a frame")
+
+// stallReader is a client connection as its Framer reads it. While rest
+// is set (readRest, by the reading role), a read that times out is
+// retried as long as bytes keep arriving, up to hard; a gap of stall
+// without a byte fails it with errStalled. Otherwise reads pass through.
+type stallReader struct {
+	net.Conn
+	rest  bool
+	hard  time.Time
+	stall time.Duration
+	last  time.Time // when the last byte arrived, or the rest began
+}
+
+func (sr *stallReader) Read(p []byte) (int, error) {
+	for {
+		n, err := sr.Conn.Read(p)
+		if !sr.rest {
+			return n, err
+		}
+		now := time.Now()
+		if n > 0 {
+			sr.last = now
+			if err == nil || isTimeout(err) {
+				_ = sr.Conn.SetReadDeadline(minTime(sr.hard, now.Add(sr.stall)))
+				return n, nil
+			}
+			return n, err
+		}
+		switch {
+		case !isTimeout(err), !now.Before(sr.hard):
+			return n, err
+		case now.Sub(sr.last) >= sr.stall:
+			return n, errStalled
+		}
+		_ = sr.Conn.SetReadDeadline(minTime(sr.hard, sr.last.Add(sr.stall)))
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
 
 func connLost(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
