@@ -171,6 +171,11 @@ func TestClientAnswersPingWhileWriterIsFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, m := r.readRequest()
+	// The first call's goroutine wrote its request itself and may still be
+	// in its writer's loop: a big request appended meanwhile would be its
+	// to write, and it would block there instead of reading. Give it time
+	// to leave and start reading.
+	time.Sleep(100 * time.Millisecond)
 	// The fake stops reading; big requests fill the socket's buffers and
 	// then the client's writer (past its 1 MiB bound).
 	big := echoMsg{N: 2, Text: strings.Repeat("x", 3<<20)}
@@ -194,5 +199,36 @@ func TestClientAnswersPingWhileWriterIsFull(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the first call's answer was not read: the client's reader waits to write PONG behind requests the server has not read")
+	}
+}
+
+// A server that goes silent in the middle of an answer (a network cut
+// between two TCP segments of a big frame, a frozen host) is as dead as
+// one that goes silent between frames (§11): the calls waiting on the
+// connection fail UNAVAILABLE about 0.8 s later and the endpoint is
+// marked down, instead of the connection taking calls that all time out
+// until the 30 s read timeout of the rest of the frame.
+func TestClientServerSilentMidFrameIsDead(t *testing.T) {
+	fs := startFake(t, wire.Hello{})
+	c := newClient(t, proto.ClientConfig{Addrs: []string{fs.addr()}, ConnsPerAddr: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := callEcho(c, ctx, 1)
+	r := fs.next(t)
+	f, m := r.readRequest()
+	m.Text = strings.Repeat("x", 200<<10)
+	full := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameResponse, ID: f.ID, Payload: encode(m)})
+	r.writeBytes(full[:64<<10]) // then nothing more, nor PONG
+	select {
+	case res := <-done:
+		e := wantCode(t, res.err, wire.Unavailable)
+		if !strings.Contains(e.Message, "not responding") {
+			t.Fatalf("error %v, want the server declared not responding", e)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("call never returned")
+	}
+	if c.DownUntil(fs.addr()).IsZero() {
+		t.Fatal("the endpoint of the silent server is not marked down")
 	}
 }
