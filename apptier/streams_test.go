@@ -2,9 +2,11 @@ package apptier_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"bankwire/apptier"
 	"bankwire/apptier/apptiertest"
 	"bankwire/proto"
 	"bankwire/proto/limits"
@@ -107,8 +109,26 @@ func TestPageLimitsAtTheirMaxima(t *testing.T) {
 	wantErr(t, callErr(b, wire.AccountHistory, wire.HistoryRequest{SessionRequest: as, Number: acc.Number, Limit: limits.HistoryMaxPage + 1}), wire.InvalidArgument, "limit")
 
 	conv := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"})
-	for _, n := range []int{limits.ChatDefaultPage, limits.HistoryMaxPage, limits.HistoryMaxPage + 1, limits.ChatMaxPage} {
+	for _, n := range []int{1, limits.ChatDefaultPage, limits.ChatMaxPage} {
 		must(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: n})
 	}
 	wantErr(t, callErr(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage + 1}), wire.InvalidArgument, "limit")
+}
+
+// TestChatHistoryFullPageOfLongestMessages: the largest chat page, full of
+// the longest messages in 4-byte characters, is served (it fits in one
+// frame), not refused INTERNAL by the protocol's payload limit.
+func TestChatHistoryFullPageOfLongestMessages(t *testing.T) {
+	b := newBank(t, apptiertest.WithConfig(func(c *apptier.Config) { c.ChatSendLimit = 10 * limits.ChatMaxPage }))
+	tok := b.signIn("alice", "alice-demo-pass")
+	as := wire.SessionRequest{Session: tok}
+	conv := must(b, wire.ChatOpen, wire.ChatOpenRequest{SessionRequest: as, Username: "bob"})
+	body := strings.Repeat("\U0001F600", limits.MaxMessageLen)
+	for range limits.ChatMaxPage {
+		must(b, wire.ChatSend, wire.ChatSendRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Body: body})
+	}
+	page := must(b, wire.ChatHistory, wire.ChatHistoryRequest{SessionRequest: as, ConversationID: conv.Conversation.ID, Limit: limits.ChatMaxPage})
+	if len(page.Messages) != limits.ChatMaxPage {
+		t.Fatalf("page of %d messages, want %d", len(page.Messages), limits.ChatMaxPage)
+	}
 }

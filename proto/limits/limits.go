@@ -21,7 +21,7 @@ const (
 	HistoryDefaultPage = 20  // HistoryRequest.limit 0
 	HistoryMaxPage     = 100 // HistoryRequest.limit
 	ChatDefaultPage    = 50  // ChatHistoryRequest.limit 0
-	ChatMaxPage        = 200 // ChatHistoryRequest.limit
+	ChatMaxPage        = 100 // ChatHistoryRequest.limit; a page of the longest messages (2000 characters of 4 bytes) fits in one 1 MiB frame
 )
 
 // MaxPage is the largest page any operation serves.

@@ -320,7 +320,7 @@ type ChatHistoryRequest struct {
 	SessionRequest
 	ConversationID int64  `json:"conversation_id"`
 	Cursor         string `json:"cursor,omitempty"` // empty, or from the previous page
-	Limit          int    `json:"limit,omitempty"`  // 0: default 50; max 200
+	Limit          int    `json:"limit,omitempty"`  // 0: default 50; max 100
 }
 
 // ChatHistoryResponse is one page of messages, newest first.

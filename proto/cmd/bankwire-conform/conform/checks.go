@@ -56,7 +56,7 @@ func checks() []check {
 		{"5", "a stream's deadline ends it with ERROR DEADLINE_EXCEEDED", checkStreamDeadline},
 		{"5", "sign-out ends the session's stream with ERROR UNAUTHENTICATED at once (1 s; 2 s allowed)", checkStreamSignOut},
 		{"10", "accounts.history serves limit 100 and refuses 101 (INVALID_ARGUMENT limit)", checkHistoryLimit},
-		{"10", "chat.history serves limit 200 and refuses 201 (INVALID_ARGUMENT limit)", checkChatLimit},
+		{"10", "chat.history serves limit 100 and refuses 101 (INVALID_ARGUMENT limit)", checkChatLimit},
 		{"10", "a memo of 140 characters is accepted, 141 refused (INVALID_ARGUMENT memo)", checkMemoLimit},
 		{"10", "a chat message of 2000 characters is accepted, 2001 refused (INVALID_ARGUMENT body)", checkMessageLimit},
 		{"7.2", "nothing received for idle_timeout_ms gets FATAL IDLE_TIMEOUT", checkIdleTimeout},
@@ -828,7 +828,7 @@ func checkChatLimit(k *checker) error {
 		return err
 	}
 	req := wire.ChatHistoryRequest{SessionRequest: wire.SessionRequest{Session: tok}, ConversationID: conv}
-	for _, n := range []int{limits.HistoryMaxPage, limits.HistoryMaxPage + 1, limits.ChatMaxPage} {
+	for _, n := range []int{1, limits.ChatDefaultPage, limits.ChatMaxPage} {
 		req.Limit = n
 		if err := c.call(wire.OpChatHistory, req, &wire.ChatHistoryResponse{}); err != nil {
 			return fmt.Errorf("limit %d: %w", n, err)
