@@ -84,6 +84,9 @@ func (s *Server) chatOpen(w http.ResponseWriter, r *http.Request) {
 	s.renderChatList(w, r, status, f)
 }
 
+// lineBreaks turns CRLF and a lone CR into LF.
+var lineBreaks = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
 func conversationID(r *http.Request) (int64, bool) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	return id, err == nil && id > 0
@@ -136,7 +139,10 @@ func (s *Server) chatSend(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	f := newForm()
 	status := http.StatusUnprocessableEntity
-	body := strings.TrimSpace(r.PostFormValue("body"))
+	// Browsers send a textarea's line breaks as CRLF but count each as one
+	// character against its maxlength: the message is kept with LF only,
+	// so what the compose box accepted is what the limit measures.
+	body := strings.TrimSpace(lineBreaks.Replace(r.PostFormValue("body")))
 	f.Values["body"] = body
 	switch {
 	case !cleanText(body, true):
