@@ -210,21 +210,33 @@ func (s *Server) signUp(w http.ResponseWriter, r *http.Request) {
 }
 
 // signOut revokes the session at the app tier and forgets the cookie. With
-// everywhere=1 it revokes every session of the customer.
+// everywhere=1 it revokes every session of the customer; when the app tier
+// cannot do that, the error page says so and the cookie stays.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	if !s.parseForm(w, r) {
 		return
 	}
 	if tok := s.sessionToken(r); tok != "" {
 		s.sessions.drop(tok)
+		everywhere := r.PostFormValue("everywhere") == "1"
 		op := wire.SignOut
-		if r.PostFormValue("everywhere") == "1" {
+		if everywhere {
 			op = wire.SignOutAll
 		}
 		if _, err := call(s, r, op, wire.SessionRequest{Session: tok}); err != nil &&
 			wire.ErrorCode(err) != wire.Unauthenticated {
+			s.log.WarnContext(r.Context(), "sign out at app tier failed", "everywhere", everywhere, "err", err)
+			if everywhere {
+				// No session ended, on any device: the customer is told so
+				// and keeps this one to press the button again.
+				status := http.StatusServiceUnavailable
+				if statusOf(wire.ErrorCode(err)) == http.StatusInternalServerError {
+					status = http.StatusInternalServerError
+				}
+				s.errorPage(w, r, status, "You are still signed in on your devices: nothing was signed out. Please try again in a moment.")
+				return
+			}
 			// The cookie still goes; the token then dies by its idle timeout.
-			s.log.WarnContext(r.Context(), "sign out at app tier failed", "err", err)
 		}
 	}
 	s.clearSessionCookie(w)

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestChatMessageWithLineBreaksAtTheLimit: a browser submits a textarea's
@@ -37,4 +38,41 @@ func fieldError(body string) string {
 	_, msg, _ := strings.Cut(after, ">")
 	msg, _, _ = strings.Cut(msg, "<")
 	return msg
+}
+
+// TestSignOutEverywhereDuringOutageSaysSo: "Sign out on all devices" while
+// the bank does not answer has ended no session. The customer (who may be
+// locking out a thief) is told so and stays signed in here to try again,
+// rather than being shown "You have signed out" with every other device
+// still signed in and no cookie left to retry with.
+func TestSignOutEverywhereDuringOutageSaysSo(t *testing.T) {
+	s := startSite(t)
+	phone, laptop := s.alice(), s.alice()
+	s.app.Stop()
+	p := laptop.post("/signout", url.Values{"everywhere": {"1"}})
+	if p.Status != http.StatusServiceUnavailable {
+		t.Fatalf("sign out everywhere in an outage: %d %q, want 503", p.Status, p.Location)
+	}
+	mustNotContain(t, p, "You have signed out")
+	for _, c := range p.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(c, "bankwire_session=") {
+			t.Errorf("the session cookie was cleared: %q", c)
+		}
+	}
+
+	s.app.Restart()
+	// Pressing it again once the bank is back ends every session. Bounded
+	// wait: the client reconnects on its own.
+	for i := 0; i < 50; i++ {
+		if p = laptop.post("/signout", url.Values{"everywhere": {"1"}}); p.Status != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if p.Status != http.StatusSeeOther || p.Location != "/signin" {
+		t.Fatalf("sign out everywhere after the outage: %d %q", p.Status, p.Location)
+	}
+	if p := phone.get("/accounts"); p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/signin") {
+		t.Errorf("the other device after sign out everywhere: %d %q", p.Status, p.Location)
+	}
 }
