@@ -484,7 +484,14 @@ func TestPayees(t *testing.T) {
 	}
 	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "again", Number: bSav.Number}), wire.AlreadyExists, "")
 	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "", Number: bSav.Number}), wire.InvalidArgument, "nickname")
-	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", 41), Number: bSav.Number}), wire.InvalidArgument, "nickname")
+	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: strings.Repeat("n", store.MaxNicknameLen+1), Number: bSav.Number}), wire.InvalidArgument, "nickname")
+	// The longest nickname the store keeps (and the web form allows) is
+	// accepted.
+	long := must(b, wire.PayeeRename, wire.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: strings.Repeat("n", store.MaxNicknameLen)})
+	if long.Payee.Nickname != strings.Repeat("n", store.MaxNicknameLen) {
+		t.Fatalf("renamed payee %+v", long)
+	}
+	must(b, wire.PayeeRename, wire.PayeeRenameRequest{SessionRequest: as, ID: p.Payee.ID, Nickname: "Bob (savings)"})
 	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "ghost", Number: "000000000000"}), wire.NotFound, "number")
 	wantErr(t, callErr(b, wire.PayeeAdd, wire.PayeeAddRequest{SessionRequest: as, Nickname: "typo", Number: "12345678901"}), wire.InvalidArgument, "number")
 	list := must(b, wire.PayeesList, as)

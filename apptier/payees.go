@@ -28,7 +28,7 @@ func (a *App) payeesList(ctx context.Context, s store.Session, _ wire.SessionReq
 const maxPayees = 100
 
 func (a *App) payeeAdd(ctx context.Context, s store.Session, in wire.PayeeAddRequest) (wire.PayeeResponse, error) {
-	nick, err := cleanText("nickname", in.Nickname, 1, 40, false)
+	nick, err := cleanText("nickname", in.Nickname, 1, store.MaxNicknameLen, false)
 	if err != nil {
 		return wire.PayeeResponse{}, err
 	}
@@ -56,7 +56,7 @@ func (a *App) payeeAdd(ctx context.Context, s store.Session, in wire.PayeeAddReq
 }
 
 func (a *App) payeeRename(ctx context.Context, s store.Session, in wire.PayeeRenameRequest) (wire.PayeeResponse, error) {
-	nick, err := cleanText("nickname", in.Nickname, 1, 40, false)
+	nick, err := cleanText("nickname", in.Nickname, 1, store.MaxNicknameLen, false)
 	if err != nil {
 		return wire.PayeeResponse{}, err
 	}
