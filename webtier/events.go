@@ -104,6 +104,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Close()
 
+	// The overview shows totals too. The stream reads the customer's
+	// accounts once, now that it is subscribed (so no change is missed in
+	// between), and keeps them up to date from the balance events, which
+	// carry the whole account. A call per event would cost a round trip and
+	// would extend the session's idle window on the customer's behalf, so
+	// money sent by others would keep an unattended page signed in.
+	var known map[string]wire.Account
+	if accts, err := call(s, r, wire.AccountsList, wire.SessionRequest{Session: sess.Token}); err == nil {
+		known = make(map[string]wire.Account, len(accts.Accounts))
+		for _, a := range accts.Accounts {
+			known[a.Number] = a
+		}
+	}
+
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -169,7 +183,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case ev := <-events:
-			name, data, ok := s.eventPayload(r, sess, ev)
+			name, data, ok := eventPayload(sess, known, ev)
 			if !ok {
 				continue
 			}
@@ -190,7 +204,10 @@ func (s *Server) endStream(w http.ResponseWriter, status int) {
 	fmt.Fprintf(w, "retry: %d\n\n", (5 * streamRetry).Milliseconds())
 }
 
-func (s *Server) eventPayload(r *http.Request, sess *session, ev wire.Event) (string, []byte, bool) {
+// eventPayload formats ev for the browser. known holds the customer's
+// accounts as the stream knows them (nil when it could not read them: the
+// totals then wait for the next reload); a balance event updates it.
+func eventPayload(sess *session, known map[string]wire.Account, ev wire.Event) (string, []byte, bool) {
 	var v any
 	var name string
 	switch {
@@ -198,12 +215,13 @@ func (s *Server) eventPayload(r *http.Request, sess *session, ev wire.Event) (st
 		a := ev.Account
 		name = "balance"
 		be := balanceEvent{Number: a.Number, Balance: FormatMoney(a.Balance, a.Currency), Label: kindName(a.Kind) + " " + a.Number}
-		// The overview shows totals too; one extra call per balance change
-		// (rare next to page views) keeps them right. Without it the
-		// totals just wait for the next reload.
-		accts, err := call(s, r, wire.AccountsList, wire.SessionRequest{Session: sess.Token})
-		if err == nil {
-			for _, t := range totals(accts.Accounts) {
+		if known != nil {
+			known[a.Number] = *a
+			accts := make([]wire.Account, 0, len(known))
+			for _, k := range known {
+				accts = append(accts, k)
+			}
+			for _, t := range totals(accts) {
 				be.Totals = append(be.Totals, totalText{Currency: t.Currency, Total: FormatMoney(t.Amount, t.Currency)})
 			}
 		}
