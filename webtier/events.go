@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"bankwire/proto"
@@ -20,6 +22,10 @@ const streamWriteTimeout = 10 * time.Second
 // streamRetry tells EventSource how long to wait before reconnecting after a
 // stream ends (app tier restarted, web tier shutting down).
 const streamRetry = 3 * time.Second
+
+// streamEventID is the id every stream gives the browser: its only use is
+// to tell a reconnection (Last-Event-ID) from a page's first stream.
+const streamEventID = "live"
 
 // tooManyStreamsText answers a stream over the per-session or per-IP cap.
 const tooManyStreamsText = "Live updates are already open in several tabs or windows. " +
@@ -134,8 +140,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !write("retry: %d\n: connected\n\n", streamRetry.Milliseconds()) {
+	// The id makes EventSource send Last-Event-ID when it reconnects. A
+	// reconnecting page may have missed events while it had no stream (an
+	// app tier restarting, the database's notifications interrupted), so a
+	// stream that comes with that header starts with every account's
+	// current balance.
+	if !write("retry: %d\nid: %s\n: connected\n\n", streamRetry.Milliseconds(), streamEventID) {
 		return
+	}
+	if r.Header.Get("Last-Event-ID") != "" && known != nil {
+		numbers := slices.Sorted(maps.Keys(known))
+		for _, n := range numbers {
+			a := known[n]
+			name, data, ok := eventPayload(sess, known, wire.Event{Kind: wire.EventBalance, Account: &a})
+			if ok && !write("event: %s\ndata: %s\n\n", name, data) {
+				return
+			}
+		}
 	}
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()

@@ -1,6 +1,8 @@
 package webtier_test
 
 import (
+	"bufio"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,5 +37,89 @@ func TestLiveBalanceEventsDoNotKeepSessionAlive(t *testing.T) {
 	p := alice.get("/accounts")
 	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/signin") {
 		t.Fatalf("alice idle for 11 minutes with a live page open: %d %q, want the session ended", p.Status, p.Location)
+	}
+}
+
+// openEventsAfter opens /events as EventSource reconnects: with the
+// Last-Event-ID header set to the last id the stream sent.
+func openEventsAfter(t *testing.T, b *browser, lastID string) *sseReader {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.site.baseURL+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Last-Event-ID", lastID)
+	c := &http.Client{Transport: b.c.Transport, Jar: b.jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("GET /events: %d", resp.StatusCode)
+	}
+	r := &sseReader{lines: make(chan string, 256), body: resp.Body}
+	go func() {
+		defer close(r.lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			select {
+			case r.lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { resp.Body.Close() })
+	return r
+}
+
+// TestReconnectedStreamBringsBalancesUpToDate: money that arrives while a
+// live page's stream is down (the app tier restarting) would otherwise
+// never reach the page, which would show the old balance with no hint.
+// The stream gives the browser an event id, and a stream reopened with it
+// starts with every account's current balance.
+func TestReconnectedStreamBringsBalancesUpToDate(t *testing.T) {
+	s := startSite(t)
+	alice, bob := s.alice(), s.bob()
+	aChk := alice.checking()
+	bobChk := bob.checking()
+	first := openEventsAfter(t, alice, "")
+	id := strings.TrimSpace(strings.TrimPrefix(first.waitFor(t, "id:", 10*time.Second), "id:"))
+
+	s.app.Stop()
+	ended := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-first.lines: // the stream ends with the app tier
+		case <-ended:
+			t.Fatal("the stream stayed open after the app tier stopped")
+		}
+	}
+	s.app.Restart()
+	var p page
+	for range 50 {
+		if p = bob.get("/accounts"); p.Status == http.StatusOK {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	bob.transfer(bobChk, aChk, "2.50", "while the stream was down")
+	want := alice.balance(aChk)
+
+	again := openEventsAfter(t, alice, id)
+	again.waitFor(t, ": connected", 10*time.Second)
+	for {
+		data := again.waitFor(t, "data: ", 10*time.Second)
+		if strings.Contains(data, `"number":"`+aChk+`"`) {
+			if !strings.Contains(data, `"balance":"`+want+`"`) {
+				t.Fatalf("balance on reconnection %s, want %s", data, want)
+			}
+			return
+		}
 	}
 }
