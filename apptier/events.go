@@ -25,6 +25,8 @@ type subscriber struct {
 	ended      chan struct{} // closed when its session was revoked
 	endOnce    sync.Once
 	recheck    chan struct{} // signalled to re-check the session now (buffer 1)
+	lost       chan struct{} // closed when events may have been missed
+	lostOnce   sync.Once
 }
 
 // hub fans events out to the subscriptions open on this app-tier process.
@@ -39,7 +41,7 @@ func newHub() *hub { return &hub{subs: make(map[int64]map[*subscriber]struct{})}
 
 func (h *hub) add(customerID, sessionID int64) *subscriber {
 	s := &subscriber{customerID: customerID, sessionID: sessionID, ch: make(chan wire.Event, subscriberBuffer), gone: make(chan struct{}),
-		ended: make(chan struct{}), recheck: make(chan struct{}, 1)}
+		ended: make(chan struct{}), recheck: make(chan struct{}, 1), lost: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.subs[customerID]
@@ -106,6 +108,20 @@ func (h *hub) recheckAll() {
 	}
 }
 
+// interruptAll ends every subscription: the listener reconnected, and
+// events committed while it was down are not replayed, so what the
+// subscribers show may be out of date. Their clients subscribe again and
+// refresh it.
+func (h *hub) interruptAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.subs {
+		for s := range m {
+			s.lostOnce.Do(func() { close(s.lost) })
+		}
+	}
+}
+
 // runBackground listens for the database's change notifications and
 // pushes them to subscribers, and applies the retention rules (see purge),
 // until ctx ends. Run runs it once per App, beside the server.
@@ -117,7 +133,11 @@ func (a *App) runBackground(ctx context.Context) error {
 		defer close(purged)
 		a.purgeLoop(ctx)
 	}()
-	err := a.st.Listen(ctx, func(n store.Notification) { a.dispatch(ctx, n) })
+	listened := false
+	err := a.st.Listen(ctx, func(n store.Notification) {
+		a.dispatch(ctx, n, listened)
+		listened = listened || n.Kind == store.NotifyReady
+	})
 	cancel()
 	<-purged
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -126,17 +146,26 @@ func (a *App) runBackground(ctx context.Context) error {
 	return err
 }
 
-func (a *App) dispatch(ctx context.Context, n store.Notification) {
+// dispatch handles one notification; reconnected tells a NotifyReady that
+// follows a lost connection from the first one.
+func (a *App) dispatch(ctx context.Context, n store.Notification, reconnected bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	switch n.Kind {
 	case store.NotifyReady:
 		// (Re)connected to the database. Events committed while the
-		// listener was down are not replayed; live pages catch up on their
-		// next load, and balances are always read fresh.
+		// listener was down are not replayed: after a reconnection every
+		// open subscription ends, so that its client subscribes again and
+		// reads what it shows afresh. Subscriptions that came before the
+		// first LISTEN re-check their sessions (revocations may have been
+		// missed).
 		a.log.InfoContext(ctx, "listening for database notifications")
 		a.sessions.reset()
-		a.hub.recheckAll()
+		if reconnected {
+			a.hub.interruptAll()
+		} else {
+			a.hub.recheckAll()
+		}
 	case store.NotifySession:
 		a.sessions.dropCustomer(n.CustomerID, n.SessionIDs)
 		a.hub.endSessions(n.CustomerID, n.SessionIDs)
@@ -206,6 +235,8 @@ func (a *App) subscribe(ctx context.Context, in wire.SessionRequest, st *proto.S
 			return wire.Errorf(wire.ResourceExhausted, "Too many events were waiting; subscribe again.")
 		case <-sub.ended:
 			return errSession
+		case <-sub.lost:
+			return wire.Errorf(wire.Unavailable, "Live updates were interrupted; subscribe again.")
 		case ev := <-sub.ch:
 			if err := st.Send(ev); err != nil {
 				return err
