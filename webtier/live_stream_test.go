@@ -1,8 +1,6 @@
 package webtier_test
 
 import (
-	"bufio"
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -38,44 +36,6 @@ func TestLiveBalanceEventsDoNotKeepSessionAlive(t *testing.T) {
 	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/signin") {
 		t.Fatalf("alice idle for 11 minutes with a live page open: %d %q, want the session ended", p.Status, p.Location)
 	}
-}
-
-// openEventsAfter opens /events as EventSource reconnects: with the
-// Last-Event-ID header set to the last id the stream sent.
-func openEventsAfter(t *testing.T, b *browser, lastID string) *sseReader {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.site.baseURL+"/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Last-Event-ID", lastID)
-	c := &http.Client{Transport: b.c.Transport, Jar: b.jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET /events: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		t.Fatalf("GET /events: %d", resp.StatusCode)
-	}
-	r := &sseReader{lines: make(chan string, 256), body: resp.Body}
-	go func() {
-		defer close(r.lines)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			select {
-			case r.lines <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { resp.Body.Close() })
-	return r
 }
 
 // TestReconnectedStreamBringsBalancesUpToDate: money that arrives while a

@@ -123,7 +123,18 @@ type sseReader struct {
 	body  io.Closer
 }
 
+// openEvents opens /events as a page does and waits until it is connected.
 func openEvents(t *testing.T, b *browser) *sseReader {
+	t.Helper()
+	r := openEventsAfter(t, b, "")
+	r.waitFor(t, ": connected", 10*time.Second)
+	return r
+}
+
+// openEventsAfter opens /events; a non-empty lastID is sent as
+// Last-Event-ID, as EventSource does when it reconnects. It does not wait
+// for the stream's first lines.
+func openEventsAfter(t *testing.T, b *browser, lastID string) *sseReader {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -132,6 +143,9 @@ func openEvents(t *testing.T, b *browser) *sseReader {
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
 	c := &http.Client{Transport: b.c.Transport, Jar: b.jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
@@ -155,7 +169,6 @@ func openEvents(t *testing.T, b *browser) *sseReader {
 		}
 	}()
 	t.Cleanup(func() { resp.Body.Close() })
-	r.waitFor(t, ": connected", 10*time.Second)
 	return r
 }
 
