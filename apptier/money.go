@@ -14,7 +14,8 @@ const maxAmount = store.MaxAmount
 
 // ParseAmount turns the decimal string a customer typed ("12.34", "1,250.5",
 // "7") into minor units of a two-decimal currency. It never goes through a
-// float. Thousands separators are accepted only where they group by three.
+// float. Thousands separators are accepted only where they group by three
+// after a first group that does not start with 0.
 // Errors are INVALID_ARGUMENT about the field "amount" with a message fit to
 // show next to the form field.
 func ParseAmount(s string) (int64, error) {
@@ -46,7 +47,9 @@ func ParseAmount(s string) (int64, error) {
 	}
 	if strings.Contains(whole, ",") {
 		groups := strings.Split(whole, ",")
-		if len(groups[0]) == 0 || len(groups[0]) > 3 {
+		// A first group of "0" ("0,500") is no thousands grouping but most
+		// likely a decimal comma.
+		if len(groups[0]) == 0 || len(groups[0]) > 3 || groups[0][0] == '0' {
 			return bad("Enter a number such as 1,250.00 or 1250.00.")
 		}
 		for _, g := range groups[1:] {
