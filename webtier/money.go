@@ -123,7 +123,9 @@ func amountProblem(s string) (minor int64, problem string) {
 	}
 	if strings.Contains(whole, ",") {
 		groups := strings.Split(whole, ",")
-		if len(groups[0]) == 0 || len(groups[0]) > 3 {
+		// A first group starting with 0 ("0,500") is no thousands grouping
+		// but most likely a decimal comma: refused, as the app tier does.
+		if len(groups[0]) == 0 || len(groups[0]) > 3 || groups[0][0] == '0' {
 			return 0, "Enter an amount like 1,250.00 or 1250.00."
 		}
 		for _, g := range groups[1:] {

@@ -58,6 +58,8 @@ func TestAmountPrecheck(t *testing.T) {
 		"1.2.3":                 "Enter an amount like",
 		"1,00":                  "1,250.00",
 		",100":                  "1,250.00",
+		"0,500":                 "1,250.00",
+		"00,100":                "1,250.00",
 		"NaN":                   "Enter an amount like",
 		"0x10":                  "Enter an amount like",
 		"１２":                    "Enter an amount like",
@@ -75,7 +77,7 @@ func TestAmountPrecheck(t *testing.T) {
 // parser on every input, so a customer never sees the web tier refuse an
 // amount the bank would take, or the other way round.
 func FuzzAmountPrecheck(f *testing.F) {
-	for _, s := range []string{"25", "12.34", "-1", "1,250.00", "abc", "", "0.001", "99999999999.99", "12.", ".5", "+1", " 3 ", "1,2,3", "０"} {
+	for _, s := range []string{"25", "12.34", "-1", "1,250.00", "abc", "", "0.001", "99999999999.99", "12.", ".5", "+1", " 3 ", "1,2,3", "０", "0,500"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
