@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"sort"
@@ -192,8 +193,8 @@ func (r *recorder) window(n int) live {
 		l.rate = float64(count) / float64(secs)
 	}
 	if h.TotalCount() > 0 {
-		l.p50 = time.Duration(h.ValueAtQuantile(50)) * time.Microsecond
-		l.p99 = time.Duration(h.ValueAtQuantile(99)) * time.Microsecond
+		l.p50 = time.Duration(quantile(h, 50)) * time.Microsecond
+		l.p99 = time.Duration(quantile(h, 99)) * time.Microsecond
 	}
 	return l
 }
@@ -229,6 +230,20 @@ type Second struct {
 
 func ms(us int64) float64 { return float64(us) / 1000 }
 
+// quantile is the q-th percentile of h by nearest rank: the smallest
+// recorded value that at least q% of the values do not exceed. (The
+// histogram's own ValueAtQuantile rounds the rank to the nearest count, so
+// with 60 values its p99 is the 59th and leaves the slowest one out.)
+func quantile(h *hdrhistogram.Histogram, q float64) int64 {
+	n := h.TotalCount()
+	if n == 0 {
+		return 0
+	}
+	rank := int64(math.Ceil(q*float64(n)/100 - 1e-9))
+	rank = min(max(rank, 1), n)
+	return h.ValueAtQuantile(100 * float64(rank) / float64(n))
+}
+
 func summarize(name string, s *opStats) OpReport {
 	o := OpReport{Name: name, Count: s.count, OK: s.ok, Rejected: s.rejected, ByKind: map[string]int64{}}
 	for k, c := range s.errors {
@@ -237,8 +252,8 @@ func summarize(name string, s *opStats) OpReport {
 	}
 	if s.count > 0 {
 		o.Latency = Latency{
-			P50: ms(s.hist.ValueAtQuantile(50)), P90: ms(s.hist.ValueAtQuantile(90)),
-			P99: ms(s.hist.ValueAtQuantile(99)), P999: ms(s.hist.ValueAtQuantile(99.9)),
+			P50: ms(quantile(s.hist, 50)), P90: ms(quantile(s.hist, 90)),
+			P99: ms(quantile(s.hist, 99)), P999: ms(quantile(s.hist, 99.9)),
 			Max: ms(s.hist.Max()),
 		}
 	}
@@ -262,7 +277,7 @@ func (r *recorder) snapshot() (ops []OpReport, overall OpReport, timeline []Seco
 	for i, t := range r.ticks {
 		s := Second{At: i, Throughput: t.count, Errors: t.errors}
 		if t.count > 0 {
-			s.P50, s.P99 = ms(t.hist.ValueAtQuantile(50)), ms(t.hist.ValueAtQuantile(99))
+			s.P50, s.P99 = ms(quantile(t.hist, 50)), ms(quantile(t.hist, 99))
 		}
 		timeline = append(timeline, s)
 	}
