@@ -16,10 +16,15 @@ type MoneyCheck struct {
 	Actual    int64 `json:"actual_total_minor"`   // what their accounts hold
 	// Acknowledged transfers, and how many of them were not found exactly
 	// once on each side's history.
-	Acknowledged   int      `json:"acknowledged_transfers"`
-	NotInHistory   int      `json:"not_in_history"`
-	Duplicated     int      `json:"duplicated_in_history"`
-	UnknownOutcome int      `json:"unknown_outcome_transfers"`
+	Acknowledged   int `json:"acknowledged_transfers"`
+	NotInHistory   int `json:"not_in_history"`
+	Duplicated     int `json:"duplicated_in_history"`
+	UnknownOutcome int `json:"unknown_outcome_transfers"`
+	// Transfers in the customers' histories that the site never
+	// acknowledged: at most one for each transfer whose outcome stayed
+	// unknown, or the bank made transfers no one asked for (one made
+	// twice, for example).
+	Unacknowledged int      `json:"unacknowledged_in_history"`
 	Problems       []string `json:"problems,omitempty"`
 }
 
@@ -28,8 +33,9 @@ const maxHistoryPages = 10_000
 
 // check audits money: the generator's customers together hold exactly what
 // the funders sent them (transfers among them move money, never make or
-// lose it), and every acknowledged transfer is in the history of the
-// account it left and of the one it reached, once each.
+// lose it), every acknowledged transfer is in the history of the account
+// it left and of the one it reached, once each, and those histories hold
+// no more unacknowledged transfers than there were unknown outcomes.
 func (r *runner) check(ctx context.Context) MoneyCheck {
 	r.mu.Lock()
 	customers := append([]*customer(nil), r.customers...)
@@ -73,6 +79,22 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 	if mc.Actual != mc.Expected {
 		problem("the customers hold %s, but were sent %s: %s went missing",
 			formatMinor(mc.Actual), formatMinor(mc.Expected), formatMinor(mc.Expected-mc.Actual))
+	}
+	acked := map[int64]bool{}
+	for _, t := range transfers {
+		acked[t.id] = true
+	}
+	extra := map[int64]bool{}
+	for _, ids := range seen {
+		for id := range ids {
+			if !acked[id] {
+				extra[id] = true
+			}
+		}
+	}
+	if mc.Unacknowledged = len(extra); mc.Unacknowledged > mc.UnknownOutcome {
+		problem("the customers' histories hold %d transfers the site never acknowledged, but only %d transfers had an unknown outcome: the bank made transfers no one asked for",
+			mc.Unacknowledged, mc.UnknownOutcome)
 	}
 	for _, t := range transfers {
 		sides := []string{t.to}

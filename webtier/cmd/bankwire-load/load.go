@@ -393,7 +393,9 @@ func (r *runner) transfer(ctx context.Context, b *browser, from, to string, amou
 	}
 	m := transferIDRe.FindStringSubmatch(p.location)
 	if m == nil {
-		return 0, fmt.Errorf("transfer redirected to %q: %w", p.location, errBadPage)
+		// The bank may have made it: the outcome is unknown.
+		r.markUnknown()
+		return transferUnknown, fmt.Errorf("transfer redirected to %q: %w", p.location, errBadPage)
 	}
 	id, _ := strconv.ParseInt(m[1], 10, 64)
 	r.mu.Lock()

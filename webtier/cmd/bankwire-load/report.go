@@ -58,8 +58,8 @@ func writeText(w io.Writer, r *Report) error {
 		if !m.Passed {
 			verdict = "FAILED"
 		}
-		fmt.Fprintf(&b, "money check %s: %d customers hold %s, were sent %s; %d acknowledged transfers, %d missing from history, %d duplicated\n",
-			verdict, m.Customers, formatMinor(m.Actual), formatMinor(m.Expected), m.Acknowledged, m.NotInHistory, m.Duplicated)
+		fmt.Fprintf(&b, "money check %s: %d customers hold %s, were sent %s; %d acknowledged transfers, %d missing from history, %d duplicated; %d unacknowledged in history\n",
+			verdict, m.Customers, formatMinor(m.Actual), formatMinor(m.Expected), m.Acknowledged, m.NotInHistory, m.Duplicated, m.Unacknowledged)
 		for _, p := range m.Problems {
 			fmt.Fprintf(&b, "  %s\n", p)
 		}
@@ -178,7 +178,7 @@ Started {{.R.Started}} ({{printf "%.1f" .R.StartedRate}}/s), completed {{.R.Comp
 <p>Transfers acknowledged: {{.R.Transfers}}; outcome unknown: {{.R.Unknown}}.</p>
 {{with .R.Money}}<p class="{{if .Passed}}good{{else}}bad{{end}}">Money check {{if .Passed}}passed{{else}}failed{{end}}:
 {{.Customers}} customers hold {{money .Actual}} and were sent {{money .Expected}};
-{{.Acknowledged}} acknowledged transfers, {{.NotInHistory}} missing from history, {{.Duplicated}} duplicated.</p>
+{{.Acknowledged}} acknowledged transfers, {{.NotInHistory}} missing from history, {{.Duplicated}} duplicated; {{.Unacknowledged}} unacknowledged in history.</p>
 {{if .Problems}}<ul>{{range .Problems}}<li>{{.}}</li>{{end}}</ul>{{end}}{{else}}<p>The money check was not run.</p>{{end}}
 </body></html>
 `))

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,5 +45,96 @@ func TestPercentilesAtSmallCounts(t *testing.T) {
 				t.Errorf("%d operations in the last second, one of 5 s: live p99 %v, want about 5 s", tc.n, l.p99)
 			}
 		}
+	}
+}
+
+// fakeBank serves the overview and history pages the money check reads,
+// for customers told apart by their client address.
+type fakeBank struct {
+	mu       sync.Mutex
+	accounts map[string]fakeAccount // client address → its account
+	fail     map[string]int         // path → how many more times it answers 503
+}
+
+type fakeAccount struct {
+	number  string
+	balance int64
+	entries []int64 // transfer ids in its history
+}
+
+func (f *fakeBank) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	f.mu.Lock()
+	a, ok := f.accounts[req.Header.Get("X-Forwarded-For")]
+	fail := f.fail[req.URL.Path] > 0
+	if fail {
+		f.fail[req.URL.Path]--
+	}
+	f.mu.Unlock()
+	switch {
+	case fail:
+		http.Error(w, "briefly unavailable", http.StatusServiceUnavailable)
+	case !ok:
+		http.Redirect(w, req, "/signin", http.StatusSeeOther)
+	case req.URL.Path == "/accounts":
+		fmt.Fprintf(w, `<a class="account-card account-checking" href="/accounts/%s">
+      <span class="account-kind">Checking</span>
+      <span class="account-balance" data-balance-for="%s">$%s</span></a>`, a.number, a.number, formatMinor(a.balance))
+	case req.URL.Path == "/accounts/"+a.number:
+		for _, id := range a.entries {
+			fmt.Fprintf(w, `<a class="entry-title" href="/transfers/%d">To 1</a>`+"\n", id)
+		}
+	default:
+		http.NotFound(w, req)
+	}
+}
+
+// fakeRun is a runner after a run against f: customers ann (account 100)
+// and ben (200), each funded 10.00 (transfers 1 and 2), and ann sent ben
+// 1.00 (transfer 3), which the site acknowledged.
+func fakeRun(t *testing.T, f *fakeBank, annBalance, benBalance int64, annEntries, benEntries []int64) *runner {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.Target, cfg.Timeout = srv.URL, 5*time.Second
+	r, err := newRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := &customer{username: "ann", checking: "100", b: r.newBrowser()}
+	ben := &customer{username: "ben", checking: "200", b: r.newBrowser()}
+	f.mu.Lock()
+	f.accounts = map[string]fakeAccount{
+		ann.b.ip: {"100", annBalance, annEntries},
+		ben.b.ip: {"200", benBalance, benEntries},
+	}
+	f.mu.Unlock()
+	r.customers = []*customer{ann, ben}
+	r.transfers = []ackTransfer{
+		{id: 1, from: "9", to: "100", amount: 1000, funding: true},
+		{id: 2, from: "9", to: "200", amount: 1000, funding: true},
+		{id: 3, from: "100", to: "200", amount: 100},
+	}
+	r.funded = 2000
+	return r
+}
+
+// TestMoneyCheckFindsATransferMadeTwice: the site acknowledged one
+// transfer from ann to ben, and no outcome stayed unknown, yet both
+// histories hold a second one (the bank made the transfer twice, say
+// when Confirm was pressed again with the same key). The customers still
+// hold together what they were sent, but ann lost 1.00 she never sent.
+func TestMoneyCheckFindsATransferMadeTwice(t *testing.T) {
+	f := &fakeBank{}
+	r := fakeRun(t, f, 800, 1200, []int64{4, 3, 1}, []int64{4, 3, 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if mc := r.check(ctx); mc.Passed {
+		t.Fatalf("money check passed with a transfer made twice: %+v", mc)
+	}
+	// With one outcome unknown, the second transfer may be that one.
+	r.unknown = 1
+	if mc := r.check(ctx); !mc.Passed {
+		t.Fatalf("money check failed with a transfer whose outcome was unknown: %+v", mc)
 	}
 }
