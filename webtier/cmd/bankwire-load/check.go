@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MoneyCheck is the end-of-run audit, done through the site only.
@@ -49,20 +51,23 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 	}
 
 	seen := map[string]map[int64]int{} // account → transfer id → times in its history
+	unread := 0                        // customers whose balances could not be read
 	for _, c := range customers {
-		p, err := c.b.do(ctx, http.MethodGet, "/accounts", nil, http.StatusOK, http.StatusSeeOther)
+		p, err := checkGet(ctx, c.b, "/accounts", http.StatusOK, http.StatusSeeOther)
 		if err == nil && p.status == http.StatusSeeOther {
 			// The session ended (idle, or revoked in an outage): sign in again.
 			if err = r.signIn(ctx, c); err == nil {
-				p, err = c.b.get(ctx, "/accounts")
+				p, err = checkGet(ctx, c.b, "/accounts", http.StatusOK)
 			}
 		}
 		if err != nil {
+			unread++
 			problem("%s: overview: %v", c.username, err)
 			continue
 		}
 		bal, err := balancesOf(p.body)
 		if err != nil || len(bal) == 0 {
+			unread++
 			problem("%s: overview without balances (%v)", c.username, err)
 			continue
 		}
@@ -76,7 +81,10 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 			seen[number] = ids
 		}
 	}
-	if mc.Actual != mc.Expected {
+	switch {
+	case unread > 0:
+		problem("the balances of %d customers could not be read: the total was not checked", unread)
+	case mc.Actual != mc.Expected:
 		problem("the customers hold %s, but were sent %s: %s went missing",
 			formatMinor(mc.Actual), formatMinor(mc.Expected), formatMinor(mc.Expected-mc.Actual))
 	}
@@ -125,7 +133,7 @@ func (r *runner) history(ctx context.Context, b *browser, number string) (map[in
 	ids := map[int64]int{}
 	path := "/accounts/" + number
 	for range maxHistoryPages {
-		p, err := b.get(ctx, path)
+		p, err := checkGet(ctx, b, path, http.StatusOK)
 		if err != nil {
 			return nil, err
 		}
@@ -140,4 +148,19 @@ func (r *runner) history(ctx context.Context, b *browser, number string) (map[in
 		path = strings.ReplaceAll(m[1], "&amp;", "&")
 	}
 	return nil, fmt.Errorf("more than %d pages", maxHistoryPages)
+}
+
+// checkGet gets a page for the check, asking again a few times while the
+// site says it is briefly unavailable (503), as a person would reload.
+func checkGet(ctx context.Context, b *browser, path string, want ...int) (page, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := b.do(ctx, http.MethodGet, path, nil, want...)
+		var he *httpError
+		if attempt == 5 || !errors.As(err, &he) || he.status != http.StatusServiceUnavailable {
+			return p, err
+		}
+		if !sleepUntil(ctx, time.Now().Add(time.Duration(attempt)*200*time.Millisecond)) {
+			return p, err
+		}
+	}
 }

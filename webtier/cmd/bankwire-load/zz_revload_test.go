@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,32 @@ func TestMoneyCheckFindsATransferMadeTwice(t *testing.T) {
 	r.unknown = 1
 	if mc := r.check(ctx); !mc.Passed {
 		t.Fatalf("money check failed with a transfer whose outcome was unknown: %+v", mc)
+	}
+}
+
+// TestMoneyCheckThroughABriefOutage: the site says "briefly unavailable"
+// once for an overview and once for a history page while the check reads
+// them. Nothing went missing; the check must not say it did.
+func TestMoneyCheckThroughABriefOutage(t *testing.T) {
+	f := &fakeBank{fail: map[string]int{"/accounts": 1, "/accounts/200": 1}}
+	r := fakeRun(t, f, 900, 1100, []int64{3, 1}, []int64{3, 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if mc := r.check(ctx); !mc.Passed {
+		t.Fatalf("money check failed through a brief outage: %+v", mc)
+	}
+	// A site that stays down cannot be checked; that is no proof that
+	// money went missing.
+	f.mu.Lock()
+	f.fail = map[string]int{"/accounts": 1000}
+	f.mu.Unlock()
+	mc := r.check(ctx)
+	if mc.Passed {
+		t.Fatalf("money check passed without reading a balance: %+v", mc)
+	}
+	for _, p := range mc.Problems {
+		if strings.Contains(p, "missing") {
+			t.Errorf("money check with no balance read says %q", p)
+		}
 	}
 }
