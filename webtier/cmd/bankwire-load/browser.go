@@ -214,5 +214,9 @@ func parseMoney(s string) (int64, error) {
 
 // formatMinor writes minor units as the form's amount field takes them.
 func formatMinor(v int64) string {
-	return fmt.Sprintf("%d.%02d", v/100, v%100)
+	sign, mag := "", uint64(v)
+	if v < 0 {
+		sign, mag = "-", -mag
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, mag/100, mag%100)
 }

@@ -84,9 +84,12 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 	switch {
 	case unread > 0:
 		problem("the balances of %d customers could not be read: the total was not checked", unread)
-	case mc.Actual != mc.Expected:
+	case mc.Actual < mc.Expected:
 		problem("the customers hold %s, but were sent %s: %s went missing",
 			formatMinor(mc.Actual), formatMinor(mc.Expected), formatMinor(mc.Expected-mc.Actual))
+	case mc.Actual > mc.Expected:
+		problem("the customers hold %s, but were sent %s: %s more, made from nothing",
+			formatMinor(mc.Actual), formatMinor(mc.Expected), formatMinor(mc.Actual-mc.Expected))
 	}
 	acked := map[int64]bool{}
 	for _, t := range transfers {

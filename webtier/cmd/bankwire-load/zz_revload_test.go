@@ -166,3 +166,21 @@ func TestMoneyCheckThroughABriefOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestMoneyCheckSaysWhenMoneyAppeared: the customers hold 0.50 more than
+// they were sent. The check must say that 0.50 appeared, in an amount a
+// person can read.
+func TestMoneyCheckSaysWhenMoneyAppeared(t *testing.T) {
+	r := fakeRun(t, &fakeBank{}, 900, 1150, []int64{3, 1}, []int64{3, 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mc := r.check(ctx)
+	if mc.Passed || len(mc.Problems) != 1 || !strings.Contains(mc.Problems[0], "0.50 more") {
+		t.Fatalf("money check with 0.50 too much: %+v", mc)
+	}
+	for in, want := range map[int64]string{-50: "-0.50", -150: "-1.50", 7: "0.07", 123456: "1234.56"} {
+		if got := formatMinor(in); got != want {
+			t.Errorf("formatMinor(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
