@@ -35,9 +35,10 @@ const maxHistoryPages = 10_000
 
 // check audits money: the generator's customers together hold exactly what
 // the funders sent them (transfers among them move money, never make or
-// lose it), every acknowledged transfer is in the history of the account
-// it left and of the one it reached, once each, and those histories hold
-// no more unacknowledged transfers than there were unknown outcomes.
+// lose it), no account of theirs is below zero, every acknowledged
+// transfer is in the history of the account it left and of the one it
+// reached, once each, and those histories hold no more unacknowledged
+// transfers than there were unknown outcomes.
 func (r *runner) check(ctx context.Context) MoneyCheck {
 	r.mu.Lock()
 	customers := append([]*customer(nil), r.customers...)
@@ -73,6 +74,9 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 		}
 		for number, v := range bal {
 			mc.Actual += v
+			if v < 0 {
+				problem("%s: account %s holds %s: the bank let it go below zero", c.username, number, formatMinor(v))
+			}
 			ids, err := r.history(ctx, c.b, number)
 			if err != nil {
 				problem("%s: history of %s: %v", c.username, number, err)

@@ -79,7 +79,7 @@ func (f *fakeBank) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case req.URL.Path == "/accounts":
 		fmt.Fprintf(w, `<a class="account-card account-checking" href="/accounts/%s">
       <span class="account-kind">Checking</span>
-      <span class="account-balance" data-balance-for="%s">$%s</span></a>`, a.number, a.number, formatMinor(a.balance))
+      <span class="account-balance" data-balance-for="%s">%s</span></a>`, a.number, a.number, siteMoney(a.balance))
 	case req.URL.Path == "/accounts/"+a.number:
 		for _, id := range a.entries {
 			fmt.Fprintf(w, `<a class="entry-title" href="/transfers/%d">To 1</a>`+"\n", id)
@@ -87,6 +87,14 @@ func (f *fakeBank) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	default:
 		http.NotFound(w, req)
 	}
+}
+
+// siteMoney writes an amount as the site does: "$1.00", "−$1.00".
+func siteMoney(v int64) string {
+	if v < 0 {
+		return "−$" + formatMinor(-v)
+	}
+	return "$" + formatMinor(v)
 }
 
 // fakeRun is a runner after a run against f: customers ann (account 100)
@@ -182,5 +190,17 @@ func TestMoneyCheckSaysWhenMoneyAppeared(t *testing.T) {
 		if got := formatMinor(in); got != want {
 			t.Errorf("formatMinor(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestMoneyCheckFindsANegativeBalance: the bank let ann send more than
+// she had. The customers still hold together what they were sent, but no
+// account may go below zero.
+func TestMoneyCheckFindsANegativeBalance(t *testing.T) {
+	r := fakeRun(t, &fakeBank{}, -100, 2100, []int64{3, 1}, []int64{3, 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if mc := r.check(ctx); mc.Passed {
+		t.Fatalf("money check passed with an account at -1.00: %+v", mc)
 	}
 }
