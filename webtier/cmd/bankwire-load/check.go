@@ -53,7 +53,13 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 
 	seen := map[string]map[int64]int{} // account → transfer id → times in its history
 	unread := 0                        // customers whose balances could not be read
-	for _, c := range customers {
+	silent := 0                        // overviews in a row the site did not answer at all
+	for i, c := range customers {
+		if silent == 3 {
+			unread += len(customers) - i
+			problem("the site answered none of %d overviews in a row: the check stopped", silent)
+			break
+		}
 		p, err := checkGet(ctx, c.b, "/accounts", http.StatusOK, http.StatusSeeOther)
 		if err == nil && p.status == http.StatusSeeOther {
 			// The session ended (idle, or revoked in an outage): sign in again.
@@ -62,10 +68,15 @@ func (r *runner) check(ctx context.Context) MoneyCheck {
 			}
 		}
 		if err != nil {
+			var he *httpError
+			if silent++; errors.As(err, &he) {
+				silent = 0
+			}
 			unread++
 			problem("%s: overview: %v", c.username, err)
 			continue
 		}
+		silent = 0
 		bal, err := balancesOf(p.body)
 		if err != nil || len(bal) == 0 {
 			unread++

@@ -204,3 +204,38 @@ func TestMoneyCheckFindsANegativeBalance(t *testing.T) {
 		t.Fatalf("money check passed with an account at -1.00: %+v", mc)
 	}
 }
+
+// TestMoneyCheckGivesUpOnASiteThatDoesNotAnswer: at the end of a run the
+// site takes connections but answers nothing. The check must not wait a
+// full request timeout for every one of the customers: with the default
+// 40 customers and 10 s that is the check's whole five minutes, which a
+// second Ctrl-C does not cut short.
+func TestMoneyCheckGivesUpOnASiteThatDoesNotAnswer(t *testing.T) {
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		<-req.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.Target, cfg.Timeout = srv.URL, 100*time.Millisecond
+	r, err := newRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		r.customers = append(r.customers, &customer{username: fmt.Sprintf("c%d", i), b: r.newBrowser()})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mc := r.check(ctx)
+	mu.Lock()
+	n := requests
+	mu.Unlock()
+	if mc.Passed || n > 5 {
+		t.Fatalf("money check against a silent site: %d requests, %+v", n, mc)
+	}
+}
