@@ -133,10 +133,11 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (Con
 
 func realMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, tty bool) int {
 	cfg, opt, err := parseArgs(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // the usage asked for, already written
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "bankwire-load: %v\n", err)
-		}
+		fmt.Fprintf(stderr, "bankwire-load: %v\n", err)
 		return 2
 	}
 	var prog progress

@@ -239,3 +239,23 @@ func TestMoneyCheckGivesUpOnASiteThatDoesNotAnswer(t *testing.T) {
 		t.Fatalf("money check against a silent site: %d requests, %+v", n, mc)
 	}
 }
+
+// TestExitStatus: -h lists the flags and is no bad usage (exit 0); a bad
+// flag is 2; a target where nothing listens is a run that could not be
+// done (1).
+func TestExitStatus(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"-h"}, 0},
+		{[]string{"-rate", "-1"}, 2},
+		{[]string{"-target", "http://127.0.0.1:1", "-progress", "off", "-timeout", "2s"}, 1},
+	} {
+		var out, errs strings.Builder
+		if got := realMain(context.Background(), tc.args, none, &out, &errs, false); got != tc.want {
+			t.Errorf("%q: exit %d, want %d\n%s%s", tc.args, got, tc.want, out.String(), errs.String())
+		}
+	}
+}
