@@ -621,13 +621,18 @@ func (r *runner) customerScenario(ctx context.Context, op string, c *customer) (
 }
 
 // payee adds a payee (another generator customer) while the customer has
-// fewer than three, else renames one.
+// fewer than three, else (or when the customer picked is a payee already)
+// renames one.
 func (r *runner) payee(ctx context.Context, c *customer) (outcome, error) {
+	to, add := "", false
 	if len(c.payees) < 3 {
-		to, ok := r.otherNumber(c.checking)
-		if !ok || c.payeeNumbers[to] {
-			return outcomeRejected, nil
-		}
+		to, add = r.otherNumber(c.checking)
+		add = add && !c.payeeNumbers[to]
+	}
+	if !add && len(c.payees) == 0 {
+		return outcomeRejected, nil
+	}
+	if add {
 		p, err := c.b.do(ctx, http.MethodPost, "/payees", url.Values{
 			"nickname": {fmt.Sprintf("Payee %d", r.nextMsg.Add(1))}, "number": {to},
 		}, http.StatusSeeOther, http.StatusUnprocessableEntity)

@@ -259,3 +259,47 @@ func TestExitStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestPayeeWhenEveryoneIsAPayeeAlready: ann already has ben, the only
+// other customer, as a payee. A payee operation then renames one; it is
+// not a refusal by the bank ("rejected") when nothing was asked of it.
+func TestPayeeWhenEveryoneIsAPayeeAlready(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		asked = append(asked, req.Method+" "+req.URL.Path)
+		mu.Unlock()
+		switch {
+		case req.Method == http.MethodPost:
+			http.Redirect(w, req, "/payees", http.StatusSeeOther)
+		case req.URL.Path == "/payees":
+			fmt.Fprint(w, `<form method="post" action="/payees/5/rename"></form>`)
+		default:
+			http.NotFound(w, req)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.Target, cfg.Timeout = srv.URL, 5*time.Second
+	r, err := newRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.numbers = []string{"100", "200"}
+	ann := &customer{username: "ann", checking: "100", b: r.newBrowser(),
+		payees: []int64{5}, payeeNumbers: map[string]bool{"200": true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 3 {
+		o, err := r.customerScenario(ctx, opPayee, ann)
+		if o != outcomeOK || err != nil {
+			t.Errorf("payee operation: outcome %d, %v; want ok", o, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 6 || asked[0] != "POST /payees/5/rename" {
+		t.Errorf("asked the site %q; want a rename and the payees page, three times", asked)
+	}
+}
