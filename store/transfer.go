@@ -182,17 +182,11 @@ const (
 	sqlAddBalance = `UPDATE accounts SET balance = balance + $2 WHERE id = $1`
 	// Both entries in one statement, so the notify trigger fires once. The
 	// balances are read after the updates above, in the same transaction,
-	// and the transfer's id is the one the insert above drew. An entry is
-	// never dated before the account's newest entry (whose transaction the
-	// row lock above waited for): a clock read before that one committed
-	// would otherwise list the entry below it in the history, and the
-	// history's running balance would not add up.
+	// and the transfer's id is the one the insert above drew.
 	sqlInsertEntries = `
 		INSERT INTO ledger_entries (account_id, transfer_id, amount, balance_after, created_at)
 		SELECT a.id, currval(pg_get_serial_sequence('transfers', 'id')),
-		       CASE WHEN a.id = $1 THEN -$3::bigint ELSE $3::bigint END, a.balance,
-		       greatest($4::timestamptz, (SELECT l.created_at FROM ledger_entries l WHERE l.account_id = a.id
-		                                   ORDER BY l.created_at DESC, l.id DESC LIMIT 1))
+		       CASE WHEN a.id = $1 THEN -$3::bigint ELSE $3::bigint END, a.balance, $4
 		  FROM accounts a WHERE a.id IN ($1, $2)
 		 ORDER BY a.id <> $1`
 	// The running total of the customer's outgoing transfers that day; the
