@@ -102,14 +102,7 @@ func siteMoney(v int64) string {
 // 1.00 (transfer 3), which the site acknowledged.
 func fakeRun(t *testing.T, f *fakeBank, annBalance, benBalance int64, annEntries, benEntries []int64) *runner {
 	t.Helper()
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	cfg := DefaultConfig()
-	cfg.Target, cfg.Timeout = srv.URL, 5*time.Second
-	r, err := newRunner(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := runnerFor(t, f, 5*time.Second)
 	ann := &customer{username: "ann", checking: "100", b: r.newBrowser()}
 	ben := &customer{username: "ben", checking: "200", b: r.newBrowser()}
 	f.mu.Lock()
@@ -213,19 +206,12 @@ func TestMoneyCheckFindsANegativeBalance(t *testing.T) {
 func TestMoneyCheckGivesUpOnASiteThatDoesNotAnswer(t *testing.T) {
 	var mu sync.Mutex
 	requests := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r := runnerFor(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		mu.Lock()
 		requests++
 		mu.Unlock()
 		<-req.Context().Done()
-	}))
-	t.Cleanup(srv.Close)
-	cfg := DefaultConfig()
-	cfg.Target, cfg.Timeout = srv.URL, 100*time.Millisecond
-	r, err := newRunner(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}), 100*time.Millisecond)
 	for i := range 20 {
 		r.customers = append(r.customers, &customer{username: fmt.Sprintf("c%d", i), b: r.newBrowser()})
 	}
@@ -266,7 +252,7 @@ func TestExitStatus(t *testing.T) {
 func TestPayeeWhenEveryoneIsAPayeeAlready(t *testing.T) {
 	var mu sync.Mutex
 	var asked []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r := runnerFor(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		mu.Lock()
 		asked = append(asked, req.Method+" "+req.URL.Path)
 		mu.Unlock()
@@ -278,14 +264,7 @@ func TestPayeeWhenEveryoneIsAPayeeAlready(t *testing.T) {
 		default:
 			http.NotFound(w, req)
 		}
-	}))
-	t.Cleanup(srv.Close)
-	cfg := DefaultConfig()
-	cfg.Target, cfg.Timeout = srv.URL, 5*time.Second
-	r, err := newRunner(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}), 5*time.Second)
 	r.numbers = []string{"100", "200"}
 	ann := &customer{username: "ann", checking: "100", b: r.newBrowser(),
 		payees: []int64{5}, payeeNumbers: map[string]bool{"200": true}}
@@ -302,4 +281,18 @@ func TestPayeeWhenEveryoneIsAPayeeAlready(t *testing.T) {
 	if len(asked) != 6 || asked[0] != "POST /payees/5/rename" {
 		t.Errorf("asked the site %q; want a rename and the payees page, three times", asked)
 	}
+}
+
+// runnerFor is a runner whose target is a test server answering with h.
+func runnerFor(t *testing.T, h http.Handler, timeout time.Duration) *runner {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.Target, cfg.Timeout = srv.URL, timeout
+	r, err := newRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
